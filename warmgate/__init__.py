@@ -1,0 +1,50 @@
+"""warmgate: an LLM-first, serverless AI gateway speaking the Livepeer AI API and OpenAI chat."""
+
+from warmgate.core.app import create_app
+from warmgate.core.config import load_settings
+from warmgate.core.errors import (
+    CapacityError,
+    ClientError,
+    ConfigError,
+    InferenceError,
+    LoadError,
+    NotFound,
+    PayloadTooLarge,
+    PaymentRequired,
+    RequestValidationError,
+    Unauthorized,
+    UnsupportedMediaType,
+    WarmgateError,
+)
+from warmgate.core.functions import FunctionState
+from warmgate.core.hookspecs import hookimpl
+from warmgate.core.settings import FunctionConfig, Settings
+from warmgate.core.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner
+from warmgate.core.version import __version__
+
+__all__ = [
+    "CapacityError",
+    "ClientError",
+    "ConfigError",
+    "DemoModel",
+    "File",
+    "FunctionConfig",
+    "FunctionState",
+    "InferenceError",
+    "LoadError",
+    "NotFound",
+    "PayloadTooLarge",
+    "PaymentRequired",
+    "PipelineSpec",
+    "PriceUnit",
+    "RequestValidationError",
+    "Runner",
+    "Settings",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "WarmgateError",
+    "__version__",
+    "create_app",
+    "hookimpl",
+    "load_settings",
+]

@@ -1,0 +1,3 @@
+from warmgate.core.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""``create_app``: the one place the gateway is assembled."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+
+from warmgate.core.auth import BearerAuth
+from warmgate.core.config import load_settings, plan_functions
+from warmgate.core.exception_handlers import EXCEPTION_HANDLERS
+from warmgate.core.logs import configure_logging
+from warmgate.core.manager import FunctionManager
+from warmgate.core.metrics import Metrics
+from warmgate.core.middleware import wrap_asgi
+from warmgate.core.openapi import build_openapi
+from warmgate.core.plugins import await_me_maybe, get_pipelines, pm
+from warmgate.core.routes import pipeline_route
+from warmgate.core.runner_routes import runner_routes
+from warmgate.core.settings import Settings
+from warmgate.core.spec import PipelineSpec
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, PipelineSpec] | None = None) -> Litestar:
+    """Build the gateway.
+
+    Args:
+        settings: gateway settings and functions; ``None`` reads them with ``load_settings()``.
+        pipelines: the pipelines to serve; ``None`` collects them from the plugins.
+
+    Returns:
+        The Litestar app. ``app.state.functions`` is its ``FunctionManager``.
+    """
+    settings = settings if settings is not None else load_settings()
+    configure_logging(settings.gateway.log_level, settings.gateway.log_format)
+    specs = dict(pipelines) if pipelines is not None else get_pipelines()
+    metrics = Metrics()
+    manager = FunctionManager(settings, specs, plan_functions(settings, specs), observer=metrics)
+    metrics.track(manager.functions.values())
+    auth = BearerAuth(settings.auth.api_keys)
+    openapi = build_openapi(specs.values())
+    max_body = int(settings.gateway.max_body_size)
+    handlers = [pipeline_route(spec, manager, auth, max_body) for spec in specs.values()]
+    handlers += runner_routes(manager, metrics, openapi)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        for result in pm.hook.startup(app=app):
+            await await_me_maybe(result)
+        await manager.start()
+        try:
+            yield
+        finally:
+            for result in pm.hook.shutdown(app=app):
+                await await_me_maybe(result)
+            await manager.stop()
+
+    app = Litestar(
+        route_handlers=handlers,
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=None,
+        logging_config=None,
+        lifespan=[lifespan],
+        request_max_body_size=max_body,
+        state=State({"settings": settings, "functions": manager, "metrics": metrics,
+                     "pipelines": specs, "openapi": openapi}),
+    )
+    app.asgi_handler = wrap_asgi(app.asgi_handler, metrics, settings.gateway.access_log)
+    return app

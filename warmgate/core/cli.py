@@ -1,0 +1,117 @@
+"""The ``warmgate`` command: serve, plugins, functions, openapi, and what plugins add."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import msgspec
+
+from warmgate.core.config import load_settings, plan_functions
+from warmgate.core.errors import ConfigError
+from warmgate.core.plugins import get_pipelines, list_plugins, load_plugins, pm
+from warmgate.core.settings import Settings
+from warmgate.core.version import __version__
+
+__all__ = ["cli", "main"]
+
+_config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                              help="serverless.yaml or aiModels.json (default: ./serverless.yaml if present).")
+_profile_option = click.option("--profile", type=click.Choice(["demo"]), default=None,
+                               help="demo: serve every installed pipeline with tiny local models.")
+
+
+def _settings(config_path: str | None, profile: str | None) -> Settings:
+    try:
+        return load_settings(config_path, profile=profile)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="warmgate")
+def cli() -> None:
+    """warmgate: a serverless AI gateway for the Livepeer AI API and OpenAI chat."""
+
+
+@cli.command()
+@_config_option
+@_profile_option
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+def serve(config_path: str | None, profile: str | None, host: str | None, port: int | None) -> None:
+    """Start the gateway."""
+    import uvicorn
+
+    from warmgate.core.app import create_app
+
+    settings = _settings(config_path, profile)
+    gateway = settings.gateway
+    if host is not None or port is not None:
+        gateway = msgspec.structs.replace(gateway, host=host or gateway.host,
+                                          port=gateway.port if port is None else port)
+        settings = msgspec.structs.replace(settings, gateway=gateway)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+    uvicorn.run(app, host=gateway.host, port=gateway.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=10)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List the installed plugins and the hooks they implement."""
+    found = list_plugins()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo("no plugins")
+    for plugin in found:
+        version = f" {plugin['version']}" if "version" in plugin else ""
+        click.echo(f"{plugin['name']}{version}: {', '.join(plugin['hooks'])}")
+
+
+@cli.command()
+@_config_option
+@_profile_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def functions(config_path: str | None, profile: str | None, as_json: bool) -> None:
+    """Validate the configuration and list the functions it defines."""
+    settings = _settings(config_path, profile)
+    try:
+        planned = plan_functions(settings, get_pipelines())
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(msgspec.to_builtins(planned), indent=2))
+        return
+    click.echo(f"# {settings.source}")
+    if not planned:
+        click.echo("no functions (no pipeline plugins installed?)")
+    for fn in planned:
+        warm = "warm" if fn.keep_warm else f"idle_timeout={fn.scaling.idle_timeout:g}s"
+        click.echo(f"{fn.name}  pipeline={fn.pipeline} model={fn.model_id} executor={fn.executor} "
+                   f"max_concurrency={fn.max_concurrency} max_queue={fn.max_queue} {warm}")
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI document of the installed pipelines."""
+    from warmgate.core.openapi import build_openapi
+
+    click.echo(json.dumps(build_openapi(get_pipelines().values()), indent=2))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    load_plugins()
+    pm.hook.register_commands(cli=cli)
+    return cli.main(args=argv, prog_name="warmgate")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

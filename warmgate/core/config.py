@@ -1,0 +1,194 @@
+"""Read ``serverless.yaml`` (or a Livepeer ``aiModels.json``) into ``Settings``.
+
+Every problem is a ``ConfigError`` that names the file, the place in it (with the line for
+YAML) and what was expected, raised before anything starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from warmgate.core.errors import ConfigError
+from warmgate.core.settings import FunctionConfig, GatewaySettings, Settings
+from warmgate.core.spec import PipelineSpec
+from warmgate.core.version import __version__
+
+__all__ = ["DEFAULT_CONFIG_FILE", "load_settings", "plan_functions", "translate_ai_models"]
+
+DEFAULT_CONFIG_FILE = "serverless.yaml"
+
+_AI_MODEL_KEYS = {"pipeline", "model_id", "warm", "url", "token", "capacity", "price_per_unit",
+                  "pixels_per_unit", "currency", "optimization_flags"}
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    profile: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from ``path``, ``$WARMGATE_CONFIG``, ``./serverless.yaml`` or built-in defaults,
+    then ``WARMGATE_*`` overrides."""
+    env = os.environ if env is None else env
+    path = path or env.get("WARMGATE_CONFIG") or (DEFAULT_CONFIG_FILE if Path(DEFAULT_CONFIG_FILE).is_file() else None)
+    settings = _read_file(Path(path)) if path else Settings()
+    settings = _apply_env(settings, env)
+    profile = profile if profile is not None else env.get("WARMGATE_PROFILE", settings.profile)
+    if profile not in ("", "demo"):
+        raise ConfigError(settings.source, "profile", f"expected 'demo' or nothing, got {profile!r}")
+    return msgspec.structs.replace(settings, profile=profile)
+
+
+def _read_file(path: Path) -> Settings:
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(source, "", f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if isinstance(data, list):
+        data = {"functions": translate_ai_models(data, source)}
+    elif data is None:
+        data = {}
+    elif not isinstance(data, dict):
+        raise ConfigError(source, "$", f"expected a mapping (serverless.yaml) or a list (aiModels.json), got {type(data).__name__}")
+    try:
+        settings = msgspec.convert(data, Settings)
+    except msgspec.ValidationError as exc:
+        raise _located(exc, source, text if path.suffix != ".json" else None) from None
+    _check_unique_names(settings, source)
+    return msgspec.structs.replace(settings, source=source)
+
+
+def translate_ai_models(entries: list[Any], source: str = "aiModels.json") -> list[dict[str, Any]]:
+    """Livepeer ``aiModels.json`` entries -> ``functions`` entries of serverless.yaml."""
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(source, where, f"expected an object with pipeline and model_id, got {type(entry).__name__}")
+        unknown = set(entry) - _AI_MODEL_KEYS
+        if unknown:
+            raise ConfigError(source, f"{where}.{sorted(unknown)[0]}", f"unknown aiModels.json field; expected one of {sorted(_AI_MODEL_KEYS)}")
+        for key in ("pipeline", "model_id"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise ConfigError(source, f"{where}.{key}", "expected a non-empty string")
+        fn: dict[str, Any] = {"pipeline": entry["pipeline"], "model_id": entry["model_id"],
+                              "warm": entry.get("warm", False)}
+        if "capacity" in entry:
+            fn["max_concurrency"] = entry["capacity"]
+        if entry.get("url"):
+            fn.update(executor="remote", url=entry["url"], token=entry.get("token", ""))
+        if "price_per_unit" in entry:
+            fn["price"] = {k: entry[k] for k in ("price_per_unit", "pixels_per_unit", "currency") if k in entry}
+        if entry.get("optimization_flags"):
+            fn["options"] = dict(entry["optimization_flags"])
+        out.append(fn)
+    return out
+
+
+def _located(exc: msgspec.ValidationError, source: str, yaml_text: str | None) -> ConfigError:
+    message, _, path = str(exc).partition(" - at `")
+    path = path.rstrip("`") or "$"
+    missing = re.match(r"Object missing required field `(.+)`", message)
+    if missing:
+        path, message = f"{path}.{missing.group(1)}", "required field is missing"
+    elif unknown := re.match(r"Object contains unknown field `(.+)`", message):
+        path, message = f"{path}.{unknown.group(1)}", "unknown field"
+    location = path.removeprefix("$.").removeprefix("$") or "top level"
+    line = _yaml_line(yaml_text, path) if yaml_text else None
+    if line:
+        location = f"line {line}, {location}"
+    return ConfigError(source, location, message)
+
+
+def _yaml_line(text: str, path: str) -> int | None:
+    """The 1-based line of the node at ``$.a[0].b`` in a YAML document, or of its parent."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node else None
+    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path.removeprefix("$")):
+        if isinstance(node, yaml.MappingNode) and name:
+            found = next((v for k, v in node.value if k.value == name), None)
+            if found is None:
+                key = next((k for k, _ in node.value if k.value == name), None)
+                return key.start_mark.line + 1 if key else line
+            node = found
+        elif isinstance(node, yaml.SequenceNode) and index and int(index) < len(node.value):
+            node = node.value[int(index)]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _check_unique_names(settings: Settings, source: str) -> None:
+    seen: dict[str, int] = {}
+    for i, fn in enumerate(settings.functions):
+        name = fn.name or f"{fn.pipeline}:{fn.model_id}"
+        if name in seen:
+            raise ConfigError(source, f"functions[{i}]", f"function {name!r} is defined twice (also functions[{seen[name]}]); give one a distinct name")
+        seen[name] = i
+
+
+def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """``WARMGATE_<FIELD>`` overrides a gateway setting; ``WARMGATE_API_KEYS`` is a comma list."""
+    overrides: dict[str, Any] = {}
+    for field in msgspec.structs.fields(GatewaySettings):
+        value = env.get(f"WARMGATE_{field.name.upper()}")
+        if value is not None:
+            overrides[field.name] = value
+    gateway = settings.gateway
+    if overrides:
+        merged = {**msgspec.to_builtins(settings.gateway), **overrides}
+        try:
+            gateway = msgspec.convert(merged, GatewaySettings, strict=False)
+        except msgspec.ValidationError as exc:
+            raise _located(exc, "environment (WARMGATE_*)", None) from None
+    auth = settings.auth
+    if "WARMGATE_API_KEYS" in env:
+        keys = [k.strip() for k in env["WARMGATE_API_KEYS"].split(",") if k.strip()]
+        auth = msgspec.structs.replace(auth, api_keys=keys)
+    return msgspec.structs.replace(settings, gateway=gateway, auth=auth)
+
+
+def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) -> list[FunctionConfig]:
+    """The functions to serve: the configured ones (checked against installed pipelines), the
+    demo profile's tiny models, and a cold default-model function for any pipeline left bare."""
+    planned: list[FunctionConfig] = []
+    for i, fn in enumerate(settings.functions):
+        spec = pipelines.get(fn.pipeline)
+        if spec is None:
+            raise ConfigError(settings.source, f"functions[{i}].pipeline",
+                              f"unknown pipeline {fn.pipeline!r}; installed: {', '.join(sorted(pipelines)) or 'none'}")
+        if fn.executor != "local":
+            raise ConfigError(settings.source, f"functions[{i}].executor",
+                              f"executor {fn.executor!r} is not available in warmgate {__version__}; use 'local'")
+        model_id = fn.model_id or spec.default_model_id
+        planned.append(msgspec.structs.replace(fn, model_id=model_id, name=fn.name or f"{fn.pipeline}:{model_id}"))
+    served = {fn.pipeline for fn in planned}
+    for spec in pipelines.values():
+        if spec.name in served:
+            continue
+        if settings.profile == "demo":
+            if spec.demo is None:
+                continue
+            planned.append(FunctionConfig(pipeline=spec.name, model_id=spec.demo.model_id, demo=True,
+                                          name=f"{spec.name}:{spec.demo.model_id}", max_concurrency=4))
+        elif spec.default_model_id:
+            planned.append(FunctionConfig(pipeline=spec.name, model_id=spec.default_model_id,
+                                          name=f"{spec.name}:{spec.default_model_id}"))
+    return planned

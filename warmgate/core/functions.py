@@ -1,0 +1,296 @@
+"""A function: one pipeline + model, loaded on first use, bounded, and unloaded when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import gc
+import inspect
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+
+from warmgate.core.errors import CapacityError, InferenceError, LoadError, WarmgateError
+from warmgate.core.settings import FunctionConfig
+from warmgate.core.spec import PipelineSpec
+
+__all__ = ["Function", "FunctionObserver", "FunctionState", "Lease", "free_memory"]
+
+_log = structlog.get_logger("warmgate.functions")
+
+
+class FunctionState(str, enum.Enum):
+    COLD = "cold"
+    """Not loaded: never used yet, or unloaded after idling or eviction."""
+    LOADING = "loading"
+    """The model is loading; every request that arrives meanwhile waits for this one load."""
+    WARM = "warm"
+    """Loaded and serving at least one request."""
+    IDLE = "idle"
+    """Loaded with no request in flight; unloads after ``idle_timeout``."""
+    UNLOADING = "unloading"
+    """Releasing the model and its memory (scale to zero)."""
+    ERROR = "error"
+    """The last load failed; ``last_error`` says why and the next request retries."""
+
+
+class FunctionObserver(Protocol):
+    """What metrics and logs hear from a function."""
+
+    def state_changed(self, fn: Function, old: FunctionState, new: FunctionState) -> None: ...
+    def loaded(self, fn: Function, seconds: float) -> None: ...
+    def queue_changed(self, fn: Function) -> None: ...
+
+
+class _NullObserver:
+    def state_changed(self, fn: Function, old: FunctionState, new: FunctionState) -> None:
+        pass
+
+    def loaded(self, fn: Function, seconds: float) -> None:
+        pass
+
+    def queue_changed(self, fn: Function) -> None:
+        pass
+
+
+def free_memory() -> None:
+    """Return freed model memory to the system and, where torch is loaded, to the GPU."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, WarmgateError):
+        return exc.msg
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Function:
+    """Lifecycle and admission for one (pipeline, model) pair.
+
+    ``acquire()`` admits a request (or raises 503 when the queue is full), waits for a slot,
+    loads the model if needed (single-flight) and returns a ``Lease``; releasing the lease frees
+    the slot and starts the idle clock.
+    """
+
+    def __init__(
+        self,
+        config: FunctionConfig,
+        spec: PipelineSpec,
+        load: Callable[[], Awaitable[Any]],
+        *,
+        retry_after: float = 1.0,
+        observer: FunctionObserver | None = None,
+        before_load: Callable[[Function], Awaitable[None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.spec = spec
+        self.name = config.name
+        self.state = FunctionState.COLD
+        self.last_error: str | None = None
+        self.loads = 0
+        self.load_seconds: float | None = None
+        self.in_flight = 0
+        self.waiting = 0
+        self.requests = 0
+        self.last_used = time.monotonic()
+        self.last_used_at: float | None = None
+        self.memory_bytes: int | None = config.resources.memory  # type: ignore[assignment]
+        self._load_model = load
+        self._retry_after = retry_after
+        self._observer = observer or _NullObserver()
+        self._before_load = before_load
+        self._runner: Any = None
+        self._runner_is_async = False
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._loading: asyncio.Task[Any] | None = None
+        self._unloading: asyncio.Future[None] | None = None
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._runner is not None
+
+    @property
+    def evictable(self) -> bool:
+        """Loaded, unused, and not kept warm: may be unloaded to make room or when idle."""
+        return (self._runner is not None and not self.config.keep_warm and self.in_flight == 0
+                and self.waiting == 0 and self._loading is None)
+
+    def _set_state(self, new: FunctionState) -> None:
+        old, self.state = self.state, new
+        if old is not new:
+            self._observer.state_changed(self, old, new)
+
+    # -- admission ---------------------------------------------------------------------
+
+    async def acquire(self) -> Lease:
+        if self._slots.locked() and self.waiting >= self.config.max_queue:
+            raise CapacityError(
+                f"function {self.name!r} is at capacity ({self.in_flight} running, {self.waiting} queued); retry later",
+                retry_after=self._retry_after,
+            )
+        self.waiting += 1
+        self._observer.queue_changed(self)
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+            self._observer.queue_changed(self)
+        self.in_flight += 1
+        try:
+            runner = await self._ensure_loaded()
+        except BaseException:
+            self._release()
+            raise
+        self.requests += 1
+        self._set_state(FunctionState.WARM)
+        return Lease(self, runner)
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._slots.release()
+        self.last_used = time.monotonic()
+        self.last_used_at = time.time()
+        if self.in_flight == 0 and self.state is FunctionState.WARM:
+            self._set_state(FunctionState.IDLE)
+
+    # -- loading -----------------------------------------------------------------------
+
+    async def ensure_loaded(self) -> None:
+        """Load now (used for ``warm: true`` at startup)."""
+        await self._ensure_loaded()
+
+    async def _ensure_loaded(self) -> Any:
+        if self._runner is not None:
+            return self._runner
+        if self._unloading is not None:
+            await asyncio.shield(self._unloading)
+        if self._runner is not None:
+            return self._runner
+        if self._loading is None:
+            self._loading = asyncio.get_running_loop().create_task(self._load(), name=f"load {self.name}")
+        return await asyncio.shield(self._loading)
+
+    async def _load(self) -> Any:
+        self._set_state(FunctionState.LOADING)
+        started = time.perf_counter()
+        log = _log.bind(function=self.name, model_id=self.config.model_id)
+        log.info("function_loading")
+        try:
+            if self._before_load is not None:
+                await self._before_load(self)
+            rss_before = _rss_bytes()
+            runner = await self._load_model()
+            if runner is None or not callable(runner):
+                raise TypeError(f"the {self.spec.name} loader returned {runner!r}, not a callable runner")
+        except BaseException as exc:
+            self.last_error = _describe(exc)
+            self._set_state(FunctionState.ERROR)
+            log.error("function_load_failed", error=self.last_error)
+            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, CapacityError):
+                raise
+            raise LoadError(f"function {self.name!r} failed to load model {self.config.model_id!r}: {self.last_error}") from exc
+        finally:
+            self._loading = None
+        self.load_seconds = time.perf_counter() - started
+        self.loads += 1
+        self.last_error = None
+        self.memory_bytes = (getattr(runner, "memory_bytes", None) or max(0, _rss_bytes() - rss_before)
+                             or self.memory_bytes)
+        self._runner = runner
+        call = runner.__call__ if not inspect.isfunction(runner) else runner
+        self._runner_is_async = inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+        self.last_used = time.monotonic()
+        self._set_state(FunctionState.IDLE)
+        self._observer.loaded(self, self.load_seconds)
+        log.info("function_loaded", seconds=round(self.load_seconds, 3), memory_bytes=self.memory_bytes)
+        return runner
+
+    async def unload(self, reason: str = "idle") -> bool:
+        """Release the model and free its memory; False if it is busy or not loaded."""
+        if not self.evictable and not (reason == "shutdown" and self._runner is not None and self.in_flight == 0):
+            return False
+        runner, self._runner = self._runner, None
+        self._unloading = asyncio.get_running_loop().create_future()
+        self._set_state(FunctionState.UNLOADING)
+        try:
+            close = getattr(runner, "close", None)
+            if close is not None:
+                result = await asyncio.to_thread(close) if not inspect.iscoroutinefunction(close) else await close()
+                if inspect.isawaitable(result):
+                    await result
+        except Exception as exc:
+            _log.warning("function_close_failed", function=self.name, error=_describe(exc))
+        finally:
+            del runner, close
+            await asyncio.to_thread(free_memory)
+            self._set_state(FunctionState.COLD)
+            self._unloading.set_result(None)
+            self._unloading = None
+        _log.info("function_unloaded", function=self.name, reason=reason)
+        return True
+
+    def idle_for(self, now: float) -> float:
+        return now - self.last_used
+
+    async def cancel_load(self) -> None:
+        if self._loading is not None:
+            self._loading.cancel()
+            try:
+                await self._loading
+            except BaseException:  # noqa: BLE001 - we only wait for it to end
+                pass
+
+    # -- calling -----------------------------------------------------------------------
+
+    async def run(self, runner: Any, request: Any) -> Any:
+        """Call the runner: async runners on the loop, sync ones in a worker thread."""
+        try:
+            if self._runner_is_async:
+                result = runner(request)
+            else:
+                result = await asyncio.to_thread(runner, request)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except WarmgateError:
+            raise
+        except Exception as exc:
+            _log.exception("inference_failed", function=self.name)
+            raise InferenceError(f"{self.spec.name} inference failed: {_describe(exc)}") from exc
+
+
+class Lease:
+    """A slot held on a function for one request; ``release()`` is idempotent."""
+
+    __slots__ = ("function", "runner", "_released")
+
+    def __init__(self, function: Function, runner: Any) -> None:
+        self.function = function
+        self.runner = runner
+        self._released = False
+
+    async def run(self, request: Any) -> Any:
+        return await self.function.run(self.runner, request)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.function._release()

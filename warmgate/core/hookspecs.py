@@ -1,0 +1,49 @@
+"""Every hook warmgate calls. Implementations use ``@warmgate.hookimpl`` and may take any
+subset of the arguments. Hooks marked *may await* may return a value, a callable or an
+awaitable; the core resolves it with ``await_me_maybe``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("warmgate")
+hookimpl = pluggy.HookimplMarker("warmgate")
+
+
+@hookspec
+def register_pipelines(register: Any) -> None:
+    """Register pipelines by calling ``register(PipelineSpec(...))`` once per pipeline.
+
+    Called once per app when the pipeline registry is built. The core rejects a spec that is
+    not a ``PipelineSpec`` (``TypeError`` naming it) and a duplicate name or path (``ValueError``
+    naming both plugins). Return value is ignored.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``warmgate`` CLI: ``cli`` is its ``click.Group``.
+
+    Called once when the CLI starts. Return value is ignored.
+    """
+
+
+@hookspec
+def startup(app: Any) -> Any:
+    """Called when the gateway has started, before warm functions begin loading.
+
+    ``app`` is the Litestar app; ``app.state.functions`` is the function manager.
+    May await. Return value is ignored.
+    """
+
+
+@hookspec
+def shutdown(app: Any) -> Any:
+    """Called when the gateway stops, before loaded functions are unloaded.
+
+    May await. Return value is ignored.
+    """

@@ -1,0 +1,176 @@
+"""Holds the functions: finds one for a request, loads warm ones, reaps idle ones, keeps the memory budget."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from warmgate.core.demo import ensure_demo_model
+from warmgate.core.errors import CapacityError, NotFound
+from warmgate.core.functions import Function, FunctionObserver, FunctionState
+from warmgate.core.settings import FunctionConfig, Settings
+from warmgate.core.spec import PipelineSpec
+
+__all__ = ["FunctionManager"]
+
+_log = structlog.get_logger("warmgate.manager")
+
+
+class FunctionManager:
+    """Every function of the gateway, by name and by (pipeline, model id or alias)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipelines: Mapping[str, PipelineSpec],
+        configs: list[FunctionConfig],
+        observer: FunctionObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipelines = dict(pipelines)
+        self.memory_budget: int | None = settings.gateway.memory_budget  # type: ignore[assignment]
+        self.functions: dict[str, Function] = {}
+        self._by_pipeline: dict[str, list[Function]] = {}
+        self._lookup: dict[tuple[str, str], Function] = {}
+        self._budget_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        for config in configs:
+            spec = self.pipelines[config.pipeline]
+            fn = Function(
+                config,
+                spec,
+                self._loader_for(config, spec),
+                retry_after=settings.gateway.retry_after,
+                observer=observer,
+                before_load=self._make_room if self.memory_budget is not None else None,
+            )
+            self.functions[fn.name] = fn
+            self._by_pipeline.setdefault(config.pipeline, []).append(fn)
+            for key in (config.model_id, config.name, *config.aliases):
+                self._lookup.setdefault((config.pipeline, key), fn)
+
+    # -- lookup ------------------------------------------------------------------------
+
+    def resolve(self, pipeline: str, model_id: str) -> Function:
+        """The function serving ``model_id`` (blank: the pipeline's first function)."""
+        if not model_id:
+            candidates = self._by_pipeline.get(pipeline)
+            if candidates:
+                return candidates[0]
+            raise NotFound(f"no model is configured for pipeline {pipeline!r}")
+        fn = self._lookup.get((pipeline, model_id))
+        if fn is None:
+            served = ", ".join(f.config.model_id for f in self._by_pipeline.get(pipeline, [])) or "none"
+            raise NotFound(f"model {model_id!r} is not served for pipeline {pipeline!r}; available: {served}")
+        return fn
+
+    # -- loading -----------------------------------------------------------------------
+
+    def _loader_for(self, config: FunctionConfig, spec: PipelineSpec) -> Callable[[], Any]:
+        cache_dir = Path(self.settings.gateway.cache_dir or Path.home() / ".cache" / "warmgate")
+
+        async def load() -> Any:
+            model_id = config.model_id
+            if config.demo and spec.demo is not None:
+                path = await asyncio.to_thread(ensure_demo_model, spec.demo, cache_dir / "demo")
+                model_id = str(path)
+            if inspect.iscoroutinefunction(spec.load):
+                return await spec.load(model_id, dict(config.options))
+            runner = await asyncio.to_thread(spec.load, model_id, dict(config.options))
+            return await runner if inspect.isawaitable(runner) else runner
+
+        return load
+
+    async def _make_room(self, fn: Function) -> None:
+        """Unload least recently used idle functions until ``fn`` fits the memory budget."""
+        assert self.memory_budget is not None
+        async with self._budget_lock:
+            need = fn.memory_bytes or 0
+            while True:
+                used = sum(f.memory_bytes or 0 for f in self.functions.values() if f.loaded and f is not fn)
+                if used + need <= self.memory_budget:
+                    return
+                victims = sorted((f for f in self.functions.values() if f is not fn and f.evictable),
+                                 key=lambda f: f.last_used)
+                if not victims:
+                    raise CapacityError(
+                        f"memory budget {self.memory_budget} bytes: {used} in use, {fn.name!r} needs {need}, "
+                        "and no idle function can be unloaded",
+                        retry_after=self.settings.gateway.retry_after,
+                    )
+                _log.info("function_evicted", function=victims[0].name, to_fit=fn.name)
+                await victims[0].unload(reason="evicted")
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load warm functions in the background and start the idle reaper."""
+        for fn in self.functions.values():
+            if fn.config.keep_warm:
+                self._spawn(self._warm(fn), f"warm {fn.name}")
+        interval = self._reap_interval()
+        if interval is not None:
+            self._reaper = self._spawn(self._reap_forever(interval), "idle reaper")
+
+    async def _warm(self, fn: Function) -> None:
+        with contextlib.suppress(Exception):  # the error is recorded on the function and logged
+            await fn.ensure_loaded()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _reap_interval(self) -> float | None:
+        timeouts = [f.config.scaling.idle_timeout for f in self.functions.values()
+                    if f.config.scaling.idle_timeout > 0 and not f.config.keep_warm]
+        if not timeouts:
+            return None
+        return min(5.0, max(0.05, min(timeouts) / 4))
+
+    async def _reap_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.reap_idle()
+
+    async def reap_idle(self) -> list[str]:
+        """Unload every function idle past its ``idle_timeout``; returns their names."""
+        now = time.monotonic()
+        unloaded = []
+        for fn in list(self.functions.values()):
+            timeout = fn.config.scaling.idle_timeout
+            if timeout > 0 and fn.evictable and fn.idle_for(now) >= timeout:
+                if await fn.unload(reason="idle"):
+                    unloaded.append(fn.name)
+        return unloaded
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for fn in self.functions.values():
+            await fn.cancel_load()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for fn in self.functions.values():
+            await fn.unload(reason="shutdown")
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def health(self) -> str:
+        """LOADING / ERROR / OK / IDLE, as the Livepeer runner reports it."""
+        states = [f.state for f in self.functions.values()]
+        if FunctionState.LOADING in states:
+            return "LOADING"
+        if FunctionState.ERROR in states:
+            return "ERROR"
+        if any(f.in_flight for f in self.functions.values()):
+            return "OK"
+        return "IDLE"

@@ -1,0 +1,81 @@
+"""The runner surface: health, functions, hardware, version, metrics, OpenAPI and the index."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
+
+from warmgate.core import hardware, wire
+from warmgate.core.functions import Function
+from warmgate.core.manager import FunctionManager
+from warmgate.core.metrics import Metrics
+from warmgate.core.version import __version__
+
+__all__ = ["runner_routes"]
+
+_encoder = msgspec.json.Encoder()
+
+
+def _json(value: Any) -> Response[bytes]:
+    return Response(_encoder.encode(value), media_type="application/json")
+
+
+def function_info(fn: Function) -> wire.FunctionInfo:
+    c = fn.config
+    return wire.FunctionInfo(
+        name=fn.name, pipeline=c.pipeline, model_id=c.model_id, state=fn.state.value, executor=c.executor,
+        warm=c.keep_warm, loads=fn.loads, requests=fn.requests, in_flight=fn.in_flight, queued=fn.waiting,
+        max_concurrency=c.max_concurrency, max_queue=c.max_queue, idle_timeout=c.scaling.idle_timeout,
+        last_error=fn.last_error, load_seconds=fn.load_seconds, last_used_at=fn.last_used_at,
+        memory_bytes=fn.memory_bytes, demo=c.demo,
+    )
+
+
+def runner_routes(manager: FunctionManager, metrics: Metrics, openapi: dict[str, Any]) -> list[HTTPRouteHandler]:
+    functions = list(manager.functions.values())
+    pipeline = ",".join(dict.fromkeys(f.config.pipeline for f in functions))
+    model_id = ",".join(dict.fromkeys(f.config.model_id for f in functions))
+    openapi_bytes = _encoder.encode(openapi)
+    index = {"name": "warmgate", "version": __version__, "openapi": "/openapi.json", "health": "/health",
+             "functions": "/functions", "metrics": "/metrics",
+             "pipelines": {s.name: list(s.paths) for s in manager.pipelines.values()}}
+
+    @get(["/health", "/health/"], sync_to_thread=False)
+    def health() -> Response[bytes]:
+        return _json(wire.HealthCheck(status=manager.health()))  # type: ignore[arg-type]
+
+    @get(["/functions", "/functions/"], sync_to_thread=False)
+    def list_functions() -> Response[bytes]:
+        return _json(wire.FunctionList([function_info(f) for f in manager.functions.values()]))
+
+    @get(["/hardware/info", "/hardware/info/"])
+    async def hardware_info() -> Response[bytes]:
+        gpus = await asyncio.to_thread(hardware.gpu_info)
+        return _json(wire.HardwareInformation(pipeline=pipeline, model_id=model_id, gpu_info=gpus))
+
+    @get(["/hardware/stats", "/hardware/stats/"])
+    async def hardware_stats() -> Response[bytes]:
+        gpus = await asyncio.to_thread(hardware.gpu_stats)
+        return _json(wire.HardwareStats(pipeline=pipeline, model_id=model_id, gpu_stats=gpus))
+
+    @get(["/version", "/version/"], sync_to_thread=False)
+    def version() -> Response[bytes]:
+        return _json(wire.Version(pipeline=pipeline, model_id=model_id, version=__version__))
+
+    @get(["/metrics", "/metrics/"], sync_to_thread=False)
+    def prometheus() -> Response[bytes]:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @get(["/openapi.json"], sync_to_thread=False)
+    def openapi_document() -> Response[bytes]:
+        return Response(openapi_bytes, media_type="application/json")
+
+    @get(["/"], sync_to_thread=False)
+    def root() -> Response[bytes]:
+        return _json(index)
+
+    return [health, list_functions, hardware_info, hardware_stats, version, prometheus, openapi_document, root]

@@ -1,0 +1,140 @@
+"""The shape of ``serverless.yaml``: gateway settings, auth, and functions."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "AuthSettings",
+    "FunctionConfig",
+    "GatewaySettings",
+    "Price",
+    "Resources",
+    "Scaling",
+    "Settings",
+    "parse_bytes",
+]
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value: int | float | str) -> int:
+    """``8GiB``, ``512MB``, ``1_000`` or ``1000`` -> bytes."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("a size in bytes cannot be negative")
+        return int(value)
+    match = re.fullmatch(r"\s*([\d_.]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"expected a size such as 512MiB, 8GB or 1048576, got {value!r}")
+    return int(float(match.group(1).replace("_", "")) * _UNITS[match.group(2).lower()])
+
+
+ByteSize = int | str
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class _Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Scaling(_Config):
+    min_instances: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """0 scales to zero; 1 or more keeps the function loaded (same as ``warm: true``)."""
+    max_instances: Positive = 1
+    target_concurrency: Positive = 1
+    idle_timeout: Seconds = 300.0
+    """Seconds without a request before the model is unloaded; 0 never unloads."""
+    scale_up_delay: Seconds = 0.0
+
+
+class Resources(_Config):
+    gpu: Annotated[float, msgspec.Meta(ge=0)] = 0
+    cpu: Annotated[float, msgspec.Meta(ge=0)] = 1
+    memory: ByteSize | None = None
+    """Expected memory of the loaded model, used by the memory budget before the first load."""
+    accelerator: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory is not None:
+            self.memory = parse_bytes(self.memory)
+
+
+class Price(_Config):
+    """A Livepeer price: ``price_per_unit / pixels_per_unit`` per unit, in ``currency``."""
+
+    price_per_unit: int | float | str = 0
+    pixels_per_unit: Positive = 1
+    currency: str = "wei"
+
+
+class FunctionConfig(_Config):
+    pipeline: str
+    model_id: str = ""
+    """Blank takes the pipeline's default model."""
+    name: str = ""
+    """Defaults to ``pipeline:model_id``."""
+    aliases: list[str] = []
+    options: dict[str, Any] = {}
+    """Passed to the pipeline's loader (dtype, device, backend, optimization flags, ...)."""
+    warm: bool = False
+    """Load at startup instead of on the first request."""
+    scaling: Scaling = msgspec.field(default_factory=Scaling)
+    resources: Resources = msgspec.field(default_factory=Resources)
+    max_concurrency: Positive = 1
+    """Requests served at once; more wait in the queue."""
+    max_queue: Annotated[int, msgspec.Meta(ge=0)] = 32
+    """Requests that may wait; beyond that 503 with Retry-After."""
+    price: Price | None = None
+    executor: Literal["local", "ray", "remote"] = "local"
+    url: str = ""
+    """Remote runner to forward to (``executor: remote``)."""
+    token: str = ""
+    demo: bool = False
+    """Set by ``--profile demo``: the model is a tiny local build made on first use."""
+
+    @property
+    def keep_warm(self) -> bool:
+        return self.warm or self.scaling.min_instances > 0
+
+
+class GatewaySettings(_Config):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    max_body_size: ByteSize = 50 * 2**20
+    """Request bodies over this answer 413 (per pipeline override in its spec)."""
+    memory_budget: ByteSize | None = None
+    """Bytes of model memory; the least recently used idle function is unloaded to fit a load."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: JSON when stderr is not a terminal."""
+    access_log: bool = True
+    cache_dir: str = ""
+    """Where demo models are built; defaults to ``~/.cache/warmgate``."""
+    retry_after: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    """Seconds suggested in Retry-After when a queue is full."""
+
+    def __post_init__(self) -> None:
+        self.max_body_size = parse_bytes(self.max_body_size)
+        if self.memory_budget is not None:
+            self.memory_budget = parse_bytes(self.memory_budget)
+
+
+class AuthSettings(_Config):
+    api_keys: list[str] = []
+    """Bearer tokens accepted on generate routes; empty turns auth off."""
+
+
+class Settings(_Config):
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    functions: list[FunctionConfig] = []
+    profile: str = ""
+    """``demo`` serves every installed pipeline with tiny local models."""
+    source: str = "<built-in defaults>"
+    """Where the settings came from, for messages."""

@@ -1,0 +1,141 @@
+"""What a plugin declares about a pipeline; the core builds routes, docs and functions from it."""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import msgspec
+
+__all__ = ["DemoModel", "File", "Loader", "PipelineSpec", "PriceUnit", "Runner"]
+
+
+class File(msgspec.Struct, frozen=True):
+    """An uploaded file of a multipart request, read into memory (bodies are size-capped)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+class PriceUnit(str, enum.Enum):
+    """What one billed unit of a pipeline is, as Livepeer prices it."""
+
+    PIXEL = "pixel"
+    """Width x height (x images or frames)."""
+    MILLISECOND = "ms"
+    """Milliseconds of input audio."""
+    CHARACTER = "character"
+    """Characters of input text."""
+    TOKEN = "token"
+    """LLM max_tokens."""
+    REQUEST = "request"
+    """One request."""
+
+
+class Runner:
+    """A loaded model. Subclassing is optional: any callable ``runner(request)`` works.
+
+    ``__call__`` receives the validated request struct and returns a response struct (or dict),
+    a ``litestar.Response``, or an async iterator of ``bytes``/``str`` chunks that is streamed.
+    A plain ``def`` runs in a worker thread; an ``async def`` is awaited on the event loop.
+    """
+
+    memory_bytes: int | None = None
+    """Bytes the loaded model holds, if the runner knows; used by the memory budget."""
+
+    def __call__(self, request: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__")
+
+    def close(self) -> None:
+        """Release the model. Called when the function scales to zero."""
+
+
+Loader = Callable[[str, dict[str, Any]], "Runner | Callable[[Any], Any] | Awaitable[Any]"]
+"""``load(model_id, options)``: builds the runner; sync loaders run in a worker thread."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoModel:
+    """A tiny random-weight model the ``demo`` profile builds locally on first use."""
+
+    model_id: str
+    """The id shown for the demo function, e.g. ``warmgate-demo/tiny-llama``."""
+    build: Callable[[Path], None]
+    """Writes the model into an empty directory (``save_pretrained`` and friends)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineSpec:
+    """A pipeline as a plugin registers it through ``register_pipelines(register)``."""
+
+    name: str
+    """Pipeline name as Livepeer spells it, e.g. ``text-to-image``."""
+    request: type
+    """msgspec Struct of the request body; multipart file fields are typed ``File``."""
+    response: type
+    """msgspec Struct of the JSON response (used for the OpenAPI document)."""
+    load: Loader
+    """``load(model_id, options) -> runner``."""
+    default_model_id: str = ""
+    """Model served when a request leaves the model id blank and no function is configured."""
+    paths: tuple[str, ...] = ()
+    """HTTP paths (POST); defaults to ``/{name}``. Trailing-slash variants are added."""
+    encoding: Literal["json", "multipart"] = "json"
+    """How the request body arrives."""
+    model_field: str = "model_id"
+    """Request field naming the model (``model`` for OpenAI-style bodies)."""
+    price_unit: PriceUnit = PriceUnit.REQUEST
+    """What one billed unit is."""
+    summary: str = ""
+    description: str = ""
+    operation_id: str = ""
+    tags: tuple[str, ...] = ("generate",)
+    max_body_size: int | None = None
+    """Bytes; ``None`` takes the gateway's ``max_body_size``."""
+    stream_media_type: str = "text/event-stream"
+    """Content type when the runner streams."""
+    demo: DemoModel | None = None
+    """Tiny model for ``--profile demo``."""
+    plugin: str = field(default="", compare=False)
+    """Filled in by the core: the plugin that registered the spec."""
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"pipeline name {self.name!r} must be a non-empty path segment")
+        if not (isinstance(self.request, type) and issubclass(self.request, msgspec.Struct)):
+            raise TypeError(f"pipeline {self.name!r}: request must be a msgspec.Struct subclass, got {self.request!r}")
+        if not callable(self.load):
+            raise TypeError(f"pipeline {self.name!r}: load must be callable, got {self.load!r}")
+        if self.encoding not in ("json", "multipart"):
+            raise ValueError(f"pipeline {self.name!r}: encoding must be 'json' or 'multipart'")
+        if not self.paths:
+            object.__setattr__(self, "paths", (f"/{self.name}",))
+        for path in self.paths:
+            if not path.startswith("/") or path.endswith("/"):
+                raise ValueError(f"pipeline {self.name!r}: path {path!r} must start and not end with '/'")
+        if self.file_fields and self.encoding != "multipart":
+            raise ValueError(f"pipeline {self.name!r}: File fields {self.file_fields} need encoding='multipart'")
+
+    @property
+    def file_fields(self) -> tuple[str, ...]:
+        """Names of the request fields that carry uploaded files."""
+        hints = typing.get_type_hints(self.request)
+        return tuple(f.name for f in msgspec.structs.fields(self.request) if _is_file_type(hints[f.name]))
+
+    @property
+    def request_fields(self) -> tuple[msgspec.structs.FieldInfo, ...]:
+        return msgspec.structs.fields(self.request)
+
+
+def _is_file_type(annotation: Any) -> bool:
+    if annotation is File:
+        return True
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_file_type(a) for a in typing.get_args(annotation))
+    return False

@@ -106,6 +106,8 @@ def _located(exc: msgspec.ValidationError, source: str, yaml_text: str | None) -
         path, message = f"{path}.{missing.group(1)}", "required field is missing"
     elif unknown := re.match(r"Object contains unknown field `(.+)`", message):
         path, message = f"{path}.{unknown.group(1)}", "unknown field"
+    elif field := re.match(r"`([^`]+)`: (.*)", message):
+        path, message = f"{path}.{field.group(1)}", field.group(2)
     location = path.removeprefix("$.").removeprefix("$") or "top level"
     line = _yaml_line(yaml_text, path) if yaml_text else None
     if line:

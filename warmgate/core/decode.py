@@ -45,6 +45,7 @@ def _json_decoder(spec: PipelineSpec) -> Decoder:
 def _multipart_decoder(spec: PipelineSpec) -> Decoder:
     fields = spec.request_fields
     file_fields = set(spec.file_fields)
+    field_names = tuple(f.encode_name for f in fields)
     list_fields = {f.name for f in fields if msgspec.inspect.type_info(f.type).__class__ is msgspec.inspect.ListType}
 
     async def decode(request: Request[Any, Any, Any]) -> Any:
@@ -56,8 +57,10 @@ def _multipart_decoder(spec: PipelineSpec) -> Decoder:
         except ClientException as exc:
             raise ClientError(f"malformed multipart body: {exc.detail}") from None
         data: dict[str, Any] = {}
-        for name in {k for k, _ in form.multi_items()}:
-            values = form.getall(name)
+        for name in field_names:  # fields the request does not declare are ignored, as in JSON
+            values = form.getall(name) if name in form else []
+            if not values:
+                continue
             if name in file_fields:
                 upload = values[0]
                 if not isinstance(upload, UploadFile):

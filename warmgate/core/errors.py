@@ -107,7 +107,7 @@ class RequestValidationError(ClientError):
         if missing:
             loc.append(missing.group(1))
             return cls.single(loc, "Field required", "missing")
-        kind = "type_error" if msg.startswith("Expected") else "value_error"
+        kind = "type_error" if re.match(r"Expected `[^`]+`, got `", msg) else "value_error"
         return cls.single(loc, msg, kind)
 
     def to_body(self) -> dict[str, Any]:

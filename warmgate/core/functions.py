@@ -95,6 +95,7 @@ class Function:
         retry_after: float = 1.0,
         observer: FunctionObserver | None = None,
         before_load: Callable[[Function], Awaitable[None]] | None = None,
+        after_load: Callable[[Function], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -113,6 +114,7 @@ class Function:
         self._retry_after = retry_after
         self._observer = observer or _NullObserver()
         self._before_load = before_load
+        self._after_load = after_load
         self._runner: Any = None
         self._runner_is_async = False
         self._slots = asyncio.Semaphore(config.max_concurrency)
@@ -220,6 +222,8 @@ class Function:
         self.last_used = time.monotonic()
         self._set_state(FunctionState.IDLE)
         self._observer.loaded(self, self.load_seconds)
+        if self._after_load is not None:
+            await self._after_load(self)
         log.info("function_loaded", seconds=round(self.load_seconds, 3), memory_bytes=self.memory_bytes)
         return runner
 

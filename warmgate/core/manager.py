@@ -51,6 +51,7 @@ class FunctionManager:
                 retry_after=settings.gateway.retry_after,
                 observer=observer,
                 before_load=self._make_room if self.memory_budget is not None else None,
+                after_load=self._settle_budget if self.memory_budget is not None else None,
             )
             self.functions[fn.name] = fn
             self._by_pipeline.setdefault(config.pipeline, []).append(fn)
@@ -75,7 +76,7 @@ class FunctionManager:
     # -- loading -----------------------------------------------------------------------
 
     def _loader_for(self, config: FunctionConfig, spec: PipelineSpec) -> Callable[[], Any]:
-        cache_dir = Path(self.settings.gateway.cache_dir or Path.home() / ".cache" / "warmgate")
+        cache_dir = Path(self.settings.gateway.cache_dir or "~/.cache/warmgate").expanduser()
 
         async def load() -> Any:
             model_id = config.model_id
@@ -90,17 +91,27 @@ class FunctionManager:
         return load
 
     async def _make_room(self, fn: Function) -> None:
-        """Unload least recently used idle functions until ``fn`` fits the memory budget."""
+        """Before a load: unload least recently used idle functions until ``fn``'s expected size fits."""
+        await self._evict_for(fn, strict=True)
+
+    async def _settle_budget(self, fn: Function) -> None:
+        """After a load, when the real size is known: evict more if the budget is now exceeded."""
+        await self._evict_for(fn, strict=False)
+
+    async def _evict_for(self, fn: Function, *, strict: bool) -> None:
         assert self.memory_budget is not None
         async with self._budget_lock:
-            need = fn.memory_bytes or 0
+            need = 0 if fn.loaded else fn.memory_bytes or 0
             while True:
-                used = sum(f.memory_bytes or 0 for f in self.functions.values() if f.loaded and f is not fn)
+                used = sum(f.memory_bytes or 0 for f in self.functions.values() if f.loaded)
                 if used + need <= self.memory_budget:
                     return
                 victims = sorted((f for f in self.functions.values() if f is not fn and f.evictable),
                                  key=lambda f: f.last_used)
                 if not victims:
+                    if not strict:
+                        _log.warning("memory_budget_exceeded", used=used, budget=self.memory_budget)
+                        return
                     raise CapacityError(
                         f"memory budget {self.memory_budget} bytes: {used} in use, {fn.name!r} needs {need}, "
                         "and no idle function can be unloaded",

@@ -120,7 +120,7 @@ def get_pipelines() -> dict[str, PipelineSpec]:
     load_plugins()
     specs: dict[str, PipelineSpec] = {}
     owners: dict[str, str] = {}
-    for impl in reversed(pm.hook.register_pipelines.get_hookimpls()):
+    for impl in pm.hook.register_pipelines.get_hookimpls():  # in registration order
         plugin_name = impl.plugin_name
 
         def register(spec: PipelineSpec, _plugin: str = plugin_name) -> None:

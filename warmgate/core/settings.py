@@ -34,6 +34,17 @@ def parse_bytes(value: int | float | str) -> int:
     return int(float(match.group(1).replace("_", "")) * _UNITS[match.group(2).lower()])
 
 
+def _parse_size_fields(struct: msgspec.Struct, *names: str) -> None:
+    """Parse byte-size fields in ``__post_init__``, naming the field so errors point at it."""
+    for name in names:
+        value = getattr(struct, name)
+        if value is not None:
+            try:
+                setattr(struct, name, parse_bytes(value))
+            except ValueError as exc:
+                raise ValueError(f"`{name}`: {exc}") from None
+
+
 ByteSize = int | str
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -61,8 +72,7 @@ class Resources(_Config):
     accelerator: str | None = None
 
     def __post_init__(self) -> None:
-        if self.memory is not None:
-            self.memory = parse_bytes(self.memory)
+        _parse_size_fields(self, "memory")
 
 
 class Price(_Config):
@@ -120,9 +130,7 @@ class GatewaySettings(_Config):
     """Seconds suggested in Retry-After when a queue is full."""
 
     def __post_init__(self) -> None:
-        self.max_body_size = parse_bytes(self.max_body_size)
-        if self.memory_budget is not None:
-            self.memory_budget = parse_bytes(self.memory_budget)
+        _parse_size_fields(self, "max_body_size", "memory_budget")
 
 
 class AuthSettings(_Config):

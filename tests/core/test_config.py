@@ -1,0 +1,149 @@
+"""serverless.yaml and aiModels.json: valid files, errors that name file, line and field, env overrides."""
+
+import json
+
+import pytest
+
+from warmgate import ConfigError, create_app
+from warmgate.core.config import load_settings, plan_functions
+from warmgate.testing import EchoPipeline
+
+VALID = """\
+gateway:
+  port: 9001
+  memory_budget: 8GiB
+  max_body_size: 10MB
+auth:
+  api_keys: [k1]
+functions:
+  - pipeline: echo
+    model_id: org/model-a
+    warm: true
+    max_concurrency: 2
+    scaling: {idle_timeout: 60, min_instances: 0}
+    resources: {memory: 512MiB, gpu: 1}
+    price: {price_per_unit: 4768371, pixels_per_unit: 1, currency: wei}
+  - pipeline: echo
+    name: echo-b
+    options: {dtype: float16}
+"""
+
+
+def _write(tmp_path, text, name="serverless.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_valid_file_is_read_with_sizes_parsed(tmp_path):
+    settings = load_settings(_write(tmp_path, VALID), env={})
+    assert settings.gateway.port == 9001
+    assert settings.gateway.memory_budget == 8 * 2**30
+    assert settings.gateway.max_body_size == 10_000_000
+    assert settings.auth.api_keys == ["k1"]
+    a, b = settings.functions
+    assert a.keep_warm and a.max_concurrency == 2 and a.resources.memory == 512 * 2**20
+    assert a.price.price_per_unit == 4768371
+    assert b.options == {"dtype": "float16"}
+    planned = plan_functions(settings, {"echo": EchoPipeline().spec})
+    assert [f.name for f in planned] == ["echo:org/model-a", "echo-b"]
+    assert planned[1].model_id == "echo-1"  # blank model_id takes the pipeline default
+
+
+@pytest.mark.parametrize(("text", "location", "expected"), [
+    ("functions:\n  - pipeline: echo\n    max_concurrency: lots\n", "line 3, functions[0].max_concurrency", "Expected `int`"),
+    ("functions:\n  - pipeline: echo\n    max_concurency: 2\n", "line 3, functions[0].max_concurency", "unknown field"),
+    ("functions:\n  - model_id: x\n", "functions[0].pipeline", "required field is missing"),
+    ("gateway:\n  port: 70000\n", "line 2, gateway.port", "<= 65535"),
+    ("gateway:\n  memory_budget: lots\n", "gateway.memory_budget", "expected a size"),
+    ("functions:\n  - pipeline: echo\n    scaling:\n      idle_timeout: -1\n", "line 4, functions[0].scaling.idle_timeout", ">= 0"),
+])
+def test_invalid_fields_name_the_file_line_and_field(tmp_path, text, location, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert location in message
+    assert expected in message
+
+
+def test_invalid_yaml_syntax_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(_write(tmp_path, "functions: [\n"), env={})
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.yaml", env={})
+
+
+def test_duplicate_function_names_are_refused(tmp_path):
+    text = "functions:\n  - {pipeline: echo, model_id: a}\n  - {pipeline: echo, model_id: a}\n"
+    with pytest.raises(ConfigError, match=r"functions\[1\].*defined twice"):
+        load_settings(_write(tmp_path, text), env={})
+
+
+def test_unknown_pipeline_is_refused_before_start(tmp_path):
+    settings = load_settings(_write(tmp_path, "functions:\n  - pipeline: text-to-nothing\n"), env={})
+    with pytest.raises(ConfigError, match=r"functions\[0\].pipeline.*unknown pipeline 'text-to-nothing'.*echo"):
+        create_app(settings, pipelines={"echo": EchoPipeline().spec})
+
+
+def test_ai_models_json_is_translated(tmp_path):
+    entries = [
+        {"pipeline": "echo", "model_id": "org/a", "warm": True, "capacity": 3, "price_per_unit": 4768371,
+         "pixels_per_unit": 2, "currency": "USD", "optimization_flags": {"SFAST": True}},
+        {"pipeline": "echo", "model_id": "org/b", "url": "http://127.0.0.1:9", "token": "secret"},
+    ]
+    settings = load_settings(_write(tmp_path, json.dumps(entries), "aiModels.json"), env={})
+    a, b = settings.functions
+    assert (a.pipeline, a.model_id, a.warm, a.max_concurrency) == ("echo", "org/a", True, 3)
+    assert (a.price.price_per_unit, a.price.pixels_per_unit, a.price.currency) == (4768371, 2, "USD")
+    assert a.options == {"SFAST": True}
+    assert (b.executor, b.url, b.token) == ("remote", "http://127.0.0.1:9", "secret")
+
+
+def test_ai_models_json_errors_name_the_entry(tmp_path):
+    path = _write(tmp_path, json.dumps([{"pipeline": "echo", "model_id": "a"}, {"pipeline": "echo"}]), "aiModels.json")
+    with pytest.raises(ConfigError, match=r"aiModels.json: \[1\].model_id: expected a non-empty string"):
+        load_settings(path, env={})
+    path = _write(tmp_path, json.dumps([{"pipeline": "echo", "model_id": "a", "gpu": 1}]), "aiModels.json")
+    with pytest.raises(ConfigError, match=r"\[0\].gpu: unknown aiModels.json field"):
+        load_settings(path, env={})
+
+
+def test_environment_overrides_gateway_settings_and_keys(tmp_path):
+    env = {"WARMGATE_PORT": "9100", "WARMGATE_MEMORY_BUDGET": "1GiB", "WARMGATE_ACCESS_LOG": "false",
+           "WARMGATE_API_KEYS": "a, b"}
+    settings = load_settings(_write(tmp_path, VALID), env=env)
+    assert settings.gateway.port == 9100
+    assert settings.gateway.memory_budget == 2**30
+    assert settings.gateway.access_log is False
+    assert settings.auth.api_keys == ["a", "b"]
+
+
+def test_bad_environment_value_names_the_variable_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"environment \(WARMGATE_\*\): port"):
+        load_settings(None, env={"WARMGATE_PORT": "eighty"})
+
+
+def test_config_path_from_environment_and_defaults_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, env={}).source == "<built-in defaults>"
+    path = _write(tmp_path, VALID, "other.yaml")
+    assert load_settings(None, env={"WARMGATE_CONFIG": str(path)}).gateway.port == 9001
+    _write(tmp_path, "gateway: {port: 9200}\n")
+    assert load_settings(None, env={}).gateway.port == 9200  # ./serverless.yaml is picked up
+
+
+def test_demo_profile_plans_tiny_models_for_pipelines_that_have_one():
+    settings = load_settings(None, profile="demo", env={})
+    [fn] = plan_functions(settings, {"echo": EchoPipeline().spec})
+    assert fn.demo and fn.model_id == "warmgate-demo/echo"
+
+
+def test_non_local_executors_are_refused_until_they_exist(tmp_path):
+    settings = load_settings(_write(tmp_path, "functions:\n  - {pipeline: echo, executor: ray}\n"), env={})
+    with pytest.raises(ConfigError, match=r"functions\[0\].executor.*'ray' is not available"):
+        plan_functions(settings, {"echo": EchoPipeline().spec})

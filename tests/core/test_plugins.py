@@ -1,0 +1,168 @@
+"""The plugin system: every hook exercised, registration validated, hooks documented."""
+
+import inspect
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import warmgate
+from warmgate import Settings
+from warmgate.core import hookspecs
+from warmgate.core.cli import cli
+from warmgate.core.plugins import await_me_maybe, get_pipelines, list_plugins, pm
+from warmgate.testing import EchoPipeline, MockRunner, mock_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class PipelinePlugin:
+    def __init__(self, *specs):
+        self.specs = specs
+
+    @warmgate.hookimpl
+    def register_pipelines(self, register):
+        for spec in self.specs:
+            register(spec)
+
+
+def test_hook_register_pipelines(register_plugin, warmgate_server):
+    echo = EchoPipeline(name="throwaway")
+    register_plugin(PipelinePlugin(echo.spec), "undo-throwaway")
+    specs = get_pipelines()
+    assert specs["throwaway"].plugin == "undo-throwaway"
+    _, client = warmgate_server(Settings())  # pipelines come from the plugins
+    assert client.post("/throwaway", json={"prompt": "hi"}).json() == {"text": "hi", "model_id": "echo-1"}
+    assert "/throwaway" in client.get("/openapi.json").json()["paths"]
+    assert {"name": "undo-throwaway", "hooks": ["register_pipelines"]} in list_plugins()
+
+
+def test_duplicate_pipeline_names_both_plugins(register_plugin):
+    register_plugin(PipelinePlugin(EchoPipeline(name="dup").spec), "undo-first")
+    register_plugin(PipelinePlugin(EchoPipeline(name="dup").spec), "undo-second")
+    with pytest.raises(ValueError, match="'dup' is registered by both 'undo-first' and 'undo-second'"):
+        get_pipelines()
+
+
+def test_duplicate_paths_name_both_plugins(register_plugin):
+    register_plugin(PipelinePlugin(EchoPipeline(name="one", paths=("/same",)).spec), "undo-one")
+    register_plugin(PipelinePlugin(EchoPipeline(name="two", paths=("/same",)).spec), "undo-two")
+    with pytest.raises(ValueError, match="/same is claimed by both"):
+        get_pipelines()
+
+
+def test_registering_something_that_is_not_a_spec_is_a_type_error(register_plugin):
+    register_plugin(PipelinePlugin({"name": "dict"}), "undo-bad")
+    with pytest.raises(TypeError, match="plugin 'undo-bad' registered .* not a warmgate.PipelineSpec"):
+        get_pipelines()
+
+
+class LifecyclePlugin:
+    def __init__(self):
+        self.events = []
+
+    @warmgate.hookimpl
+    def startup(self, app):
+        self.events.append(("startup", sorted(app.state.functions.functions)))
+
+    @warmgate.hookimpl
+    def shutdown(self, app):
+        async def later():  # hooks may return an awaitable
+            self.events.append(("shutdown", app.state.functions.health()))
+        return later()
+
+
+def test_hook_startup(register_plugin, warmgate_server):
+    plugin = register_plugin(LifecyclePlugin(), "undo-lifecycle")
+    warmgate_server(Settings(), pipelines={"echo": EchoPipeline().spec})
+    assert plugin.events == [("startup", ["echo:echo-1"])]
+
+
+def test_hook_shutdown(register_plugin):
+    from warmgate.testing import serve
+
+    plugin = register_plugin(LifecyclePlugin(), "undo-lifecycle")
+    with serve(warmgate.create_app(Settings(), pipelines={"echo": EchoPipeline().spec})):
+        pass
+    assert plugin.events[-1] == ("shutdown", "IDLE")
+
+
+class CommandPlugin:
+    @warmgate.hookimpl
+    def register_commands(self, cli):
+        @cli.command(name="hello-test")
+        @click.option("--name", default="world")
+        def hello(name):
+            click.echo(f"hello {name}")
+
+
+def test_hook_register_commands(register_plugin):
+    register_plugin(CommandPlugin(), "undo-commands")
+    try:
+        pm.hook.register_commands(cli=cli)  # what main() does before parsing arguments
+        result = CliRunner().invoke(cli, ["hello-test", "--name", "gate"])
+        assert result.exit_code == 0
+        assert result.output == "hello gate\n"
+    finally:
+        cli.commands.pop("hello-test", None)
+
+
+def test_await_me_maybe_accepts_values_callables_and_awaitables():
+    import asyncio
+
+    async def coro():
+        return 3
+
+    assert asyncio.run(await_me_maybe(1)) == 1
+    assert asyncio.run(await_me_maybe(lambda: 2)) == 2
+    assert asyncio.run(await_me_maybe(coro)) == 3
+    assert asyncio.run(await_me_maybe(coro())) == 3
+
+
+def test_mock_runner_replays_queued_responses_and_records_requests(warmgate_server):
+    runner = MockRunner(default={"text": "default", "model_id": "m"})
+    runner.enqueue({"text": "first", "model_id": "m"})
+    _, client = warmgate_server(Settings(), pipelines={"m": mock_pipeline("m", runner)})
+    assert client.post("/m", json={"prompt": "a"}).json()["text"] == "first"
+    assert client.post("/m", json={"prompt": "b"}).json()["text"] == "default"
+    assert [r.prompt for r in runner.history] == ["a", "b"]
+
+
+def _hook_names():
+    return [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(_, "warmgate_spec")]
+
+
+def test_every_hook_has_a_test():
+    tests = set(globals())
+    missing = [name for name in _hook_names() if f"test_hook_{name}" not in tests]
+    assert _hook_names() and not missing
+
+
+def test_every_hook_is_documented_with_its_arguments():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    headings = dict(re.findall(r"^### `(\w+)\(([^)]*)\)`", docs, re.MULTILINE))
+    for name in _hook_names():
+        args = list(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert name in headings, f"docs/plugins.md has no heading for {name}"
+        assert [a.strip() for a in headings[name].split(",") if a.strip()] == args
+
+
+def test_core_never_imports_a_plugin():
+    offenders = [str(p) for p in (ROOT / "warmgate" / "core").glob("*.py")
+                 if re.search(r"^\s*(from|import) warmgate\.plugins", p.read_text(), re.MULTILINE)]
+    assert offenders == []
+
+
+def test_public_api_is_explicit_and_sorted():
+    public = {name for name in dir(warmgate) if not name.startswith("_")} - {"core", "testing", "plugins"}
+    assert warmgate.__all__ == sorted(warmgate.__all__)
+    assert set(warmgate.__all__) - {"__version__"} == public
+
+
+def test_the_tutorial_plugin_in_the_docs_is_the_tested_fixture():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    fixture = ROOT / "tests" / "fixtures" / "warmgate-shout"
+    assert f"```python\n{(fixture / 'warmgate_shout.py').read_text()}```" in docs
+    assert f"```toml\n{(fixture / 'pyproject.toml').read_text()}```" in docs

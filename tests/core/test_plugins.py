@@ -166,3 +166,14 @@ def test_the_tutorial_plugin_in_the_docs_is_the_tested_fixture():
     fixture = ROOT / "tests" / "fixtures" / "warmgate-shout"
     assert f"```python\n{(fixture / 'warmgate_shout.py').read_text()}```" in docs
     assert f"```toml\n{(fixture / 'pyproject.toml').read_text()}```" in docs
+
+
+def test_tiny_model_dir_builds_a_demo_model_once_and_the_loader_uses_it(tiny_model_dir):
+    echo = EchoPipeline(name="tiny")
+    first = tiny_model_dir(echo.spec)
+    assert (first / "config.json").read_text() == '{"model_type": "echo"}'
+    stamp = (first / "config.json").stat().st_mtime_ns
+    assert tiny_model_dir(echo.spec) == first
+    assert (first / "config.json").stat().st_mtime_ns == stamp  # not rebuilt
+    runner = echo.spec.load(str(first), {})
+    assert runner(warmgate.testing.EchoRequest(prompt="p")).model_id == str(first)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from warmgate.core.app import create_app
+from warmgate.core.demo import ensure_demo_model
 from warmgate.core.plugins import pm
 from warmgate.core.settings import Settings
+from warmgate.core.spec import PipelineSpec
 from warmgate.testing.server import LiveServer, serve
 
-__all__ = ["register_plugin", "warmgate_server"]
+__all__ = ["register_plugin", "tiny_model_dir", "warmgate_server"]
 
 
 @pytest.fixture
@@ -47,3 +50,17 @@ def warmgate_server() -> Iterator[Callable[..., tuple[LiveServer, httpx.Client]]
             return server, client
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[PipelineSpec], Path]:
+    """``tiny_model_dir(spec)``: the directory of ``spec.demo``'s tiny model, built once per
+    test session (model builds are the slow part of a test run) and loaded by the real loader."""
+    root = tmp_path_factory.mktemp("tiny-models")
+
+    def build(spec: PipelineSpec) -> Path:
+        if spec.demo is None:
+            raise ValueError(f"pipeline {spec.name!r} declares no DemoModel to build")
+        return ensure_demo_model(spec.demo, root)
+
+    return build

@@ -4,6 +4,7 @@ from warmgate.core.app import create_app
 from warmgate.core.config import load_settings
 from warmgate.core.errors import (
     CapacityError,
+    ClientDisconnected,
     ClientError,
     ConfigError,
     InferenceError,
@@ -24,6 +25,7 @@ from warmgate.core.version import __version__
 
 __all__ = [
     "CapacityError",
+    "ClientDisconnected",
     "ClientError",
     "ConfigError",
     "DemoModel",

@@ -103,7 +103,7 @@ def test_serve_demo_profile_builds_a_tiny_model_on_first_use(shout_site, tmp_pat
             [fn] = client.get("/functions").json()["functions"]
             assert (fn["model_id"], fn["state"], fn["demo"]) == ("warmgate-demo/tiny-shout", "cold", True)
             assert not cache.exists()
-            r = client.post("/shout", json={"text": "hi"})
+            r = client.post("/shout", json={"text": "hi"}, headers={"X-Request-Id": "req-shout-1"})
             assert r.status_code == 200, r.text
             assert r.json()["text"] == "HI!!!"  # the suffix comes from the tiny model it built
             assert (cache / "demo" / "warmgate-demo--tiny-shout" / "shout.json").is_file()
@@ -111,8 +111,14 @@ def test_serve_demo_profile_builds_a_tiny_model_on_first_use(shout_site, tmp_pat
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0
-    events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
-    assert "demo_model_building" in events and "demo_model_built" in events
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    by_event = {line["event"]: line for line in lines}
+    assert "demo_model_building" in by_event and "demo_model_built" in by_event
+    # every line logged while serving the request names it, including the cold load's lines
+    for event in ("demo_model_building", "function_loading", "function_loaded"):
+        assert by_event[event]["request_id"] == "req-shout-1", event
+    [access] = [line for line in lines if line["event"] == "request" and line["path"] == "/shout"]
+    assert access["request_id"] == "req-shout-1" and access["status"] == 200 and access["method"] == "POST"
 
 
 def test_serve_refuses_an_invalid_config_before_starting(shout_site, tmp_path):

@@ -159,3 +159,33 @@ def test_sync_runner_runs_in_a_worker_thread_not_on_the_event_loop(warmgate_serv
     health, still_running = asyncio.run(scenario())
     assert health.json() == {"status": "OK"}
     assert still_running
+
+
+def test_a_queued_client_that_disconnects_leaves_the_queue_and_never_runs(warmgate_server):
+    echo = EchoPipeline()
+    config = FunctionConfig(pipeline="echo", model_id="m", max_concurrency=1, max_queue=1, warm=True)
+    server, client = warmgate_server(Settings(functions=[config]), pipelines={"echo": echo.spec})
+    assert _wait_for(lambda: echo.loads == 1)
+
+    async def scenario():
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as a, \
+                httpx.AsyncClient(base_url=server.url, timeout=30) as b, \
+                httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+            first = asyncio.create_task(a.post("/echo", json={"prompt": "first", "sleep": 1.5}))
+            while (await c.get("/functions")).json()["functions"][0]["in_flight"] == 0:
+                await asyncio.sleep(0.01)
+            queued = asyncio.create_task(b.post("/echo", json={"prompt": "gone"}))
+            while (await c.get("/functions")).json()["functions"][0]["queued"] == 0:
+                await asyncio.sleep(0.01)
+            queued.cancel()  # the client gives up and closes its connection
+            await b.aclose()
+            while (await c.get("/functions")).json()["functions"][0]["queued"] == 1:
+                await asyncio.sleep(0.01)
+            third = await c.post("/echo", json={"prompt": "third"})  # the queue place is free again
+            return (await first).status_code, third
+
+    first_status, third = asyncio.run(scenario())
+    assert first_status == 200
+    assert third.status_code == 200 and third.json()["text"] == "third"
+    info = _functions(client)["echo:m"]
+    assert info["requests"] == 2 and info["queued"] == 0 and info["in_flight"] == 0

@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from warmgate.core.auth import BearerAuth
 from warmgate.core.config import load_settings, plan_functions
 from warmgate.core.exception_handlers import EXCEPTION_HANDLERS
-from warmgate.core.logs import configure_logging
+from warmgate.core.logs import AccessLog, configure_logging, json_lines
 from warmgate.core.manager import FunctionManager
 from warmgate.core.metrics import Metrics
 from warmgate.core.middleware import wrap_asgi
@@ -69,5 +69,6 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
         state=State({"settings": settings, "functions": manager, "metrics": metrics,
                      "pipelines": specs, "openapi": openapi}),
     )
-    app.asgi_handler = wrap_asgi(app.asgi_handler, metrics, settings.gateway.access_log)
+    access_log = AccessLog(json_lines(settings.gateway.log_format)) if settings.gateway.access_log else None
+    app.asgi_handler = wrap_asgi(app.asgi_handler, metrics, access_log)
     return app

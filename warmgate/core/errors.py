@@ -10,6 +10,7 @@ The tree::
     │   ├── PayloadTooLarge (413)
     │   ├── UnsupportedMediaType (415)
     │   └── RequestValidationError (422)   body does not match the schema; carries the field
+    │   └── ClientDisconnected (499)       the caller left while its request waited
     ├── CapacityError (503)                queue full or no memory; carries Retry-After
     ├── LoadError (503)                    a function could not load its model
     └── InferenceError (500)               the model failed on a valid request
@@ -27,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "CapacityError",
+    "ClientDisconnected",
     "ClientError",
     "ConfigError",
     "InferenceError",
@@ -80,6 +82,12 @@ class PayloadTooLarge(ClientError):
 
 class UnsupportedMediaType(ClientError):
     status_code = 415
+
+
+class ClientDisconnected(ClientError):
+    """The client closed the connection while its request was queued; nobody reads the answer."""
+
+    status_code = 499
 
 
 class RequestValidationError(ClientError):

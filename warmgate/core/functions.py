@@ -8,6 +8,7 @@ import gc
 import inspect
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -42,7 +43,6 @@ class FunctionObserver(Protocol):
 
     def state_changed(self, fn: Function, old: FunctionState, new: FunctionState) -> None: ...
     def loaded(self, fn: Function, seconds: float) -> None: ...
-    def queue_changed(self, fn: Function) -> None: ...
 
 
 class _NullObserver:
@@ -50,9 +50,6 @@ class _NullObserver:
         pass
 
     def loaded(self, fn: Function, seconds: float) -> None:
-        pass
-
-    def queue_changed(self, fn: Function) -> None:
         pass
 
 
@@ -117,7 +114,7 @@ class Function:
         self._after_load = after_load
         self._runner: Any = None
         self._runner_is_async = False
-        self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._loading: asyncio.Task[Any] | None = None
         self._unloading: asyncio.Future[None] | None = None
 
@@ -140,35 +137,56 @@ class Function:
 
     # -- admission ---------------------------------------------------------------------
 
+    @property
+    def has_free_slot(self) -> bool:
+        return self.in_flight < self.config.max_concurrency
+
     async def acquire(self) -> Lease:
-        if self._slots.locked() and self.waiting >= self.config.max_queue:
-            raise CapacityError(
-                f"function {self.name!r} is at capacity ({self.in_flight} running, {self.waiting} queued); retry later",
-                retry_after=self._retry_after,
-            )
-        self.waiting += 1
-        self._observer.queue_changed(self)
+        if self.in_flight < self.config.max_concurrency:
+            self.in_flight += 1  # a free slot: no await on the fast path
+        else:
+            await self._wait_for_slot()
         try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-            self._observer.queue_changed(self)
-        self.in_flight += 1
-        try:
-            runner = await self._ensure_loaded()
+            runner = self._runner if self._runner is not None else await self._ensure_loaded()
         except BaseException:
             self._release()
             raise
         self.requests += 1
-        self._set_state(FunctionState.WARM)
+        if self.state is not FunctionState.WARM:
+            self._set_state(FunctionState.WARM)
         return Lease(self, runner)
 
+    async def _wait_for_slot(self) -> None:
+        """Queue for a slot; ``_release`` hands its slot to the first waiter (FIFO)."""
+        if self.waiting >= self.config.max_queue:
+            raise CapacityError(
+                f"function {self.name!r} is at capacity ({self.in_flight} running, {self.waiting} queued); retry later",
+                retry_after=self._retry_after,
+            )
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.waiting += 1
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the slot was handed over just as the client left: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+        finally:
+            self.waiting -= 1
+
     def _release(self) -> None:
-        self.in_flight -= 1
-        self._slots.release()
         self.last_used = time.monotonic()
-        self.last_used_at = time.time()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot moves to the waiter; in_flight is unchanged
+                return
+        self.in_flight -= 1
         if self.in_flight == 0 and self.state is FunctionState.WARM:
+            self.last_used_at = time.time()
             self._set_state(FunctionState.IDLE)
 
     # -- loading -----------------------------------------------------------------------

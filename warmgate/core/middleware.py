@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from typing import Any
 
-import structlog
-
+from warmgate.core.logs import AccessLog, request_id_var
 from warmgate.core.metrics import Metrics
 
-__all__ = ["REQUEST_START", "wrap_asgi"]
+__all__ = ["EXTERNAL_SECONDS", "OVERHEAD_HEADER", "wrap_asgi"]
 
-REQUEST_START = "warmgate.start"
-"""Key in ``scope["state"]``: ``perf_counter()`` when the request reached the gateway."""
+OVERHEAD_HEADER = "X-Warmgate-Overhead-Ms"
+EXTERNAL_SECONDS = "warmgate.external"
+"""Key in ``scope["state"]``: seconds a pipeline route spent outside the gateway (queue, load,
+model); when set, the response gets ``X-Warmgate-Overhead-Ms`` = elapsed minus that."""
+_OVERHEAD = OVERHEAD_HEADER.lower().encode()
 
-_log = structlog.get_logger("warmgate.access")
+
+
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count(1)
 
 
 def _request_id(scope: dict[str, Any]) -> str:
+    """The caller's ``X-Request-Id`` if sane, else a process-unique id (random prefix + counter)."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text = value.decode("latin-1")
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
             break
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
-def wrap_asgi(app: Any, metrics: Metrics, access_log: bool) -> Any:
+def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
     """Wrap Litestar's ASGI handler so that 404s and 405s are counted and logged too."""
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -36,7 +43,7 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: bool) -> Any:
             await app(scope, receive, send)
             return
         start = time.perf_counter()
-        scope["state"][REQUEST_START] = start
+        state = scope["state"]
         request_id = _request_id(scope)
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
@@ -45,18 +52,26 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: bool) -> Any:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                added = [id_header]
+                external = state.get(EXTERNAL_SECONDS)
+                if external is not None:
+                    overhead = max(0.0, time.perf_counter() - start - external) * 1000
+                    added.append((_OVERHEAD, f"{overhead:.3f}".encode()))
+                headers = message.get("headers")
+                if isinstance(headers, list):
+                    headers.extend(added)
+                else:
+                    message["headers"] = [*(headers or ()), *added]
             await send(message)
 
-        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        token = request_id_var.set(request_id)
         try:
             await app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
             metrics.observe_request(scope.get("path_template") or "<unmatched>", scope["method"], status, seconds)
-            if access_log:
-                _log.info("request", method=scope["method"], path=scope["path"], status=status,
-                          ms=round(seconds * 1000, 3))
-            structlog.contextvars.reset_contextvars(**tokens)
+            if access_log is not None:
+                access_log(scope["method"], scope["path"], status, round(seconds * 1000, 3), request_id)
+            request_id_var.reset(token)
 
     return middleware

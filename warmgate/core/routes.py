@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -15,15 +16,14 @@ from litestar.response import Stream
 
 from warmgate.core.auth import BearerAuth
 from warmgate.core.decode import build_decoder
-from warmgate.core.errors import InferenceError
-from warmgate.core.functions import Lease
+from warmgate.core.errors import ClientDisconnected, InferenceError
+from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
-from warmgate.core.middleware import REQUEST_START
+from warmgate.core.middleware import EXTERNAL_SECONDS
 from warmgate.core.spec import PipelineSpec
 
-__all__ = ["OVERHEAD_HEADER", "pipeline_route"]
+__all__ = ["pipeline_route"]
 
-OVERHEAD_HEADER = "X-Warmgate-Overhead-Ms"
 _JSON = "application/json"
 _encoder = msgspec.json.Encoder()
 
@@ -36,29 +36,29 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         if auth.enabled:
-            auth.check(request.headers.get("authorization"))
+            auth.check(_authorization(request.scope))
         body = await decode(request)
         fn = manager.resolve(name, getattr(body, model_field, "") or "")
         waited = time.perf_counter()
-        lease = await fn.acquire()
+        lease = await fn.acquire() if fn.has_free_slot else await _acquire_while_connected(fn, request)
         try:
             result = await lease.run(body)
         except BaseException:
             lease.release()
             raise
-        done = time.perf_counter()
-        external = done - waited  # queueing, loading and the model are not gateway overhead
+        # queueing, loading and the model are not gateway overhead (see middleware)
+        request.scope["state"][EXTERNAL_SECONDS] = time.perf_counter() - waited
         if _is_stream(result):
-            return _stream(result, lease, spec.stream_media_type, request, external)
+            return Stream(_relay(result if hasattr(result, "__aiter__") else _iterate_in_thread(result), lease),
+                          media_type=spec.stream_media_type)
         lease.release()
         if isinstance(result, Response):
-            result.headers[OVERHEAD_HEADER] = _overhead(request, external)
             return result
         try:
             content = _encoder.encode(result)
         except (TypeError, msgspec.EncodeError) as exc:
             raise InferenceError(f"{name} returned a result that cannot be encoded as JSON: {exc}") from exc
-        return Response(content, media_type=_JSON, headers={OVERHEAD_HEADER: _overhead(request, external)})
+        return Response(content, media_type=_JSON)
 
     paths = [p for path in spec.paths for p in (path, path + "/")]
     return post(
@@ -70,21 +70,38 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
     )(handle)
 
 
-def _overhead(request: Request[Any, Any, Any], external: float) -> str:
-    start = request.scope["state"].get(REQUEST_START)
-    if start is None:
-        return "0"
-    return f"{max(0.0, (time.perf_counter() - start - external) * 1000):.3f}"
+async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]) -> Lease:
+    """Wait in the function's queue, but leave it if the client disconnects meanwhile, so a
+    request nobody waits for neither holds a queue place nor runs the model."""
+    acquire = asyncio.ensure_future(fn.acquire())
+    disconnected = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((acquire, disconnected), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        disconnected.cancel()
+    if acquire.done():
+        return acquire.result()
+    acquire.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        lease = await acquire
+        lease.release()  # it got the slot just as the client left
+    raise ClientDisconnected(f"client disconnected while queued for {fn.name!r}")
+
+
+async def _disconnect(request: Request[Any, Any, Any]) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _authorization(scope: Any) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
 
 
 def _is_stream(result: Any) -> bool:
     return hasattr(result, "__aiter__") or inspect.isgenerator(result)
-
-
-def _stream(result: Any, lease: Lease, media_type: str, request: Request[Any, Any, Any], external: float) -> Stream:
-    """Stream the runner's chunks; the slot is released when the stream ends or the client leaves."""
-    chunks = result if hasattr(result, "__aiter__") else _iterate_in_thread(result)
-    return Stream(_relay(chunks, lease), media_type=media_type, headers={OVERHEAD_HEADER: _overhead(request, external)})
 
 
 async def _relay(chunks: AsyncIterator[Any], lease: Lease) -> AsyncIterator[bytes]:

@@ -40,7 +40,8 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
         body = await decode(request)
         fn = manager.resolve(name, getattr(body, model_field, "") or "")
         waited = time.perf_counter()
-        lease = await fn.acquire() if fn.has_free_slot else await _acquire_while_connected(fn, request)
+        ready = fn.has_free_slot and fn.loaded
+        lease = await fn.acquire() if ready else await _acquire_while_connected(fn, request)
         try:
             result = await lease.run(body)
         except BaseException:
@@ -71,8 +72,9 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
 
 
 async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]) -> Lease:
-    """Wait in the function's queue, but leave it if the client disconnects meanwhile, so a
-    request nobody waits for neither holds a queue place nor runs the model."""
+    """Wait for a slot and the model (a queue, a cold load), but give up if the client
+    disconnects meanwhile, so a request nobody waits for neither holds a queue place nor runs
+    the model. A load in progress goes on for the requests that come next."""
     acquire = asyncio.ensure_future(fn.acquire())
     disconnected = asyncio.ensure_future(_disconnect(request))
     try:

@@ -7,7 +7,7 @@ subprocess on 127.0.0.1, one server at a time, and loads it with ``wrk``:
 * ``warmgate`` / ``warmgate+log``: the same no-op through ``create_app`` (auth, validation,
   function acquire, Prometheus metrics), without and with the JSON access log.
 
-Usage: ``python bench/overhead.py [--duration 10] [--json]``. Needs ``wrk``
+Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json]``. Needs ``wrk``
 (``apt-get install -y wrk``). Server and wrk share the machine's cores, so compare the
 numbers with each other, not with other machines. This is a script, not a test.
 """
@@ -18,6 +18,7 @@ import argparse
 import json
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,6 +187,13 @@ def bench_variant(variant: str, wrk: str, script: Path, duration: int) -> dict[s
     return results
 
 
+def median_of_rounds(rounds: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per variant and level, the median of each number over the rounds (the VM is noisy)."""
+    first = rounds[0]
+    return {v: {level: {k: statistics.median(r[v][level][k] for r in rounds) for k in first[v][level]}
+                for level in first[v]} for v in first}
+
+
 def derived(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Per warmgate variant: throughput ratio vs bare at c=64 and added p50 at c=1 (ms)."""
     bare = results["bare"]
@@ -214,6 +222,8 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run (default 10)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="repeat every variant this many times, interleaved, and report medians (default 3)")
     parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
@@ -226,14 +236,16 @@ def main() -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
-    print(f"{len(VARIANTS)} servers x c={[c for _, c in LEVELS]}, {args.duration}s each after a {WARMUP_SECONDS}s "
-          f"warm-up; server and wrk share the machine's cores", file=sys.stderr)
+    print(f"{len(VARIANTS)} servers x c={[c for _, c in LEVELS]} x {args.rounds} rounds, {args.duration}s each after "
+          f"a {WARMUP_SECONDS}s warm-up; medians; server and wrk share the machine's cores", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(WRK_SCRIPT)
-        results = {v: bench_variant(v, wrk, script, args.duration) for v in VARIANTS}
+        rounds = [{v: bench_variant(v, wrk, script, args.duration) for v in VARIANTS} for _ in range(args.rounds)]
+    results = median_of_rounds(rounds)
     if args.json:
-        print(json.dumps({"duration_s": args.duration, "results": results, "derived": derived(results)}, indent=2))
+        print(json.dumps({"duration_s": args.duration, "rounds": rounds, "results": results,
+                          "derived": derived(results)}, indent=2))
     else:
         print(report(results))
 

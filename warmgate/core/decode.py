@@ -13,23 +13,14 @@ from litestar.exceptions import ClientException
 from warmgate.core.errors import ClientError, RequestValidationError, UnsupportedMediaType
 from warmgate.core.spec import File, PipelineSpec
 
-__all__ = ["build_decoder"]
-
-Decoder = Callable[[Request[Any, Any, Any]], Awaitable[Any]]
+__all__ = ["json_decoder", "multipart_decoder"]
 
 
-def build_decoder(spec: PipelineSpec) -> Decoder:
-    """The body decoder for ``spec``'s request type and encoding."""
-    if spec.encoding == "multipart":
-        return _multipart_decoder(spec)
-    return _json_decoder(spec)
-
-
-def _json_decoder(spec: PipelineSpec) -> Decoder:
+def json_decoder(spec: PipelineSpec) -> Callable[[bytes], Any]:
+    """``decode(body)`` for a JSON pipeline (synchronous: the body is read by the caller)."""
     decoder = msgspec.json.Decoder(spec.request)
 
-    async def decode(request: Request[Any, Any, Any]) -> Any:
-        body = await request.body()
+    def decode(body: bytes) -> Any:
         if not body:
             raise ClientError("request body is empty; expected a JSON object")
         try:
@@ -42,7 +33,8 @@ def _json_decoder(spec: PipelineSpec) -> Decoder:
     return decode
 
 
-def _multipart_decoder(spec: PipelineSpec) -> Decoder:
+def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], Awaitable[Any]]:
+    """``await decode(request)`` for a multipart pipeline: reads the form, files into memory."""
     fields = spec.request_fields
     file_fields = set(spec.file_fields)
     field_names = tuple(f.encode_name for f in fields)

@@ -97,7 +97,7 @@ class Function:
         self.config = config
         self.spec = spec
         self.name = config.name
-        self.state = FunctionState.COLD
+        self._state = FunctionState.COLD
         self.last_error: str | None = None
         self.loads = 0
         self.load_seconds: float | None = None
@@ -130,8 +130,16 @@ class Function:
         return (self._runner is not None and not self.config.keep_warm and self.in_flight == 0
                 and self.waiting == 0 and self._loading is None)
 
+    @property
+    def state(self) -> FunctionState:
+        """The lifecycle state; a loaded function is WARM while requests run, else IDLE."""
+        if self._state is FunctionState.IDLE and self.in_flight:
+            return FunctionState.WARM
+        return self._state
+
     def _set_state(self, new: FunctionState) -> None:
-        old, self.state = self.state, new
+        """Lifecycle transitions only: serving does not flip IDLE/WARM (``state`` derives it)."""
+        old, self._state = self._state, new
         if old is not new:
             self._observer.state_changed(self, old, new)
 
@@ -140,6 +148,14 @@ class Function:
     @property
     def has_free_slot(self) -> bool:
         return self.in_flight < self.config.max_concurrency
+
+    def acquire_now(self) -> Lease | None:
+        """A lease without waiting when the model is loaded and a slot is free, else None."""
+        if self._runner is None or self.in_flight >= self.config.max_concurrency:
+            return None
+        self.in_flight += 1
+        self.requests += 1
+        return Lease(self, self._runner)
 
     async def acquire(self) -> Lease:
         if self.in_flight < self.config.max_concurrency:
@@ -152,8 +168,6 @@ class Function:
             self._release()
             raise
         self.requests += 1
-        if self.state is not FunctionState.WARM:
-            self._set_state(FunctionState.WARM)
         return Lease(self, runner)
 
     async def _wait_for_slot(self) -> None:
@@ -179,15 +193,13 @@ class Function:
 
     def _release(self) -> None:
         self.last_used = time.monotonic()
+        self.last_used_at = time.time()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot moves to the waiter; in_flight is unchanged
                 return
         self.in_flight -= 1
-        if self.in_flight == 0 and self.state is FunctionState.WARM:
-            self.last_used_at = time.time()
-            self._set_state(FunctionState.IDLE)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -308,9 +320,6 @@ class Lease:
         self.function = function
         self.runner = runner
         self._released = False
-
-    async def run(self, request: Any) -> Any:
-        return await self.function.run(self.runner, request)
 
     def release(self) -> None:
         if not self._released:

@@ -1,16 +1,26 @@
 """Prometheus metrics, one registry per app so several apps (tests) never collide.
 
-Function state, queue depth and in-flight counts are read from the functions when ``/metrics``
-is scraped, so serving a request updates no gauge; only loads and requests are counted live.
+Serving a request must stay cheap, so the per-request numbers are plain Python counters read
+when ``/metrics`` is scraped: function state, queue depth and in-flight requests come from the
+functions themselves, and request counts and latencies from ``_RequestStats``. (prometheus-client's
+own Counter and Histogram take a lock per sample, which cost more than the rest of the gateway's
+request path; loads are rare and use them.)
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric, StateSetMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    StateSetMetricFamily,
+)
 
 from warmgate.core.functions import Function, FunctionState
 
@@ -42,37 +52,69 @@ class _FunctionCollector:
         yield from (state, queued, running)
 
 
+class _Series:
+    __slots__ = ("count", "total", "per_bucket")
+
+    def __init__(self, buckets: int) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.per_bucket = [0] * buckets
+
+
+class _RequestStats:
+    """Request counts and a latency histogram per (route, method, status), event-loop only."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.series: dict[tuple[str, str, int], _Series] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        series = self.series.get((route, method, status))
+        if series is None:
+            series = self.series[(route, method, status)] = _Series(len(self.bounds) + 1)
+        series.count += 1
+        series.total += seconds
+        series.per_bucket[bisect.bisect_left(self.bounds, seconds)] += 1
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["route", "method", "status"]
+        requests = CounterMetricFamily("warmgate_requests", "HTTP requests by route, method and status.",
+                                       labels=labels)
+        latency = HistogramMetricFamily("warmgate_request_duration_seconds",
+                                        "HTTP request latency by route, method and status.", labels=labels)
+        for (route, method, status), series in list(self.series.items()):
+            values = [route, method, str(status)]
+            requests.add_metric(values, series.count)
+            cumulative = itertools.accumulate(series.per_bucket[:-1])
+            buckets = [(repr(float(b)), float(c)) for b, c in zip(self.bounds, cumulative)]
+            latency.add_metric(values, [*buckets, ("+Inf", float(series.count))], sum_value=series.total)
+        yield from (requests, latency)
+
+
 class Metrics:
     """Request, function-state, cold-start, load-time and queue metrics; a FunctionObserver."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("warmgate_requests", "HTTP requests by route, method and status.",
-                                ["route", "method", "status"], registry=r)
-        self.latency = Histogram("warmgate_request_duration_seconds", "HTTP request latency by route and status.",
-                                 ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=r)
         self.cold_starts = Counter("warmgate_cold_starts", "Model loads (cold starts) per function.",
                                    ["function"], registry=r)
         self.load_seconds = Histogram("warmgate_load_seconds", "Seconds to load a function's model.",
                                       ["function"], buckets=_LOAD_BUCKETS, registry=r)
         self._functions = _FunctionCollector()
         r.register(self._functions)
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._requests = _RequestStats(_LATENCY_BUCKETS)
+        r.register(self._requests)
+        self.observe_request = self._requests.observe
+        """``observe_request(route, method, status, seconds)``, called once per HTTP request."""
 
     def track(self, functions: Iterable[Function]) -> None:
         self._functions.functions = list(functions)
         for fn in self._functions.functions:
             self.cold_starts.labels(fn.name)
-
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        children = self._request_children.get(key)
-        if children is None:
-            labels = (route, method, str(status))
-            children = self._request_children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
-        children[0].inc()
-        children[1].observe(seconds)
 
     # FunctionObserver
     def state_changed(self, fn: Function, old: FunctionState, new: FunctionState) -> None:

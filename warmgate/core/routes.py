@@ -15,7 +15,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
 from warmgate.core.auth import BearerAuth
-from warmgate.core.decode import build_decoder
+from warmgate.core.decode import json_decoder, multipart_decoder
 from warmgate.core.errors import ClientDisconnected, InferenceError
 from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
@@ -30,20 +30,23 @@ _encoder = msgspec.json.Encoder()
 
 def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAuth, max_body_size: int) -> HTTPRouteHandler:
     """One POST handler answering every path of ``spec`` (with and without trailing slash)."""
-    decode = build_decoder(spec)
+    decode_json = json_decoder(spec) if spec.encoding == "json" else None
+    decode_form = multipart_decoder(spec)
     name = spec.name
     model_field = spec.model_field
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         if auth.enabled:
             auth.check(_authorization(request.scope))
-        body = await decode(request)
+        if decode_json is not None:
+            body = decode_json(await request.body())
+        else:
+            body = await decode_form(request)
         fn = manager.resolve(name, getattr(body, model_field, "") or "")
         waited = time.perf_counter()
-        ready = fn.has_free_slot and fn.loaded
-        lease = await fn.acquire() if ready else await _acquire_while_connected(fn, request)
+        lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
         try:
-            result = await lease.run(body)
+            result = await fn.run(lease.runner, body)
         except BaseException:
             lease.release()
             raise

@@ -5,15 +5,16 @@ import re
 from pathlib import Path
 
 import click
+import msgspec
 import pytest
 from click.testing import CliRunner
 
 import warmgate
-from warmgate import Settings
+from warmgate import PipelineSpec, Settings
 from warmgate.core import hookspecs
 from warmgate.core.cli import cli
 from warmgate.core.plugins import await_me_maybe, get_pipelines, list_plugins, pm
-from warmgate.testing import EchoPipeline, MockRunner, mock_pipeline
+from warmgate.testing import EchoPipeline, EchoRequest, MockRunner, mock_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,3 +178,70 @@ def test_tiny_model_dir_builds_a_demo_model_once_and_the_loader_uses_it(tiny_mod
     assert (first / "config.json").stat().st_mtime_ns == stamp  # not rebuilt
     runner = echo.spec.load(str(first), {})
     assert runner(warmgate.testing.EchoRequest(prompt="p")).model_id == str(first)
+
+
+class RoutesPlugin:
+    @warmgate.hookimpl
+    def register_routes(self, register):
+        from litestar import Request, get
+
+        @get("/echo-models", sync_to_thread=False)
+        def echo_models(request: Request) -> dict:
+            functions = request.app.state.functions.functions.values()
+            return {"models": [f.config.model_id for f in functions if f.config.pipeline == "echo"]}
+
+        register(echo_models)
+
+
+def test_hook_register_routes(register_plugin, warmgate_server):
+    register_plugin(RoutesPlugin(), "undo-routes")
+    _, client = warmgate_server(Settings(), pipelines={"echo": EchoPipeline().spec})
+    assert client.get("/echo-models").json() == {"models": ["echo-1"]}
+    assert client.get("/echo-models").headers["x-request-id"]  # the gateway's middleware wraps it too
+
+
+def test_register_routes_rejects_what_is_not_a_route_handler(register_plugin):
+    class Bad:
+        @warmgate.hookimpl
+        def register_routes(self, register):
+            register(lambda request: None)
+
+    register_plugin(Bad(), "undo-bad-routes")
+    with pytest.raises(TypeError, match="plugin 'undo-bad-routes' registered .* not a Litestar route handler"):
+        warmgate.create_app(Settings(), pipelines={})
+
+
+class ShoutRequest(msgspec.Struct):
+    words: list[str]
+    model: str = ""
+
+
+class ShoutResponse(msgspec.Struct):
+    shout: str
+
+
+async def _shout_via_echo(runner, request):
+    """A second wire format in front of the echo functions (as OpenAI chat fronts llm)."""
+    echoed = runner(EchoRequest(prompt=" ".join(request.words)))
+    return ShoutResponse(shout=echoed.text.upper())
+
+
+def test_a_spec_can_serve_another_pipelines_functions_in_its_own_wire_format(warmgate_server):
+    echo = EchoPipeline()
+    shout = PipelineSpec(name="shout-echo", request=ShoutRequest, response=ShoutResponse, serves="echo",
+                         invoke=_shout_via_echo, model_field="model", paths=("/v1/shout",))
+    _, client = warmgate_server(Settings(), pipelines={"echo": echo.spec, "shout-echo": shout})
+    r = client.post("/v1/shout", json={"words": ["a", "b"], "model": "echo-1"})
+    assert r.json() == {"shout": "A B"}
+    assert client.post("/echo", json={"prompt": "x"}).json()["text"] == "x"
+    [fn] = client.get("/functions").json()["functions"]  # one function, shared by both routes
+    assert fn["name"] == "echo:echo-1" and fn["requests"] == 2 and echo.loads == 1
+    missing = client.post("/v1/shout", json={"words": ["a"], "model": "nope"})
+    assert missing.status_code == 404 and "pipeline 'echo'" in missing.json()["detail"]["msg"]
+
+
+def test_a_spec_serving_an_unknown_pipeline_is_refused(register_plugin):
+    orphan = PipelineSpec(name="orphan", request=ShoutRequest, response=ShoutResponse, serves="missing")
+    register_plugin(PipelinePlugin(orphan), "undo-orphan")
+    with pytest.raises(ValueError, match="serves 'missing', which is not a registered pipeline"):
+        get_pipelines()

@@ -16,7 +16,7 @@ from warmgate.core.manager import FunctionManager
 from warmgate.core.metrics import Metrics
 from warmgate.core.middleware import wrap_asgi
 from warmgate.core.openapi import build_openapi
-from warmgate.core.plugins import await_me_maybe, get_pipelines, pm
+from warmgate.core.plugins import await_me_maybe, get_pipelines, get_routes, pm
 from warmgate.core.routes import pipeline_route
 from warmgate.core.runner_routes import runner_routes
 from warmgate.core.settings import Settings
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
     max_body = int(settings.gateway.max_body_size)
     handlers = [pipeline_route(spec, manager, auth, max_body) for spec in specs.values()]
     handlers += runner_routes(manager, metrics, openapi)
+    handlers += get_routes()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -173,9 +173,11 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
     planned: list[FunctionConfig] = []
     for i, fn in enumerate(settings.functions):
         spec = pipelines.get(fn.pipeline)
-        if spec is None:
+        if spec is None or spec.serves:
+            hosts = sorted(name for name, s in pipelines.items() if not s.serves)
+            hint = f" (it serves the functions of {spec.serves!r})" if spec is not None else ""
             raise ConfigError(settings.source, f"functions[{i}].pipeline",
-                              f"unknown pipeline {fn.pipeline!r}; installed: {', '.join(sorted(pipelines)) or 'none'}")
+                              f"unknown pipeline {fn.pipeline!r}{hint}; installed: {', '.join(hosts) or 'none'}")
         if fn.executor != "local":
             raise ConfigError(settings.source, f"functions[{i}].executor",
                               f"executor {fn.executor!r} is not available in warmgate {__version__}; use 'local'")
@@ -183,7 +185,7 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
         planned.append(msgspec.structs.replace(fn, model_id=model_id, name=fn.name or f"{fn.pipeline}:{model_id}"))
     served = {fn.pipeline for fn in planned}
     for spec in pipelines.values():
-        if spec.name in served:
+        if spec.name in served or spec.serves:
             continue
         if settings.profile == "demo":
             if spec.demo is None:

@@ -294,10 +294,13 @@ class Function:
 
     # -- calling -----------------------------------------------------------------------
 
-    async def run(self, runner: Any, request: Any) -> Any:
-        """Call the runner: async runners on the loop, sync ones in a worker thread."""
+    async def run(self, runner: Any, request: Any, invoke: Callable[[Any, Any], Any] | None = None) -> Any:
+        """Call the runner: async runners on the loop, sync ones in a worker thread, or through
+        the spec's ``invoke(runner, request)``."""
         try:
-            if self._runner_is_async:
+            if invoke is not None:
+                result = invoke(runner, request)
+            elif self._runner_is_async:
                 result = runner(request)
             else:
                 result = await asyncio.to_thread(runner, request)

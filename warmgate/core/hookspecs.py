@@ -25,6 +25,17 @@ def register_pipelines(register: Any) -> None:
 
 
 @hookspec
+def register_routes(register: Any) -> None:
+    """Register extra HTTP routes by calling ``register(handler)`` with a Litestar route handler
+    (``@get(...)``-decorated function, Controller-free) or ``Router``.
+
+    For routes that are not a pipeline, such as ``GET /v1/models``. Handlers reach the gateway
+    through ``request.app.state``: ``functions`` (the function manager), ``settings``,
+    ``pipelines``. Called once per app. Return value is ignored.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``warmgate`` CLI: ``cli`` is its ``click.Group``.
 

@@ -83,6 +83,7 @@ class FunctionManager:
             if config.demo and spec.demo is not None:
                 path = await asyncio.to_thread(ensure_demo_model, spec.demo, cache_dir / "demo")
                 model_id = str(path)
+            assert spec.load is not None  # specs without a loader serve another pipeline's functions
             if inspect.iscoroutinefunction(spec.load):
                 return await spec.load(model_id, dict(config.options))
             runner = await asyncio.to_thread(spec.load, model_id, dict(config.options))

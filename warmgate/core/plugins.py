@@ -22,6 +22,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "await_me_maybe",
     "get_pipelines",
+    "get_routes",
     "list_plugins",
     "load_plugins",
     "pm",
@@ -135,7 +136,32 @@ def get_pipelines() -> dict[str, PipelineSpec]:
                     raise ValueError(f"path {path} is claimed by both {owners[path]!r} and {_plugin!r}")
             for path in spec.paths:
                 owners[path] = _plugin
+            if spec.serves and spec.serves == spec.name:
+                raise ValueError(f"pipeline {spec.name!r} cannot serve itself")
             specs[spec.name] = dataclasses.replace(spec, plugin=_plugin)
 
         impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
+    for spec in specs.values():
+        host = specs.get(spec.serves) if spec.serves else spec
+        if host is None or host.serves:
+            raise ValueError(f"pipeline {spec.name!r} (plugin {spec.plugin!r}) serves {spec.serves!r}, "
+                             "which is not a registered pipeline with functions of its own")
     return specs
+
+
+def get_routes() -> list[Any]:
+    """Extra route handlers from ``register_routes`` hooks, type-checked."""
+    from litestar.handlers import BaseRouteHandler
+    from litestar.router import Router
+
+    load_plugins()
+    routes: list[Any] = []
+    for impl in pm.hook.register_routes.get_hookimpls():
+
+        def register(handler: Any, _plugin: str = impl.plugin_name) -> None:
+            if not isinstance(handler, (BaseRouteHandler, Router)):
+                raise TypeError(f"plugin {_plugin!r} registered {handler!r}, which is not a Litestar route handler")
+            routes.append(handler)
+
+        impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
+    return routes

@@ -33,7 +33,9 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
     decode_json = json_decoder(spec) if spec.encoding == "json" else None
     decode_form = multipart_decoder(spec)
     name = spec.name
+    functions_of = spec.serves or spec.name
     model_field = spec.model_field
+    invoke = spec.invoke
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         if auth.enabled:
@@ -42,11 +44,11 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
             body = decode_json(await request.body())
         else:
             body = await decode_form(request)
-        fn = manager.resolve(name, getattr(body, model_field, "") or "")
+        fn = manager.resolve(functions_of, getattr(body, model_field, "") or "")
         waited = time.perf_counter()
         lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
         try:
-            result = await fn.run(lease.runner, body)
+            result = await fn.run(lease.runner, body, invoke)
         except BaseException:
             lease.release()
             raise

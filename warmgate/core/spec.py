@@ -80,8 +80,8 @@ class PipelineSpec:
     """msgspec Struct of the request body; multipart file fields are typed ``File``."""
     response: type
     """msgspec Struct of the JSON response (used for the OpenAPI document)."""
-    load: Loader
-    """``load(model_id, options) -> runner``."""
+    load: Loader | None = None
+    """``load(model_id, options) -> runner``; required unless the spec ``serves`` another pipeline."""
     default_model_id: str = ""
     """Model served when a request leaves the model id blank and no function is configured."""
     paths: tuple[str, ...] = ()
@@ -102,6 +102,13 @@ class PipelineSpec:
     """Content type when the runner streams."""
     demo: DemoModel | None = None
     """Tiny model for ``--profile demo``."""
+    serves: str = ""
+    """Serve the functions of another pipeline: a second wire format for the same models (OpenAI
+    chat in front of ``llm``). Such a spec has no functions, loader or demo model of its own."""
+    invoke: Callable[[Any, Any], Any] | None = None
+    """``invoke(runner, request)``: how this spec's requests call the runner; default
+    ``runner(request)``. It runs on the event loop, so it returns an awaitable, an async
+    iterator or a value, and never blocks."""
     plugin: str = field(default="", compare=False)
     """Filled in by the core: the plugin that registered the spec."""
 
@@ -110,8 +117,13 @@ class PipelineSpec:
             raise ValueError(f"pipeline name {self.name!r} must be a non-empty path segment")
         if not (isinstance(self.request, type) and issubclass(self.request, msgspec.Struct)):
             raise TypeError(f"pipeline {self.name!r}: request must be a msgspec.Struct subclass, got {self.request!r}")
-        if not callable(self.load):
+        if self.serves:
+            if self.load is not None or self.demo is not None:
+                raise ValueError(f"pipeline {self.name!r} serves {self.serves!r}: it takes no load or demo of its own")
+        elif not callable(self.load):
             raise TypeError(f"pipeline {self.name!r}: load must be callable, got {self.load!r}")
+        if self.invoke is not None and not callable(self.invoke):
+            raise TypeError(f"pipeline {self.name!r}: invoke must be callable, got {self.invoke!r}")
         if self.encoding not in ("json", "multipart"):
             raise ValueError(f"pipeline {self.name!r}: encoding must be 'json' or 'multipart'")
         if not self.paths:

@@ -62,7 +62,7 @@ def test_plugin_commands_join_the_cli(shout_site):
 
 
 def test_functions_and_openapi_commands_see_the_plugin(shout_site, tmp_path):
-    result = warmgate("functions", "--json", site=shout_site, HOME=str(tmp_path))
+    result = warmgate("functions", "--json", site=shout_site, HOME=str(tmp_path), WARMGATE_LOAD_PLUGINS="shout")
     assert result.returncode == 0, result.stderr
     assert [f["name"] for f in json.loads(result.stdout)] == ["shout:shout-base"]
     doc = json.loads(warmgate("openapi", site=shout_site).stdout)
@@ -87,7 +87,8 @@ def test_serve_demo_profile_builds_a_tiny_model_on_first_use(shout_site, tmp_pat
     port = _free_port()
     cache = tmp_path / "cache"
     proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--profile", "demo", "--port", str(port)],
-                            env=_env(shout_site, WARMGATE_CACHE_DIR=str(cache), WARMGATE_LOG_FORMAT="json"),
+                            env=_env(shout_site, WARMGATE_CACHE_DIR=str(cache), WARMGATE_LOG_FORMAT="json",
+                                     WARMGATE_LOAD_PLUGINS="shout"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -124,6 +125,7 @@ def test_serve_demo_profile_builds_a_tiny_model_on_first_use(shout_site, tmp_pat
 def test_serve_refuses_an_invalid_config_before_starting(shout_site, tmp_path):
     bad = tmp_path / "serverless.yaml"
     bad.write_text("functions:\n  - pipeline: nope\n")
-    result = warmgate("serve", "--config", str(bad), "--port", str(_free_port()), site=shout_site)
+    result = warmgate("serve", "--config", str(bad), "--port", str(_free_port()), site=shout_site,
+                      WARMGATE_LOAD_PLUGINS="shout")
     assert result.returncode != 0
     assert "functions[0].pipeline: unknown pipeline 'nope'; installed: shout" in result.stderr

@@ -79,14 +79,14 @@ class FunctionManager:
         cache_dir = Path(self.settings.gateway.cache_dir or "~/.cache/warmgate").expanduser()
 
         async def load() -> Any:
-            model_id = config.model_id
+            model_id, options = config.model_id, dict(config.options)
             if config.demo and spec.demo is not None:
                 path = await asyncio.to_thread(ensure_demo_model, spec.demo, cache_dir / "demo")
-                model_id = str(path)
+                model_id, options["served_model_id"] = str(path), config.model_id
             assert spec.load is not None  # specs without a loader serve another pipeline's functions
             if inspect.iscoroutinefunction(spec.load):
-                return await spec.load(model_id, dict(config.options))
-            runner = await asyncio.to_thread(spec.load, model_id, dict(config.options))
+                return await spec.load(model_id, options)
+            runner = await asyncio.to_thread(spec.load, model_id, options)
             return await runner if inspect.isawaitable(runner) else runner
 
         return load

@@ -1,0 +1,87 @@
+"""The LLM plugin: ``POST /llm`` (Livepeer), OpenAI chat completions at ``/v1`` and ``/llm``,
+and ``GET /v1/models``, on pluggable backends (``register_llm_backends``)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+from litestar import Request, Response, get
+
+from warmgate.core.errors import ConfigError
+from warmgate.core.hookspecs import hookimpl
+from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
+from warmgate.plugins.llm import openai_wire as oa
+from warmgate.plugins.llm.backend import get_backends
+from warmgate.plugins.llm.runner import LLMRunner
+from warmgate.plugins.llm.wire import LLMRequest, LLMResponse
+
+__all__ = ["DEFAULT_MODEL_ID", "load_llm"]
+
+DEFAULT_MODEL_ID = "meta-llama/Meta-Llama-3.1-8B-Instruct"
+PIPELINE = "llm"
+
+
+async def load_llm(model_id: str, options: dict[str, Any]) -> LLMRunner:
+    """Load ``model_id`` on the backend named by ``options["backend"]`` (default transformers)."""
+    backends = get_backends()
+    name = options.get("backend", "transformers")
+    factory = backends.get(name)
+    if factory is None:
+        raise ConfigError("llm function options", "backend",
+                          f"unknown LLM backend {name!r}; registered: {', '.join(sorted(backends))}")
+    engine_options = {k: v for k, v in options.items() if k not in ("backend", "served_model_id")}
+    if inspect.iscoroutinefunction(factory):
+        backend = await factory(model_id, engine_options)
+    else:
+        backend = await asyncio.to_thread(factory, model_id, engine_options)
+    return LLMRunner(options.get("served_model_id", model_id), backend)
+
+
+def _build_demo(directory: Any) -> None:
+    from warmgate.plugins.llm.demo import build_tiny_chat_model
+
+    build_tiny_chat_model(directory)
+
+
+def _chat(runner: LLMRunner, request: oa.ChatCompletionRequest) -> Any:
+    return runner.chat(request)
+
+
+@hookimpl
+def register_pipelines(register: Any) -> None:
+    register(PipelineSpec(
+        name=PIPELINE, request=LLMRequest, response=LLMResponse, load=load_llm, default_model_id=DEFAULT_MODEL_ID,
+        model_field="model", price_unit=PriceUnit.TOKEN, summary="LLM", operation_id="genLLM",
+        description="Generate text using a language model.",
+        demo=DemoModel(model_id="warmgate-demo/tiny-chat", build=_build_demo),
+    ))
+    register(PipelineSpec(
+        name="chat-completions", request=oa.ChatCompletionRequest, response=oa.ChatCompletion, serves=PIPELINE,
+        invoke=_chat, model_field="model", price_unit=PriceUnit.TOKEN, paths=("/v1/chat/completions",
+                                                                              "/llm/chat/completions"),
+        summary="Chat Completions", operation_id="createChatCompletion", tags=("openai",),
+        description="OpenAI-compatible chat completions on the LLM functions.",
+    ))
+
+
+@hookimpl
+def register_llm_backends(register: Any) -> None:
+    from warmgate.plugins.llm.transformers_backend import load_transformers
+
+    register("transformers", load_transformers)
+
+
+@get(["/v1/models", "/llm/models"], sync_to_thread=False)
+def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The LLM functions, in the OpenAI ``/v1/models`` shape (plus their state)."""
+    functions = [f for f in request.app.state.functions.functions.values() if f.config.pipeline == PIPELINE]
+    cards = [oa.ModelCard(id=f.config.model_id, created=0, owned_by="warmgate", state=f.state.value, pipeline=PIPELINE)
+             for f in functions]
+    return Response(oa.ModelList(data=cards), media_type="application/json")
+
+
+@hookimpl
+def register_routes(register: Any) -> None:
+    register(list_models)

@@ -1,0 +1,92 @@
+"""What an LLM backend is, and the ``register_llm_backends`` extension point."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import msgspec
+import pluggy
+
+from warmgate.core.plugins import load_plugins, pm
+
+__all__ = ["BackendFactory", "Delta", "GenerationParams", "LLMBackend", "Usage", "get_backends", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("warmgate")
+
+
+class GenerationParams(msgspec.Struct, kw_only=True):
+    """One generation, whatever the wire format it came in."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = -1
+    """-1: off."""
+    seed: int | None = None
+    stop: list[str] = []
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Delta(msgspec.Struct):
+    """A piece of generated text; the last one carries ``finish_reason`` and ``usage``."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+class LLMBackend(Protocol):
+    """A loaded model behind one engine (transformers in-process, vLLM, Ollama, ...)."""
+
+    context_length: int | None
+    """Tokens of context, when the engine says; prompt + max_tokens must fit."""
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Tokens the chat-templated prompt takes, when the backend can tell without the engine."""
+        ...
+
+    def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
+        """Stream the completion; closing the iterator early must stop the generation."""
+        ...
+
+    async def close(self) -> None:
+        """Release the model (scale to zero)."""
+        ...
+
+
+BackendFactory = Callable[[str, dict[str, Any]], "LLMBackend | Awaitable[LLMBackend]"]
+"""``factory(model_id, options)``: sync factories run in a worker thread."""
+
+
+class LLMBackendSpecs:
+    @hookspec
+    def register_llm_backends(self, register: Any) -> None:
+        """Register LLM backends with ``register(name, factory)``; a function picks one with
+        ``options.backend`` (default ``transformers``). Called when an LLM function loads."""
+
+
+pm.add_hookspecs(LLMBackendSpecs)
+
+
+def get_backends() -> dict[str, BackendFactory]:
+    """Every registered backend by name; a name registered twice is an error naming both."""
+    load_plugins()
+    backends: dict[str, BackendFactory] = {}
+    owners: dict[str, str] = {}
+    for impl in pm.hook.register_llm_backends.get_hookimpls():
+
+        def register(name: str, factory: BackendFactory, _plugin: str = impl.plugin_name) -> None:
+            if not callable(factory):
+                raise TypeError(f"plugin {_plugin!r} registered LLM backend {name!r} with {factory!r}, not a callable")
+            if name in backends:
+                raise ValueError(f"LLM backend {name!r} is registered by both {owners[name]!r} and {_plugin!r}")
+            backends[name], owners[name] = factory, _plugin
+
+        impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
+    return backends

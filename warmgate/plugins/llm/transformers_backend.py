@@ -1,0 +1,121 @@
+"""In-process generation with transformers: chat template, a streamer fed by a worker thread,
+cancellation through a stopping criterion. torch and transformers are imported on load only."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
+
+__all__ = ["TransformersBackend", "load_transformers"]
+
+_DONE = object()
+
+
+def load_transformers(model_id: str, options: dict[str, Any]) -> TransformersBackend:
+    """Load tokenizer and model (a worker thread calls this). Options: ``dtype`` (``auto``,
+    ``float16``, ``bfloat16``, ``float32``), ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``auto``),
+    ``trust_remote_code``."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise ImportError(f"the transformers LLM backend needs the [llm] extra "
+                          f"(pip install torch, then pip install 'warmgate[llm]'): {exc}") from exc
+
+    device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = options.get("dtype", "auto")
+    trust = bool(options.get("trust_remote_code", False))
+    tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
+    if tokenizer.chat_template is None:
+        raise ValueError(f"{model_id} has no chat template; it is not a chat model")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_id, dtype=dtype if dtype == "auto" else getattr(torch, dtype), trust_remote_code=trust,
+        device_map=device if device == "auto" else None,
+    )
+    if device != "auto":
+        model.to(device)
+    model.eval()
+    return TransformersBackend(model, tokenizer)
+
+
+class _Cancelled:
+    """A stopping criterion that ends generation when the request is gone."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersBackend:
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
+        self.memory_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+
+    def _encode(self, messages: list[dict[str, str]]) -> Any:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                  return_dict=True)
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        return int(self._encode(messages)["input_ids"].shape[1])
+
+    async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        inputs = self._encode(params.messages).to(self.model.device)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancel = threading.Event()
+        outcome: dict[str, Any] = {}
+        sampling = params.temperature > 0
+        kwargs: dict[str, Any] = {
+            **inputs, "streamer": streamer, "max_new_tokens": params.max_tokens, "do_sample": sampling,
+            "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if sampling:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=max(params.top_k, 0) or None)
+        if params.stop:
+            kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+
+        def run() -> None:
+            import torch
+
+            try:
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)  # process-wide: exact only without concurrent requests
+                with torch.inference_mode():
+                    outcome["sequences"] = self.model.generate(**kwargs)
+            except BaseException as exc:  # handed to the request below
+                outcome["error"] = exc
+            finally:
+                streamer.end()
+
+        thread = threading.Thread(target=run, name="warmgate-generate", daemon=True)
+        thread.start()
+        chunks = iter(streamer)
+        try:
+            while (text := await asyncio.to_thread(next, chunks, _DONE)) is not _DONE:
+                if text:
+                    yield Delta(text=text)
+            await asyncio.to_thread(thread.join)
+            if "error" in outcome:
+                raise outcome["error"]
+            completion = int(outcome["sequences"].shape[1]) - prompt_tokens
+            finish = "length" if completion >= params.max_tokens else "stop"
+            yield Delta(finish_reason=finish, usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion))
+        finally:
+            cancel.set()  # the client left or we are done: stop generating either way
+
+    async def close(self) -> None:
+        self.model = None
+        self.tokenizer = None

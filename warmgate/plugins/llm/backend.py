@@ -47,8 +47,8 @@ class LLMBackend(Protocol):
     context_length: int | None
     """Tokens of context, when the engine says; prompt + max_tokens must fit."""
 
-    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
-        """Tokens the chat-templated prompt takes, when the backend can tell without the engine."""
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None | Awaitable[int | None]:
+        """Tokens the chat-templated prompt takes (None: unknown, the engine checks); may be async."""
         ...
 
     def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:

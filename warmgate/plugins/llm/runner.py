@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import AsyncIterator
@@ -64,11 +65,14 @@ class LLMRunner(Runner):
 
     # -- shared ----------------------------------------------------------------------
 
-    def _check_context(self, params: GenerationParams, max_tokens_field: str) -> None:
+    async def _check_context(self, params: GenerationParams, max_tokens_field: str) -> None:
         limit = self.backend.context_length
         if not limit:
             return
-        prompt = self.backend.count_prompt_tokens(params.messages) or 0
+        prompt = self.backend.count_prompt_tokens(params.messages)
+        if inspect.isawaitable(prompt):
+            prompt = await prompt
+        prompt = prompt or 0
         if params.max_tokens + prompt > limit:
             raise RequestValidationError.single(
                 ["body", max_tokens_field],
@@ -109,7 +113,7 @@ class LLMRunner(Runner):
         params = GenerationParams(messages=[{"role": m.role, "content": m.content} for m in request.messages],
                                   max_tokens=request.max_tokens, temperature=request.temperature,
                                   top_p=request.top_p, top_k=request.top_k)
-        self._check_context(params, "max_tokens")
+        await self._check_context(params, "max_tokens")
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
         if request.stream:
             return self._livepeer_stream(params, ident, created)
@@ -159,7 +163,7 @@ class LLMRunner(Runner):
             top_p=1.0 if request.top_p is None else request.top_p,
             top_k=-1 if request.top_k is None else request.top_k, seed=request.seed, stop=stop,
         )
-        self._check_context(params, field)
+        await self._check_context(params, field)
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)

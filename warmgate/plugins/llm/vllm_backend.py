@@ -1,0 +1,243 @@
+"""vLLM (or any OpenAI-compatible engine) behind an LLM function.
+
+*External*: ``options.url`` names a running server (vLLM, llama.cpp's llama-server, another
+warmgate); warmgate relays chat requests to its ``/v1/chat/completions``.
+
+*Managed*: without ``url``, a cold start launches the engine as a child process on a free
+127.0.0.1 port, waits for its ``/health``, relays to it, and stops it when the function scales
+to zero, so its GPU memory is really given back. The default command is vLLM's OpenAI server
+(``python -m vllm.entrypoints.openai.api_server``; its ``vllm`` CLI is not used because the
+CPU distribution breaks it), run by ``options.python`` so vLLM can live in its own virtual
+environment; ``options.engine`` becomes its flags (``max_model_len: 4096`` →
+``--max-model-len 4096``, ``enforce_eager: true`` → ``--enforce-eager``). ``options.command``
+replaces the whole command for other engines, with ``{python}``, ``{model}``, ``{served}`` and
+``{port}`` filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import structlog
+
+from warmgate.core.errors import ClientError
+from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
+
+__all__ = ["ManagedEngine", "OpenAICompatibleBackend", "load_vllm"]
+
+_log = structlog.get_logger("warmgate.llm.vllm")
+_VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+async def load_vllm(model_id: str, options: dict[str, Any]) -> OpenAICompatibleBackend:
+    """Connect to ``options.url``, or launch a managed engine for ``model_id`` and connect to it."""
+    served = str(options.get("served_model_name") or model_id)
+    if options.get("url"):
+        return await OpenAICompatibleBackend.connect(str(options["url"]), served, token=options.get("token"))
+    engine = ManagedEngine(model_id, served, options)
+    await engine.start()
+    try:
+        backend = await OpenAICompatibleBackend.connect(engine.base_url, served)
+    except BaseException:
+        await engine.stop()
+        raise
+    backend.engine = engine
+    return backend
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def engine_flags(engine: dict[str, Any]) -> list[str]:
+    """``{"max_model_len": 4096, "enforce_eager": True}`` -> ``["--max-model-len", "4096", "--enforce-eager"]``."""
+    flags: list[str] = []
+    for key, value in engine.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not False and value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+class ManagedEngine:
+    """An engine server run as a child process for one function."""
+
+    def __init__(self, model_id: str, served: str, options: dict[str, Any]) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        python = str(options.get("python") or sys.executable)
+        fill = {"python": python, "model": model_id, "served": served, "port": str(self.port)}
+        if options.get("command"):
+            self.command = [str(part).format(**fill) for part in options["command"]]
+        else:
+            self.command = [python, "-m", _VLLM_MODULE, "--model", model_id, "--served-model-name", served,
+                            "--host", "127.0.0.1", "--port", str(self.port), *engine_flags(options.get("engine", {}))]
+        self.env = {**os.environ, **{k: str(v) for k, v in options.get("env", {}).items()}}
+        self.startup_timeout = float(options.get("startup_timeout", 900))
+        self.process: asyncio.subprocess.Process | None = None
+        self.output: collections.deque[str] = collections.deque(maxlen=40)
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        _log.info("engine_starting", command=" ".join(self.command))
+        started = time.monotonic()
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+        )
+        self._reader = asyncio.get_running_loop().create_task(self._read_output())
+        try:
+            await self._wait_healthy()
+        except BaseException:
+            await self.stop()
+            raise
+        _log.info("engine_ready", pid=self.process.pid, port=self.port, seconds=round(time.monotonic() - started, 2))
+
+    async def _read_output(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        async for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.output.append(line)
+            _log.debug("engine_output", line=line)
+
+    async def _wait_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as client:
+            while True:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"the engine exited with code {self.process.returncode} before it was "
+                                       f"ready; last output: {self._tail()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/health")).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the engine was not healthy after {self.startup_timeout:g}s; "
+                                       f"last output: {self._tail()}")
+                await asyncio.sleep(0.25)
+
+    def _tail(self) -> str:
+        return " | ".join(list(self.output)[-8:]) or "(none)"
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s; the engine's memory is gone when this returns."""
+        process, self.process = self.process, None
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=30)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+            _log.info("engine_stopped", pid=process.pid, returncode=process.returncode)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[dict[str, Any]] = []
+    usage: dict[str, int] | None = None
+    error: dict[str, Any] | None = None
+
+
+class OpenAICompatibleBackend:
+    """Relays chat to an OpenAI-compatible server, asking for usage in streams."""
+
+    def __init__(self, client: httpx.AsyncClient, served: str, context_length: int | None) -> None:
+        self.client = client
+        self.served = served
+        self.context_length = context_length
+        self.engine: ManagedEngine | None = None
+        self._chunk = msgspec.json.Decoder(_Chunk)
+
+    @classmethod
+    async def connect(cls, url: str, served: str, token: str | None = None) -> OpenAICompatibleBackend:
+        root = url.rstrip("/").removesuffix("/v1")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = httpx.AsyncClient(base_url=root, headers=headers,
+                                   timeout=httpx.Timeout(connect=10, read=600, write=60, pool=60))
+        try:
+            models = await client.get("/v1/models")
+            models.raise_for_status()
+        except httpx.HTTPError as exc:
+            await client.aclose()
+            raise ConnectionError(f"the OpenAI-compatible server at {root} did not answer /v1/models: {exc}") from exc
+        cards = {card.get("id"): card for card in models.json().get("data", [])}
+        if served not in cards:
+            await client.aclose()
+            raise LookupError(f"{root} does not serve {served!r}; it serves {', '.join(map(str, cards)) or 'nothing'}")
+        return cls(client, served, cards[served].get("max_model_len"))
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> None:
+        return None  # the engine checks the context itself and answers 400, which is relayed
+
+    async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
+        body: dict[str, Any] = {
+            "model": self.served, "messages": params.messages, "max_tokens": params.max_tokens,
+            "temperature": params.temperature, "top_p": params.top_p, "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if params.top_k > 0:
+            body["top_k"] = params.top_k
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = params.stop
+        finish: str | None = None
+        async with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise self._upstream_error(response)
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = self._chunk.decode(line[6:])
+                if chunk.error:
+                    raise RuntimeError(f"the engine failed: {chunk.error.get('message', chunk.error)}")
+                for choice in chunk.choices:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield Delta(text=text)
+                    finish = choice.get("finish_reason") or finish
+                if chunk.usage:
+                    usage = Usage(chunk.usage.get("prompt_tokens", 0), chunk.usage.get("completion_tokens", 0))
+                    yield Delta(finish_reason="length" if finish == "length" else "stop", usage=usage)
+                    return
+        if finish is not None:  # an engine that ignores stream_options: no usage to report
+            yield Delta(finish_reason="length" if finish == "length" else "stop", usage=Usage(0, 0))
+            return
+        raise RuntimeError("the engine closed the stream before finishing the completion")
+
+    def _upstream_error(self, response: httpx.Response) -> Exception:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": response.text}
+        detail = body.get("detail")
+        message = ((body.get("error") or {}).get("message") or body.get("message")
+                   or (detail.get("msg") if isinstance(detail, dict) else detail) or response.text)
+        text = f"the engine answered {response.status_code}: {message}"
+        if 400 <= response.status_code < 500:
+            return ClientError(text)
+        return RuntimeError(text)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        if self.engine is not None:
+            await self.engine.stop()

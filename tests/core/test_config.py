@@ -147,3 +147,21 @@ def test_non_local_executors_are_refused_until_they_exist(tmp_path):
     settings = load_settings(_write(tmp_path, "functions:\n  - {pipeline: echo, executor: ray}\n"), env={})
     with pytest.raises(ConfigError, match=r"functions\[0\].executor.*'ray' is not available"):
         plan_functions(settings, {"echo": EchoPipeline().spec})
+
+
+def test_fiat_prices_need_an_eth_rate(tmp_path):
+    text = "functions:\n  - pipeline: echo\n    price: {price_per_unit: 0.002, currency: USD}\n"
+    settings = load_settings(_write(tmp_path, text), env={})
+    with pytest.raises(ConfigError, match=r"functions\[0\].price.currency: USD needs its ETH rate"):
+        plan_functions(settings, {"echo": EchoPipeline().spec})
+    settings = load_settings(_write(tmp_path, "pricing: {eth_rates: {usd: 4000}}\n" + text), env={})
+    assert plan_functions(settings, {"echo": EchoPipeline().spec})[0].price.currency == "USD"
+
+
+@pytest.mark.parametrize(("price", "expected"), [
+    ("{price_per_unit: -1}", "price_per_unit`"), ("{price_per_unit: lots}", "price_per_unit`"),
+    ("{price_per_unit: 1, currency: dollars}", "currency`"), ("{price_per_unit: 1, pixels_per_unit: 0}", ">= 1"),
+])
+def test_bad_prices_are_config_errors(tmp_path, price, expected):
+    with pytest.raises(ConfigError, match=r"functions\[0\]\.price"):
+        load_settings(_write(tmp_path, f"functions:\n  - pipeline: echo\n    price: {price}\n"), env={})

@@ -157,7 +157,7 @@ def test_core_never_imports_a_plugin():
 
 
 def test_public_api_is_explicit_and_sorted():
-    public = {name for name in dir(warmgate) if not name.startswith("_")} - {"core", "testing", "plugins"}
+    public = {name for name in dir(warmgate) if not name.startswith("_")} - {"core", "testing", "plugins", "pricing"}
     assert warmgate.__all__ == sorted(warmgate.__all__)
     assert set(warmgate.__all__) - {"__version__"} == public
 
@@ -245,3 +245,32 @@ def test_a_spec_serving_an_unknown_pipeline_is_refused(register_plugin):
     register_plugin(PipelinePlugin(orphan), "undo-orphan")
     with pytest.raises(ValueError, match="serves 'missing', which is not a registered pipeline"):
         get_pipelines()
+
+
+class HalfPricePlugin:
+    @warmgate.hookimpl
+    def price_request(self, function, request, units):
+        if request.prompt.startswith("promo"):
+            return units * 2  # overrides the built-in quote for promo prompts
+        return None
+
+
+def test_hook_price_request(register_plugin, warmgate_server):
+    from warmgate.core.settings import FunctionConfig, Price
+
+    echo = EchoPipeline()
+    priced = FunctionConfig(pipeline="echo", model_id="echo-1", price=Price(price_per_unit="0.5", currency="eth"))
+    _, client = warmgate_server(Settings(functions=[priced]), pipelines={"echo": echo.spec})
+    r = client.post("/echo", json={"prompt": "abc"})  # 3 characters at 0.5 ETH
+    assert (r.headers["x-warmgate-units"], r.headers["x-warmgate-price"]) == ("3", str(15 * 10**17))
+    register_plugin(HalfPricePlugin(), "undo-promo")
+    r = client.post("/echo", json={"prompt": "promo!"})
+    assert (r.headers["x-warmgate-units"], r.headers["x-warmgate-price"]) == ("6", "12")
+    r = client.post("/echo", json={"prompt": "x", "fail": True})  # a failed request still carries its quote
+    assert r.status_code == 500 and r.headers["x-warmgate-price"] == str(5 * 10**17)
+
+
+def test_unpriced_functions_carry_no_price_headers(warmgate_server):
+    _, client = warmgate_server(Settings(), pipelines={"echo": EchoPipeline().spec})
+    r = client.post("/echo", json={"prompt": "abc"})
+    assert "x-warmgate-price" not in r.headers and "x-warmgate-units" not in r.headers

@@ -181,6 +181,12 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
         if fn.executor != "local":
             raise ConfigError(settings.source, f"functions[{i}].executor",
                               f"executor {fn.executor!r} is not available in warmgate {__version__}; use 'local'")
+        if fn.price is not None and fn.price.currency.lower() not in ("wei", "eth"):
+            rates = {code.upper(): rate for code, rate in settings.pricing.eth_rates.items()}
+            if fn.price.currency.upper() not in rates:
+                raise ConfigError(settings.source, f"functions[{i}].price.currency",
+                                  f"{fn.price.currency} needs its ETH rate in pricing.eth_rates "
+                                  f"(e.g. {{{fn.price.currency.upper()}: 3000}})")
         model_id = fn.model_id or spec.default_model_id
         planned.append(msgspec.structs.replace(fn, model_id=model_id, name=fn.name or f"{fn.pipeline}:{model_id}"))
     served = {fn.pipeline for fn in planned}

@@ -43,6 +43,17 @@ def register_commands(cli: Any) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def price_request(function: Any, request: Any, units: int, settings: Any) -> Any:
+    """Quote a request: return its price in wei (an ``int``), or None to leave it to the next plugin.
+
+    Called for requests to functions that have a ``price``, after validation and before the
+    function is acquired; ``units`` comes from the pipeline's ``units(request)``; ``settings`` are
+    the gateway's (``settings.pricing.eth_rates`` converts fiat prices). firstresult:
+    the first non-None answer wins, and the built-in pricing plugin answers last.
+    """
+
+
 @hookspec
 def startup(app: Any) -> Any:
     """Called when the gateway has started, before warm functions begin loading.

@@ -10,12 +10,15 @@ from typing import Any
 from warmgate.core.logs import AccessLog, request_id_var
 from warmgate.core.metrics import Metrics
 
-__all__ = ["EXTERNAL_SECONDS", "OVERHEAD_HEADER", "wrap_asgi"]
+__all__ = ["EXTERNAL_SECONDS", "EXTRA_HEADERS", "OVERHEAD_HEADER", "wrap_asgi"]
 
 OVERHEAD_HEADER = "X-Warmgate-Overhead-Ms"
 EXTERNAL_SECONDS = "warmgate.external"
 """Key in ``scope["state"]``: seconds a pipeline route spent outside the gateway (queue, load,
 model); when set, the response gets ``X-Warmgate-Overhead-Ms`` = elapsed minus that."""
+EXTRA_HEADERS = "warmgate.headers"
+"""Key in ``scope["state"]``: ``[(name, value), ...]`` byte pairs a route wants on its response,
+whatever the response turns out to be (JSON, a stream, an error)."""
 _OVERHEAD = OVERHEAD_HEADER.lower().encode()
 
 
@@ -52,7 +55,7 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                added = [id_header]
+                added = [id_header, *state.get(EXTRA_HEADERS, ())]
                 external = state.get(EXTERNAL_SECONDS)
                 if external is not None:
                     overhead = max(0.0, time.perf_counter() - start - external) * 1000

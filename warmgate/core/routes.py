@@ -19,7 +19,8 @@ from warmgate.core.decode import json_decoder, multipart_decoder
 from warmgate.core.errors import ClientDisconnected, InferenceError
 from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
-from warmgate.core.middleware import EXTERNAL_SECONDS
+from warmgate.core.middleware import EXTERNAL_SECONDS, EXTRA_HEADERS
+from warmgate.core.plugins import pm
 from warmgate.core.spec import PipelineSpec
 
 __all__ = ["pipeline_route"]
@@ -36,6 +37,7 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
     functions_of = spec.serves or spec.name
     model_field = spec.model_field
     invoke = spec.invoke
+    units = spec.units
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         if auth.enabled:
@@ -45,6 +47,8 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
         else:
             body = await decode_form(request)
         fn = manager.resolve(functions_of, getattr(body, model_field, "") or "")
+        if fn.config.price is not None:
+            _quote(request, fn, body, units, manager.settings)
         waited = time.perf_counter()
         lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
         try:
@@ -98,6 +102,15 @@ async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]
 async def _disconnect(request: Request[Any, Any, Any]) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units: Any, settings: Any) -> None:
+    """Price the request (``price_request`` hooks) and put units and wei on the response."""
+    count = int(units(body)) if units is not None else 1
+    wei = pm.hook.price_request(function=fn, request=body, units=count, settings=settings)
+    if wei is not None:
+        request.scope["state"][EXTRA_HEADERS] = [(b"x-warmgate-units", str(count).encode()),
+                                                 (b"x-warmgate-price", str(int(wei)).encode())]
 
 
 def _authorization(scope: Any) -> str | None:

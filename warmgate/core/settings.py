@@ -12,6 +12,7 @@ __all__ = [
     "FunctionConfig",
     "GatewaySettings",
     "Price",
+    "PricingSettings",
     "Resources",
     "Scaling",
     "Settings",
@@ -81,6 +82,14 @@ class Price(_Config):
     price_per_unit: int | float | str = 0
     pixels_per_unit: Positive = 1
     currency: str = "wei"
+    """``wei``, ``eth``, or a fiat code such as ``USD`` (converted with ``pricing.eth_rates``)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.price_per_unit, bool) or not re.fullmatch(r"\d+(\.\d*)?([eE][-+]?\d+)?",
+                                                                      str(self.price_per_unit)):
+            raise ValueError(f"`price_per_unit`: expected a non-negative number, got {self.price_per_unit!r}")
+        if self.currency.lower() not in ("wei", "eth") and not re.fullmatch(r"[A-Za-z]{3}", self.currency):
+            raise ValueError(f"`currency`: expected wei, eth or a fiat code such as USD, got {self.currency!r}")
 
 
 class FunctionConfig(_Config):
@@ -133,6 +142,11 @@ class GatewaySettings(_Config):
         _parse_size_fields(self, "max_body_size", "memory_budget")
 
 
+class PricingSettings(_Config):
+    eth_rates: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = {}
+    """Price of one ETH per fiat currency, e.g. ``{USD: 3000}``, for prices set in fiat."""
+
+
 class AuthSettings(_Config):
     api_keys: list[str] = []
     """Bearer tokens accepted on generate routes; empty turns auth off."""
@@ -141,6 +155,7 @@ class AuthSettings(_Config):
 class Settings(_Config):
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    pricing: PricingSettings = msgspec.field(default_factory=PricingSettings)
     functions: list[FunctionConfig] = []
     profile: str = ""
     """``demo`` serves every installed pipeline with tiny local models."""

@@ -92,6 +92,9 @@ class PipelineSpec:
     """Request field naming the model (``model`` for OpenAI-style bodies)."""
     price_unit: PriceUnit = PriceUnit.REQUEST
     """What one billed unit is."""
+    units: Callable[[Any], int] | None = None
+    """``units(request)``: billed units of a validated request, for its price quote (LLM:
+    max_tokens); ``None`` bills one unit per request."""
     summary: str = ""
     description: str = ""
     operation_id: str = ""

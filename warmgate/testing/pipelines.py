@@ -91,7 +91,7 @@ class EchoPipeline:
         self._lock = threading.Lock()
         self.spec = PipelineSpec(
             name=name, request=EchoRequest, response=EchoResponse, load=self.load,
-            default_model_id=default_model_id, paths=paths, price_unit=PriceUnit.CHARACTER,
+            default_model_id=default_model_id, paths=paths, price_unit=PriceUnit.CHARACTER, units=_characters,
             summary="Echo", description="Echoes the prompt back (a test pipeline).",
             demo=DemoModel(model_id=f"warmgate-demo/{name}", build=_write_demo_model),
         )
@@ -109,6 +109,10 @@ class EchoPipeline:
         with self._lock:
             self.loads += 1
         return runner
+
+
+def _characters(request: EchoRequest) -> int:
+    return len(request.prompt)
 
 
 def _write_demo_model(directory: Any) -> None:

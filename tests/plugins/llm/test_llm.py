@@ -248,3 +248,20 @@ def test_demo_profile_serves_a_tiny_chat_model_under_its_demo_name(warmgate_serv
                                              messages=[{"role": "user", "content": "hi"}])
     assert completion.model == "warmgate-demo/tiny-chat"
     assert (tmp_path / "demo" / "warmgate-demo--tiny-chat" / "config.json").is_file()
+
+
+def test_llm_requests_are_quoted_by_max_tokens(warmgate_server, tiny_chat):
+    from warmgate.core.settings import Price
+
+    config = FunctionConfig(pipeline="llm", model_id=tiny_chat, price=Price(price_per_unit=1000))
+    server, client = warmgate_server(Settings(functions=[config]))
+    r = client.post("/llm", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 12})
+    assert (r.headers["x-warmgate-units"], r.headers["x-warmgate-price"]) == ("12", "12000")
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
+    with client.stream("POST", "/llm", json=body) as streamed:
+        assert (streamed.headers["x-warmgate-units"], streamed.headers["x-warmgate-price"]) == ("4", "4000")
+    chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    assert (chat.headers["x-warmgate-units"], chat.headers["x-warmgate-price"]) == ("256", "256000")  # default
+    chat = client.post("/llm/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                       "max_tokens": 9, "max_completion_tokens": 3})
+    assert chat.headers["x-warmgate-units"] == "3"

@@ -49,18 +49,26 @@ def _chat(runner: LLMRunner, request: oa.ChatCompletionRequest) -> Any:
     return runner.chat(request)
 
 
+def _max_tokens(request: LLMRequest) -> int:
+    return request.max_tokens
+
+
+def _chat_max_tokens(request: oa.ChatCompletionRequest) -> int:
+    return request.max_completion_tokens or request.max_tokens or 256
+
+
 @hookimpl
 def register_pipelines(register: Any) -> None:
     register(PipelineSpec(
         name=PIPELINE, request=LLMRequest, response=LLMResponse, load=load_llm, default_model_id=DEFAULT_MODEL_ID,
-        model_field="model", price_unit=PriceUnit.TOKEN, summary="LLM", operation_id="genLLM",
+        model_field="model", price_unit=PriceUnit.TOKEN, units=_max_tokens, summary="LLM", operation_id="genLLM",
         description="Generate text using a language model.",
         demo=DemoModel(model_id="warmgate-demo/tiny-chat", build=_build_demo),
     ))
     register(PipelineSpec(
         name="chat-completions", request=oa.ChatCompletionRequest, response=oa.ChatCompletion, serves=PIPELINE,
-        invoke=_chat, model_field="model", price_unit=PriceUnit.TOKEN, paths=("/v1/chat/completions",
-                                                                              "/llm/chat/completions"),
+        invoke=_chat, model_field="model", price_unit=PriceUnit.TOKEN, units=_chat_max_tokens,
+        paths=("/v1/chat/completions", "/llm/chat/completions"),
         summary="Chat Completions", operation_id="createChatCompletion", tags=("openai",),
         description="OpenAI-compatible chat completions on the LLM functions.",
     ))

@@ -76,11 +76,13 @@ def register_pipelines(register: Any) -> None:
 
 @hookimpl
 def register_llm_backends(register: Any) -> None:
+    from warmgate.plugins.llm.ollama_backend import load_ollama
     from warmgate.plugins.llm.transformers_backend import load_transformers
     from warmgate.plugins.llm.vllm_backend import load_vllm
 
     register("transformers", load_transformers)
     register("vllm", load_vllm)
+    register("ollama", load_ollama)
 
 
 @get(["/v1/models", "/llm/models"], sync_to_thread=False)

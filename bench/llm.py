@@ -1,0 +1,266 @@
+"""What the gateway adds in front of an LLM engine.
+
+(a) Relay overhead. An *instant* backend (it yields tokens as fast as it is asked) is served
+two ways, each by uvicorn in its own subprocess on 127.0.0.1:
+
+* ``direct``: a bare Litestar route that calls the same ``LLMRunner.chat`` and streams its bytes;
+* ``gateway``: warmgate's ``/v1/chat/completions`` with the same backend as a registered plugin.
+
+Measured: requests/s at c=1 and c=64 (``wrk``, non-streaming, 16 tokens), time to first token
+(p50 of sequential streaming requests) and tokens/s relayed by one long stream.
+
+(b) With ``--vllm PYTHON`` (the interpreter of a venv with vLLM, see scripts/install-vllm): one
+vLLM server (tiny model, ``--enforce-eager``) hit directly and through warmgate's vllm backend
+relaying to it, at c=16 (``wrk``, non-streaming).
+
+    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from warmgate.core.hookspecs import hookimpl
+
+__test__ = False
+
+CHAT = {"model": "", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  io.write(string.format('\\nRESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "errors": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status))
+end
+"""
+
+
+class InstantBackend:
+    """Yields ``max_tokens`` one-word tokens at once: no model cost, only the relay is measured."""
+
+    context_length = None
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> None:
+        return None
+
+    async def generate(self, params: Any) -> AsyncIterator[Any]:
+        from warmgate.plugins.llm.backend import Delta, Usage
+
+        for _ in range(params.max_tokens):
+            yield Delta(text="tok ")
+        yield Delta(finish_reason="length", usage=Usage(prompt_tokens=5, completion_tokens=params.max_tokens))
+
+    async def close(self) -> None:
+        pass
+
+
+class InstantPlugin:
+    @hookimpl
+    def register_llm_backends(self, register: Any) -> None:
+        register("instant", lambda model_id, options: InstantBackend())
+
+
+def direct_app() -> Any:
+    import msgspec
+    from litestar import Litestar, Request, Response, get, post
+    from litestar.response import Stream
+
+    from warmgate.plugins.llm.openai_wire import ChatCompletionRequest
+    from warmgate.plugins.llm.runner import LLMRunner
+
+    runner = LLMRunner("instant", InstantBackend())
+    decoder = msgspec.json.Decoder(ChatCompletionRequest)
+
+    @post("/v1/chat/completions", status_code=200)
+    async def chat(request: Request[Any, Any, Any]) -> Any:
+        result = await runner.chat(decoder.decode(await request.body()))
+        if hasattr(result, "__aiter__"):
+            return Stream(result, media_type="text/event-stream")
+        return Response(msgspec.json.encode(result), media_type="application/json")
+
+    @get("/health", sync_to_thread=False)
+    def health() -> dict[str, str]:
+        return {"status": "OK"}
+
+    return Litestar([chat, health], openapi_config=None, logging_config=None)
+
+
+def gateway_app() -> Any:
+    from warmgate import FunctionConfig, Settings, create_app
+    from warmgate.core.plugins import pm
+    from warmgate.core.settings import GatewaySettings
+
+    pm.register(InstantPlugin(), name="bench-instant")
+    settings = Settings(gateway=GatewaySettings(access_log=False), functions=[FunctionConfig(
+        pipeline="llm", model_id="instant", warm=True, max_concurrency=256, max_queue=1024,
+        options={"backend": "instant"})])
+    return create_app(settings)
+
+
+def serve(variant: str, port: int) -> None:
+    import uvicorn
+
+    app = direct_app() if variant == "direct" else gateway_app()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(command: list[str], base: str, timeout: float = 600) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(base + "/health", timeout=2).json().get("status") in ("OK", "IDLE"):
+                return proc
+        except (httpx.HTTPError, ValueError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            sys.exit(f"error: {' '.join(command)} did not become healthy")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wrk(url: str, body: dict[str, Any], conns: int, seconds: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % json.dumps(body))
+    cmd = ["wrk", f"-t{min(conns, 2)}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", f.name, url]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    Path(f.name).unlink()
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"error: wrk failed: {out}")
+    raw = json.loads(line.removeprefix("RESULT "))
+    return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
+            "errors": raw["errors"]}
+
+
+def ttft_ms(base: str, n: int = 200) -> float:
+    """p50 time from sending a streaming request to the first content chunk."""
+    samples = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(n):
+            started = time.perf_counter()
+            with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+                for line in r.iter_lines():
+                    if '"content":"tok ' in line:
+                        samples.append((time.perf_counter() - started) * 1000)
+                        break
+    return statistics.median(samples)
+
+
+def stream_tokens_per_second(base: str, tokens: int) -> float:
+    with httpx.Client(base_url=base, timeout=300) as client:
+        started = time.perf_counter()
+        seen, carry, marker = 0, b"", b'"content":"tok '
+        with client.stream("POST", "/v1/chat/completions", json={**CHAT, "max_tokens": tokens, "stream": True}) as r:
+            for raw in r.iter_raw():
+                data = carry + raw  # a marker may straddle two reads
+                seen += data.count(marker)
+                carry = data[-(len(marker) - 1):] if not data.endswith(marker) else b""
+        elapsed = time.perf_counter() - started
+    if seen != tokens:
+        sys.exit(f"error: expected {tokens} tokens, saw {seen}")
+    return tokens / elapsed
+
+
+def relay(duration: int, stream_tokens: int) -> None:
+    rows = {}
+    for variant in ("direct", "gateway"):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start([sys.executable, __file__, "--serve", variant, "--port", str(port)], base)
+        try:
+            url = base + "/v1/chat/completions"
+            wrk(url, CHAT, 1, 2)  # warm-up
+            rows[variant] = {"c1": wrk(url, CHAT, 1, duration), "c64": wrk(url, CHAT, 64, duration),
+                             "ttft": ttft_ms(base), "tok_s": stream_tokens_per_second(base, stream_tokens)}
+        finally:
+            stop(proc)
+    print(f"{'server':<9}{'c=1 req/s':>11}{'c=1 p50':>9}{'c=64 req/s':>12}{'TTFT p50':>10}{'stream tok/s':>14}")
+    for variant, r in rows.items():
+        print(f"{variant:<9}{r['c1']['rps']:>11.0f}{r['c1']['p50_ms']:>8.3f}m{r['c64']['rps']:>12.0f}"
+              f"{r['ttft']:>9.3f}m{r['tok_s']:>14.0f}")
+    d, g = rows["direct"], rows["gateway"]
+    print(f"\ngateway/direct req/s: c=1 {g['c1']['rps'] / d['c1']['rps']:.3f}, c=64 {g['c64']['rps'] / d['c64']['rps']:.3f}")
+    print(f"added p50 at c=1: {g['c1']['p50_ms'] - d['c1']['p50_ms']:+.3f} ms; TTFT added: {g['ttft'] - d['ttft']:+.3f} ms")
+    print(f"gateway SSE relay: {g['tok_s']:.0f} tokens/s in one stream (target >= 50,000)")
+
+
+def vllm(duration: int, python: str) -> None:
+    from warmgate.plugins.llm.demo import build_tiny_chat_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "tiny-chat"
+        build_tiny_chat_model(model)
+        engine_port, gateway_port = free_port(), free_port()
+        env_flags = ["--enforce-eager", "--max-model-len", "512"]
+        engine = start([python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+                        "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(engine_port), *env_flags],
+                       f"http://127.0.0.1:{engine_port}")
+        config = Path(tmp) / "serverless.yaml"
+        config.write_text(json.dumps({"gateway": {"access_log": False}, "functions": [{
+            "pipeline": "llm", "model_id": "tiny", "warm": True, "max_concurrency": 64, "max_queue": 256,
+            "options": {"backend": "vllm", "url": f"http://127.0.0.1:{engine_port}"}}]}))
+        gateway = start([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port",
+                         str(gateway_port)], f"http://127.0.0.1:{gateway_port}")
+        body = {**CHAT, "model": "tiny"}
+        try:
+            direct = wrk(f"http://127.0.0.1:{engine_port}/v1/chat/completions", body, 16, duration)
+            relayed = wrk(f"http://127.0.0.1:{gateway_port}/v1/chat/completions", body, 16, duration)
+        finally:
+            stop(gateway)
+            stop(engine)
+    print(f"vLLM c=16: direct {direct['rps']:.0f} req/s p50 {direct['p50_ms']:.2f} ms; through warmgate "
+          f"{relayed['rps']:.0f} req/s p50 {relayed['p50_ms']:.2f} ms; ratio {relayed['rps'] / direct['rps']:.3f} "
+          f"(target >= 0.97), added p50 {relayed['p50_ms'] - direct['p50_ms']:+.2f} ms (target <= 1 ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--stream-tokens", type=int, default=20000)
+    parser.add_argument("--vllm", metavar="PYTHON", help="also measure vLLM managed mode with this interpreter")
+    parser.add_argument("--serve", choices=["direct", "gateway"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
+    relay(args.duration, args.stream_tokens)
+    if args.vllm:
+        vllm(args.duration, args.vllm)
+
+
+if __name__ == "__main__":
+    main()

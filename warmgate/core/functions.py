@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import gc
 import inspect
@@ -18,9 +19,12 @@ from warmgate.core.errors import CapacityError, InferenceError, LoadError, Warmg
 from warmgate.core.settings import FunctionConfig
 from warmgate.core.spec import PipelineSpec
 
-__all__ = ["Function", "FunctionObserver", "FunctionState", "Lease", "free_memory"]
+__all__ = ["Function", "FunctionObserver", "FunctionState", "Lease", "free_memory", "loading_function"]
 
 _log = structlog.get_logger("warmgate.functions")
+
+loading_function: contextvars.ContextVar[Function | None] = contextvars.ContextVar("loading_function", default=None)
+"""The function whose model is being loaded: a loader may read its config (scaling, name)."""
 
 
 class FunctionState(str, enum.Enum):
@@ -227,7 +231,11 @@ class Function:
             if self._before_load is not None:
                 await self._before_load(self)
             rss_before = _rss_bytes()
-            runner = await self._load_model()
+            token = loading_function.set(self)
+            try:
+                runner = await self._load_model()
+            finally:
+                loading_function.reset(token)
             if runner is None or not callable(runner):
                 raise TypeError(f"the {self.spec.name} loader returned {runner!r}, not a callable runner")
         except BaseException as exc:

@@ -265,3 +265,21 @@ def test_llm_requests_are_quoted_by_max_tokens(warmgate_server, tiny_chat):
     chat = client.post("/llm/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
                                                        "max_tokens": 9, "max_completion_tokens": 3})
     assert chat.headers["x-warmgate-units"] == "3"
+
+
+def test_actual_token_usage_is_recorded_beside_the_quote(llm):
+    from structlog.testing import capture_logs
+
+    _, client = llm
+    with capture_logs() as logs:
+        r = client.post("/llm", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6},
+                        headers={"X-Request-Id": "usage-1"})
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
+        streamed = client.post("/v1/chat/completions", json={**body, "stream_options": {"include_usage": True}})
+    usage = r.json()["usage"]
+    records = [e for e in logs if e["event"] == "llm_usage"]
+    assert records[0]["quoted_tokens"] == 6
+    assert (records[0]["prompt_tokens"], records[0]["completion_tokens"]) == (usage["prompt_tokens"],
+                                                                              usage["completion_tokens"])
+    final = json.loads(_sse_data(streamed.text.splitlines())[-2])["usage"]
+    assert (records[1]["quoted_tokens"], records[1]["completion_tokens"]) == (5, final["completion_tokens"])

@@ -238,7 +238,7 @@ def test_sampling_options_map_onto_ollama_options(gateway, fake, sdk):
     assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": PROMPT}]
     assert body["options"] == {"temperature": 0.3, "top_p": 0.9, "top_k": 40, "num_predict": 7, "seed": 42,
                                "stop": ["zzz"]}
-    assert "keep_alive" not in body  # the server's default unless options.keep_alive says otherwise
+    assert body["keep_alive"] == 300  # the function's idle_timeout (default 300 s), unless options.keep_alive
 
     assert client.post("/llm", json=_chat(max_tokens=5, temperature=0.0, top_k=-1)).status_code == 200
     assert fake.chats[-1].body["options"] == {"temperature": 0.0, "top_p": 1.0, "num_predict": 5}
@@ -363,6 +363,12 @@ def test_names_option_maps_a_house_model_id(gateway, fake):
 
 
 # -- scale to zero ----------------------------------------------------------------------------------
+
+
+def test_keep_alive_is_left_to_ollama_when_the_function_never_idles_out(gateway, fake):
+    _, client = gateway(scaling=Scaling(idle_timeout=0))
+    assert client.post("/llm", json=_chat(max_tokens=3)).status_code == 200
+    assert "keep_alive" not in fake.chats[-1].body
 
 
 def test_idle_unload_asks_ollama_to_unload_and_keep_alive_is_forwarded(gateway, fake):

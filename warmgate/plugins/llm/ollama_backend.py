@@ -7,6 +7,7 @@ Ollama to unload it, so idle models free the GPU on the Ollama host too."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import structlog
 
+from warmgate.core.functions import loading_function
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
 from warmgate.plugins.llm.ollama_names import ollama_name
 
@@ -43,8 +45,8 @@ async def load_ollama(model_id: str, options: dict[str, Any]) -> OllamaBackend:
 
     Options: ``host`` (else ``OLLAMA_HOST``, else ``http://127.0.0.1:11434``), ``names`` (Hugging
     Face id -> Ollama name, consulted before the built-in table), ``keep_alive`` (how long Ollama
-    keeps the model loaded between requests, e.g. ``"5m"`` or seconds; the server default if
-    unset), ``num_ctx`` (the context window Ollama runs the model with), ``timeout`` (seconds to
+    keeps the model loaded between requests, e.g. ``"5m"`` or seconds; default: the function's
+    ``idle_timeout``), ``num_ctx`` (the context window Ollama runs the model with), ``timeout`` (seconds to
     wait for Ollama to answer; unset waits as long as a slow model load takes)."""
     ollama = _client_module()
     name = ollama_name(model_id, options.get("names"))
@@ -61,7 +63,7 @@ async def load_ollama(model_id: str, options: dict[str, Any]) -> OllamaBackend:
         await client.close()
         raise
     log.info("ollama_model_ready", context_length=context)
-    return OllamaBackend(client, host=host, name=name, keep_alive=options.get("keep_alive"),
+    return OllamaBackend(client, host=host, name=name, keep_alive=options.get("keep_alive", _idle_timeout()),
                          num_ctx=num_ctx, context_length=context, log=log)
 
 
@@ -122,6 +124,14 @@ def _context_length(show: Any) -> int | None:
     if value is None:
         value = next((v for k, v in info.items() if k.endswith(".context_length")), None)
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _idle_timeout() -> int | None:
+    """The loading function's idle_timeout in seconds: Ollama then keeps the model exactly as long
+    as warmgate does (warmgate unloads it explicitly at scale to zero). None: the server default."""
+    fn = loading_function.get()
+    timeout = fn.config.scaling.idle_timeout if fn is not None else 0
+    return math.ceil(timeout) if timeout > 0 else None
 
 
 def _unreachable(host: str, name: str, exc: BaseException) -> str:

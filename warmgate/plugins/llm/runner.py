@@ -91,6 +91,7 @@ class LLMRunner(Runner):
                     if tail:
                         yield Delta(text=tail)
                     finish = "stop" if scanner.stopped else delta.finish_reason
+                    self._record_usage(params, delta.usage, finish)
                     yield Delta(finish_reason=finish, usage=delta.usage)
                     return
                 text = scanner.feed(delta.text)
@@ -98,6 +99,13 @@ class LLMRunner(Runner):
                     yield Delta(text=text)
         finally:
             await generator.aclose()  # type: ignore[attr-defined]
+
+    def _record_usage(self, params: GenerationParams, usage: Usage | None, finish: str) -> None:
+        """The actual tokens, beside the max_tokens the request was quoted for (request id attached)."""
+        log = structlog.get_logger("warmgate.llm.usage")  # not cached: tests capture it
+        log.info("llm_usage", model=self.model_id, quoted_tokens=params.max_tokens, finish_reason=finish,
+                 prompt_tokens=usage.prompt_tokens if usage else None,
+                 completion_tokens=usage.completion_tokens if usage else None)
 
     async def _complete(self, params: GenerationParams) -> tuple[str, str, Usage]:
         parts: list[str] = []

@@ -56,7 +56,8 @@ def test_a_valid_file_is_read_with_sizes_parsed(tmp_path):
     ("functions:\n  - model_id: x\n", "functions[0].pipeline", "required field is missing"),
     ("gateway:\n  port: 70000\n", "line 2, gateway.port", "<= 65535"),
     ("gateway:\n  memory_budget: lots\n", "gateway.memory_budget", "expected a size"),
-    ("functions:\n  - pipeline: echo\n    scaling:\n      idle_timeout: -1\n", "line 4, functions[0].scaling.idle_timeout", ">= 0"),
+    ("functions:\n  - pipeline: echo\n    scaling:\n      idle_timeout: -1\n",
+     "line 4, functions[0].scaling.idle_timeout", ">= 0"),
 ])
 def test_invalid_fields_name_the_file_line_and_field(tmp_path, text, location, expected):
     path = _write(tmp_path, text)

@@ -5,24 +5,15 @@ import asyncio
 import time
 
 import httpx
-import pytest
 
 from warmgate import FunctionConfig, Settings
 from warmgate.core.settings import GatewaySettings, Resources, Scaling
-from warmgate.testing import EchoPipeline
+from warmgate.testing import EchoPipeline, wait_for
 
 
 def _functions(client):
     return {f["name"]: f for f in client.get("/functions").json()["functions"]}
 
-
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 async def _post_many(url, bodies):
@@ -60,7 +51,7 @@ def test_idle_function_unloads_and_the_next_request_reloads_it(warmgate_server):
     config = FunctionConfig(pipeline="echo", model_id="m", scaling=Scaling(idle_timeout=0.2))
     _, client = warmgate_server(Settings(functions=[config]), pipelines={"echo": echo.spec})
     assert client.post("/echo", json={"prompt": "a"}).status_code == 200
-    assert _wait_for(lambda: _functions(client)["echo:m"]["state"] == "cold")
+    assert wait_for(lambda: _functions(client)["echo:m"]["state"] == "cold")
     assert echo.closed == ["m"]  # the runner was closed: scale to zero
     assert client.post("/echo", json={"prompt": "b"}).json()["text"] == "b"
     assert echo.loads == 2
@@ -99,7 +90,7 @@ def test_warm_function_loads_at_startup_and_health_says_loading_meanwhile(warmga
     config = FunctionConfig(pipeline="echo", model_id="m", warm=True, options={"load_delay": 0.8})
     _, client = warmgate_server(Settings(functions=[config]), pipelines={"echo": echo.spec})
     assert client.get("/health").json() == {"status": "LOADING"}
-    assert _wait_for(lambda: client.get("/health").json() == {"status": "IDLE"})
+    assert wait_for(lambda: client.get("/health").json() == {"status": "IDLE"})
     assert echo.loads == 1 and _functions(client)["echo:m"]["warm"] is True
     assert client.post("/echo", json={"prompt": "x"}).status_code == 200
     assert echo.load_calls == 1  # the request found it warm
@@ -109,7 +100,7 @@ def test_warm_function_is_never_idle_unloaded(warmgate_server):
     echo = EchoPipeline()
     config = FunctionConfig(pipeline="echo", model_id="m", warm=True, scaling=Scaling(idle_timeout=0.1))
     _, client = warmgate_server(Settings(functions=[config]), pipelines={"echo": echo.spec})
-    assert _wait_for(lambda: echo.loads == 1)
+    assert wait_for(lambda: echo.loads == 1)
     time.sleep(0.5)
     assert _functions(client)["echo:m"]["state"] == "idle" and echo.closed == []
 
@@ -134,7 +125,7 @@ def test_memory_budget_refuses_a_load_when_nothing_can_be_evicted(warmgate_serve
                  FunctionConfig(pipeline="echo", model_id="b", resources=Resources(memory="1KiB"))]
     settings = Settings(gateway=GatewaySettings(memory_budget=1000), functions=functions)
     _, client = warmgate_server(settings, pipelines={"echo": echo.spec})
-    assert _wait_for(lambda: echo.loads == 1)
+    assert wait_for(lambda: echo.loads == 1)
     r = client.post("/echo", json={"prompt": "x", "model_id": "b"})
     assert r.status_code == 503
     assert "memory budget" in r.json()["detail"]["msg"] and "retry-after" in r.headers
@@ -144,7 +135,7 @@ def test_sync_runner_runs_in_a_worker_thread_not_on_the_event_loop(warmgate_serv
     echo = EchoPipeline()
     config = FunctionConfig(pipeline="echo", model_id="m", warm=True)
     server, client = warmgate_server(Settings(functions=[config]), pipelines={"echo": echo.spec})
-    assert _wait_for(lambda: echo.loads == 1)
+    assert wait_for(lambda: echo.loads == 1)
 
     async def scenario():
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
@@ -165,7 +156,7 @@ def test_a_queued_client_that_disconnects_leaves_the_queue_and_never_runs(warmga
     echo = EchoPipeline()
     config = FunctionConfig(pipeline="echo", model_id="m", max_concurrency=1, max_queue=1, warm=True)
     server, client = warmgate_server(Settings(functions=[config]), pipelines={"echo": echo.spec})
-    assert _wait_for(lambda: echo.loads == 1)
+    assert wait_for(lambda: echo.loads == 1)
 
     async def scenario():
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as a, \

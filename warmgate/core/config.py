@@ -62,7 +62,8 @@ def _read_file(path: Path) -> Settings:
     elif data is None:
         data = {}
     elif not isinstance(data, dict):
-        raise ConfigError(source, "$", f"expected a mapping (serverless.yaml) or a list (aiModels.json), got {type(data).__name__}")
+        raise ConfigError(source, "$", "expected a mapping (serverless.yaml) or a list (aiModels.json), "
+                                       f"got {type(data).__name__}")
     try:
         settings = msgspec.convert(data, Settings)
     except msgspec.ValidationError as exc:
@@ -80,7 +81,8 @@ def translate_ai_models(entries: list[Any], source: str = "aiModels.json") -> li
             raise ConfigError(source, where, f"expected an object with pipeline and model_id, got {type(entry).__name__}")
         unknown = set(entry) - _AI_MODEL_KEYS
         if unknown:
-            raise ConfigError(source, f"{where}.{sorted(unknown)[0]}", f"unknown aiModels.json field; expected one of {sorted(_AI_MODEL_KEYS)}")
+            raise ConfigError(source, f"{where}.{sorted(unknown)[0]}",
+                              f"unknown aiModels.json field; expected one of {sorted(_AI_MODEL_KEYS)}")
         for key in ("pipeline", "model_id"):
             if not isinstance(entry.get(key), str) or not entry[key]:
                 raise ConfigError(source, f"{where}.{key}", "expected a non-empty string")
@@ -142,7 +144,8 @@ def _check_unique_names(settings: Settings, source: str) -> None:
     for i, fn in enumerate(settings.functions):
         name = fn.name or f"{fn.pipeline}:{fn.model_id}"
         if name in seen:
-            raise ConfigError(source, f"functions[{i}]", f"function {name!r} is defined twice (also functions[{seen[name]}]); give one a distinct name")
+            raise ConfigError(source, f"functions[{i}]",
+                              f"function {name!r} is defined twice (also functions[{seen[name]}]); give one a distinct name")
         seen[name] = i
 
 

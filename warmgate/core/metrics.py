@@ -89,7 +89,7 @@ class _RequestStats:
             values = [route, method, str(status)]
             requests.add_metric(values, series.count)
             cumulative = itertools.accumulate(series.per_bucket[:-1])
-            buckets = [(repr(float(b)), float(c)) for b, c in zip(self.bounds, cumulative)]
+            buckets = [(repr(float(b)), float(c)) for b, c in zip(self.bounds, cumulative, strict=True)]
             latency.add_metric(values, [*buckets, ("+Inf", float(series.count))], sum_value=series.total)
         yield from (requests, latency)
 

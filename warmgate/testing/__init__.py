@@ -13,6 +13,7 @@ from warmgate.testing.pipelines import (
     mock_pipeline,
 )
 from warmgate.testing.server import LiveServer, serve
+from warmgate.testing.waiting import wait_for
 
 __all__ = [
     "EchoPipeline",
@@ -24,4 +25,5 @@ __all__ = [
     "UploadResponse",
     "mock_pipeline",
     "serve",
+    "wait_for",
 ]

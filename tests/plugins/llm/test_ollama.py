@@ -14,9 +14,10 @@ from structlog.testing import capture_logs
 import warmgate
 from warmgate import FunctionConfig, Settings
 from warmgate.core.settings import Scaling
-from warmgate.plugins.llm.backend import GenerationParams, get_backends
+from warmgate.plugins.llm.backend import get_backends
 from warmgate.plugins.llm.ollama_backend import DEFAULT_HOST, OllamaError, load_ollama
 from warmgate.plugins.llm.ollama_names import OLLAMA_NAMES, ollama_name
+from warmgate.testing import wait_for
 
 from .fake_ollama import FakeModel, run_fake_ollama
 
@@ -85,14 +86,6 @@ def _function(client):
     [function] = client.get("/functions").json()["functions"]
     return function
 
-
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _closed_port_url():
@@ -296,9 +289,9 @@ def test_client_leaving_mid_stream_closes_the_ollama_stream(gateway, fake):
     long_prompt = " ".join(f"w{i}" for i in range(200))
     with client.stream("POST", "/llm", json=_chat(long_prompt, max_tokens=300, stream=True)) as r:
         next(line for line in r.iter_lines() if line.startswith("data: "))  # generation is running
-    assert _wait_for(lambda: fake.chats[0].outcome == "disconnected"), fake.chats[0].outcome
+    assert wait_for(lambda: fake.chats[0].outcome == "disconnected"), fake.chats[0].outcome
     assert fake.chats[0].tokens_sent < 200
-    assert _wait_for(lambda: _function(client)["in_flight"] == 0)
+    assert wait_for(lambda: _function(client)["in_flight"] == 0)
     fake.token_delay = 0.0
     assert client.post("/llm", json=_chat("next one", max_tokens=5)).json()["choices"][0]["message"]["content"] \
         == "next one"
@@ -379,7 +372,7 @@ def test_idle_unload_asks_ollama_to_unload_and_keep_alive_is_forwarded(gateway, 
 
     assert client.post("/llm", json=_chat(max_tokens=3)).status_code == 200
     assert fake.chats[0].body["keep_alive"] == "45s"
-    assert _wait_for(lambda: _function(client)["state"] == "cold")
+    assert wait_for(lambda: _function(client)["state"] == "cold")
     assert fake.unloads == [LLAMA]
     assert running() == []
     assert client.post("/llm", json=_chat(max_tokens=3)).status_code == 200  # loads again, no second pull

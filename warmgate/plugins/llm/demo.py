@@ -45,8 +45,10 @@ def build_tiny_chat_model(directory: Path) -> None:
     bpe.train_from_iterator(_CORPUS, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         bos_token="<|im_start|>", chat_template=CHAT_TEMPLATE)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    # head_dim = hidden_size / num_attention_heads = 32: the smallest head size vLLM's CPU attention
+    # kernels support (head_dim 8 loads there, then fails its first request), so vLLM serves it too.
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=tokenizer.bos_token_id)
     LlamaForCausalLM(config).save_pretrained(directory)

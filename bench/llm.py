@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -125,14 +126,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(command: list[str], base: str, timeout: float = 600) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(command: list[str], base: str, timeout: float = 600, env: dict[str, str] | None = None
+          ) -> subprocess.Popen[bytes]:
+    """Run a server until its /health is 200 (and, for warmgate, not LOADING)."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(base + "/health", timeout=2).json().get("status") in ("OK", "IDLE"):
+            health = httpx.get(base + "/health", timeout=2)
+            if health.status_code == 200 and b"LOADING" not in health.content:
                 return proc
-        except (httpx.HTTPError, ValueError):
+        except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -159,6 +164,8 @@ def wrk(url: str, body: dict[str, Any], conns: int, seconds: int) -> dict[str, f
     if line is None:
         sys.exit(f"error: wrk failed: {out}")
     raw = json.loads(line.removeprefix("RESULT "))
+    if raw["errors"]:
+        sys.exit(f"error: {raw['errors']} of {raw['requests']} requests to {url} failed; the numbers would mean nothing")
     return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
             "errors": raw["errors"]}
 
@@ -222,10 +229,11 @@ def vllm(duration: int, python: str) -> None:
         model = Path(tmp) / "tiny-chat"
         build_tiny_chat_model(model)
         engine_port, gateway_port = free_port(), free_port()
-        env_flags = ["--enforce-eager", "--max-model-len", "512"]
         engine = start([python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-                        "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(engine_port), *env_flags],
-                       f"http://127.0.0.1:{engine_port}")
+                        "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(engine_port),
+                        "--enforce-eager", "--max-model-len", "512"], f"http://127.0.0.1:{engine_port}",
+                       env={"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
+                            "VLLM_NO_USAGE_STATS": "1"})
         config = Path(tmp) / "serverless.yaml"
         config.write_text(json.dumps({"gateway": {"access_log": False}, "functions": [{
             "pipeline": "llm", "model_id": "tiny", "warm": True, "max_concurrency": 64, "max_queue": 256,
@@ -249,6 +257,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--stream-tokens", type=int, default=20000)
     parser.add_argument("--vllm", metavar="PYTHON", help="also measure vLLM managed mode with this interpreter")
+    parser.add_argument("--vllm-only", action="store_true", help="skip (a), run only the vLLM comparison")
     parser.add_argument("--serve", choices=["direct", "gateway"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -257,7 +266,8 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
-    relay(args.duration, args.stream_tokens)
+    if not args.vllm_only:
+        relay(args.duration, args.stream_tokens)
     if args.vllm:
         vllm(args.duration, args.vllm)
 

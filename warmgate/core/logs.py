@@ -70,6 +70,9 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # warmgate logs each request itself
+    # httpx logs every request at INFO; relaying to engines that is a line per request, at a
+    # cost the relay cannot afford. Its warnings and errors still come through.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 class AccessLog:

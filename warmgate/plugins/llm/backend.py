@@ -60,6 +60,11 @@ class LLMBackend(Protocol):
         ...
 
 
+# A backend may also define ``async complete(params) -> (text, finish_reason, Usage)`` for
+# non-streaming requests when its engine answers those more cheaply than a stream; the runner
+# uses it when present. Stop sequences are then the engine's to honour.
+
+
 BackendFactory = Callable[[str, dict[str, Any]], "LLMBackend | Awaitable[LLMBackend]"]
 """``factory(model_id, options)``: sync factories run in a worker thread."""
 

@@ -108,6 +108,11 @@ class LLMRunner(Runner):
                  completion_tokens=usage.completion_tokens if usage else None)
 
     async def _complete(self, params: GenerationParams) -> tuple[str, str, Usage]:
+        complete = getattr(self.backend, "complete", None)
+        if complete is not None:  # the engine answers non-streaming requests in one piece
+            text, finish, usage = await complete(params)
+            self._record_usage(params, usage, finish)
+            return text, finish, usage
         parts: list[str] = []
         async for delta in self._deltas(params):
             if delta.finish_reason is not None:

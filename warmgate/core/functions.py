@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import gc
@@ -50,11 +51,13 @@ class FunctionObserver(Protocol):
 
 
 class _NullObserver:
+    """Observes nothing: a function built without metrics (as in unit use)."""
+
     def state_changed(self, fn: Function, old: FunctionState, new: FunctionState) -> None:
-        pass
+        return None
 
     def loaded(self, fn: Function, seconds: float) -> None:
-        pass
+        return None
 
 
 def free_memory() -> None:
@@ -295,10 +298,8 @@ class Function:
     async def cancel_load(self) -> None:
         if self._loading is not None:
             self._loading.cancel()
-            try:
+            with contextlib.suppress(BaseException):  # we only wait for it to end
                 await self._loading
-            except BaseException:  # noqa: BLE001 - we only wait for it to end
-                pass
 
     # -- calling -----------------------------------------------------------------------
 

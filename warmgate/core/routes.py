@@ -100,8 +100,10 @@ async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]
 
 
 async def _disconnect(request: Request[Any, Any, Any]) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    """Returns when the client goes away (the body is already read, so nothing else arrives)."""
+    message = await request.receive()
+    while message["type"] != "http.disconnect":
+        message = await request.receive()
 
 
 def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units: Any, settings: Any) -> None:

@@ -52,7 +52,7 @@ Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class _Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    pass
+    """Config sections refuse unknown fields, so a typo is an error with its location."""
 
 
 class Scaling(_Config):

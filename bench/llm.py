@@ -98,7 +98,11 @@ def direct_app() -> Any:
     def health() -> dict[str, str]:
         return {"status": "OK"}
 
-    return Litestar([chat, health], openapi_config=None, logging_config=None)
+    @get("/v1/models", sync_to_thread=False)
+    def models() -> dict[str, Any]:  # so the vllm backend can relay to this server too
+        return {"object": "list", "data": [{"id": "instant", "object": "model"}]}
+
+    return Litestar([chat, health, models], openapi_config=None, logging_config=None)
 
 
 def gateway_app() -> Any:

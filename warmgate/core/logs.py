@@ -12,10 +12,16 @@ from typing import Any
 import msgspec
 import structlog
 
-__all__ = ["AccessLog", "configure_logging", "json_lines", "request_id_var"]
+__all__ = ["AccessLog", "access_fields", "configure_logging", "json_lines", "request_id_var"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("warmgate_request_id", default=None)
 """The id of the request being served; set by the request middleware, copied into worker threads."""
+
+
+access_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("warmgate_access_fields",
+                                                                                     default=None)
+"""Fields to add to the current request's access-log line (e.g. an LLM's token usage): one line
+per request carries them, instead of a log event of their own."""
 
 
 def _add_request_id(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -87,19 +93,21 @@ class AccessLog:
 
     def __init__(self, json_lines: bool, stream: Any = None) -> None:
         self._json = json_lines
-        self._stream = stream or sys.stderr
+        self._stream = stream  # None: whatever sys.stderr is when the lines are written
         self._lines: list[bytes] = []
         self._log = structlog.get_logger("warmgate.access")
 
-    def __call__(self, method: str, path: str, status: int, ms: float, request_id: str) -> None:
+    def __call__(self, method: str, path: str, status: int, ms: float, request_id: str,
+                 fields: dict[str, Any] | None = None) -> None:
         if not self._json:
-            self._log.info("request", method=method, path=path, status=status, ms=ms)
+            self._log.info("request", method=method, path=path, status=status, ms=ms, **(fields or {}))
             return
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
-        self._lines.append(_encoder.encode({
-            "method": method, "path": path, "status": status, "ms": ms, "event": "request",
-            "request_id": request_id, "level": "info", "timestamp": now[:-6] + "Z",
-        }))
+        line = {"method": method, "path": path, "status": status, "ms": ms, "event": "request",
+                "request_id": request_id, "level": "info", "timestamp": now[:-6] + "Z"}
+        if fields:
+            line.update(fields)
+        self._lines.append(_encoder.encode(line))
         if len(self._lines) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
 
@@ -107,11 +115,12 @@ class AccessLog:
         if self._lines:
             data = b"\n".join(self._lines) + b"\n"
             self._lines.clear()
-            buffer = getattr(self._stream, "buffer", None)
+            stream = self._stream or sys.stderr
+            buffer = getattr(stream, "buffer", None)
             if buffer is not None:
-                self._stream.flush()
+                stream.flush()
                 buffer.write(data)
                 buffer.flush()
             else:
-                self._stream.write(data.decode())
-                self._stream.flush()
+                stream.write(data.decode())
+                stream.flush()

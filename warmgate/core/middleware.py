@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from warmgate.core.logs import AccessLog, request_id_var
+from warmgate.core.logs import AccessLog, access_fields, request_id_var
 from warmgate.core.metrics import Metrics
 
 __all__ = ["EXTERNAL_SECONDS", "EXTRA_HEADERS", "OVERHEAD_HEADER", "wrap_asgi"]
@@ -68,13 +68,16 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
             await send(message)
 
         token = request_id_var.set(request_id)
+        fields: dict[str, Any] = {}
+        fields_token = access_fields.set(fields)
         try:
             await app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
             metrics.observe_request(scope.get("path_template") or "<unmatched>", scope["method"], status, seconds)
             if access_log is not None:
-                access_log(scope["method"], scope["path"], status, round(seconds * 1000, 3), request_id)
+                access_log(scope["method"], scope["path"], status, round(seconds * 1000, 3), request_id, fields)
+            access_fields.reset(fields_token)
             request_id_var.reset(token)
 
     return middleware

@@ -14,6 +14,7 @@ from warmgate import FunctionConfig, Settings
 from warmgate.core.plugins import get_pipelines
 from warmgate.plugins.llm.backend import Delta
 from warmgate.plugins.llm.runner import StopScanner
+from warmgate.testing import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -267,19 +268,28 @@ def test_llm_requests_are_quoted_by_max_tokens(warmgate_server, tiny_chat):
     assert chat.headers["x-warmgate-units"] == "3"
 
 
-def test_actual_token_usage_is_recorded_beside_the_quote(llm):
-    from structlog.testing import capture_logs
-
+def test_actual_token_usage_is_on_the_access_log_line_beside_the_quote(llm, capfd):
     _, client = llm
-    with capture_logs() as logs:
-        r = client.post("/llm", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6},
-                        headers={"X-Request-Id": "usage-1"})
-        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
-        streamed = client.post("/v1/chat/completions", json={**body, "stream_options": {"include_usage": True}})
+    r = client.post("/llm", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6},
+                    headers={"X-Request-Id": "usage-1"})
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True,
+            "stream_options": {"include_usage": True}}
+    streamed = client.post("/v1/chat/completions", json=body, headers={"X-Request-Id": "usage-2"})
+    lines = {}
+
+    def logged():
+        for line in capfd.readouterr().err.splitlines():
+            if line.startswith("{") and '"event":"request"' in line:
+                entry = json.loads(line)
+                lines[entry["request_id"]] = entry
+        return {"usage-1", "usage-2"} <= set(lines)
+
+    assert wait_for(logged)
     usage = r.json()["usage"]
-    records = [e for e in logs if e["event"] == "llm_usage"]
-    assert records[0]["quoted_tokens"] == 6
-    assert (records[0]["prompt_tokens"], records[0]["completion_tokens"]) == (usage["prompt_tokens"],
-                                                                              usage["completion_tokens"])
+    first = lines["usage-1"]["llm"]
+    assert first["quoted_tokens"] == 6
+    assert (first["prompt_tokens"], first["completion_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
     final = json.loads(_sse_data(streamed.text.splitlines())[-2])["usage"]
-    assert (records[1]["quoted_tokens"], records[1]["completion_tokens"]) == (5, final["completion_tokens"])
+    second = lines["usage-2"]["llm"]
+    assert (second["quoted_tokens"], second["completion_tokens"]) == (5, final["completion_tokens"])
+    assert lines["usage-2"]["path"] == "/v1/chat/completions" and lines["usage-2"]["status"] == 200

@@ -12,6 +12,7 @@ import msgspec
 import structlog
 
 from warmgate.core.errors import RequestValidationError, WarmgateError
+from warmgate.core.logs import access_fields
 from warmgate.core.spec import Runner
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import Delta, GenerationParams, LLMBackend, Usage
@@ -101,11 +102,13 @@ class LLMRunner(Runner):
             await generator.aclose()  # type: ignore[attr-defined]
 
     def _record_usage(self, params: GenerationParams, usage: Usage | None, finish: str) -> None:
-        """The actual tokens, beside the max_tokens the request was quoted for (request id attached)."""
-        log = structlog.get_logger("warmgate.llm.usage")  # not cached: tests capture it
-        log.info("llm_usage", model=self.model_id, quoted_tokens=params.max_tokens, finish_reason=finish,
-                 prompt_tokens=usage.prompt_tokens if usage else None,
-                 completion_tokens=usage.completion_tokens if usage else None)
+        """The actual tokens, beside the max_tokens the request was quoted for, on the request's
+        access-log line (one line per request, with its request id)."""
+        fields = access_fields.get()
+        if fields is not None:
+            fields["llm"] = {"model": self.model_id, "quoted_tokens": params.max_tokens, "finish_reason": finish,
+                             "prompt_tokens": usage.prompt_tokens if usage else None,
+                             "completion_tokens": usage.completion_tokens if usage else None}
 
     async def _complete(self, params: GenerationParams) -> tuple[str, str, Usage]:
         complete = getattr(self.backend, "complete", None)

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from processes import free_port, stop
 
 from warmgate.core.hookspecs import hookimpl
 
@@ -67,7 +67,7 @@ class InstantBackend:
         yield Delta(finish_reason="length", usage=Usage(prompt_tokens=5, completion_tokens=params.max_tokens))
 
     async def close(self) -> None:
-        pass
+        """Nothing to release: no model was loaded."""
 
 
 class InstantPlugin:
@@ -124,12 +124,6 @@ def serve(variant: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start(command: list[str], base: str, timeout: float = 600, env: dict[str, str] | None = None
           ) -> subprocess.Popen[bytes]:
     """Run a server until its /health is 200 (and, for warmgate, not LOADING)."""
@@ -142,20 +136,11 @@ def start(command: list[str], base: str, timeout: float = 600, env: dict[str, st
             if health.status_code == 200 and b"LOADING" not in health.content:
                 return proc
         except httpx.HTTPError:
-            pass
+            pass  # not listening yet
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             sys.exit(f"error: {' '.join(command)} did not become healthy")
         time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def wrk(url: str, body: dict[str, Any], conns: int, seconds: int) -> dict[str, float]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
+from processes import free_port, stop
 
 __test__ = False  # never collected by pytest
 
@@ -115,12 +115,6 @@ def serve(variant: str, port: int) -> None:
 # -- driver -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, timeout: float = 30.0) -> None:
     """Poll GET /health until it answers and the warm function has loaded, then check one POST."""
     deadline = time.monotonic() + timeout
@@ -133,7 +127,7 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, timeout: 
                 if json.loads(resp.read()).get("status") not in ("LOADING", "ERROR"):
                     break
         except OSError:
-            pass
+            pass  # not listening yet
         if time.monotonic() > deadline:
             sys.exit(f"error: {variant} server not ready after {timeout:.0f}s")
         time.sleep(0.1)
@@ -178,12 +172,7 @@ def bench_variant(variant: str, wrk: str, script: Path, duration: int) -> dict[s
                       f"{result['non_2xx']:.0f} non-2xx responses", file=sys.stderr)
             results[f"c{conns}"] = result
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=10)
     return results
 
 

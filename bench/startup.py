@@ -9,19 +9,13 @@ answers 200, reads the server's RSS from /proc, stops it, and prints a table.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
 import httpx
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from processes import free_port
 
 
 def _rss_mb(pid: int) -> float:
@@ -34,7 +28,7 @@ def _rss_mb(pid: int) -> float:
 
 def measure(profile: str | None) -> tuple[float, float]:
     """Seconds from process start to the first 200 from /health, and RSS (MB) after settling."""
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, "-m", "warmgate", "serve", "--port", str(port)] + (["--profile", profile] if profile else [])
     started = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -45,7 +39,7 @@ def measure(profile: str | None) -> tuple[float, float]:
                     if client.get(f"http://127.0.0.1:{port}/health").status_code == 200:
                         break
                 except httpx.TransportError:
-                    pass
+                    pass  # not listening yet
                 if proc.poll() is not None or time.perf_counter() - started > 30:
                     raise RuntimeError("warmgate serve did not come up")
                 time.sleep(0.005)

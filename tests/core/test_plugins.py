@@ -85,8 +85,8 @@ def test_hook_shutdown(register_plugin):
     from warmgate.testing import serve
 
     plugin = register_plugin(LifecyclePlugin(), "undo-lifecycle")
-    with serve(warmgate.create_app(Settings(), pipelines={"echo": EchoPipeline().spec})):
-        pass
+    with serve(warmgate.create_app(Settings(), pipelines={"echo": EchoPipeline().spec})) as server:
+        assert server.url.startswith("http://127.0.0.1:")  # started; leaving the block stops it
     assert plugin.events[-1] == ("shutdown", "IDLE")
 
 

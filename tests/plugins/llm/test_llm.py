@@ -197,7 +197,7 @@ class FlakyBackend:
         raise RuntimeError("GPU fell off the bus")
 
     async def close(self):
-        pass
+        """Nothing to release."""
 
 
 class FlakyBackendPlugin:

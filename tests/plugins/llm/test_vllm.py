@@ -1,6 +1,7 @@
 """The vllm backend's relay (external mode) and child-process management (managed mode),
 against a real OpenAI-compatible server: another warmgate serving the tiny chat model."""
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -63,11 +64,9 @@ def _engine_pids(marker):
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
-            try:
+            with contextlib.suppress(OSError):  # the process may have exited meanwhile
                 if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
                     pids.append(int(proc.name))
-            except OSError:
-                pass
     return pids
 
 

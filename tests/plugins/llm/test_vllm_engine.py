@@ -7,6 +7,7 @@ lifecycle runs on one gateway and starts the engine exactly twice.
 Deselect with ``-m "not vllm"``.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -83,12 +84,10 @@ def _engine_tree(model_dir: str) -> list[int]:
 def _rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
-        try:
+        with contextlib.suppress(OSError):  # the process may have exited meanwhile
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-        except OSError:
-            pass
     return total / 1024
 
 
@@ -137,10 +136,8 @@ def gateway(vllm_python, tiny_chat) -> Iterator[tuple[str, httpx.Client]]:
         while _alive(list(seen)) and time.monotonic() < deadline:
             time.sleep(0.2)
         for pid in _alive(list(seen)):
-            try:
+            with contextlib.suppress(ProcessLookupError):  # already gone
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _function(client: httpx.Client) -> dict:

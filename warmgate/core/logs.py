@@ -38,6 +38,17 @@ def _dumps(event: dict[str, Any], **_: Any) -> str:
     return _encoder.encode(event).decode()
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now, not what it was when logging was configured
+    (loggers are cached, and test runners or daemons swap the stream)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def json_lines(fmt: str) -> bool:
     """Whether logs are JSON lines: ``json``, or ``auto`` with stderr not a terminal."""
     return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -61,7 +72,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer] if as_json
         else [*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -38,6 +38,7 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
     model_field = spec.model_field
     invoke = spec.invoke
     units = spec.units
+    prepare = spec.prepare
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         if auth.enabled:
@@ -47,6 +48,8 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
         else:
             body = await decode_form(request)
         fn = manager.resolve(functions_of, getattr(body, model_field, "") or "")
+        if prepare is not None:
+            body = await asyncio.to_thread(prepare, body, fn.config.options)
         if fn.config.price is not None:
             _quote(request, fn, body, units, manager.settings)
         waited = time.perf_counter()

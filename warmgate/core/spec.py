@@ -108,6 +108,11 @@ class PipelineSpec:
     serves: str = ""
     """Serve the functions of another pipeline: a second wire format for the same models (OpenAI
     chat in front of ``llm``). Such a spec has no functions, loader or demo model of its own."""
+    prepare: Callable[[Any, dict[str, Any]], Any] | None = None
+    """``prepare(request, options) -> prepared``: runs in a worker thread after validation and
+    before the function is acquired, so bad input (an undecodable upload, too many pixels) is
+    rejected without a queue wait or a cold start. ``options`` are the function's configured
+    options. ``units`` and the runner receive what it returns."""
     invoke: Callable[[Any, Any], Any] | None = None
     """``invoke(runner, request)``: how this spec's requests call the runner; default
     ``runner(request)``. It runs on the event loop, so it returns an awaitable, an async
@@ -125,6 +130,8 @@ class PipelineSpec:
                 raise ValueError(f"pipeline {self.name!r} serves {self.serves!r}: it takes no load or demo of its own")
         elif not callable(self.load):
             raise TypeError(f"pipeline {self.name!r}: load must be callable, got {self.load!r}")
+        if self.prepare is not None and not callable(self.prepare):
+            raise TypeError(f"pipeline {self.name!r}: prepare must be callable, got {self.prepare!r}")
         if self.invoke is not None and not callable(self.invoke):
             raise TypeError(f"pipeline {self.name!r}: invoke must be callable, got {self.invoke!r}")
         if self.encoding not in ("json", "multipart"):

@@ -83,7 +83,7 @@ def _sse_data(lines):
 
 
 def _function(client):
-    [function] = client.get("/functions").json()["functions"]
+    [function] = [f for f in client.get("/functions").json()["functions"] if f["pipeline"] == "llm"]
     return function
 
 

@@ -1,0 +1,95 @@
+"""The diffusion plugin: text-to-image, image-to-image, image-to-video and upscale on diffusers,
+wire-compatible with the Livepeer runner. Heavy imports happen in the loaders only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from warmgate.core.hookspecs import hookimpl
+from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
+from warmgate.plugins.diffusion.inputs import ImageRequest, decode_input_image, decode_video_input
+from warmgate.plugins.diffusion.wire import (
+    ImageResponse,
+    ImageToImageParams,
+    ImageToVideoParams,
+    TextToImageParams,
+    UpscaleParams,
+    VideoResponse,
+)
+
+__all__ = ["DEFAULT_MODELS"]
+
+DEFAULT_MODELS = {
+    "text-to-image": "SG161222/RealVisXL_V4.0_Lightning",
+    "image-to-image": "timbrooks/instruct-pix2pix",
+    "image-to-video": "stabilityai/stable-video-diffusion-img2vid-xt",
+    "upscale": "stabilityai/stable-diffusion-x4-upscaler",
+}
+
+
+def _load(module: str, function: str) -> Any:
+    """A loader that imports its module (and so diffusers) only when a model loads."""
+
+    def load(model_id: str, options: dict[str, Any]) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(f"warmgate.plugins.diffusion.{module}"), function)(model_id, options)
+
+    load.__name__ = load.__qualname__ = function
+    return load
+
+
+def _demo(builder: str) -> Any:
+    def build(directory: Path) -> None:
+        from warmgate.plugins.diffusion import demo
+
+        getattr(demo, builder)(directory)
+
+    return build
+
+
+def _text_to_image_pixels(request: TextToImageParams) -> int:
+    return request.width * request.height * request.num_images_per_prompt
+
+
+def _input_pixels(request: ImageRequest) -> int:
+    """Input width x height x outputs (images for image-to-image, 1 for upscale)."""
+    width, height = request.image.size
+    return width * height * request.frames
+
+
+def _video_pixels(request: ImageRequest) -> int:
+    return request.params.width * request.params.height * request.frames
+
+
+@hookimpl
+def register_pipelines(register: Any) -> None:
+    register(PipelineSpec(
+        name="text-to-image", request=TextToImageParams, response=ImageResponse,
+        load=_load("text_to_image", "load_text_to_image"), default_model_id=DEFAULT_MODELS["text-to-image"],
+        price_unit=PriceUnit.PIXEL, units=_text_to_image_pixels, summary="Text To Image",
+        operation_id="genTextToImage", description="Generate images from text prompts.",
+        demo=DemoModel(model_id="warmgate-demo/tiny-sd", build=_demo("build_tiny_sd")),
+    ))
+    register(PipelineSpec(
+        name="image-to-image", request=ImageToImageParams, response=ImageResponse, encoding="multipart",
+        load=_load("image_to_image", "load_image_to_image"), default_model_id=DEFAULT_MODELS["image-to-image"],
+        prepare=decode_input_image, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Image To Image",
+        operation_id="genImageToImage", description="Apply image transformations to a provided image.",
+        demo=DemoModel(model_id="warmgate-demo/tiny-pix2pix", build=_demo("build_tiny_pix2pix")),
+    ))
+    register(PipelineSpec(
+        name="image-to-video", request=ImageToVideoParams, response=VideoResponse, encoding="multipart",
+        load=_load("image_to_video", "load_image_to_video"), default_model_id=DEFAULT_MODELS["image-to-video"],
+        prepare=decode_video_input, price_unit=PriceUnit.PIXEL, units=_video_pixels, summary="Image To Video",
+        operation_id="genImageToVideo", description="Generate a video from a provided image.",
+        demo=DemoModel(model_id="warmgate-demo/tiny-svd", build=_demo("build_tiny_svd")),
+    ))
+    register(PipelineSpec(
+        name="upscale", request=UpscaleParams, response=ImageResponse, encoding="multipart",
+        load=_load("upscale", "load_upscale"), default_model_id=DEFAULT_MODELS["upscale"],
+        prepare=decode_input_image, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Upscale",
+        operation_id="genUpscale", description="Upscale an image by increasing its resolution.",
+        demo=DemoModel(model_id="warmgate-demo/tiny-x4-upscaler", build=_demo("build_tiny_upscaler")),
+    ))

@@ -13,7 +13,7 @@ def tiny(tiny_model_dir, tmp_path_factory):
     safety checker."""
     from safetensors.torch import save_file
 
-    from warmgate.plugins.diffusion import demo
+    from warmgate.testing import models as demo
 
     pipelines = get_pipelines()
     paths = {name: str(tiny_model_dir(pipelines[name])) for name in

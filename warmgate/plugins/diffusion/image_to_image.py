@@ -30,7 +30,10 @@ class ImageToImageRunner(DiffusionRunner):
         }
         if params.negative_prompt and self.family.negative_prompt:
             kwargs.update(split_prompt(params.negative_prompt, "negative_prompt", self.accepts))
-        images = self.generate(kwargs, seeds, loras).images
+        # one image per call: InstructPix2Pix batches one input image against n prompts only
+        # through a deprecated path, and single images bound the memory a request can take
+        kwargs["num_images_per_prompt"] = 1
+        images = [image for seed in seeds for image in self.generate(kwargs, [seed], loras).images]
         return self.image_response(images, seeds, params.safety_check)
 
 

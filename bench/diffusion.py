@@ -166,8 +166,12 @@ def start_gateway(models: dict[str, Path], root: Path) -> tuple[subprocess.Popen
     while time.monotonic() < deadline:
         try:
             health = httpx.get(base + "/health", timeout=2)
-            states = {f["state"] for f in httpx.get(base + "/functions", timeout=2).json()["functions"]}
-            if health.status_code == 200 and states <= {"idle", "warm"}:
+            listed = [f for f in httpx.get(base + "/functions", timeout=2).json()["functions"] if f["pipeline"] in models]
+            failed = [f"{f['name']}: {f['last_error']}" for f in listed if f["state"] == "error"]
+            if failed:
+                stop(proc)
+                sys.exit(f"error: {'; '.join(failed)}")
+            if health.status_code == 200 and {f["state"] for f in listed} <= {"idle", "warm"}:
                 return proc, base
         except httpx.HTTPError:
             pass  # not up yet

@@ -3,6 +3,7 @@ wire-compatible with the Livepeer runner. Heavy imports happen in the loaders on
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,22 @@ DEFAULT_MODELS = {
 }
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def _load(module: str, function: str) -> Any:
-    """A loader that imports its module (and so diffusers) only when a model loads."""
+    """A loader that imports its module (and so diffusers) only when a model loads.
+
+    Diffusion loads run one at a time: diffusers and transformers resolve their names lazily, and
+    two functions loading at once (``warm: true`` at startup) race there and fail with
+    ``ImportError: cannot import name ...``."""
 
     def load(model_id: str, options: dict[str, Any]) -> Any:
         import importlib
 
-        return getattr(importlib.import_module(f"warmgate.plugins.diffusion.{module}"), function)(model_id, options)
+        with _LOAD_LOCK:
+            loader = getattr(importlib.import_module(f"warmgate.plugins.diffusion.{module}"), function)
+            return loader(model_id, options)
 
     load.__name__ = load.__qualname__ = function
     return load

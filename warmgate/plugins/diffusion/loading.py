@@ -56,15 +56,15 @@ def lightning_steps(model_id: str) -> int:
     return int(match.group(1)) if match else 2
 
 
-def choose_device(options: dict[str, Any]) -> tuple[str, Any]:
-    """``(device, dtype)``: CUDA with fp16 (bf16 for FLUX) when present, else CPU with fp32;
-    ``device`` and ``torch_dtype`` options override."""
+def choose_device(options: dict[str, Any], model_id: str = "") -> tuple[str, Any]:
+    """``(device, dtype)``: CUDA with fp16 (bf16 for FLUX, which overflows in fp16) when present,
+    else CPU with fp32; ``device`` and ``torch_dtype`` options override."""
     import torch
 
     device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     name = options.get("torch_dtype")
     if name is None:
-        name = "float32" if device == "cpu" else "float16"
+        name = "float32" if device == "cpu" else "bfloat16" if family_of(model_id).name == "flux" else "float16"
     if name not in _DTYPES:
         raise ConfigError("diffusion function options", "torch_dtype", f"one of {', '.join(_DTYPES)}, got {name!r}")
     return device, getattr(torch, name)

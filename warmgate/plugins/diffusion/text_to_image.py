@@ -45,7 +45,7 @@ def load_text_to_image(model_id: str, options: dict[str, Any]) -> TextToImageRun
     from diffusers import AutoPipelineForText2Image
 
     served = options.get("served_model_id", model_id)
-    device, dtype = choose_device(options)
+    device, dtype = choose_device(options, served)
     family = family_of(served)
     if family.name == "sdxl-lightning":
         pipe = load_lightning(model_id, options, dtype)

@@ -10,7 +10,7 @@ from litestar import Request
 from litestar.datastructures import UploadFile
 from litestar.exceptions import ClientException
 
-from warmgate.core.errors import ClientError, RequestValidationError, UnsupportedMediaType
+from warmgate.core.errors import ClientError, PayloadTooLarge, RequestValidationError, UnsupportedMediaType
 from warmgate.core.spec import File, PipelineSpec
 
 __all__ = ["json_decoder", "multipart_decoder"]
@@ -47,6 +47,8 @@ def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], 
         try:
             form = await request.form()
         except ClientException as exc:
+            if exc.status_code == 413:  # Litestar checks the size while it reads the form
+                raise PayloadTooLarge("Request body is larger than this route accepts") from None
             raise ClientError(f"malformed multipart body: {exc.detail}") from None
         data: dict[str, Any] = {}
         for name in field_names:  # fields the request does not declare are ignored, as in JSON

@@ -7,7 +7,8 @@ import base64
 import io
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from warmgate.core.errors import ClientError, PayloadTooLarge, UnsupportedMediaType
 from warmgate.core.spec import File
@@ -15,7 +16,15 @@ from warmgate.core.spec import File
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["DEFAULT_MAX_INPUT_PIXELS", "data_url", "decode_image", "encode_mp4", "image_data_url"]
+__all__ = [
+    "DEFAULT_MAX_INPUT_PIXELS",
+    "ImageInput",
+    "data_url",
+    "decode_image",
+    "encode_mp4",
+    "image_data_url",
+    "prepare_image_input",
+]
 
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 """Largest uploaded image (width x height) accepted unless a function configures another."""
@@ -52,6 +61,24 @@ def decode_image(upload: File, *, field: str = "image", max_pixels: int = DEFAUL
             raise ClientError(f"{field}: the image is truncated or corrupt: {exc}") from None
     image = ImageOps.exif_transpose(image)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """A validated request whose ``image`` upload is decoded (a spec's ``prepare`` result)."""
+
+    params: Any
+    image: Any
+    """RGB ``PIL.Image``."""
+    outputs: int = 1
+    """Results per input pixel, for the price: images, or video frames."""
+
+
+def prepare_image_input(params: Any, options: dict[str, Any]) -> ImageInput:
+    """``PipelineSpec.prepare`` for requests with an ``image`` upload: decoded before a function
+    is acquired, limited by the function's ``max_input_pixels`` option."""
+    image = decode_image(params.image, max_pixels=int(options.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)))
+    return ImageInput(params, image, getattr(params, "num_images_per_prompt", 1))
 
 
 def _describe_upload(upload: File) -> str:

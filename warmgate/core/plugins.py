@@ -30,7 +30,8 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "warmgate"
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("warmgate.pricing", "warmgate.plugins.llm", "warmgate.plugins.diffusion")
+DEFAULT_PLUGINS: tuple[str, ...] = ("warmgate.pricing", "warmgate.plugins.llm", "warmgate.plugins.diffusion",
+                                     "warmgate.plugins.vision")
 """Built-in plugin modules, registered through the same hooks as third-party ones."""
 
 pm = pluggy.PluginManager("warmgate")

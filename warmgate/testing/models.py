@@ -11,8 +11,10 @@ from warmgate.plugins.diffusion.demo import (
     build_tiny_upscaler,
 )
 from warmgate.plugins.llm.demo import build_tiny_chat_model
+from warmgate.plugins.vision.demo import build_tiny_blip
 
 __all__ = [
+    "build_tiny_blip",
     "build_tiny_chat_model",
     "build_tiny_lora",
     "build_tiny_pix2pix",

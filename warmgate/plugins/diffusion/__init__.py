@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
+from warmgate.core.media import ImageInput, prepare_image_input
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
-from warmgate.plugins.diffusion.inputs import ImageRequest, decode_input_image, decode_video_input
+from warmgate.plugins.diffusion.inputs import decode_video_input
 from warmgate.plugins.diffusion.wire import (
     ImageResponse,
     ImageToImageParams,
@@ -63,14 +64,14 @@ def _text_to_image_pixels(request: TextToImageParams) -> int:
     return request.width * request.height * request.num_images_per_prompt
 
 
-def _input_pixels(request: ImageRequest) -> int:
+def _input_pixels(request: ImageInput) -> int:
     """Input width x height x outputs (images for image-to-image, 1 for upscale)."""
     width, height = request.image.size
-    return width * height * request.frames
+    return width * height * request.outputs
 
 
-def _video_pixels(request: ImageRequest) -> int:
-    return request.params.width * request.params.height * request.frames
+def _video_pixels(request: ImageInput) -> int:
+    return request.params.width * request.params.height * request.outputs
 
 
 @hookimpl
@@ -85,7 +86,7 @@ def register_pipelines(register: Any) -> None:
     register(PipelineSpec(
         name="image-to-image", request=ImageToImageParams, response=ImageResponse, encoding="multipart",
         load=_load("image_to_image", "load_image_to_image"), default_model_id=DEFAULT_MODELS["image-to-image"],
-        prepare=decode_input_image, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Image To Image",
+        prepare=prepare_image_input, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Image To Image",
         operation_id="genImageToImage", description="Apply image transformations to a provided image.",
         demo=DemoModel(model_id="warmgate-demo/tiny-pix2pix", build=_demo("build_tiny_pix2pix")),
     ))
@@ -99,7 +100,7 @@ def register_pipelines(register: Any) -> None:
     register(PipelineSpec(
         name="upscale", request=UpscaleParams, response=ImageResponse, encoding="multipart",
         load=_load("upscale", "load_upscale"), default_model_id=DEFAULT_MODELS["upscale"],
-        prepare=decode_input_image, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Upscale",
+        prepare=prepare_image_input, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Upscale",
         operation_id="genUpscale", description="Upscale an image by increasing its resolution.",
         demo=DemoModel(model_id="warmgate-demo/tiny-x4-upscaler", build=_demo("build_tiny_upscaler")),
     ))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from warmgate.plugins.diffusion.inputs import ImageRequest
+from warmgate.core.media import ImageInput
 from warmgate.plugins.diffusion.loading import apply_optimizations, choose_device, pretrained_kwargs
 from warmgate.plugins.diffusion.loras import parse_loras
 from warmgate.plugins.diffusion.runner import DiffusionRunner, pick_seeds, split_prompt
@@ -16,7 +16,7 @@ __all__ = ["ImageToImageRunner", "load_image_to_image"]
 class ImageToImageRunner(DiffusionRunner):
     shrink_hint = "a smaller input image or fewer num_images_per_prompt"
 
-    def __call__(self, request: ImageRequest) -> ImageResponse:
+    def __call__(self, request: ImageInput) -> ImageResponse:
         params: ImageToImageParams = request.params
         loras = parse_loras(params.loras)
         seeds = pick_seeds(params.seed, params.num_images_per_prompt)

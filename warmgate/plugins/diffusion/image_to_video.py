@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from warmgate.core.errors import ConfigError
-from warmgate.core.media import data_url, encode_mp4, image_data_url
-from warmgate.plugins.diffusion.inputs import ImageRequest
+from warmgate.core.media import ImageInput, data_url, encode_mp4, image_data_url
 from warmgate.plugins.diffusion.loading import apply_optimizations, choose_device, pretrained_kwargs
 from warmgate.plugins.diffusion.runner import DiffusionRunner, pick_seeds
 from warmgate.plugins.diffusion.wire import ImageToVideoParams, Media, RunnerVideoResponse, VideoResponse
@@ -27,7 +26,7 @@ class ImageToVideoRunner(DiffusionRunner):
                               f"one of {', '.join(VIDEO_OUTPUTS)}, got {self.output!r}")
         self.extra = {k: int(options[k]) for k in ("num_frames", "decode_chunk_size") if k in options}
 
-    def __call__(self, request: ImageRequest) -> VideoResponse | RunnerVideoResponse:
+    def __call__(self, request: ImageInput) -> VideoResponse | RunnerVideoResponse:
         params: ImageToVideoParams = request.params
         [seed] = pick_seeds(params.seed, 1)
         kwargs = {"image": request.image, "height": params.height, "width": params.width, "fps": params.fps,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from warmgate.plugins.diffusion.inputs import ImageRequest
+from warmgate.core.media import ImageInput
 from warmgate.plugins.diffusion.loading import apply_optimizations, choose_device, pretrained_kwargs
 from warmgate.plugins.diffusion.runner import DiffusionRunner, pick_seeds
 from warmgate.plugins.diffusion.wire import ImageResponse, UpscaleParams
@@ -15,7 +15,7 @@ __all__ = ["UpscaleRunner", "load_upscale"]
 class UpscaleRunner(DiffusionRunner):
     shrink_hint = "a smaller input image"
 
-    def __call__(self, request: ImageRequest) -> ImageResponse:
+    def __call__(self, request: ImageInput) -> ImageResponse:
         params: UpscaleParams = request.params
         seeds = pick_seeds(params.seed, 1)
         kwargs = {"prompt": params.prompt, "image": request.image, "num_inference_steps": params.num_inference_steps}

@@ -17,14 +17,22 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 __all__ = [
+    "AUDIO_SAMPLE_RATE",
     "DEFAULT_MAX_INPUT_PIXELS",
+    "AudioInput",
     "ImageInput",
     "data_url",
+    "decode_audio",
     "decode_image",
     "encode_mp4",
     "image_data_url",
+    "prepare_audio_input",
     "prepare_image_input",
 ]
+
+AUDIO_SAMPLE_RATE = 16_000
+"""Speech models (Whisper) take 16 kHz mono float32."""
+UNSUPPORTED_AUDIO = "Unsupported audio format or malformed file."
 
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 """Largest uploaded image (width x height) accepted unless a function configures another."""
@@ -79,6 +87,53 @@ def prepare_image_input(params: Any, options: dict[str, Any]) -> ImageInput:
     is acquired, limited by the function's ``max_input_pixels`` option."""
     image = decode_image(params.image, max_pixels=int(options.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)))
     return ImageInput(params, image, getattr(params, "num_images_per_prompt", 1))
+
+
+def decode_audio(upload: File, *, field: str = "audio", rate: int = AUDIO_SAMPLE_RATE) -> Any:
+    """An upload (mp3, wav, flac, ogg, webm, mp4/m4a, ... anything FFmpeg reads) as mono float32
+    samples at ``rate`` Hz, decoded and resampled with PyAV: no ffmpeg binary needed.
+
+    Not audio, undecodable, or no audio stream → 415; an empty file or no samples → 400.
+    """
+    import av
+    import numpy as np
+
+    if not upload.data:
+        raise ClientError(f"{field}: the uploaded file is empty")
+    chunks = []
+    try:
+        with av.open(io.BytesIO(upload.data), mode="r") as container:
+            if not container.streams.audio:
+                raise UnsupportedMediaType(f"{UNSUPPORTED_AUDIO} ({field}: {_describe_upload(upload)} has no audio stream)")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            for frame in container.decode(audio=0):
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise UnsupportedMediaType(f"{UNSUPPORTED_AUDIO} ({field}: {_describe_upload(upload)}: {reason})") from None
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    if samples.size == 0:
+        raise ClientError(f"{field}: the audio has no samples (zero length)")
+    return samples.astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """A validated request whose ``audio`` upload is decoded (a spec's ``prepare`` result)."""
+
+    params: Any
+    samples: Any
+    """Mono float32 numpy array at ``AUDIO_SAMPLE_RATE``."""
+
+    @property
+    def duration_ms(self) -> int:
+        return round(len(self.samples) * 1000 / AUDIO_SAMPLE_RATE)
+
+
+def prepare_audio_input(params: Any, options: dict[str, Any]) -> AudioInput:
+    """``PipelineSpec.prepare`` for requests with an ``audio`` upload."""
+    return AudioInput(params, decode_audio(params.audio))
 
 
 def _describe_upload(upload: File) -> str:

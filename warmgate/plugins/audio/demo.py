@@ -1,0 +1,58 @@
+"""Tiny random-weight speech models, built locally in a second or two. Their output is noise;
+they exist so the demo profile and the tests run the real transformers loading and decoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["build_tiny_whisper"]
+
+_LANGUAGES = ("<|en|>", "<|de|>", "<|fr|>")
+_SPECIALS = ("<|startoftranscript|>", *_LANGUAGES, "<|translate|>", "<|transcribe|>", "<|startoflm|>",
+             "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>")
+
+
+def _imports() -> tuple:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise ImportError(f"the audio demo models need the [audio] extra "
+                          f"(pip install torch, then pip install 'warmgate[audio]'): {exc}") from exc
+    torch.manual_seed(0)
+    return torch, transformers
+
+
+def build_tiny_whisper(directory: Path) -> None:
+    """Whisper with a byte-level vocabulary and the 1501 timestamp tokens, so segment and word
+    timestamps decode as with the real models."""
+    _, transformers = _imports()
+    from tokenizers import AddedToken
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    alphabet = sorted(ByteLevel.alphabet())
+    tokenizer = transformers.WhisperTokenizer(vocab={c: i for i, c in enumerate(alphabet)}, merges=[],
+                                              pad_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                              bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    # <|notimestamps|> must be the last special token: ids after it are read as timestamps
+    tokenizer.add_special_tokens({"extra_special_tokens": list(_SPECIALS)})
+    tokenizer.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", special=False) for i in range(1501)])
+    features = transformers.WhisperFeatureExtractor(feature_size=80)
+    ids = tokenizer.convert_tokens_to_ids
+    eot = ids("<|endoftext|>")
+    config = transformers.WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=1500, max_target_positions=448, decoder_start_token_id=ids("<|startoftranscript|>"),
+        eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
+    )
+    model = transformers.WhisperForConditionalGeneration(config)
+    model.generation_config = transformers.GenerationConfig(
+        decoder_start_token_id=ids("<|startoftranscript|>"), eos_token_id=eot, pad_token_id=eot,
+        no_timestamps_token_id=ids("<|notimestamps|>"), prev_sot_token_id=ids("<|startofprev|>"),
+        is_multilingual=True, lang_to_id={lang: ids(lang) for lang in _LANGUAGES},
+        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+        max_initial_timestamp_index=50, begin_suppress_tokens=[eot], suppress_tokens=[], alignment_heads=[[0, 0]],
+    )
+    model.save_pretrained(directory)
+    transformers.WhisperProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(directory)

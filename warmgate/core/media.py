@@ -25,6 +25,7 @@ __all__ = [
     "decode_audio",
     "decode_image",
     "encode_mp4",
+    "encode_wav",
     "image_data_url",
     "prepare_audio_input",
     "prepare_image_input",
@@ -150,6 +151,22 @@ def image_data_url(image: Image, *, fmt: str = "PNG") -> str:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return data_url(buffer.getvalue(), f"image/{fmt.lower()}")
+
+
+def encode_wav(samples: Any, rate: int) -> bytes:
+    """Mono float samples in [-1, 1] as a 16-bit PCM WAV file (clipped, not rescaled)."""
+    import wave
+
+    import numpy as np
+
+    pcm = (np.clip(np.asarray(samples, dtype=np.float32).reshape(-1), -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(rate))
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
 
 
 def encode_mp4(frames: Sequence[Image], fps: int, *, crf: int = 18) -> bytes:

@@ -1,5 +1,6 @@
-"""The audio plugin: audio-to-text (Whisper) on transformers with PyAV decoding, wire-compatible
-with the Livepeer runner. Heavy imports happen in the loaders only."""
+"""The audio plugin: audio-to-text (Whisper, PyAV decoding) and text-to-speech (transformers TTS
+models, Parler-TTS), wire-compatible with the Livepeer runner. Heavy imports happen in the
+loaders only."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import AudioInput
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
 from warmgate.plugins.audio.audio_to_text import prepare_transcription
-from warmgate.plugins.audio.wire import AudioToTextParams, TextResponse
+from warmgate.plugins.audio.text_to_speech import check_text
+from warmgate.plugins.audio.wire import AudioResponse, AudioToTextParams, TextResponse, TextToSpeechParams
 
 __all__ = ["DEFAULT_MODELS"]
 
-DEFAULT_MODELS = {"audio-to-text": "openai/whisper-large-v3"}
+DEFAULT_MODELS = {"audio-to-text": "openai/whisper-large-v3", "text-to-speech": "parler-tts/parler-tts-large-v1"}
 
 
 def _load_audio_to_text(model_id: str, options: dict[str, Any]) -> Any:
@@ -23,10 +25,23 @@ def _load_audio_to_text(model_id: str, options: dict[str, Any]) -> Any:
     return load_audio_to_text(model_id, options)
 
 
-def _build_whisper(directory: Path) -> None:
-    from warmgate.plugins.audio.demo import build_tiny_whisper
+def _load_text_to_speech(model_id: str, options: dict[str, Any]) -> Any:
+    from warmgate.plugins.audio.text_to_speech import load_text_to_speech
 
-    build_tiny_whisper(directory)
+    return load_text_to_speech(model_id, options)
+
+
+def _demo(builder: str) -> Any:
+    def build(directory: Path) -> None:
+        from warmgate.plugins.audio import demo
+
+        getattr(demo, builder)(directory)
+
+    return build
+
+
+def _characters(request: TextToSpeechParams) -> int:
+    return len(request.text)
 
 
 def _milliseconds(request: AudioInput) -> int:
@@ -40,5 +55,13 @@ def register_pipelines(register: Any) -> None:
         load=_load_audio_to_text, default_model_id=DEFAULT_MODELS["audio-to-text"], prepare=prepare_transcription,
         price_unit=PriceUnit.MILLISECOND, units=_milliseconds, summary="Audio To Text",
         operation_id="genAudioToText", description="Transcribe audio files to text.", max_body_size=50 * 2**20,
-        demo=DemoModel(model_id="warmgate-demo/tiny-whisper", build=_build_whisper),
+        demo=DemoModel(model_id="warmgate-demo/tiny-whisper", build=_demo("build_tiny_whisper")),
+    ))
+    register(PipelineSpec(
+        name="text-to-speech", request=TextToSpeechParams, response=AudioResponse,
+        load=_load_text_to_speech, default_model_id=DEFAULT_MODELS["text-to-speech"], prepare=check_text,
+        price_unit=PriceUnit.CHARACTER, units=_characters, summary="Text To Speech",
+        operation_id="genTextToSpeech", description="Generate a text-to-speech audio file based on the provided text input "
+        "and speaker description.",
+        demo=DemoModel(model_id="warmgate-demo/tiny-vits", build=_demo("build_tiny_vits")),
     ))

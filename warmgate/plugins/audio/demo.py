@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["build_tiny_whisper"]
+__all__ = ["build_tiny_vits", "build_tiny_whisper"]
 
 _LANGUAGES = ("<|en|>", "<|de|>", "<|fr|>")
 _SPECIALS = ("<|startoftranscript|>", *_LANGUAGES, "<|translate|>", "<|transcribe|>", "<|startoflm|>",
@@ -56,3 +56,24 @@ def build_tiny_whisper(directory: Path) -> None:
     )
     model.save_pretrained(directory)
     transformers.WhisperProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(directory)
+
+
+def build_tiny_vits(directory: Path) -> None:
+    """VITS (the MMS text-to-speech architecture) over a character vocabulary, no phonemizer."""
+    import json
+    import string
+
+    _, transformers = _imports()
+    directory.mkdir(parents=True, exist_ok=True)
+    symbols = ["<pad>", "<unk>", " ", *string.ascii_lowercase, *string.digits, *".,!?;:'-"]
+    (directory / "vocab.json").write_text(json.dumps({s: i for i, s in enumerate(symbols)}))
+    tokenizer = transformers.VitsTokenizer(str(directory / "vocab.json"), phonemize=False, add_blank=True)
+    config = transformers.VitsConfig(
+        vocab_size=len(symbols), hidden_size=16, num_hidden_layers=1, ffn_dim=32, flow_size=16, spectrogram_bins=33,
+        upsample_initial_channel=32, upsample_rates=[8, 8, 4], upsample_kernel_sizes=[16, 16, 8],
+        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], duration_predictor_filter_channels=16,
+        duration_predictor_num_flows=1, prior_encoder_num_flows=1, prior_encoder_num_wavenet_layers=1,
+        posterior_encoder_num_wavenet_layers=1, depth_separable_num_layers=1,
+    )
+    transformers.VitsModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)

@@ -9,7 +9,7 @@ from msgspec import Meta
 
 from warmgate.core.spec import File
 
-__all__ = ["AudioToTextParams", "Chunk", "TextResponse"]
+__all__ = ["AudioResponse", "AudioToTextParams", "Chunk", "MediaURL", "TextResponse", "TextToSpeechParams"]
 
 
 class AudioToTextParams(msgspec.Struct, kw_only=True):
@@ -34,3 +34,25 @@ class TextResponse(msgspec.Struct):
 
     text: Annotated[str, Meta(description="The generated text.")]
     chunks: Annotated[list[Chunk], Meta(description="The generated text chunks.")]
+
+
+DEFAULT_SPEAKER = "A male speaker delivers a slightly expressive and animated speech with a moderate speed and pitch."
+
+
+class TextToSpeechParams(msgspec.Struct, kw_only=True):
+    model_id: Annotated[str, Meta(description="Hugging Face model ID used for text to speech generation.")] = ""
+    text: Annotated[str, Meta(description="Text input for speech generation.")] = ""
+    description: Annotated[str, Meta(description="Description of speaker to steer text to speech generation.")] = (
+        DEFAULT_SPEAKER)
+
+
+class MediaURL(msgspec.Struct):
+    """A URL from which media can be accessed."""
+
+    url: Annotated[str, Meta(description="The URL where the media can be accessed.")]
+
+
+class AudioResponse(msgspec.Struct):
+    """Response model for audio generation."""
+
+    audio: Annotated[MediaURL, Meta(description="The generated audio.")]

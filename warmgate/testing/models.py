@@ -12,7 +12,7 @@ from warmgate.plugins.diffusion.demo import (
     build_tiny_upscaler,
 )
 from warmgate.plugins.llm.demo import build_tiny_chat_model
-from warmgate.plugins.vision.demo import build_tiny_blip
+from warmgate.plugins.vision.demo import build_tiny_blip, build_tiny_sam2
 
 __all__ = [
     "build_tiny_blip",
@@ -20,6 +20,7 @@ __all__ = [
     "build_tiny_lora",
     "build_tiny_pix2pix",
     "build_tiny_safety_checker",
+    "build_tiny_sam2",
     "build_tiny_sd",
     "build_tiny_sdxl",
     "build_tiny_svd",

@@ -1,4 +1,5 @@
-"""The vision plugin: image-to-text on transformers, wire-compatible with the Livepeer runner.
+"""The vision plugin: image-to-text and segment-anything-2 on transformers, wire-compatible with
+the Livepeer runner.
 Heavy imports happen in the loaders only."""
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from typing import Any
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import ImageInput, prepare_image_input
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
-from warmgate.plugins.vision.wire import ImageToTextParams, ImageToTextResponse
+from warmgate.plugins.vision.segment_anything_2 import SegmentationRequest, prepare_segmentation
+from warmgate.plugins.vision.wire import ImageToTextParams, ImageToTextResponse, MasksResponse, SegmentAnything2Params
 
 __all__ = ["DEFAULT_MODELS"]
 
-DEFAULT_MODELS = {"image-to-text": "Salesforce/blip-image-captioning-large"}
+DEFAULT_MODELS = {"image-to-text": "Salesforce/blip-image-captioning-large",
+                  "segment-anything-2": "facebook/sam2-hiera-large"}
 
 
 def _load_image_to_text(model_id: str, options: dict[str, Any]) -> Any:
@@ -22,13 +25,22 @@ def _load_image_to_text(model_id: str, options: dict[str, Any]) -> Any:
     return load_image_to_text(model_id, options)
 
 
-def _build_blip(directory: Path) -> None:
-    from warmgate.plugins.vision.demo import build_tiny_blip
+def _load_segment_anything_2(model_id: str, options: dict[str, Any]) -> Any:
+    from warmgate.plugins.vision.segment_anything_2 import load_segment_anything_2
 
-    build_tiny_blip(directory)
+    return load_segment_anything_2(model_id, options)
 
 
-def _input_pixels(request: ImageInput) -> int:
+def _demo(builder: str) -> Any:
+    def build(directory: Path) -> None:
+        from warmgate.plugins.vision import demo
+
+        getattr(demo, builder)(directory)
+
+    return build
+
+
+def _input_pixels(request: ImageInput | SegmentationRequest) -> int:
     width, height = request.image.size
     return width * height
 
@@ -40,5 +52,12 @@ def register_pipelines(register: Any) -> None:
         load=_load_image_to_text, default_model_id=DEFAULT_MODELS["image-to-text"], prepare=prepare_image_input,
         price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Image To Text", operation_id="genImageToText",
         description="Transform image files to text.", max_body_size=50 * 2**20,
-        demo=DemoModel(model_id="warmgate-demo/tiny-blip", build=_build_blip),
+        demo=DemoModel(model_id="warmgate-demo/tiny-blip", build=_demo("build_tiny_blip")),
+    ))
+    register(PipelineSpec(
+        name="segment-anything-2", request=SegmentAnything2Params, response=MasksResponse, encoding="multipart",
+        load=_load_segment_anything_2, default_model_id=DEFAULT_MODELS["segment-anything-2"],
+        prepare=prepare_segmentation, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Segment Anything 2",
+        operation_id="genSegmentAnything2", description="Segment objects in an image.", max_body_size=50 * 2**20,
+        demo=DemoModel(model_id="warmgate-demo/tiny-sam2", build=_demo("build_tiny_sam2")),
     ))

@@ -1,11 +1,12 @@
-"""A tiny random-weight BLIP captioner, built locally in a second. Its captions are noise."""
+"""Tiny random-weight vision models (a BLIP captioner, SAM 2), built locally in a second or two.
+Their outputs are noise; they exist to run the real transformers loading and inference code."""
 
 from __future__ import annotations
 
 import string
 from pathlib import Path
 
-__all__ = ["build_tiny_blip"]
+__all__ = ["build_tiny_blip", "build_tiny_sam2"]
 
 
 def build_tiny_blip(directory: Path) -> None:
@@ -35,3 +36,25 @@ def build_tiny_blip(directory: Path) -> None:
     )
     BlipForConditionalGeneration(config).save_pretrained(directory)
     processor.save_pretrained(directory)
+
+
+def build_tiny_sam2(directory: Path) -> None:
+    """SAM 2 (Hiera backbone) at 128 px input, 32 px mask logits: the transformers test config."""
+    import torch
+    from transformers import Sam2Config, Sam2Model
+    from transformers.models.sam2.configuration_sam2 import (
+        Sam2HieraDetConfig,
+        Sam2MaskDecoderConfig,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
+
+    torch.manual_seed(0)
+    backbone = Sam2HieraDetConfig(hidden_size=12, image_size=128, patch_stride=4, patch_kernel_size=7, patch_padding=3,
+                                  blocks_per_stage=[1, 2, 7, 2], embed_dim_per_stage=[12, 24, 48, 96],
+                                  num_attention_heads_per_stage=[1, 2, 4, 8])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[96, 48, 24, 12],
+                              backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]], fpn_hidden_size=32)
+    config = Sam2Config(vision_config=vision, prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32, image_size=128),
+                        mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32))
+    Sam2Model(config).save_pretrained(directory)

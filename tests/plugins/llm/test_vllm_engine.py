@@ -141,7 +141,7 @@ def gateway(vllm_python, tiny_chat) -> Iterator[tuple[str, httpx.Client]]:
 
 
 def _function(client: httpx.Client) -> dict:
-    [fn] = client.get("/functions").json()["functions"]
+    [fn] = [f for f in client.get("/functions").json()["functions"] if f["pipeline"] == "llm"]
     return fn
 
 

@@ -17,6 +17,7 @@ from warmgate.core.errors import CapacityError, NotFound
 from warmgate.core.functions import Function, FunctionObserver, FunctionState
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.spec import PipelineSpec
+from warmgate.core.threads import load_in_thread
 
 __all__ = ["FunctionManager"]
 
@@ -81,12 +82,12 @@ class FunctionManager:
         async def load() -> Any:
             model_id, options = config.model_id, dict(config.options)
             if config.demo and spec.demo is not None:
-                path = await asyncio.to_thread(ensure_demo_model, spec.demo, cache_dir / "demo")
+                path = await load_in_thread(ensure_demo_model, spec.demo, cache_dir / "demo")
                 model_id, options["served_model_id"] = str(path), config.model_id
             assert spec.load is not None  # specs without a loader serve another pipeline's functions
             if inspect.iscoroutinefunction(spec.load):
                 return await spec.load(model_id, options)
-            runner = await asyncio.to_thread(spec.load, model_id, options)
+            runner = await load_in_thread(spec.load, model_id, options)
             return await runner if inspect.isawaitable(runner) else runner
 
         return load

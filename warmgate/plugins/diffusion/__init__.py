@@ -3,7 +3,6 @@ wire-compatible with the Livepeer runner. Heavy imports happen in the loaders on
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +29,14 @@ DEFAULT_MODELS = {
 }
 
 
-_LOAD_LOCK = threading.Lock()
-
-
 def _load(module: str, function: str) -> Any:
-    """A loader that imports its module (and so diffusers) only when a model loads.
-
-    Diffusion loads run one at a time: diffusers and transformers resolve their names lazily, and
-    two functions loading at once (``warm: true`` at startup) race there and fail with
-    ``ImportError: cannot import name ...``."""
+    """A loader that imports its module (and so diffusers) only when a model loads."""
 
     def load(model_id: str, options: dict[str, Any]) -> Any:
         import importlib
 
-        with _LOAD_LOCK:
-            loader = getattr(importlib.import_module(f"warmgate.plugins.diffusion.{module}"), function)
-            return loader(model_id, options)
+        loader = getattr(importlib.import_module(f"warmgate.plugins.diffusion.{module}"), function)
+        return loader(model_id, options)
 
     load.__name__ = load.__qualname__ = function
     return load

@@ -3,7 +3,6 @@ and ``GET /v1/models``, on pluggable backends (``register_llm_backends``)."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 
@@ -12,6 +11,7 @@ from litestar import Request, Response, get
 from warmgate.core.errors import ConfigError
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
+from warmgate.core.threads import load_in_thread
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import get_backends
 from warmgate.plugins.llm.runner import LLMRunner
@@ -35,7 +35,7 @@ async def load_llm(model_id: str, options: dict[str, Any]) -> LLMRunner:
     if inspect.iscoroutinefunction(factory):
         backend = await factory(model_id, engine_options)
     else:
-        backend = await asyncio.to_thread(factory, model_id, engine_options)
+        backend = await load_in_thread(factory, model_id, engine_options)
     return LLMRunner(options.get("served_model_id", model_id), backend)
 
 

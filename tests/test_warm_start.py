@@ -1,5 +1,6 @@
-"""``warmgate serve`` in a fresh process with warm diffusion functions: they load side by side at
-startup, where diffusers' lazy imports would race if two loads ran at once."""
+"""``warmgate serve`` in a fresh process with warm functions of every plugin: they load at
+startup from concurrent tasks, where the lazy imports of transformers and diffusers would race
+(ImportError: cannot import name ...) if two loads ran in threads at once."""
 
 import json
 import os
@@ -9,12 +10,15 @@ import sys
 
 import httpx
 
+from warmgate.core.plugins import get_pipelines
 from warmgate.testing import wait_for
 
+WARM = ("text-to-image", "image-to-image", "upscale", "text-to-speech", "image-to-text", "llm")
 
-def test_warm_functions_all_load_at_startup_in_a_fresh_process(tiny, tmp_path):
-    warm = ("text-to-image", "image-to-image", "upscale")
-    functions = [{"pipeline": name, "model_id": tiny[name], "warm": True} for name in warm]
+
+def test_warm_functions_all_load_at_startup_in_a_fresh_process(tiny_model_dir, tmp_path):
+    pipelines = get_pipelines()
+    functions = [{"pipeline": name, "model_id": str(tiny_model_dir(pipelines[name])), "warm": True} for name in WARM]
     config = tmp_path / "serverless.yaml"
     config.write_text(json.dumps({"functions": functions}))
     port = free_port()
@@ -28,15 +32,15 @@ def test_warm_functions_all_load_at_startup_in_a_fresh_process(tiny, tmp_path):
             listed = httpx.get(f"http://127.0.0.1:{port}/functions", timeout=2).json()["functions"]
         except httpx.HTTPError:
             return False
-        states.update({f["pipeline"]: (f["state"], f["last_error"]) for f in listed if f["pipeline"] in warm})
-        return len(states) == 3 and all(state in ("idle", "error") for state, _ in states.values())
+        states.update({f["pipeline"]: (f["state"], f["last_error"]) for f in listed if f["pipeline"] in WARM})
+        return len(states) == len(WARM) and all(state in ("idle", "error") for state, _ in states.values())
 
     try:
         assert wait_for(loaded, timeout=90), states
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert states == {name: ("idle", None) for name in warm}
+    assert states == {name: ("idle", None) for name in WARM}
 
 
 def free_port():

@@ -1,0 +1,174 @@
+"""The gateway-vs-direct comparison the pipeline benches share.
+
+A *case* is one pipeline with a tiny model: how to build the model, the HTTP request, and the
+equivalent in-process call. ``compare(cases, ...)`` builds the models, starts ``warmgate
+serve`` with them warm, then for each case alternates direct and gateway runs at c=1 and c=4
+(interleaved rounds, so the VM's drift hits both alike) and prints the medians.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from processes import free_port, stop
+
+__all__ = ["Case", "compare", "drive"]
+
+CONCURRENCY = (1, 4)
+
+
+@dataclass
+class Case:
+    pipeline: str
+    build: Callable[[Path], None]
+    """Writes the tiny model into a directory."""
+    direct: Callable[[Path], Callable[[], Any]]
+    """``direct(model_dir)`` loads the model in this process and returns the call to time."""
+    body: dict[str, Any]
+    """JSON body, or the text fields of a multipart form when ``files`` is set."""
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    """The function's options in the gateway."""
+
+
+def drive(call: Callable[[], Any], concurrency: int, duration: float) -> dict[str, float]:
+    """``concurrency`` threads calling ``call`` until the time is up: requests/s and p50 ms."""
+    latencies: list[float] = []
+    failures: list[BaseException] = []
+    deadline = time.perf_counter() + duration
+
+    def worker() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                call()
+            except BaseException as exc:  # reported below: a failing run has no numbers
+                failures.append(exc)
+                return
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        sys.exit(f"error: {failures[0]!r}")
+    return {"rps": len(latencies) / (time.perf_counter() - began), "p50_ms": statistics.median(latencies) * 1000}
+
+
+def _direct_caller(case: Case, model: Path) -> Callable[[], Any]:
+    """One call at a time, as one pipeline object is not thread-safe: c=4 is four callers
+    sharing a lock, as four clients share the gateway's function."""
+    call = case.direct(model)
+    lock = threading.Lock()
+
+    def serialized() -> Any:
+        with lock:
+            return call()
+
+    serialized()  # warm-up
+    return serialized
+
+
+def _gateway_caller(case: Case, base: str, overheads: list[float]) -> Callable[[], None]:
+    """Posts one request; appends the gateway's own time (``X-Warmgate-Overhead-Ms``) to ``overheads``."""
+    local = threading.local()
+    form = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in case.body.items()}
+
+    def request() -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(base_url=base, timeout=120)
+        if case.files is None:
+            r = client.post(f"/{case.pipeline}", json=case.body)
+        else:
+            r = client.post(f"/{case.pipeline}", data=form, files=case.files)
+        if r.status_code != 200:
+            raise RuntimeError(f"{case.pipeline}: {r.status_code} {r.text[:300]}")
+        overheads.append(float(r.headers["x-warmgate-overhead-ms"]))
+
+    request()  # warm-up
+    return request
+
+
+def _start_gateway(functions: list[dict[str, Any]], root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    config = root / "serverless.yaml"
+    config.write_text(json.dumps({"gateway": {"access_log": False, "log_level": "warning"}, "functions": functions}))
+    proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    wanted = {f["pipeline"] for f in functions}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            health = httpx.get(base + "/health", timeout=2)
+            listed = [f for f in httpx.get(base + "/functions", timeout=2).json()["functions"] if f["pipeline"] in wanted]
+        except httpx.HTTPError:
+            time.sleep(0.2)  # not up yet
+            continue
+        failed = [f"{f['name']}: {f['last_error']}" for f in listed if f["state"] == "error"]
+        if failed:
+            stop(proc)
+            sys.exit(f"error: {'; '.join(failed)}")
+        if health.status_code == 200 and {f["state"] for f in listed} <= {"idle", "warm"}:
+            return proc, base
+        time.sleep(0.2)
+    stop(proc)
+    sys.exit("error: warmgate serve did not load the functions")
+
+
+def compare(cases: list[Case], duration: float, rounds: int) -> None:
+    """Measure every case both ways and print the table."""
+    results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    overheads: dict[str, list[float]] = {case.pipeline: [] for case in cases}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        models = {case.pipeline: root / case.pipeline for case in cases}
+        for case in cases:
+            case.build(models[case.pipeline])
+        functions = [{"pipeline": case.pipeline, "model_id": str(models[case.pipeline]), "warm": True,
+                      "max_queue": 64, "options": case.options} for case in cases]
+        proc, base = _start_gateway(functions, root)
+        try:
+            for case in cases:
+                callers = {"direct": _direct_caller(case, models[case.pipeline]),
+                           "warmgate": _gateway_caller(case, base, overheads[case.pipeline])}
+                for _ in range(rounds):
+                    for c in CONCURRENCY:
+                        for variant, call in callers.items():
+                            results.setdefault((case.pipeline, variant, c), []).append(drive(call, c, duration))
+        finally:
+            stop(proc)
+
+    def median(pipeline: str, variant: str, c: int) -> dict[str, float]:
+        runs = results[(pipeline, variant, c)]
+        return {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms")}
+
+    print(f"{'pipeline':<20}{'c':>3}{'direct req/s':>14}{'p50 ms':>9}{'warmgate req/s':>16}{'p50 ms':>9}{'ratio':>8}"
+          f"{'added p50 ms':>14}{'gateway ms':>12}")
+    for case in cases:
+        for c in CONCURRENCY:
+            d, g = median(case.pipeline, "direct", c), median(case.pipeline, "warmgate", c)
+            extra = (f"{g['p50_ms'] - d['p50_ms']:>14.1f}{statistics.median(overheads[case.pipeline]):>12.2f}"
+                     if c == 1 else "")
+            print(f"{case.pipeline:<20}{c:>3}{d['rps']:>14.2f}{d['p50_ms']:>9.1f}{g['rps']:>16.2f}{g['p50_ms']:>9.1f}"
+                  f"{g['rps'] / d['rps']:>8.3f}{extra}")
+    print("\ngateway ms = p50 of X-Warmgate-Overhead-Ms: the gateway's own time per request (routing, validation, "
+          "upload decoding, JSON), without the model and its output encoding.")
+    print(f"medians of {rounds} interleaved rounds of {duration:g} s; ratio = warmgate req/s / direct req/s "
+          "(target >= 0.95).\nAt c=4 the gateway queues in FIFO order, so its p50 is about four service times; "
+          "direct callers race for a lock, so theirs is not comparable.")

@@ -1,7 +1,7 @@
 """Tiny random-weight model builders for tests: each writes a complete model directory that the
 real ``from_pretrained(path)`` loads. Their outputs are noise; assert on shapes, not content."""
 
-from warmgate.plugins.audio.demo import build_tiny_vits, build_tiny_whisper
+from warmgate.plugins.audio.demo import build_tiny_speecht5, build_tiny_vits, build_tiny_whisper
 from warmgate.plugins.diffusion.demo import (
     build_tiny_lora,
     build_tiny_pix2pix,
@@ -23,6 +23,7 @@ __all__ = [
     "build_tiny_sam2",
     "build_tiny_sd",
     "build_tiny_sdxl",
+    "build_tiny_speecht5",
     "build_tiny_svd",
     "build_tiny_upscaler",
     "build_tiny_vits",

@@ -4,6 +4,7 @@ import base64
 import io
 import wave
 
+import numpy as np
 import pytest
 
 from warmgate import FunctionConfig, Settings
@@ -20,9 +21,22 @@ def tiny_vits(tiny_model_dir):
     return str(tiny_model_dir(get_pipelines()["text-to-speech"]))
 
 
+@pytest.fixture(scope="session")
+def tiny_speecht5(tmp_path_factory):
+    from warmgate.testing.models import build_tiny_speecht5
+
+    directory = tmp_path_factory.mktemp("speecht5")
+    build_tiny_speecht5(directory)
+    return directory
+
+
 @pytest.fixture
-def tts(warmgate_server, tiny_vits):
+def tts(warmgate_server, tiny_vits, tiny_speecht5):
+    voice = tiny_speecht5 / "voice.npy"
+    np.save(voice, np.linspace(-1, 1, 8, dtype=np.float32))
     functions = [
+        FunctionConfig(pipeline="text-to-speech", model_id=str(tiny_speecht5), aliases=["speecht5"],
+                       options={"vocoder": str(tiny_speecht5 / "vocoder"), "speaker_embeddings": str(voice)}),
         FunctionConfig(pipeline="text-to-speech", model_id=tiny_vits, aliases=["vits"], price=Price(price_per_unit=5),
                        options={"max_chars": 40}),
         FunctionConfig(pipeline="text-to-speech", model_id="parler-tts/parler-tts-mini-v1", aliases=["parler"]),
@@ -44,6 +58,13 @@ def test_speech_comes_back_as_a_mono_16_bit_wav_priced_per_character(tts):
     channels, width, rate, frames = wav_of(r)
     assert (channels, width, rate) == (1, 2, 16000) and frames > 0
     assert (r.headers["x-warmgate-units"], r.headers["x-warmgate-price"]) == ("12", "60")
+
+
+def test_speecht5_speaks_through_its_vocoder_with_the_configured_voice(tts):
+    r = tts.post("/text-to-speech", json={"model_id": "speecht5", "text": "hello world"})
+    assert r.status_code == 200, r.text
+    channels, width, rate, _ = wav_of(r)
+    assert (channels, width, rate) == (1, 2, 16000)
 
 
 def test_long_text_is_spoken_sentence_by_sentence_and_joined(tts):

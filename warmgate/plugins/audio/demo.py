@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["build_tiny_vits", "build_tiny_whisper"]
+__all__ = ["build_tiny_speecht5", "build_tiny_vits", "build_tiny_whisper"]
 
 _LANGUAGES = ("<|en|>", "<|de|>", "<|fr|>")
 _SPECIALS = ("<|startoftranscript|>", *_LANGUAGES, "<|translate|>", "<|transcribe|>", "<|startoflm|>",
@@ -77,3 +77,35 @@ def build_tiny_vits(directory: Path) -> None:
     )
     transformers.VitsModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+
+
+def build_tiny_speecht5(directory: Path) -> None:
+    """SpeechT5 text-to-speech with a character SentencePiece vocabulary, and its HiFi-GAN vocoder
+    in ``directory/vocoder`` (configure it as the function's ``vocoder`` option)."""
+    import io
+
+    import sentencepiece
+
+    _, transformers = _imports()
+    directory.mkdir(parents=True, exist_ok=True)
+    corpus = ["hello world this is a tiny speech model", "the quick brown fox jumps over the lazy dog",
+              "one two three four five six seven eight nine ten"] * 10
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=model, model_type="char",
+                                             vocab_size=32, bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+                                             minloglevel=2)
+    (directory / "spm_char.model").write_bytes(model.getvalue())
+    tokenizer = transformers.SpeechT5Tokenizer(str(directory / "spm_char.model"))
+    config = transformers.SpeechT5Config(
+        vocab_size=len(tokenizer) + 1, hidden_size=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16, speaker_embedding_dim=8,
+        speech_decoder_prenet_units=32, speech_decoder_postnet_units=32, speech_decoder_postnet_layers=2,
+        conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, max_speech_positions=600, max_text_positions=100,
+    )
+    transformers.SpeechT5ForTextToSpeech(config).save_pretrained(directory)
+    transformers.SpeechT5Processor(transformers.SpeechT5FeatureExtractor(num_mel_bins=16), tokenizer).save_pretrained(
+        directory)
+    transformers.SpeechT5HifiGan(transformers.SpeechT5HifiGanConfig(
+        model_in_dim=16, upsample_initial_channel=16, upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8],
+        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]])).save_pretrained(directory / "vocoder")

@@ -8,12 +8,12 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.errors import ClientError, RequestValidationError
+from warmgate.core.errors import ClientError, ConfigError, LoadError, RequestValidationError
 from warmgate.core.media import AUDIO_SAMPLE_RATE, AudioInput, decode_audio
 from warmgate.core.spec import Runner
 from warmgate.plugins.audio.wire import AudioToTextParams, Chunk, TextResponse
 
-__all__ = ["AudioToTextRunner", "Transcription", "load_audio_to_text", "prepare_transcription"]
+__all__ = ["AudioToTextRunner", "FasterWhisperRunner", "Transcription", "load_audio_to_text", "prepare_transcription"]
 
 _TIMESTAMPS: dict[str, bool | str] = {"true": True, "1": True, "sentence": True, "false": False, "0": False,
                                       "word": "word"}
@@ -43,6 +43,8 @@ def prepare_transcription(params: AudioToTextParams, options: dict[str, Any]) ->
 
 
 class AudioToTextRunner(Runner):
+    """Whisper through transformers' ASR pipeline."""
+
     def __init__(self, pipe: Any, options: dict[str, Any]) -> None:
         self.pipe = pipe
         self.batch_size = int(options.get("batch_size", 4))
@@ -65,17 +67,65 @@ class AudioToTextRunner(Runner):
         self.pipe = None
 
 
-def load_audio_to_text(model_id: str, options: dict[str, Any]) -> AudioToTextRunner:
-    """``AutoModelForSpeechSeq2Seq`` + its processor in transformers' ASR pipeline; options
-    ``device``, ``torch_dtype``, ``batch_size`` (long-form, default 4), ``language``, ``task``,
-    ``max_new_tokens``."""
+class FasterWhisperRunner(Runner):
+    """Whisper on CTranslate2 through faster-whisper (its own long-form windowing)."""
+
+    def __init__(self, model: Any, options: dict[str, Any]) -> None:
+        self.model = model
+        self.kwargs = {k: options[k] for k in ("language", "task", "beam_size") if k in options}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Transcription) -> TextResponse:
+        with self._lock:
+            segments, _ = self.model.transcribe(request.samples, word_timestamps=request.timestamps == "word",
+                                                without_timestamps=request.timestamps is False, **self.kwargs)
+            segments = list(segments)  # a generator: the work happens while iterating
+        text = "".join(segment.text for segment in segments)
+        if request.timestamps == "word":
+            chunks = [Chunk(timestamp=[float(w.start), float(w.end)], text=w.word)
+                      for segment in segments for w in (segment.words or [])]
+        elif request.timestamps:
+            chunks = [Chunk(timestamp=[float(s.start), float(s.end)], text=s.text) for s in segments]
+        else:
+            chunks = []
+        return TextResponse(text=text, chunks=chunks)
+
+    def close(self) -> None:
+        self.model = None
+
+
+def load_audio_to_text(model_id: str, options: dict[str, Any]) -> Runner:
+    """``options.backend``: ``transformers`` (default: ``AutoModelForSpeechSeq2Seq`` + its
+    processor in the ASR pipeline) or ``faster-whisper``. Options ``device``, ``torch_dtype``
+    (``compute_type`` for faster-whisper), ``batch_size`` (long-form, default 4), ``language``,
+    ``task``, ``max_new_tokens``."""
     import torch
+
+    backend = options.get("backend", "transformers")
+    device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if backend == "faster-whisper":
+        return _load_faster_whisper(model_id, options, device)
+    if backend != "transformers":
+        raise ConfigError("audio-to-text function options", "backend",
+                          f"'transformers' or 'faster-whisper', got {backend!r}")
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
 
-    device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, options.get("torch_dtype") or ("float32" if device == "cpu" else "float16"))
     model = AutoModelForSpeechSeq2Seq.from_pretrained(model_id, dtype=dtype).to(device).eval()
     processor = AutoProcessor.from_pretrained(model_id)
     pipe = pipeline("automatic-speech-recognition", model=model, tokenizer=processor.tokenizer,
                     feature_extractor=processor.feature_extractor, dtype=dtype, device=device)
     return AudioToTextRunner(pipe, options)
+
+
+def _load_faster_whisper(model_id: str, options: dict[str, Any], device: str) -> FasterWhisperRunner:
+    """``openai/whisper-<size>`` ids become faster-whisper's size names (its CTranslate2
+    conversions); other ids or directories must hold a CTranslate2 model."""
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:
+        raise LoadError(f"the faster-whisper backend needs its package (pip install faster-whisper): {exc}") from None
+    name = options.get("served_model_id", model_id)
+    source = name.split("openai/whisper-", 1)[1] if name.startswith("openai/whisper-") else model_id
+    model = WhisperModel(source, device=device, compute_type=options.get("compute_type", "default"))
+    return FasterWhisperRunner(model, options)

@@ -19,7 +19,7 @@ from warmgate.core.errors import (
 )
 from warmgate.core.functions import FunctionState
 from warmgate.core.hookspecs import hookimpl
-from warmgate.core.settings import FunctionConfig, Settings
+from warmgate.core.settings import FunctionConfig, Price, Settings
 from warmgate.core.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner
 from warmgate.core.version import __version__
 
@@ -38,6 +38,7 @@ __all__ = [
     "PayloadTooLarge",
     "PaymentRequired",
     "PipelineSpec",
+    "Price",
     "PriceUnit",
     "RequestValidationError",
     "Runner",

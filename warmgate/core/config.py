@@ -200,7 +200,8 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
             if spec.demo is None:
                 continue
             planned.append(FunctionConfig(pipeline=spec.name, model_id=spec.demo.model_id, demo=True,
-                                          name=f"{spec.name}:{spec.demo.model_id}", max_concurrency=4))
+                                          name=f"{spec.name}:{spec.demo.model_id}", max_concurrency=4,
+                                          price=spec.demo.price))
         elif spec.default_model_id:
             planned.append(FunctionConfig(pipeline=spec.name, model_id=spec.default_model_id,
                                           name=f"{spec.name}:{spec.default_model_id}"))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from fractions import Fraction
 from typing import Any
 
 import msgspec
@@ -16,7 +19,7 @@ from litestar.response import Stream
 
 from warmgate.core.auth import BearerAuth
 from warmgate.core.decode import json_decoder, multipart_decoder
-from warmgate.core.errors import ClientDisconnected, InferenceError
+from warmgate.core.errors import ClientDisconnected, ClientError, InferenceError, PaymentRequired
 from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
 from warmgate.core.middleware import EXTERNAL_SECONDS, EXTRA_HEADERS
@@ -110,12 +113,35 @@ async def _disconnect(request: Request[Any, Any, Any]) -> None:
 
 
 def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units: Any, settings: Any) -> None:
-    """Price the request (``price_request`` hooks) and put units and wei on the response."""
+    """Price the request (``price_request`` hooks), refuse it (402) when the caller's
+    ``X-Max-Price-Per-Unit`` is lower than the price per unit, and put units and wei on the response."""
     count = int(units(body)) if units is not None else 1
     wei = pm.hook.price_request(function=fn, request=body, units=count, settings=settings)
-    if wei is not None:
-        request.scope["state"][EXTRA_HEADERS] = [(b"x-warmgate-units", str(count).encode()),
-                                                 (b"x-warmgate-price", str(int(wei)).encode())]
+    if wei is None:
+        return
+    ceiling = _max_price_per_unit(request.scope)
+    if ceiling is not None and count > 0 and int(wei) > math.ceil(ceiling * count):  # both rounded up alike
+        raise PaymentRequired(f"{fn.name} costs {_wei_text(Fraction(int(wei), count))} wei per unit "
+                              f"({wei} wei for {count} units), above your X-Max-Price-Per-Unit of "
+                              f"{_wei_text(ceiling)} wei")
+    request.scope["state"][EXTRA_HEADERS] = [(b"x-warmgate-units", str(count).encode()),
+                                             (b"x-warmgate-price", str(int(wei)).encode())]
+
+
+def _max_price_per_unit(scope: Any) -> Fraction | None:
+    """The caller's ceiling in wei per unit (a decimal number, like a Livepeer gateway's
+    ``maxPricePerUnit``), or ``None``."""
+    for name, value in scope["headers"]:
+        if name == b"x-max-price-per-unit":
+            text = value.decode("latin-1").strip()
+            if not re.fullmatch(r"\d+(\.\d*)?([eE][-+]?\d+)?", text):
+                raise ClientError(f"X-Max-Price-Per-Unit: expected a non-negative number of wei, got {text!r}")
+            return Fraction(text)
+    return None
+
+
+def _wei_text(amount: Fraction) -> str:
+    return str(amount.numerator) if amount.denominator == 1 else f"{float(amount):.6g}"
 
 
 def _authorization(scope: Any) -> str | None:

@@ -12,6 +12,8 @@ from typing import Any, Literal, Union
 
 import msgspec
 
+from warmgate.core.settings import Price
+
 __all__ = ["DemoModel", "File", "Loader", "PipelineSpec", "PriceUnit", "Runner"]
 
 
@@ -68,6 +70,8 @@ class DemoModel:
     """The id shown for the demo function, e.g. ``warmgate-demo/tiny-llama``."""
     build: Callable[[Path], None]
     """Writes the model into an empty directory (``save_pretrained`` and friends)."""
+    price: Price | None = None
+    """The example price demo functions carry, so every demo response is quoted."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import AudioInput
+from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
 from warmgate.plugins.audio.audio_to_text import prepare_transcription
 from warmgate.plugins.audio.text_to_speech import check_text
@@ -55,7 +56,8 @@ def register_pipelines(register: Any) -> None:
         load=_load_audio_to_text, default_model_id=DEFAULT_MODELS["audio-to-text"], prepare=prepare_transcription,
         price_unit=PriceUnit.MILLISECOND, units=_milliseconds, summary="Audio To Text",
         operation_id="genAudioToText", description="Transcribe audio files to text.", max_body_size=50 * 2**20,
-        demo=DemoModel(model_id="warmgate-demo/tiny-whisper", build=_demo("build_tiny_whisper")),
+        demo=DemoModel(model_id="warmgate-demo/tiny-whisper", build=_demo("build_tiny_whisper"),
+                       price=Price(price_per_unit=12_882_811)),
     ))
     register(PipelineSpec(
         name="text-to-speech", request=TextToSpeechParams, response=AudioResponse,
@@ -63,5 +65,6 @@ def register_pipelines(register: Any) -> None:
         price_unit=PriceUnit.CHARACTER, units=_characters, summary="Text To Speech",
         operation_id="genTextToSpeech", description="Generate a text-to-speech audio file based on the provided text input "
         "and speaker description.",
-        demo=DemoModel(model_id="warmgate-demo/tiny-vits", build=_demo("build_tiny_vits")),
+        demo=DemoModel(model_id="warmgate-demo/tiny-vits", build=_demo("build_tiny_vits"),
+                       price=Price(price_per_unit=5_000_000_000)),
     ))

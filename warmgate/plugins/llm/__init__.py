@@ -10,6 +10,7 @@ from litestar import Request, Response, get
 
 from warmgate.core.errors import ConfigError
 from warmgate.core.hookspecs import hookimpl
+from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
 from warmgate.core.threads import load_in_thread
 from warmgate.plugins.llm import openai_wire as oa
@@ -63,7 +64,7 @@ def register_pipelines(register: Any) -> None:
         name=PIPELINE, request=LLMRequest, response=LLMResponse, load=load_llm, default_model_id=DEFAULT_MODEL_ID,
         model_field="model", price_unit=PriceUnit.TOKEN, units=_max_tokens, summary="LLM", operation_id="genLLM",
         description="Generate text using a language model.",
-        demo=DemoModel(model_id="warmgate-demo/tiny-chat", build=_build_demo),
+        demo=DemoModel(model_id="warmgate-demo/tiny-chat", build=_build_demo, price=Price(price_per_unit=166_666_667)),
     ))
     register(PipelineSpec(
         name="chat-completions", request=oa.ChatCompletionRequest, response=oa.ChatCompletion, serves=PIPELINE,

@@ -9,6 +9,7 @@ from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import ImageInput, prepare_image_input
+from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
 from warmgate.plugins.vision.segment_anything_2 import SegmentationRequest, prepare_segmentation
 from warmgate.plugins.vision.wire import ImageToTextParams, ImageToTextResponse, MasksResponse, SegmentAnything2Params
@@ -52,12 +53,12 @@ def register_pipelines(register: Any) -> None:
         load=_load_image_to_text, default_model_id=DEFAULT_MODELS["image-to-text"], prepare=prepare_image_input,
         price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Image To Text", operation_id="genImageToText",
         description="Transform image files to text.", max_body_size=50 * 2**20,
-        demo=DemoModel(model_id="warmgate-demo/tiny-blip", build=_demo("build_tiny_blip")),
+        demo=DemoModel(model_id="warmgate-demo/tiny-blip", build=_demo("build_tiny_blip"), price=Price(price_per_unit=1_192_093)),
     ))
     register(PipelineSpec(
         name="segment-anything-2", request=SegmentAnything2Params, response=MasksResponse, encoding="multipart",
         load=_load_segment_anything_2, default_model_id=DEFAULT_MODELS["segment-anything-2"],
         prepare=prepare_segmentation, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Segment Anything 2",
         operation_id="genSegmentAnything2", description="Segment objects in an image.", max_body_size=50 * 2**20,
-        demo=DemoModel(model_id="warmgate-demo/tiny-sam2", build=_demo("build_tiny_sam2")),
+        demo=DemoModel(model_id="warmgate-demo/tiny-sam2", build=_demo("build_tiny_sam2"), price=Price(price_per_unit=1_192_093)),
     ))

@@ -1,0 +1,50 @@
+"""``GET /pricing``: every function with its billing unit and its rate, as callers see it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+
+from warmgate.pricing.quote import WEI_PER_ETH, rate_wei
+
+__all__ = ["FunctionPrice", "PriceList", "list_prices"]
+
+
+class FunctionPrice(msgspec.Struct):
+    name: str
+    pipeline: str
+    model_id: str
+    unit: str
+    """``pixel``, ``ms``, ``character``, ``token`` or ``request``."""
+    price_per_unit: str | None
+    pixels_per_unit: int | None
+    currency: str | None
+    wei_per_unit: str | None
+    """Exact: an integer, or a fraction ``"10/3"`` when the price does not divide evenly."""
+    usd_per_unit: float | None
+    """When ``pricing.eth_rates`` has USD; for reading only, money is kept in wei."""
+
+
+class PriceList(msgspec.Struct):
+    functions: list[FunctionPrice]
+
+
+@get("/pricing", sync_to_thread=False, tags=["pricing"], summary="Prices per function")
+def list_prices(request: Request[Any, Any, Any]) -> Response[bytes]:
+    manager = request.app.state.functions
+    rates = manager.settings.pricing.eth_rates
+    usd = next((rate for code, rate in rates.items() if code.upper() == "USD"), None)
+    rows = []
+    for fn in manager.functions.values():
+        price = fn.config.price
+        wei = rate_wei(price, rates) if price is not None else None
+        rows.append(FunctionPrice(
+            name=fn.name, pipeline=fn.config.pipeline, model_id=fn.config.model_id, unit=fn.spec.price_unit.value,
+            price_per_unit=str(price.price_per_unit) if price else None,
+            pixels_per_unit=price.pixels_per_unit if price else None, currency=price.currency if price else None,
+            wei_per_unit=str(wei) if wei is not None else None,
+            usd_per_unit=float(wei * usd / WEI_PER_ETH) if wei is not None and usd else None,
+        ))
+    return Response(msgspec.json.encode(PriceList(functions=rows)), media_type="application/json")

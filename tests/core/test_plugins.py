@@ -274,3 +274,18 @@ def test_unpriced_functions_carry_no_price_headers(warmgate_server):
     _, client = warmgate_server(Settings(), pipelines={"echo": EchoPipeline().spec})
     r = client.post("/echo", json={"prompt": "abc"})
     assert "x-warmgate-price" not in r.headers and "x-warmgate-units" not in r.headers
+
+
+def test_deferred_imports_its_module_only_when_called():
+    import sys
+
+    from warmgate.core.spec import deferred
+
+    sys.modules.pop("colorsys", None)
+    to_hls = deferred("colorsys:rgb_to_hls")
+    assert "colorsys" not in sys.modules and to_hls.__name__ == "rgb_to_hls"
+    assert to_hls(1.0, 0.0, 0.0) == (0.0, 0.5, 1.0)
+    assert "colorsys" in sys.modules
+    with pytest.raises(ValueError, match="package.module:function"):
+        deferred("colorsys.rgb_to_hls")
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import importlib
 import types
 import typing
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ import msgspec
 
 from warmgate.core.settings import Price
 
-__all__ = ["DemoModel", "File", "Loader", "PipelineSpec", "PriceUnit", "Runner"]
+__all__ = ["DemoModel", "File", "Loader", "PipelineSpec", "PriceUnit", "Runner", "deferred"]
 
 
 class File(msgspec.Struct, frozen=True):
@@ -60,6 +61,22 @@ class Runner:
 
 Loader = Callable[[str, dict[str, Any]], "Runner | Callable[[Any], Any] | Awaitable[Any]"]
 """``load(model_id, options)``: builds the runner; sync loaders run in a worker thread."""
+
+
+def deferred(target: str) -> Callable[..., Any]:
+    """``"package.module:function"`` as a callable that imports its module on the first call, so
+    a plugin can name its loaders and model builders without importing torch and friends when
+    the gateway starts."""
+    module_name, _, name = target.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"expected 'package.module:function', got {target!r}")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module_name), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{target}, imported on first use."
+    return call
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,13 +4,12 @@ loaders only."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import AudioInput
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
+from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.plugins.audio.audio_to_text import prepare_transcription
 from warmgate.plugins.audio.text_to_speech import check_text
 from warmgate.plugins.audio.wire import AudioResponse, AudioToTextParams, TextResponse, TextToSpeechParams
@@ -18,27 +17,6 @@ from warmgate.plugins.audio.wire import AudioResponse, AudioToTextParams, TextRe
 __all__ = ["DEFAULT_MODELS"]
 
 DEFAULT_MODELS = {"audio-to-text": "openai/whisper-large-v3", "text-to-speech": "parler-tts/parler-tts-large-v1"}
-
-
-def _load_audio_to_text(model_id: str, options: dict[str, Any]) -> Any:
-    from warmgate.plugins.audio.audio_to_text import load_audio_to_text
-
-    return load_audio_to_text(model_id, options)
-
-
-def _load_text_to_speech(model_id: str, options: dict[str, Any]) -> Any:
-    from warmgate.plugins.audio.text_to_speech import load_text_to_speech
-
-    return load_text_to_speech(model_id, options)
-
-
-def _demo(builder: str) -> Any:
-    def build(directory: Path) -> None:
-        from warmgate.plugins.audio import demo
-
-        getattr(demo, builder)(directory)
-
-    return build
 
 
 def _characters(request: TextToSpeechParams) -> int:
@@ -51,20 +29,45 @@ def _milliseconds(request: AudioInput) -> int:
 
 @hookimpl
 def register_pipelines(register: Any) -> None:
-    register(PipelineSpec(
-        name="audio-to-text", request=AudioToTextParams, response=TextResponse, encoding="multipart",
-        load=_load_audio_to_text, default_model_id=DEFAULT_MODELS["audio-to-text"], prepare=prepare_transcription,
-        price_unit=PriceUnit.MILLISECOND, units=_milliseconds, summary="Audio To Text",
-        operation_id="genAudioToText", description="Transcribe audio files to text.", max_body_size=50 * 2**20,
-        demo=DemoModel(model_id="warmgate-demo/tiny-whisper", build=_demo("build_tiny_whisper"),
-                       price=Price(price_per_unit=12_882_811)),
-    ))
-    register(PipelineSpec(
-        name="text-to-speech", request=TextToSpeechParams, response=AudioResponse,
-        load=_load_text_to_speech, default_model_id=DEFAULT_MODELS["text-to-speech"], prepare=check_text,
-        price_unit=PriceUnit.CHARACTER, units=_characters, summary="Text To Speech",
-        operation_id="genTextToSpeech", description="Generate a text-to-speech audio file based on the provided text input "
-        "and speaker description.",
-        demo=DemoModel(model_id="warmgate-demo/tiny-vits", build=_demo("build_tiny_vits"),
-                       price=Price(price_per_unit=5_000_000_000)),
-    ))
+    register(
+        PipelineSpec(
+            name="audio-to-text",
+            request=AudioToTextParams,
+            response=TextResponse,
+            encoding="multipart",
+            load=deferred("warmgate.plugins.audio.audio_to_text:load_audio_to_text"),
+            default_model_id=DEFAULT_MODELS["audio-to-text"],
+            prepare=prepare_transcription,
+            price_unit=PriceUnit.MILLISECOND,
+            units=_milliseconds,
+            summary="Audio To Text",
+            operation_id="genAudioToText",
+            description="Transcribe audio files to text.",
+            max_body_size=50 * 2**20,
+            demo=DemoModel(
+                model_id="warmgate-demo/tiny-whisper",
+                build=deferred("warmgate.plugins.audio.demo:build_tiny_whisper"),
+                price=Price(price_per_unit=12_882_811),
+            ),
+        )
+    )
+    register(
+        PipelineSpec(
+            name="text-to-speech",
+            request=TextToSpeechParams,
+            response=AudioResponse,
+            load=deferred("warmgate.plugins.audio.text_to_speech:load_text_to_speech"),
+            default_model_id=DEFAULT_MODELS["text-to-speech"],
+            prepare=check_text,
+            price_unit=PriceUnit.CHARACTER,
+            units=_characters,
+            summary="Text To Speech",
+            operation_id="genTextToSpeech",
+            description="Generate a text-to-speech audio file based on the provided text input and speaker description.",
+            demo=DemoModel(
+                model_id="warmgate-demo/tiny-vits",
+                build=deferred("warmgate.plugins.audio.demo:build_tiny_vits"),
+                price=Price(price_per_unit=5_000_000_000),
+            ),
+        )
+    )

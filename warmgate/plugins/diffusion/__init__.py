@@ -3,13 +3,12 @@ wire-compatible with the Livepeer runner. Heavy imports happen in the loaders on
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import ImageInput, prepare_image_input
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
+from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.plugins.diffusion.inputs import decode_video_input
 from warmgate.plugins.diffusion.wire import (
     ImageResponse,
@@ -30,28 +29,6 @@ DEFAULT_MODELS = {
 }
 
 
-def _load(module: str, function: str) -> Any:
-    """A loader that imports its module (and so diffusers) only when a model loads."""
-
-    def load(model_id: str, options: dict[str, Any]) -> Any:
-        import importlib
-
-        loader = getattr(importlib.import_module(f"warmgate.plugins.diffusion.{module}"), function)
-        return loader(model_id, options)
-
-    load.__name__ = load.__qualname__ = function
-    return load
-
-
-def _demo(builder: str) -> Any:
-    def build(directory: Path) -> None:
-        from warmgate.plugins.diffusion import demo
-
-        getattr(demo, builder)(directory)
-
-    return build
-
-
 def _text_to_image_pixels(request: TextToImageParams) -> int:
     return request.width * request.height * request.num_images_per_prompt
 
@@ -68,33 +45,85 @@ def _video_pixels(request: ImageInput) -> int:
 
 @hookimpl
 def register_pipelines(register: Any) -> None:
-    register(PipelineSpec(
-        name="text-to-image", request=TextToImageParams, response=ImageResponse,
-        load=_load("text_to_image", "load_text_to_image"), default_model_id=DEFAULT_MODELS["text-to-image"],
-        price_unit=PriceUnit.PIXEL, units=_text_to_image_pixels, summary="Text To Image",
-        operation_id="genTextToImage", description="Generate images from text prompts.",
-        demo=DemoModel(model_id="warmgate-demo/tiny-sd", build=_demo("build_tiny_sd"), price=Price(price_per_unit=4_768_371)),
-    ))
-    register(PipelineSpec(
-        name="image-to-image", request=ImageToImageParams, response=ImageResponse, encoding="multipart",
-        load=_load("image_to_image", "load_image_to_image"), default_model_id=DEFAULT_MODELS["image-to-image"],
-        prepare=prepare_image_input, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Image To Image",
-        operation_id="genImageToImage", description="Apply image transformations to a provided image.",
-        demo=DemoModel(model_id="warmgate-demo/tiny-pix2pix", build=_demo("build_tiny_pix2pix"),
-                       price=Price(price_per_unit=4_768_371)),
-    ))
-    register(PipelineSpec(
-        name="image-to-video", request=ImageToVideoParams, response=VideoResponse, encoding="multipart",
-        load=_load("image_to_video", "load_image_to_video"), default_model_id=DEFAULT_MODELS["image-to-video"],
-        prepare=decode_video_input, price_unit=PriceUnit.PIXEL, units=_video_pixels, summary="Image To Video",
-        operation_id="genImageToVideo", description="Generate a video from a provided image.",
-        demo=DemoModel(model_id="warmgate-demo/tiny-svd", build=_demo("build_tiny_svd"), price=Price(price_per_unit=3_390_842)),
-    ))
-    register(PipelineSpec(
-        name="upscale", request=UpscaleParams, response=ImageResponse, encoding="multipart",
-        load=_load("upscale", "load_upscale"), default_model_id=DEFAULT_MODELS["upscale"],
-        prepare=prepare_image_input, price_unit=PriceUnit.PIXEL, units=_input_pixels, summary="Upscale",
-        operation_id="genUpscale", description="Upscale an image by increasing its resolution.",
-        demo=DemoModel(model_id="warmgate-demo/tiny-x4-upscaler", build=_demo("build_tiny_upscaler"),
-                       price=Price(price_per_unit=4_768_371)),
-    ))
+    register(
+        PipelineSpec(
+            name="text-to-image",
+            request=TextToImageParams,
+            response=ImageResponse,
+            load=deferred("warmgate.plugins.diffusion.text_to_image:load_text_to_image"),
+            default_model_id=DEFAULT_MODELS["text-to-image"],
+            price_unit=PriceUnit.PIXEL,
+            units=_text_to_image_pixels,
+            summary="Text To Image",
+            operation_id="genTextToImage",
+            description="Generate images from text prompts.",
+            demo=DemoModel(
+                model_id="warmgate-demo/tiny-sd",
+                build=deferred("warmgate.plugins.diffusion.demo:build_tiny_sd"),
+                price=Price(price_per_unit=4_768_371),
+            ),
+        )
+    )
+    register(
+        PipelineSpec(
+            name="image-to-image",
+            request=ImageToImageParams,
+            response=ImageResponse,
+            encoding="multipart",
+            load=deferred("warmgate.plugins.diffusion.image_to_image:load_image_to_image"),
+            default_model_id=DEFAULT_MODELS["image-to-image"],
+            prepare=prepare_image_input,
+            price_unit=PriceUnit.PIXEL,
+            units=_input_pixels,
+            summary="Image To Image",
+            operation_id="genImageToImage",
+            description="Apply image transformations to a provided image.",
+            demo=DemoModel(
+                model_id="warmgate-demo/tiny-pix2pix",
+                build=deferred("warmgate.plugins.diffusion.demo:build_tiny_pix2pix"),
+                price=Price(price_per_unit=4_768_371),
+            ),
+        )
+    )
+    register(
+        PipelineSpec(
+            name="image-to-video",
+            request=ImageToVideoParams,
+            response=VideoResponse,
+            encoding="multipart",
+            load=deferred("warmgate.plugins.diffusion.image_to_video:load_image_to_video"),
+            default_model_id=DEFAULT_MODELS["image-to-video"],
+            prepare=decode_video_input,
+            price_unit=PriceUnit.PIXEL,
+            units=_video_pixels,
+            summary="Image To Video",
+            operation_id="genImageToVideo",
+            description="Generate a video from a provided image.",
+            demo=DemoModel(
+                model_id="warmgate-demo/tiny-svd",
+                build=deferred("warmgate.plugins.diffusion.demo:build_tiny_svd"),
+                price=Price(price_per_unit=3_390_842),
+            ),
+        )
+    )
+    register(
+        PipelineSpec(
+            name="upscale",
+            request=UpscaleParams,
+            response=ImageResponse,
+            encoding="multipart",
+            load=deferred("warmgate.plugins.diffusion.upscale:load_upscale"),
+            default_model_id=DEFAULT_MODELS["upscale"],
+            prepare=prepare_image_input,
+            price_unit=PriceUnit.PIXEL,
+            units=_input_pixels,
+            summary="Upscale",
+            operation_id="genUpscale",
+            description="Upscale an image by increasing its resolution.",
+            demo=DemoModel(
+                model_id="warmgate-demo/tiny-x4-upscaler",
+                build=deferred("warmgate.plugins.diffusion.demo:build_tiny_upscaler"),
+                price=Price(price_per_unit=4_768_371),
+            ),
+        )
+    )

@@ -11,7 +11,7 @@ from litestar import Request, Response, get
 from warmgate.core.errors import ConfigError
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit
+from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.core.threads import load_in_thread
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import get_backends
@@ -30,20 +30,15 @@ async def load_llm(model_id: str, options: dict[str, Any]) -> LLMRunner:
     name = options.get("backend", "transformers")
     factory = backends.get(name)
     if factory is None:
-        raise ConfigError("llm function options", "backend",
-                          f"unknown LLM backend {name!r}; registered: {', '.join(sorted(backends))}")
+        raise ConfigError(
+            "llm function options", "backend", f"unknown LLM backend {name!r}; registered: {', '.join(sorted(backends))}"
+        )
     engine_options = {k: v for k, v in options.items() if k not in ("backend", "served_model_id")}
     if inspect.iscoroutinefunction(factory):
         backend = await factory(model_id, engine_options)
     else:
         backend = await load_in_thread(factory, model_id, engine_options)
     return LLMRunner(options.get("served_model_id", model_id), backend)
-
-
-def _build_demo(directory: Any) -> None:
-    from warmgate.plugins.llm.demo import build_tiny_chat_model
-
-    build_tiny_chat_model(directory)
 
 
 def _chat(runner: LLMRunner, request: oa.ChatCompletionRequest) -> Any:
@@ -60,19 +55,43 @@ def _chat_max_tokens(request: oa.ChatCompletionRequest) -> int:
 
 @hookimpl
 def register_pipelines(register: Any) -> None:
-    register(PipelineSpec(
-        name=PIPELINE, request=LLMRequest, response=LLMResponse, load=load_llm, default_model_id=DEFAULT_MODEL_ID,
-        model_field="model", price_unit=PriceUnit.TOKEN, units=_max_tokens, summary="LLM", operation_id="genLLM",
-        description="Generate text using a language model.",
-        demo=DemoModel(model_id="warmgate-demo/tiny-chat", build=_build_demo, price=Price(price_per_unit=166_666_667)),
-    ))
-    register(PipelineSpec(
-        name="chat-completions", request=oa.ChatCompletionRequest, response=oa.ChatCompletion, serves=PIPELINE,
-        invoke=_chat, model_field="model", price_unit=PriceUnit.TOKEN, units=_chat_max_tokens,
-        paths=("/v1/chat/completions", "/llm/chat/completions"),
-        summary="Chat Completions", operation_id="createChatCompletion", tags=("openai",),
-        description="OpenAI-compatible chat completions on the LLM functions.",
-    ))
+    register(
+        PipelineSpec(
+            name=PIPELINE,
+            request=LLMRequest,
+            response=LLMResponse,
+            load=load_llm,
+            default_model_id=DEFAULT_MODEL_ID,
+            model_field="model",
+            price_unit=PriceUnit.TOKEN,
+            units=_max_tokens,
+            summary="LLM",
+            operation_id="genLLM",
+            description="Generate text using a language model.",
+            demo=DemoModel(
+                model_id="warmgate-demo/tiny-chat",
+                build=deferred("warmgate.plugins.llm.demo:build_tiny_chat_model"),
+                price=Price(price_per_unit=166_666_667),
+            ),
+        )
+    )
+    register(
+        PipelineSpec(
+            name="chat-completions",
+            request=oa.ChatCompletionRequest,
+            response=oa.ChatCompletion,
+            serves=PIPELINE,
+            invoke=_chat,
+            model_field="model",
+            price_unit=PriceUnit.TOKEN,
+            units=_chat_max_tokens,
+            paths=("/v1/chat/completions", "/llm/chat/completions"),
+            summary="Chat Completions",
+            operation_id="createChatCompletion",
+            tags=("openai",),
+            description="OpenAI-compatible chat completions on the LLM functions.",
+        )
+    )
 
 
 @hookimpl
@@ -90,8 +109,10 @@ def register_llm_backends(register: Any) -> None:
 def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The LLM functions, in the OpenAI ``/v1/models`` shape (plus their state)."""
     functions = [f for f in request.app.state.functions.functions.values() if f.config.pipeline == PIPELINE]
-    cards = [oa.ModelCard(id=f.config.model_id, created=0, owned_by="warmgate", state=f.state.value, pipeline=PIPELINE)
-             for f in functions]
+    cards = [
+        oa.ModelCard(id=f.config.model_id, created=0, owned_by="warmgate", state=f.state.value, pipeline=PIPELINE)
+        for f in functions
+    ]
     return Response(oa.ModelList(data=cards), media_type="application/json")
 
 

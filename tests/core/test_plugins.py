@@ -90,6 +90,29 @@ def test_hook_shutdown(register_plugin):
     assert plugin.events[-1] == ("shutdown", "IDLE")
 
 
+class UsageCollector:
+    def __init__(self):
+        self.events = []
+
+    @warmgate.hookimpl
+    def on_usage(self, event, app):
+        self.events.append((event, app))
+
+
+def test_hook_on_usage(register_plugin, warmgate_server):
+    from warmgate.core.settings import Price, PricingSettings
+
+    plugin = register_plugin(UsageCollector(), "undo-usage")
+    functions = [warmgate.FunctionConfig(pipeline="echo", model_id="paid", price=Price(price_per_unit=7))]
+    server, client = warmgate_server(Settings(functions=functions, pricing=PricingSettings(ledger="off")),
+                                     pipelines={"echo": EchoPipeline().spec})
+    client.post("/echo", json={"prompt": "abc"}, headers={"X-Request-Id": "hooked"})
+    [(event, app)] = plugin.events
+    assert app is server.app
+    assert (event.request_id, event.function, event.units, event.wei, event.status) == ("hooked", "echo:paid", 3, 21, 200)
+    assert event.duration_ms > 0 and event.prompt_tokens is None
+
+
 class CommandPlugin:
     @warmgate.hookimpl
     def register_commands(self, cli):

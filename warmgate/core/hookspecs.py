@@ -69,3 +69,16 @@ def shutdown(app: Any) -> Any:
 
     May await. Return value is ignored.
     """
+
+
+@hookspec
+def on_usage(event: Any, app: Any) -> Any:
+    """Called once for every request to a priced function, when it has finished and before the
+    last byte of its response is sent (for a stream: after its final chunk; for a client that
+    left early: when the gateway notices).
+
+    ``event`` is a ``warmgate.core.usage.UsageEvent``: request id, function, units, quoted and
+    billed wei (0 when the request failed), status, duration and, for LLM requests, the actual
+    prompt and completion tokens. Runs in a worker thread, so it may block to commit the event
+    durably. Return value is ignored.
+    """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
@@ -9,6 +10,7 @@ from typing import Any
 
 from warmgate.core.logs import AccessLog, access_fields, request_id_var
 from warmgate.core.metrics import Metrics
+from warmgate.core.usage import QUOTE, report_usage
 
 __all__ = ["EXTERNAL_SECONDS", "EXTRA_HEADERS", "OVERHEAD_HEADER", "wrap_asgi"]
 
@@ -51,9 +53,21 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
 
+        reported = False
+
+        async def report(final_status: int, billed: bool) -> None:
+            nonlocal reported
+            quote = state.get(QUOTE)
+            if quote is not None and not reported:
+                reported = True
+                await report_usage(scope.get("app"), quote, request_id, final_status, time.perf_counter() - start,
+                                   billed=billed)
+
         async def send_with_id(message: dict[str, Any]) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await report(status, billed=status < 400)  # before the last byte: no answer goes out unrecorded
+            elif message["type"] == "http.response.start":
                 status = message["status"]
                 added = [id_header, *state.get(EXTRA_HEADERS, ())]
                 external = state.get(EXTERNAL_SECONDS)
@@ -73,6 +87,9 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            if not reported and state.get(QUOTE) is not None:  # the client left mid-answer, or no answer at all
+                answered = status < 400  # a successful response had started (status stays 500 otherwise)
+                await asyncio.shield(report(499 if answered else status, billed=answered))
             seconds = time.perf_counter() - start
             metrics.observe_request(scope.get("path_template") or "<unmatched>", scope["method"], status, seconds)
             if access_log is not None:

@@ -25,6 +25,7 @@ from warmgate.core.manager import FunctionManager
 from warmgate.core.middleware import EXTERNAL_SECONDS, EXTRA_HEADERS
 from warmgate.core.plugins import pm
 from warmgate.core.spec import PipelineSpec
+from warmgate.core.usage import QUOTE, Quote
 
 __all__ = ["pipeline_route"]
 
@@ -126,6 +127,8 @@ def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units: Any,
                               f"{_wei_text(ceiling)} wei")
     request.scope["state"][EXTRA_HEADERS] = [(b"x-warmgate-units", str(count).encode()),
                                              (b"x-warmgate-price", str(int(wei)).encode())]
+    request.scope["state"][QUOTE] = Quote(function=fn.name, pipeline=fn.config.pipeline, model_id=fn.config.model_id,
+                                          units=count, wei=int(wei))
 
 
 def _max_price_per_unit(scope: Any) -> Fraction | None:

@@ -145,6 +145,8 @@ class GatewaySettings(_Config):
 class PricingSettings(_Config):
     eth_rates: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = {}
     """Price of one ETH per fiat currency, e.g. ``{USD: 3000}``, for prices set in fiat."""
+    ledger: str = ""
+    """SQLite file of usage events; blank: ``<gateway.cache_dir>/usage.sqlite``; ``off``: none."""
 
 
 class AuthSettings(_Config):

@@ -1,5 +1,6 @@
-"""Pricing: quotes every request to a priced function the Livepeer way, and lists the prices at
-``GET /pricing`` (a built-in plugin)."""
+"""Pricing: quotes every request to a priced function the Livepeer way, lists the prices at
+``GET /pricing``, and records usage in a durable ledger (``GET /usage``, ``warmgate usage``).
+A built-in plugin."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
 from warmgate.pricing.book import list_prices
+from warmgate.pricing.ledger import SqliteLedger
 from warmgate.pricing.quote import price_wei, rate_wei
+from warmgate.pricing.usage import ledger_path, usage_command, usage_route
 
 __all__ = ["price_wei", "rate_wei"]
 
@@ -23,3 +26,31 @@ def price_request(function: Any, request: Any, units: int, settings: Any) -> int
 @hookimpl
 def register_routes(register: Any) -> None:
     register(list_prices)
+    register(usage_route)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    cli.add_command(usage_command)
+
+
+@hookimpl
+def startup(app: Any) -> None:
+    path = ledger_path(app.state.functions.settings)
+    app.state.ledger = SqliteLedger(path) if path is not None else None
+
+
+@hookimpl
+def shutdown(app: Any) -> None:
+    ledger = getattr(app.state, "ledger", None)
+    if ledger is not None:
+        ledger.close()
+        app.state.ledger = None
+
+
+@hookimpl
+def on_usage(event: Any, app: Any) -> None:
+    """Commit the event before the response's last byte is sent (this runs in a worker thread)."""
+    ledger = getattr(getattr(app, "state", None), "ledger", None)
+    if ledger is not None:
+        ledger.record(event)

@@ -293,3 +293,17 @@ def test_actual_token_usage_is_on_the_access_log_line_beside_the_quote(llm, capf
     second = lines["usage-2"]["llm"]
     assert (second["quoted_tokens"], second["completion_tokens"]) == (5, final["completion_tokens"])
     assert lines["usage-2"]["path"] == "/v1/chat/completions" and lines["usage-2"]["status"] == 200
+
+
+def test_the_ledger_records_quoted_and_actual_tokens_of_a_stream(warmgate_server, tiny_chat, tmp_path):
+    from warmgate.core.settings import Price, PricingSettings
+
+    config = FunctionConfig(pipeline="llm", model_id=tiny_chat, price=Price(price_per_unit=1000))
+    _, client = warmgate_server(Settings(functions=[config], pricing=PricingSettings(ledger=str(tmp_path / "u.db"))))
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True,
+            "stream_options": {"include_usage": True}}
+    streamed = client.post("/v1/chat/completions", json=body)
+    final = json.loads(_sse_data(streamed.text.splitlines())[-2])["usage"]
+    [total] = client.get("/usage").json()["usage"]
+    assert (total["units"], total["wei"]) == (5, "5000")  # billed at max_tokens, as Livepeer does
+    assert (total["prompt_tokens"], total["completion_tokens"]) == (final["prompt_tokens"], final["completion_tokens"])

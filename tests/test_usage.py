@@ -1,0 +1,77 @@
+"""The usage ledger over HTTP: one durable row per priced request, written before the answer
+reaches the client; totals at GET /usage and from `warmgate usage`; the on_usage hook."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from warmgate import FunctionConfig, Settings
+from warmgate.core.settings import AuthSettings, Price, PricingSettings
+from warmgate.pricing.ledger import SqliteLedger
+from warmgate.testing import EchoPipeline
+
+
+@pytest.fixture
+def ledger_file(tmp_path):
+    return tmp_path / "usage.sqlite"
+
+
+@pytest.fixture
+def metered(warmgate_server, ledger_file):
+    def start(**settings):
+        functions = [FunctionConfig(pipeline="echo", model_id="echo-paid", price=Price(price_per_unit=7)),
+                     FunctionConfig(pipeline="echo", model_id="echo-free")]
+        config = Settings(functions=functions, pricing=PricingSettings(ledger=str(ledger_file)), **settings)
+        return warmgate_server(config, pipelines={"echo": EchoPipeline().spec})[1]
+
+    return start
+
+
+def test_each_priced_request_is_in_the_ledger_before_its_answer_arrives(metered, ledger_file):
+    client = metered()
+    for n in range(3):
+        r = client.post("/echo", json={"prompt": "hey", "model_id": "echo-paid"}, headers={"X-Request-Id": f"paid-{n}"})
+        assert r.status_code == 200
+        reader = SqliteLedger(ledger_file)  # another connection, as after a crash: the row is already committed
+        [total] = reader.totals()
+        reader.close()
+        assert (total.requests, total.units, total.wei) == (n + 1, 3 * (n + 1), str(21 * (n + 1)))
+    client.post("/echo", json={"prompt": "hey", "model_id": "echo-free"})
+    assert [t.function for t in SqliteLedger(ledger_file).totals()] == ["echo:echo-paid"]  # free: not metered
+
+
+def test_a_failed_inference_is_recorded_but_not_billed(metered):
+    client = metered()
+    assert client.post("/echo", json={"prompt": "ok", "model_id": "echo-paid"}).status_code == 200
+    assert client.post("/echo", json={"prompt": "no", "model_id": "echo-paid", "fail": True}).status_code == 500
+    [total] = client.get("/usage").json()["usage"]
+    assert (total["requests"], total["failed"], total["units"], total["wei"]) == (2, 1, 4, "14")
+
+
+def test_usage_filters_by_time_and_refuses_a_bad_since(metered):
+    client = metered()
+    client.post("/echo", json={"prompt": "x", "model_id": "echo-paid"})
+    assert client.get("/usage", params={"since": "2100-01-01"}).json()["usage"] == []
+    assert len(client.get("/usage", params={"since": "0"}).json()["usage"]) == 1
+    r = client.get("/usage", params={"since": "last tuesday"})
+    assert r.status_code == 400 and "since" in r.json()["detail"]["msg"]
+
+
+def test_usage_needs_an_api_key_when_auth_is_on(metered):
+    client = metered(auth=AuthSettings(api_keys=["sekrit"]))
+    assert client.get("/usage").status_code == 401
+    assert client.get("/usage", headers={"Authorization": "Bearer sekrit"}).status_code == 200
+
+
+def test_the_usage_command_prints_totals_from_the_ledger(metered, ledger_file, tmp_path):
+    client = metered()
+    client.post("/echo", json={"prompt": "four", "model_id": "echo-paid"})
+    config = tmp_path / "serverless.yaml"
+    config.write_text(json.dumps({"pricing": {"ledger": str(ledger_file)}}))
+    result = subprocess.run([sys.executable, "-m", "warmgate", "usage", "--config", str(config), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    [total] = json.loads(result.stdout)["usage"]
+    assert (total["function"], total["units"], total["wei"]) == ("echo:echo-paid", 4, "28")

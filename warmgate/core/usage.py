@@ -1,0 +1,63 @@
+"""What one priced request used, reported once to the ``on_usage`` hooks before its last byte goes
+out: a ledger that commits it there keeps every response a client received."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import structlog
+
+from warmgate.core.logs import access_fields
+from warmgate.core.plugins import pm
+
+__all__ = ["QUOTE", "Quote", "UsageEvent", "report_usage"]
+
+QUOTE = "warmgate.quote"
+"""Key in ``scope["state"]``: the ``Quote`` of a priced request, set by its route."""
+
+_log = structlog.get_logger("warmgate.usage")
+
+
+class Quote(msgspec.Struct, frozen=True):
+    function: str
+    pipeline: str
+    model_id: str
+    units: int
+    wei: int
+
+
+class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One priced request. ``wei`` is what it is billed: the quote, or 0 when it failed."""
+
+    request_id: str
+    time: float
+    """Unix seconds when the request ended."""
+    function: str
+    pipeline: str
+    model_id: str
+    units: int
+    quoted_wei: int
+    wei: int
+    status: int
+    duration_ms: float
+    key: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+async def report_usage(app: Any, quote: Quote, request_id: str, status: int, seconds: float, *, billed: bool) -> None:
+    """Build the event and hand it to the ``on_usage`` hooks in a worker thread (they may write to
+    disk). ``billed``: the caller got an answer (a stream cut short by its client counts).
+    A hook that fails is logged; the response still goes out."""
+    llm = access_fields.get({}).get("llm") or {}
+    event = UsageEvent(request_id=request_id, time=time.time(), function=quote.function, pipeline=quote.pipeline,
+                       model_id=quote.model_id, units=quote.units, quoted_wei=quote.wei,
+                       wei=quote.wei if billed else 0, status=status, duration_ms=round(seconds * 1000, 3),
+                       prompt_tokens=llm.get("prompt_tokens"), completion_tokens=llm.get("completion_tokens"))
+    try:
+        await asyncio.to_thread(pm.hook.on_usage, event=event, app=app)
+    except Exception:
+        _log.exception("usage_report_failed", function=quote.function)

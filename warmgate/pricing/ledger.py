@@ -1,0 +1,107 @@
+"""The usage ledger: one row per priced request, committed durably before its answer goes out.
+
+``Ledger`` is the interface (a PostgreSQL ledger for several replicas would implement it);
+``SqliteLedger`` is the default: WAL journal with ``synchronous=FULL``, so a committed event
+survives a crash of the process or the machine. Amounts are stored as decimal text: wei totals
+can pass 2**63.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from warmgate.core.usage import UsageEvent
+
+__all__ = ["Ledger", "SqliteLedger", "UsageTotal"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    key TEXT,
+    function TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    quoted_wei TEXT NOT NULL,
+    wei TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER
+);
+CREATE INDEX IF NOT EXISTS usage_time ON usage (time);
+"""
+
+
+class UsageTotal(msgspec.Struct):
+    key: str | None
+    function: str
+    requests: int
+    failed: int
+    units: int
+    wei: str
+    """Decimal text: exact, and free of JSON's 2**53 limit."""
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Ledger(Protocol):
+    def record(self, event: UsageEvent) -> None: ...
+
+    def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteLedger:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def record(self, event: UsageEvent) -> None:
+        """Insert and commit one event (autocommit: the row is durable when this returns)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO usage (request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei, "
+                "status, duration_ms, prompt_tokens, completion_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (event.request_id, event.time, event.key, event.function, event.pipeline, event.model_id, event.units,
+                 str(event.quoted_wei), str(event.wei), event.status, event.duration_ms, event.prompt_tokens,
+                 event.completion_tokens))
+
+    def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
+        """Per key and function: requests, failures, units, billed wei and tokens."""
+        query = "SELECT key, function, status, units, wei, prompt_tokens, completion_tokens FROM usage WHERE time >= ?"
+        args: list[object] = [since or 0.0]
+        if key is not None:
+            query += " AND key IS ?"
+            args.append(key)
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        sums: dict[tuple[str | None, str], list[int]] = {}
+        for row_key, function, status, units, wei, prompt, completion in rows:
+            total = sums.setdefault((row_key, function), [0, 0, 0, 0, 0, 0])
+            total[0] += 1
+            total[1] += status >= 400
+            total[2] += units
+            total[3] += int(wei)  # Python ints: exact however large
+            total[4] += prompt or 0
+            total[5] += completion or 0
+        ordered = sorted(sums.items(), key=lambda item: (item[0][0] or "", item[0][1]))
+        return [UsageTotal(key=k, function=f, requests=t[0], failed=t[1], units=t[2], wei=str(t[3]),
+                           prompt_tokens=t[4], completion_tokens=t[5]) for (k, f), t in ordered]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,92 @@
+"""The ledger's life in the gateway (opened at startup, fed by ``on_usage``), ``GET /usage`` and
+``warmgate usage``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+from litestar import Request, Response, get
+
+from warmgate.core.errors import ClientError, Unauthorized
+from warmgate.pricing.ledger import SqliteLedger, UsageTotal
+
+__all__ = ["ledger_path", "parse_since", "usage_command", "usage_route"]
+
+
+def ledger_path(settings: Any) -> Path | None:
+    configured = settings.pricing.ledger
+    if configured.lower() == "off":
+        return None
+    if configured:
+        return Path(configured).expanduser()
+    return Path(settings.gateway.cache_dir or "~/.cache/warmgate").expanduser() / "usage.sqlite"
+
+
+def parse_since(text: str | None) -> float | None:
+    """Unix seconds, or an ISO date/time (``2026-11-01``, ``2026-11-01T12:00:00Z``)."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ClientError(f"since: expected unix seconds or an ISO date, got {text!r}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+
+
+class UsageReport(msgspec.Struct):
+    usage: list[UsageTotal]
+
+
+@get("/usage", sync_to_thread=True, tags=["pricing"], summary="Usage totals per key and function")
+def usage_route(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """``?key=...&since=...``. Needs a gateway API key when ``auth.api_keys`` is set: usage is
+    billing data."""
+    settings = request.app.state.functions.settings
+    if settings.auth.api_keys:
+        token = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+        if not any(hmac.compare_digest(token.encode(), k.encode()) for k in settings.auth.api_keys):
+            raise Unauthorized()
+    ledger = getattr(request.app.state, "ledger", None)
+    if ledger is None:
+        raise ClientError("the usage ledger is off (pricing.ledger: off)")
+    query = request.query_params
+    report = UsageReport(usage=ledger.totals(key=query.get("key"), since=parse_since(query.get("since"))))
+    return Response(msgspec.json.encode(report), media_type="application/json")
+
+
+@click.command("usage")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="serverless.yaml or aiModels.json (default: $WARMGATE_CONFIG, ./serverless.yaml)")
+@click.option("--since", default=None, help="Unix seconds or an ISO date.")
+@click.option("--key", default=None, help="Only this API key.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def usage_command(config_path: str | None, since: str | None, key: str | None, as_json: bool) -> None:
+    """Usage totals per key and function, read from the ledger."""
+    from warmgate.core.config import load_settings
+
+    path = ledger_path(load_settings(config_path))
+    if path is None or not path.exists():
+        raise click.ClickException(f"no usage ledger at {path}" if path else "the usage ledger is off")
+    ledger = SqliteLedger(path)
+    try:
+        totals = ledger.totals(key=key, since=parse_since(since))
+    except ClientError as exc:
+        raise click.ClickException(exc.msg) from None
+    finally:
+        ledger.close()
+    if as_json:
+        click.echo(msgspec.json.encode(UsageReport(usage=totals)).decode())
+        return
+    click.echo(f"{'key':<14}{'function':<48}{'requests':>9}{'failed':>7}{'units':>14}{'wei':>26}{'tokens':>10}")
+    for t in totals:
+        click.echo(f"{(t.key or '-'):<14}{t.function:<48}{t.requests:>9}{t.failed:>7}{t.units:>14}{t.wei:>26}"
+                   f"{t.prompt_tokens + t.completion_tokens:>10}")

@@ -5,7 +5,9 @@ subprocess on 127.0.0.1, one server at a time, and loads it with ``wrk``:
 
 * ``bare``: a plain Litestar ``POST /noop`` that decodes and encodes with msgspec;
 * ``warmgate`` / ``warmgate+log``: the same no-op through ``create_app`` (auth, validation,
-  function acquire, Prometheus metrics), without and with the JSON access log.
+  function acquire, Prometheus metrics), without and with the JSON access log;
+* ``warmgate+ledger``: priced, each request committed to the SQLite usage ledger (fsync'd)
+  before its response ends.
 
 Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json]``. Needs ``wrk``
 (``apt-get install -y wrk``). Server and wrk share the machine's cores, so compare the
@@ -32,7 +34,7 @@ from processes import free_port, stop
 
 __test__ = False  # never collected by pytest
 
-VARIANTS = ("bare", "warmgate", "warmgate+log")
+VARIANTS = ("bare", "warmgate", "warmgate+log", "warmgate+ledger")
 LEVELS = ((1, 1), (2, 64))  # (wrk threads, connections)
 API_KEY = "bench-key"
 BODY = b'{"prompt":"hello","model_id":"noop"}'
@@ -88,17 +90,20 @@ class NoopRunner:
         return NoopResponse(text=req.prompt)
 
 
-def warmgate_app(access_log: bool) -> Litestar:
-    """The no-op pipeline through the full warmgate path, auth on."""
+def warmgate_app(access_log: bool, ledger: bool = False) -> Litestar:
+    """The no-op pipeline through the full warmgate path, auth on; with ``ledger`` the function is
+    priced and every request is committed to a SQLite usage ledger in a temporary directory."""
     from warmgate import FunctionConfig, PipelineSpec, Settings, create_app
-    from warmgate.core.settings import AuthSettings, GatewaySettings
+    from warmgate.core.settings import AuthSettings, GatewaySettings, Price, PricingSettings
 
     spec = PipelineSpec(name="noop", request=NoopRequest, response=NoopResponse,
                         load=lambda model_id, options: NoopRunner(), default_model_id="noop")
     settings = Settings(
         gateway=GatewaySettings(access_log=access_log, log_format="json"),
         auth=AuthSettings(api_keys=[API_KEY]),
-        functions=[FunctionConfig(pipeline="noop", model_id="noop", max_concurrency=1024, max_queue=1024, warm=True)],
+        functions=[FunctionConfig(pipeline="noop", model_id="noop", max_concurrency=1024, max_queue=1024, warm=True,
+                                  price=Price(price_per_unit=1) if ledger else None)],
+        pricing=PricingSettings(ledger=str(Path(tempfile.mkdtemp()) / "usage.sqlite") if ledger else "off"),
     )
     return create_app(settings, pipelines={"noop": spec})
 
@@ -107,7 +112,8 @@ def serve(variant: str, port: int) -> None:
     """Run one server variant in this process until terminated."""
     import uvicorn
 
-    app = bare_app() if variant == "bare" else warmgate_app(access_log=variant == "warmgate+log")
+    app = bare_app() if variant == "bare" else warmgate_app(access_log=variant == "warmgate+log",
+                                                             ledger=variant == "warmgate+ledger")
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_config=None, access_log=False)
 

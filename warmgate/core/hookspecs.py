@@ -79,6 +79,7 @@ def on_usage(event: Any, app: Any) -> Any:
 
     ``event`` is a ``warmgate.core.usage.UsageEvent``: request id, function, units, quoted and
     billed wei (0 when the request failed), status, duration and, for LLM requests, the actual
-    prompt and completion tokens. Runs in a worker thread, so it may block to commit the event
-    durably. Return value is ignored.
+    prompt and completion tokens. Runs on the event loop: do not block; return an awaitable
+    (``asyncio.wrap_future`` around a writer thread's future) and the response waits for it, so a
+    ledger can commit the event durably before the client has its answer.
     """

@@ -3,7 +3,6 @@ out: a ledger that commits it there keeps every response a client received."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -11,7 +10,7 @@ import msgspec
 import structlog
 
 from warmgate.core.logs import access_fields
-from warmgate.core.plugins import pm
+from warmgate.core.plugins import await_me_maybe, pm
 
 __all__ = ["QUOTE", "Quote", "UsageEvent", "report_usage"]
 
@@ -49,8 +48,8 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def report_usage(app: Any, quote: Quote, request_id: str, status: int, seconds: float, *, billed: bool) -> None:
-    """Build the event and hand it to the ``on_usage`` hooks in a worker thread (they may write to
-    disk). ``billed``: the caller got an answer (a stream cut short by its client counts).
+    """Build the event, call the ``on_usage`` hooks and await what they return (a ledger's
+    commit). ``billed``: the caller got an answer (a stream cut short by its client counts).
     A hook that fails is logged; the response still goes out."""
     llm = access_fields.get({}).get("llm") or {}
     event = UsageEvent(request_id=request_id, time=time.time(), function=quote.function, pipeline=quote.pipeline,
@@ -58,6 +57,7 @@ async def report_usage(app: Any, quote: Quote, request_id: str, status: int, sec
                        wei=quote.wei if billed else 0, status=status, duration_ms=round(seconds * 1000, 3),
                        prompt_tokens=llm.get("prompt_tokens"), completion_tokens=llm.get("completion_tokens"))
     try:
-        await asyncio.to_thread(pm.hook.on_usage, event=event, app=app)
+        for result in pm.hook.on_usage(event=event, app=app):
+            await await_me_maybe(result)
     except Exception:
         _log.exception("usage_report_failed", function=quote.function)

@@ -4,6 +4,7 @@ A built-in plugin."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
@@ -49,8 +50,10 @@ def shutdown(app: Any) -> None:
 
 
 @hookimpl
-def on_usage(event: Any, app: Any) -> None:
-    """Commit the event before the response's last byte is sent (this runs in a worker thread)."""
+def on_usage(event: Any, app: Any) -> Any:
+    """The event's commit, which the response waits for before its last byte (group-committed
+    with the other requests in flight)."""
     ledger = getattr(getattr(app, "state", None), "ledger", None)
     if ledger is not None:
-        ledger.record(event)
+        return asyncio.wrap_future(ledger.submit(event))
+    return None

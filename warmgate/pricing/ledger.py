@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
 
@@ -53,6 +54,8 @@ class UsageTotal(msgspec.Struct):
 
 
 class Ledger(Protocol):
+    def submit(self, event: UsageEvent) -> Future[None]: ...
+
     def record(self, event: UsageEvent) -> None: ...
 
     def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]: ...
@@ -61,6 +64,10 @@ class Ledger(Protocol):
 
 
 class SqliteLedger:
+    """Events are committed by one writer thread in group commits: every event submitted while
+    the previous transaction was syncing goes into the next one, so a busy gateway pays one
+    fsync per batch instead of one per request, and each caller still waits for its own commit."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,17 +75,49 @@ class SqliteLedger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: writer thread vs. totals()
+        self._queue = threading.Condition()
+        self._pending: list[tuple[UsageEvent, Future[None]]] = []
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_batches, name="warmgate-ledger", daemon=True)
+        self._writer.start()
+
+    def submit(self, event: UsageEvent) -> Future[None]:
+        """Queue ``event``; the future completes when it is committed (or fails with the reason)."""
+        done: Future[None] = Future()
+        with self._queue:
+            if self._closed:
+                raise RuntimeError("the ledger is closed")
+            self._pending.append((event, done))
+            self._queue.notify()
+        return done
 
     def record(self, event: UsageEvent) -> None:
-        """Insert and commit one event (autocommit: the row is durable when this returns)."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO usage (request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei, "
-                "status, duration_ms, prompt_tokens, completion_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (event.request_id, event.time, event.key, event.function, event.pipeline, event.model_id, event.units,
-                 str(event.quoted_wei), str(event.wei), event.status, event.duration_ms, event.prompt_tokens,
-                 event.completion_tokens))
+        """Insert one event and return once it is durable."""
+        self.submit(event).result()
+
+    def _write_batches(self) -> None:
+        while True:
+            with self._queue:
+                while not self._pending and not self._closed:
+                    self._queue.wait()
+                if not self._pending:
+                    return  # closed and drained
+                batch, self._pending = self._pending, []
+            try:
+                with self._lock:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(_INSERT, [_row(event) for event, _ in batch])
+                    self._db.execute("COMMIT")
+            except Exception as exc:  # the disk is full or gone: every waiter learns why
+                with self._lock:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for _, done in batch:
+                done.set_result(None)
 
     def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
         """Per key and function: requests, failures, units, billed wei and tokens."""
@@ -103,5 +142,20 @@ class SqliteLedger:
                            prompt_tokens=t[4], completion_tokens=t[5]) for (k, f), t in ordered]
 
     def close(self) -> None:
+        """Commit what is queued, then close."""
+        with self._queue:
+            self._closed = True
+            self._queue.notify()
+        self._writer.join()
         with self._lock:
             self._db.close()
+
+
+_INSERT = ("INSERT INTO usage (request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei, status, "
+           "duration_ms, prompt_tokens, completion_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _row(event: UsageEvent) -> tuple[object, ...]:
+    return (event.request_id, event.time, event.key, event.function, event.pipeline, event.model_id, event.units,
+            str(event.quoted_wei), str(event.wei), event.status, event.duration_ms, event.prompt_tokens,
+            event.completion_tokens)

@@ -47,7 +47,7 @@ def test_a_failed_inference_is_recorded_but_not_billed(metered):
     assert client.post("/echo", json={"prompt": "ok", "model_id": "echo-paid"}).status_code == 200
     assert client.post("/echo", json={"prompt": "no", "model_id": "echo-paid", "fail": True}).status_code == 500
     [total] = client.get("/usage").json()["usage"]
-    assert (total["requests"], total["failed"], total["units"], total["wei"]) == (2, 1, 4, "14")
+    assert (total["requests"], total["failed"], total["units"], total["wei"]) == (2, 1, 2, "14")
 
 
 def test_usage_filters_by_time_and_refuses_a_bad_since(metered):
@@ -75,3 +75,26 @@ def test_the_usage_command_prints_totals_from_the_ledger(metered, ledger_file, t
     assert result.returncode == 0, result.stderr
     [total] = json.loads(result.stdout)["usage"]
     assert (total["function"], total["units"], total["wei"]) == ("echo:echo-paid", 4, "28")
+
+
+def test_concurrent_requests_are_each_recorded_once(metered, ledger_file):
+    import asyncio
+
+    import httpx
+
+    client = metered()
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=30) as pool:
+            replies = await asyncio.gather(*[pool.post("/echo", json={"prompt": "ab", "model_id": "echo-paid"},
+                                                       headers={"X-Request-Id": f"burst-{n}"}) for n in range(60)])
+        return [r.status_code for r in replies]
+
+    statuses = asyncio.run(burst())
+    served = statuses.count(200)
+    assert served >= 33 and set(statuses) <= {200, 503}  # one slot, 32 queue places: the rest are turned away
+    reader = SqliteLedger(ledger_file)
+    [total] = reader.totals()
+    reader.close()
+    # every request recorded once; only the served ones billed
+    assert (total.requests, total.failed, total.units, total.wei) == (60, 60 - served, 2 * served, str(served * 14))

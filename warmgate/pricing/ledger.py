@@ -41,11 +41,16 @@ CREATE INDEX IF NOT EXISTS usage_time ON usage (time);
 """
 
 
+ABANDONED = 499
+"""Status of a request whose client left mid-answer: billed, so it counts as used."""
+
+
 class UsageTotal(msgspec.Struct):
     key: str | None
     function: str
     requests: int
     failed: int
+    """Requests that got an error: recorded, not billed, their units not counted."""
     units: int
     wei: str
     """Decimal text: exact, and free of JSON's 2**53 limit."""
@@ -132,7 +137,9 @@ class SqliteLedger:
         for row_key, function, status, units, wei, prompt, completion in rows:
             total = sums.setdefault((row_key, function), [0, 0, 0, 0, 0, 0])
             total[0] += 1
-            total[1] += status >= 400
+            if status >= 400 and status != ABANDONED:
+                total[1] += 1  # failed: neither units nor tokens count
+                continue
             total[2] += units
             total[3] += int(wei)  # Python ints: exact however large
             total[4] += prompt or 0

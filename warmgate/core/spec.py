@@ -15,7 +15,7 @@ import msgspec
 
 from warmgate.core.settings import Price
 
-__all__ = ["DemoModel", "File", "Loader", "PipelineSpec", "PriceUnit", "Runner", "deferred"]
+__all__ = ["DemoModel", "File", "Loader", "PipelineSpec", "PriceUnit", "Runner", "deferred", "module_bytes"]
 
 
 class File(msgspec.Struct, frozen=True):
@@ -57,6 +57,12 @@ class Runner:
 
     def close(self) -> None:
         """Release the model. Called when the function scales to zero."""
+
+
+def module_bytes(*modules: Any) -> int:
+    """Bytes the parameters and buffers of torch modules hold: a runner's ``memory_bytes``.
+    Takes the modules, so torch itself is never imported here."""
+    return sum(t.numel() * t.element_size() for m in modules for t in (*m.parameters(), *m.buffers()))
 
 
 Loader = Callable[[str, dict[str, Any]], "Runner | Callable[[Any], Any] | Awaitable[Any]"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hmac
 from pathlib import Path
@@ -31,10 +32,8 @@ def parse_since(text: str | None) -> float | None:
     """Unix seconds, or an ISO date/time (``2026-11-01``, ``2026-11-01T12:00:00Z``)."""
     if not text:
         return None
-    try:
+    with contextlib.suppress(ValueError):  # not a number: try it as a date
         return float(text)
-    except ValueError:
-        pass
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:

@@ -10,7 +10,7 @@ import msgspec
 
 from warmgate.core.errors import ClientError, ConfigError, LoadError, RequestValidationError
 from warmgate.core.media import AUDIO_SAMPLE_RATE, AudioInput, decode_audio
-from warmgate.core.spec import Runner
+from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.audio.wire import AudioToTextParams, Chunk, TextResponse
 
 __all__ = ["AudioToTextRunner", "FasterWhisperRunner", "Transcription", "load_audio_to_text", "prepare_transcription"]
@@ -50,7 +50,7 @@ class AudioToTextRunner(Runner):
         self.batch_size = int(options.get("batch_size", 4))
         self.generate_kwargs = {k: options[k] for k in ("language", "task", "max_new_tokens") if k in options}
         model = pipe.model
-        self.memory_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        self.memory_bytes = module_bytes(model)
         self._lock = threading.Lock()
 
     def __call__(self, request: Transcription) -> TextResponse:

@@ -13,7 +13,7 @@ from typing import Any
 
 from warmgate.core.errors import ClientError, LoadError
 from warmgate.core.media import data_url, encode_wav
-from warmgate.core.spec import Runner
+from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.audio.wire import AudioResponse, MediaURL, TextToSpeechParams
 
 __all__ = ["TextToSpeechRunner", "check_text", "load_text_to_speech", "split_sentences"]
@@ -58,7 +58,7 @@ class TextToSpeechRunner(Runner):
         self.speak = speak
         """``speak(text, description) -> (mono float samples, sampling rate)``."""
         self.max_chars = max_chars
-        self.memory_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        self.memory_bytes = module_bytes(model)
         self._lock = threading.Lock()
 
     def __call__(self, params: TextToSpeechParams) -> AudioResponse:

@@ -14,7 +14,7 @@ import structlog
 
 from warmgate.core.errors import ClientError, InferenceError
 from warmgate.core.media import image_data_url
-from warmgate.core.spec import Runner
+from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.diffusion.loading import Family, family_of
 from warmgate.plugins.diffusion.loras import LoraCache
 from warmgate.plugins.diffusion.safety import load_safety_checker
@@ -68,7 +68,8 @@ class DiffusionRunner(Runner):
         self.loras = LoraCache(pipe, int(options.get("max_loras", 8)))
         self.safety = load_safety_checker(pipe, options, device)
         self.progress_interval = float(options.get("progress_interval", 5.0))
-        self.memory_bytes = _module_bytes(pipe)
+        self.memory_bytes = module_bytes(*(c for c in getattr(pipe, "components", {}).values()
+                                            if hasattr(c, "parameters") and hasattr(c, "buffers")))
         self._lock = threading.Lock()  # diffusers pipelines keep per-call state (scheduler, adapters)
 
     def generate(self, kwargs: dict[str, Any], seeds: list[int], loras: dict[str, float] | None = None) -> Any:
@@ -138,13 +139,3 @@ class DiffusionRunner(Runner):
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def _module_bytes(pipe: Any) -> int:
-    import torch
-
-    total = 0
-    for component in getattr(pipe, "components", {}).values():
-        if isinstance(component, torch.nn.Module):
-            total += sum(t.numel() * t.element_size() for t in (*component.parameters(), *component.buffers()))
-    return total

@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from warmgate.core.spec import module_bytes
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
 
 __all__ = ["TransformersBackend", "load_transformers"]
@@ -59,7 +60,7 @@ class TransformersBackend:
         self.model = model
         self.tokenizer = tokenizer
         self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
-        self.memory_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        self.memory_bytes = module_bytes(model)
 
     def _encode(self, messages: list[dict[str, str]]) -> Any:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from warmgate.core.media import ImageInput
-from warmgate.core.spec import Runner
+from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.vision.wire import ImageToTextParams, ImageToTextResponse
 
 __all__ = ["ImageToTextRunner", "load_image_to_text"]
@@ -16,7 +16,7 @@ class ImageToTextRunner(Runner):
     def __init__(self, model: Any, processor: Any, device: str, max_new_tokens: int) -> None:
         self.model, self.processor, self.device = model, processor, device
         self.max_new_tokens = max_new_tokens
-        self.memory_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        self.memory_bytes = module_bytes(model)
         self._lock = threading.Lock()
 
     def __call__(self, request: ImageInput) -> ImageToTextResponse:

@@ -16,7 +16,7 @@ import msgspec
 
 from warmgate.core.errors import ClientError
 from warmgate.core.media import DEFAULT_MAX_INPUT_PIXELS, decode_image
-from warmgate.core.spec import Runner
+from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.vision.wire import MasksResponse, SegmentAnything2Params
 
 __all__ = ["SegmentationRequest", "SegmentAnything2Runner", "load_segment_anything_2", "prepare_segmentation"]
@@ -87,7 +87,7 @@ class SegmentAnything2Runner(Runner):
         self.model, self.device = model, device
         self.size = int(model.config.vision_config.backbone_config.image_size)
         self.mask_size = int(model.config.prompt_encoder_config.image_size) // 4
-        self.memory_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        self.memory_bytes = module_bytes(model)
         self._lock = threading.Lock()
 
     def __call__(self, request: SegmentationRequest) -> MasksResponse:

@@ -312,3 +312,72 @@ def test_deferred_imports_its_module_only_when_called():
     with pytest.raises(ValueError, match="package.module:function"):
         deferred("colorsys.rgb_to_hls")
 
+
+
+class TeamAuthPlugin:
+    """Accepts ``team-<name>`` tokens (async, as a plugin asking an identity service would)."""
+
+    @warmgate.hookimpl
+    def authenticate(self, token, app):
+        from warmgate.core.auth import Caller
+
+        async def lookup():
+            if token == "team-banned":
+                raise warmgate.core.errors.Unauthorized("team-banned is suspended")
+            return Caller(key=token, functions=frozenset({"cheap"})) if token.startswith("team-") else None
+
+        return lookup()
+
+
+def test_hook_authenticate(register_plugin, warmgate_server):
+    from warmgate.core.settings import AuthSettings, FunctionConfig
+
+    register_plugin(TeamAuthPlugin(), "undo-team-auth")
+    functions = [FunctionConfig(pipeline="echo", model_id="echo-1", aliases=["cheap"]),
+                 FunctionConfig(pipeline="echo", model_id="echo-2", aliases=["dear"])]
+    _, client = warmgate_server(Settings(functions=functions, auth=AuthSettings(api_keys=["operator"])),
+                                pipelines={"echo": EchoPipeline().spec})
+
+    def call(token, model):
+        return client.post("/echo", json={"prompt": "x", "model_id": model}, headers={"Authorization": f"Bearer {token}"})
+
+    assert call("team-a", "cheap").status_code == 200
+    refused = call("team-a", "dear")  # a key limited to some functions: 403 naming what it may call
+    assert refused.status_code == 403 and "may call: cheap" in refused.json()["detail"]["msg"]
+    assert call("operator", "dear").status_code == 200  # the operator keys are still tried after the hooks
+    banned = call("team-banned", "cheap")
+    assert banned.status_code == 401 and banned.json()["detail"]["msg"] == "team-banned is suspended"
+    assert call("stranger", "cheap").status_code == 401
+
+
+class AllowancePlugin:
+    """Holds quotes against a fixed allowance; releases or spends them in on_usage."""
+
+    def __init__(self, allowance):
+        self.available = allowance
+        self.spent = 0
+
+    @warmgate.hookimpl
+    def reserve(self, quote, app):
+        if quote.wei > self.available:
+            raise warmgate.core.errors.PaymentRequired(f"{self.available} wei left, {quote.wei} asked")
+        self.available -= quote.wei
+
+    @warmgate.hookimpl
+    def on_usage(self, event, app):
+        self.available += event.quoted_wei - event.wei
+        self.spent += event.wei
+
+
+def test_hook_reserve(register_plugin, warmgate_server):
+    from warmgate.core.settings import FunctionConfig, Price, PricingSettings
+
+    plugin = register_plugin(AllowancePlugin(10), "undo-allowance")
+    functions = [FunctionConfig(pipeline="echo", model_id="echo-1", price=Price(price_per_unit=1))]
+    _, client = warmgate_server(Settings(functions=functions, pricing=PricingSettings(ledger="off")),
+                                pipelines={"echo": EchoPipeline().spec})
+    assert client.post("/echo", json={"prompt": "abcd"}).status_code == 200
+    assert client.post("/echo", json={"prompt": "abcd", "fail": True}).status_code == 500  # released, not spent
+    refused = client.post("/echo", json={"prompt": "abcdefg"})
+    assert refused.status_code == 402 and refused.json()["detail"]["msg"] == "6 wei left, 7 asked"
+    assert (plugin.available, plugin.spent) == (6, 4)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 
-from warmgate.core.auth import BearerAuth
+from warmgate.core.auth import Authenticator
 from warmgate.core.config import load_settings, plan_functions
 from warmgate.core.exception_handlers import EXCEPTION_HANDLERS
 from warmgate.core.logs import AccessLog, configure_logging, json_lines
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
     metrics = Metrics()
     manager = FunctionManager(settings, specs, plan_functions(settings, specs), observer=metrics)
     metrics.track(manager.functions.values())
-    auth = BearerAuth(settings.auth.api_keys)
+    auth = Authenticator(settings.auth.api_keys, settings.auth.keys)
     openapi = build_openapi(specs.values())
     max_body = int(settings.gateway.max_body_size)
     handlers = [pipeline_route(spec, manager, auth, max_body) for spec in specs.values()]
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
         lifespan=[lifespan],
         request_max_body_size=max_body,
         state=State({"settings": settings, "functions": manager, "metrics": metrics,
-                     "pipelines": specs, "openapi": openapi}),
+                     "pipelines": specs, "openapi": openapi, "auth": auth}),
     )
     access_log = AccessLog(json_lines(settings.gateway.log_format)) if settings.gateway.access_log else None
     app.asgi_handler = wrap_asgi(app.asgi_handler, metrics, access_log)

@@ -44,6 +44,9 @@ def load_settings(
     profile = profile if profile is not None else env.get("WARMGATE_PROFILE", settings.profile)
     if profile not in ("", "demo"):
         raise ConfigError(settings.source, "profile", f"expected 'demo' or nothing, got {profile!r}")
+    if settings.auth.keys and settings.pricing.ledger.lower() == "off":
+        raise ConfigError(settings.source, "auth.keys", "keys are kept in the usage ledger's database, "
+                                                        "but pricing.ledger is off")
     return msgspec.structs.replace(settings, profile=profile)
 
 
@@ -150,7 +153,8 @@ def _check_unique_names(settings: Settings, source: str) -> None:
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
-    """``WARMGATE_<FIELD>`` overrides a gateway setting; ``WARMGATE_API_KEYS`` is a comma list."""
+    """``WARMGATE_<FIELD>`` overrides a gateway setting; ``WARMGATE_API_KEYS`` is a comma list;
+    ``WARMGATE_KEYS=1`` requires keys made with ``warmgate keys``."""
     overrides: dict[str, Any] = {}
     for field in msgspec.structs.fields(GatewaySettings):
         value = env.get(f"WARMGATE_{field.name.upper()}")
@@ -167,6 +171,8 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     if "WARMGATE_API_KEYS" in env:
         keys = [k.strip() for k in env["WARMGATE_API_KEYS"].split(",") if k.strip()]
         auth = msgspec.structs.replace(auth, api_keys=keys)
+    if "WARMGATE_KEYS" in env:
+        auth = msgspec.structs.replace(auth, keys=env["WARMGATE_KEYS"].strip().lower() in ("1", "true", "yes", "on"))
     return msgspec.structs.replace(settings, gateway=gateway, auth=auth)
 
 

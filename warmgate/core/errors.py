@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "Forbidden",
     "CapacityError",
     "ClientDisconnected",
     "ClientError",
@@ -70,6 +71,10 @@ class Unauthorized(ClientError):
 
 class PaymentRequired(ClientError):
     status_code = 402
+
+
+class Forbidden(ClientError):
+    status_code = 403
 
 
 class NotFound(ClientError):

@@ -54,6 +54,28 @@ def price_request(function: Any, request: Any, units: int, settings: Any) -> Any
     """
 
 
+@hookspec(firstresult=True)
+def authenticate(token: str, app: Any) -> Any:
+    """Who is calling: return a ``warmgate.core.auth.Caller`` for a bearer ``token`` you know, or
+    None to leave it to the next plugin (the configured ``auth.api_keys`` are tried last). Raise
+    ``Unauthorized`` to refuse the token outright (a revoked key).
+
+    Called on the event loop for every generate request when auth is on (``auth.api_keys`` or
+    ``auth.keys``), before the body is read; keep it fast, or return an awaitable.
+    """
+
+
+@hookspec
+def reserve(quote: Any, app: Any) -> Any:
+    """Hold ``quote`` (a ``warmgate.core.usage.Quote``: function, units, wei, the caller's key)
+    against the caller's balance before the function runs; raise ``PaymentRequired`` to refuse.
+
+    Every quote that passes is reported exactly once to ``on_usage`` when the request ends, with
+    what it is billed (0 when it failed): that is where a hold is settled or released. Runs on
+    the event loop; may return an awaitable.
+    """
+
+
 @hookspec
 def startup(app: Any) -> Any:
     """Called when the gateway has started, before warm functions begin loading.

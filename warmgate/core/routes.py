@@ -17,13 +17,13 @@ from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
-from warmgate.core.auth import BearerAuth
+from warmgate.core.auth import Authenticator, Caller
 from warmgate.core.decode import json_decoder, multipart_decoder
 from warmgate.core.errors import ClientDisconnected, ClientError, InferenceError, PaymentRequired
 from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
 from warmgate.core.middleware import EXTERNAL_SECONDS, EXTRA_HEADERS
-from warmgate.core.plugins import pm
+from warmgate.core.plugins import await_me_maybe, pm
 from warmgate.core.spec import PipelineSpec
 from warmgate.core.usage import QUOTE, Quote
 
@@ -33,7 +33,7 @@ _JSON = "application/json"
 _encoder = msgspec.json.Encoder()
 
 
-def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAuth, max_body_size: int) -> HTTPRouteHandler:
+def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authenticator, max_body_size: int) -> HTTPRouteHandler:
     """One POST handler answering every path of ``spec`` (with and without trailing slash)."""
     decode_json = json_decoder(spec) if spec.encoding == "json" else None
     decode_form = multipart_decoder(spec)
@@ -45,17 +45,18 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: BearerAut
     prepare = spec.prepare
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
-        if auth.enabled:
-            auth.check(_authorization(request.scope))
+        caller = await auth(request.scope, request.app) if auth.enabled else None
         if decode_json is not None:
             body = decode_json(await request.body())
         else:
             body = await decode_form(request)
         fn = manager.resolve(functions_of, getattr(body, model_field, "") or "")
+        if caller is not None:
+            caller.check_allowed(fn.name, fn.config.aliases)
         if prepare is not None:
             body = await asyncio.to_thread(prepare, body, fn.config.options)
         if fn.config.price is not None:
-            _quote(request, fn, body, units, manager.settings)
+            await _quote(request, fn, body, units, manager.settings, caller)
         waited = time.perf_counter()
         lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
         try:
@@ -113,9 +114,11 @@ async def _disconnect(request: Request[Any, Any, Any]) -> None:
         message = await request.receive()
 
 
-def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units: Any, settings: Any) -> None:
+async def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units: Any, settings: Any,
+                 caller: Caller | None) -> None:
     """Price the request (``price_request`` hooks), refuse it (402) when the caller's
-    ``X-Max-Price-Per-Unit`` is lower than the price per unit, and put units and wei on the response."""
+    ``X-Max-Price-Per-Unit`` is lower than the price per unit, hold it against the caller's
+    balance (``reserve`` hooks, 402 when short), and put units and wei on the response."""
     count = int(units(body)) if units is not None else 1
     wei = pm.hook.price_request(function=fn, request=body, units=count, settings=settings)
     if wei is None:
@@ -125,10 +128,14 @@ def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units: Any,
         raise PaymentRequired(f"{fn.name} costs {_wei_text(Fraction(int(wei), count))} wei per unit "
                               f"({wei} wei for {count} units), above your X-Max-Price-Per-Unit of "
                               f"{_wei_text(ceiling)} wei")
-    request.scope["state"][EXTRA_HEADERS] = [(b"x-warmgate-units", str(count).encode()),
-                                             (b"x-warmgate-price", str(int(wei)).encode())]
-    request.scope["state"][QUOTE] = Quote(function=fn.name, pipeline=fn.config.pipeline, model_id=fn.config.model_id,
-                                          units=count, wei=int(wei))
+    quote = Quote(function=fn.name, pipeline=fn.config.pipeline, model_id=fn.config.model_id, units=count,
+                  wei=int(wei), key=caller.key if caller is not None else None,
+                  settle_usage=fn.config.price is not None and fn.config.price.settle == "usage")
+    for held in pm.hook.reserve(quote=quote, app=request.app):
+        await await_me_maybe(held)
+    state = request.scope["state"]
+    state[EXTRA_HEADERS] = [(b"x-warmgate-units", str(count).encode()), (b"x-warmgate-price", str(int(wei)).encode())]
+    state[QUOTE] = quote  # from here on the request is reported to on_usage exactly once
 
 
 def _max_price_per_unit(scope: Any) -> Fraction | None:
@@ -145,13 +152,6 @@ def _max_price_per_unit(scope: Any) -> Fraction | None:
 
 def _wei_text(amount: Fraction) -> str:
     return str(amount.numerator) if amount.denominator == 1 else f"{float(amount):.6g}"
-
-
-def _authorization(scope: Any) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return value.decode("latin-1")
-    return None
 
 
 def _is_stream(result: Any) -> bool:

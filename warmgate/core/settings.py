@@ -83,6 +83,9 @@ class Price(_Config):
     pixels_per_unit: Positive = 1
     currency: str = "wei"
     """``wei``, ``eth``, or a fiat code such as ``USD`` (converted with ``pricing.eth_rates``)."""
+    settle: Literal["quote", "usage"] = "quote"
+    """``quote``: bill the quoted units (Livepeer: an LLM call costs its max_tokens). ``usage``: an
+    LLM call costs the completion tokens it produced, at most the quote; the rest is released."""
 
     def __post_init__(self) -> None:
         if isinstance(self.price_per_unit, bool) or not re.fullmatch(r"\d+(\.\d*)?([eE][-+]?\d+)?",
@@ -151,7 +154,10 @@ class PricingSettings(_Config):
 
 class AuthSettings(_Config):
     api_keys: list[str] = []
-    """Bearer tokens accepted on generate routes; empty turns auth off."""
+    """Bearer tokens accepted on generate routes (no budget; operators' keys); empty: none."""
+    keys: bool = False
+    """Require a key made with ``warmgate keys create`` (or one of ``api_keys``) on generate
+    routes; keys carry balances and allowed functions, kept in the usage ledger's database."""
 
 
 class Settings(_Config):

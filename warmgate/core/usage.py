@@ -20,16 +20,21 @@ QUOTE = "warmgate.quote"
 _log = structlog.get_logger("warmgate.usage")
 
 
-class Quote(msgspec.Struct, frozen=True):
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
     function: str
     pipeline: str
     model_id: str
     units: int
     wei: int
+    key: str | None = None
+    """The caller's key (``authenticate``), whose balance holds ``wei`` until the request ends."""
+    settle_usage: bool = False
+    """Bill an LLM call by the completion tokens it produced (``price.settle: usage``)."""
 
 
 class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One priced request. ``wei`` is what it is billed: the quote, or 0 when it failed."""
+    """One priced request. ``units`` and ``wei`` are what it is billed: the quote; the completion
+    tokens with ``settle: usage``; 0 wei when it failed."""
 
     request_id: str
     time: float
@@ -52,12 +57,24 @@ async def report_usage(app: Any, quote: Quote, request_id: str, status: int, sec
     commit). ``billed``: the caller got an answer (a stream cut short by its client counts).
     A hook that fails is logged; the response still goes out."""
     llm = access_fields.get({}).get("llm") or {}
+    completion = llm.get("completion_tokens")
+    units, wei = quote.units, quote.wei
+    if quote.settle_usage and completion is not None:  # an abandoned stream has none: it keeps its quote
+        units, wei = completion, min(wei, _reprice(app, quote, completion))
     event = UsageEvent(request_id=request_id, time=time.time(), function=quote.function, pipeline=quote.pipeline,
-                       model_id=quote.model_id, units=quote.units, quoted_wei=quote.wei,
-                       wei=quote.wei if billed else 0, status=status, duration_ms=round(seconds * 1000, 3),
-                       prompt_tokens=llm.get("prompt_tokens"), completion_tokens=llm.get("completion_tokens"))
+                       model_id=quote.model_id, units=units, quoted_wei=quote.wei, wei=wei if billed else 0,
+                       status=status, duration_ms=round(seconds * 1000, 3), key=quote.key,
+                       prompt_tokens=llm.get("prompt_tokens"), completion_tokens=completion)
     try:
         for result in pm.hook.on_usage(event=event, app=app):
             await await_me_maybe(result)
     except Exception:
         _log.exception("usage_report_failed", function=quote.function)
+
+
+def _reprice(app: Any, quote: Quote, units: int) -> int:
+    """The same function's price for ``units`` (an LLM call's actual completion tokens)."""
+    manager = app.state.functions
+    wei = pm.hook.price_request(function=manager.functions[quote.function], request=None, units=units,
+                                settings=manager.settings)
+    return quote.wei if wei is None else int(wei)

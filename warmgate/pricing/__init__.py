@@ -1,14 +1,18 @@
 """Pricing: quotes every request to a priced function the Livepeer way, lists the prices at
-``GET /pricing``, and records usage in a durable ledger (``GET /usage``, ``warmgate usage``).
-A built-in plugin."""
+``GET /pricing``, holds quotes against API keys' balances (``warmgate keys``), and records usage
+in a durable ledger (``GET /usage``, ``warmgate usage``). A built-in plugin."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from warmgate.core.errors import ConfigError
 from warmgate.core.hookspecs import hookimpl
+from warmgate.pricing.accounts import Accounts
 from warmgate.pricing.book import list_prices
+from warmgate.pricing.keys import KeyStore
+from warmgate.pricing.keys_cli import keys_command
 from warmgate.pricing.ledger import SqliteLedger
 from warmgate.pricing.quote import price_wei, rate_wei
 from warmgate.pricing.usage import ledger_path, usage_command, usage_route
@@ -33,27 +37,53 @@ def register_routes(register: Any) -> None:
 @hookimpl
 def register_commands(cli: Any) -> None:
     cli.add_command(usage_command)
+    cli.add_command(keys_command)
 
 
 @hookimpl
 def startup(app: Any) -> None:
-    path = ledger_path(app.state.functions.settings)
+    settings = app.state.functions.settings
+    path = ledger_path(settings)
+    if settings.auth.keys and path is None:
+        raise ConfigError(settings.source, "auth.keys", "keys need the usage ledger, which keeps them and their "
+                          "balances, but pricing.ledger is off")
     app.state.ledger = SqliteLedger(path) if path is not None else None
+    app.state.accounts = Accounts(KeyStore(path)) if settings.auth.keys and path is not None else None
 
 
 @hookimpl
 def shutdown(app: Any) -> None:
-    ledger = getattr(app.state, "ledger", None)
-    if ledger is not None:
-        ledger.close()
-        app.state.ledger = None
+    state = app.state
+    if getattr(state, "accounts", None) is not None:
+        state.accounts.close()
+        state.accounts = None
+    if getattr(state, "ledger", None) is not None:
+        state.ledger.close()
+        state.ledger = None
+
+
+@hookimpl
+def authenticate(token: str, app: Any) -> Any:
+    accounts = getattr(app.state, "accounts", None)
+    return accounts.authenticate(token) if accounts is not None else None
+
+
+@hookimpl
+def reserve(quote: Any, app: Any) -> None:
+    accounts = getattr(app.state, "accounts", None)
+    if accounts is not None and quote.key is not None:
+        accounts.reserve(quote)
 
 
 @hookimpl
 def on_usage(event: Any, app: Any) -> Any:
-    """The event's commit, which the response waits for before its last byte (group-committed
-    with the other requests in flight)."""
-    ledger = getattr(getattr(app, "state", None), "ledger", None)
+    """Settle the event's hold, and return its commit, which the response waits for before its
+    last byte (group-committed with the other requests in flight)."""
+    state = getattr(app, "state", None)
+    accounts = getattr(state, "accounts", None)
+    if accounts is not None:
+        accounts.settle(event)
+    ledger = getattr(state, "ledger", None)
     if ledger is not None:
         return asyncio.wrap_future(ledger.submit(event))
     return None

@@ -2,44 +2,23 @@
 
 ``Ledger`` is the interface (a PostgreSQL ledger for several replicas would implement it);
 ``SqliteLedger`` is the default: WAL journal with ``synchronous=FULL``, so a committed event
-survives a crash of the process or the machine. Amounts are stored as decimal text: wei totals
-can pass 2**63.
+survives a crash of the process or the machine. An event's row and its key's ``spent`` are
+committed together.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from warmgate.core.usage import UsageEvent
+from warmgate.pricing.database import connect
 
 __all__ = ["Ledger", "SqliteLedger", "UsageTotal"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL,
-    time REAL NOT NULL,
-    key TEXT,
-    function TEXT NOT NULL,
-    pipeline TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    units INTEGER NOT NULL,
-    quoted_wei TEXT NOT NULL,
-    wei TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    duration_ms REAL NOT NULL,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER
-);
-CREATE INDEX IF NOT EXISTS usage_time ON usage (time);
-"""
-
 
 ABANDONED = 499
 """Status of a request whose client left mid-answer: billed, so it counts as used."""
@@ -75,11 +54,7 @@ class SqliteLedger:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(self.path)
         self._lock = threading.Lock()  # the connection: writer thread vs. totals()
         self._queue = threading.Condition()
         self._pending: list[tuple[UsageEvent, Future[None]]] = []
@@ -111,8 +86,9 @@ class SqliteLedger:
                 batch, self._pending = self._pending, []
             try:
                 with self._lock:
-                    self._db.execute("BEGIN")
+                    self._db.execute("BEGIN IMMEDIATE")
                     self._db.executemany(_INSERT, [_row(event) for event, _ in batch])
+                    _add_spending(self._db, [event for event, _ in batch])
                     self._db.execute("COMMIT")
             except Exception as exc:  # the disk is full or gone: every waiter learns why
                 with self._lock:
@@ -160,6 +136,18 @@ class SqliteLedger:
 
 _INSERT = ("INSERT INTO usage (request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei, status, "
            "duration_ms, prompt_tokens, completion_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _add_spending(db: Any, events: list[UsageEvent]) -> None:
+    """Raise each key's ``spent`` by what its events were billed (Python ints: exact)."""
+    spending: dict[str, int] = {}
+    for event in events:
+        if event.key is not None and event.wei:
+            spending[event.key] = spending.get(event.key, 0) + event.wei
+    for key, wei in spending.items():
+        row = db.execute("SELECT spent FROM keys WHERE id = ?", (key,)).fetchone()
+        if row is not None:
+            db.execute("UPDATE keys SET spent = ? WHERE id = ?", (str(int(row[0]) + wei), key))
 
 
 def _row(event: UsageEvent) -> tuple[object, ...]:

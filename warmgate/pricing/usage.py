@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
-import hmac
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import click
 import msgspec
 from litestar import Request, Response, get
 
-from warmgate.core.errors import ClientError, Unauthorized
+from warmgate.core.errors import ClientError, Forbidden
+from warmgate.pricing.accounts import Balance
 from warmgate.pricing.ledger import SqliteLedger, UsageTotal
 
 __all__ = ["ledger_path", "parse_since", "usage_command", "usage_route"]
@@ -43,23 +44,30 @@ def parse_since(text: str | None) -> float | None:
 
 class UsageReport(msgspec.Struct):
     usage: list[UsageTotal]
+    balance: Balance | None = None
+    """The calling key's balance, when the caller used one made with ``warmgate keys``."""
 
 
-@get("/usage", sync_to_thread=True, tags=["pricing"], summary="Usage totals per key and function")
-def usage_route(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """``?key=...&since=...``. Needs a gateway API key when ``auth.api_keys`` is set: usage is
-    billing data."""
-    settings = request.app.state.functions.settings
-    if settings.auth.api_keys:
-        token = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
-        if not any(hmac.compare_digest(token.encode(), k.encode()) for k in settings.auth.api_keys):
-            raise Unauthorized()
-    ledger = getattr(request.app.state, "ledger", None)
+@get("/usage", tags=["pricing"], summary="Usage totals per key and function")
+async def usage_route(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """``?key=...&since=...``. When auth is on, usage is billing data: an operator key
+    (``auth.api_keys``) sees every key's, a key made with ``warmgate keys`` only its own."""
+    state = request.app.state
+    caller = await state.auth(request.scope, request.app)
+    ledger = getattr(state, "ledger", None)
     if ledger is None:
         raise ClientError("the usage ledger is off (pricing.ledger: off)")
     query = request.query_params
-    report = UsageReport(usage=ledger.totals(key=query.get("key"), since=parse_since(query.get("since"))))
-    return Response(msgspec.json.encode(report), media_type="application/json")
+    key, balance = query.get("key"), None
+    if caller is not None and caller.key is not None:
+        if key is not None and key != caller.key:
+            raise Forbidden(f"key {caller.key} may only read its own usage")
+        key = caller.key
+        accounts = getattr(state, "accounts", None)
+        balance = accounts.balance(caller.key) if accounts is not None else None
+    since = parse_since(query.get("since"))
+    totals = await asyncio.to_thread(ledger.totals, key=key, since=since)
+    return Response(msgspec.json.encode(UsageReport(usage=totals, balance=balance)), media_type="application/json")
 
 
 @click.command("usage")

@@ -1,0 +1,89 @@
+"""A gateway serving the echo pipeline in a process of its own, for tests that need a real
+process: many clients at once, or ``kill -9`` in the middle of them.
+
+``python -m warmgate.testing.process CONFIG PORT`` runs it (no torch import: it starts in a
+second); ``gateway_process(config)`` starts it on a free port and stops it after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from warmgate.testing.waiting import wait_for
+
+__all__ = ["GatewayProcess", "gateway_process"]
+
+
+class GatewayProcess:
+    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
+        self.process = process
+        self.url = url
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook, no flush; what is not committed is lost."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@contextmanager
+def gateway_process(config: Path, *, startup_timeout: float = 30.0) -> Iterator[GatewayProcess]:
+    """Start the echo gateway with ``config`` (a serverless.yaml) on a free loopback port."""
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    log = config.with_name(f"{config.stem}-{port}.log")  # a file, not a pipe: a full pipe would stall the server
+    with log.open("wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "warmgate.testing.process", str(config), str(port)],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_for(lambda: process.poll() is not None or _healthy(url), timeout=startup_timeout) \
+                or process.poll() is not None:
+            process.kill()
+            process.wait(timeout=10)
+            raise RuntimeError(f"the gateway process did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        yield GatewayProcess(process, url)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main(argv: list[str]) -> None:
+    import uvicorn
+
+    from warmgate.core.app import create_app
+    from warmgate.core.config import load_settings
+    from warmgate.testing.pipelines import EchoPipeline
+
+    config, port = argv
+    app = create_app(load_settings(config), pipelines={"echo": EchoPipeline().spec})
+    uvicorn.run(app, host="127.0.0.1", port=int(port), log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

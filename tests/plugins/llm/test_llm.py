@@ -307,3 +307,40 @@ def test_the_ledger_records_quoted_and_actual_tokens_of_a_stream(warmgate_server
     [total] = client.get("/usage").json()["usage"]
     assert (total["units"], total["wei"]) == (5, "5000")  # billed at max_tokens, as Livepeer does
     assert (total["prompt_tokens"], total["completion_tokens"]) == (final["prompt_tokens"], final["completion_tokens"])
+
+
+def test_settle_usage_bills_completion_tokens_and_releases_the_rest_of_the_hold(warmgate_server, tiny_chat, tmp_path):
+    """With ``price.settle: usage`` a call costs the tokens it produced, streamed or not: the
+    second call below fits the balance only because the first one's unused hold came back."""
+    from warmgate.core.settings import AuthSettings, Price, PricingSettings
+    from warmgate.pricing.keys import KeyStore
+
+    ledger = tmp_path / "usage.sqlite"
+    config = FunctionConfig(pipeline="llm", model_id=tiny_chat, price=Price(price_per_unit=1000, settle="usage"))
+    settings = Settings(functions=[config], auth=AuthSettings(keys=True, api_keys=["operator"]),
+                        pricing=PricingSettings(ledger=str(ledger)))
+    _, client = warmgate_server(settings)
+    store = KeyStore(ledger)
+    record, token = store.create(credit=25_000)  # one quote of 20 tokens, not two
+    store.close()
+    greedy = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 20, "temperature": 0}
+    operator = {"Authorization": "Bearer operator"}
+    text = client.post("/v1/chat/completions", json=greedy, headers=operator).json()["choices"][0]["message"]["content"]
+    early = {**greedy, "stop": [text[len(text) // 3:len(text) // 3 + 3]]}  # greedy again: it stops a third of the way
+
+    keyed = {"Authorization": f"Bearer {token}"}
+    first = client.post("/v1/chat/completions", json=early, headers=keyed)
+    assert first.status_code == 200 and first.headers["x-warmgate-price"] == "20000"  # quoted by max_tokens
+    used_first = first.json()["usage"]["completion_tokens"]
+    streamed = client.post("/v1/chat/completions", headers=keyed,
+                           json={**early, "stream": True, "stream_options": {"include_usage": True}})
+    assert streamed.status_code == 200, streamed.text
+    used_stream = json.loads(_sse_data(streamed.text.splitlines())[-2])["usage"]["completion_tokens"]
+    assert used_first < 20 and used_stream < 20
+
+    report = client.get("/usage", headers=keyed).json()
+    [total] = report["usage"]
+    billed = 1000 * (used_first + used_stream)
+    assert (total["units"], total["wei"], total["completion_tokens"]) == (used_first + used_stream, str(billed),
+                                                                        used_first + used_stream)
+    assert report["balance"]["available_wei"] == str(25_000 - billed) and report["balance"]["held_wei"] == "0"

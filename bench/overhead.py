@@ -6,8 +6,11 @@ subprocess on 127.0.0.1, one server at a time, and loads it with ``wrk``:
 * ``bare``: a plain Litestar ``POST /noop`` that decodes and encodes with msgspec;
 * ``warmgate`` / ``warmgate+log``: the same no-op through ``create_app`` (auth, validation,
   function acquire, Prometheus metrics), without and with the JSON access log;
+* ``warmgate+price``: priced (a quote and its headers on every response), no ledger;
 * ``warmgate+ledger``: priced, each request committed to the SQLite usage ledger (fsync'd)
-  before its response ends.
+  before its response ends;
+* ``warmgate+keys``: as ``warmgate+ledger``, with ``auth.keys``: a key made with the key store,
+  each request's quote held against its balance and settled with its ledger row.
 
 Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json]``. Needs ``wrk``
 (``apt-get install -y wrk``). Server and wrk share the machine's cores, so compare the
@@ -34,22 +37,23 @@ from processes import free_port, stop
 
 __test__ = False  # never collected by pytest
 
-VARIANTS = ("bare", "warmgate", "warmgate+log", "warmgate+ledger")
+VARIANTS = ("bare", "warmgate", "warmgate+log", "warmgate+price", "warmgate+ledger", "warmgate+keys")
+_PRICED = ("warmgate+price", "warmgate+ledger", "warmgate+keys")
 LEVELS = ((1, 1), (2, 64))  # (wrk threads, connections)
 API_KEY = "bench-key"
 BODY = b'{"prompt":"hello","model_id":"noop"}'
 WARMUP_SECONDS = 2
 
 # wrk prints one JSON line from done() so that no human-oriented output has to be parsed.
-WRK_SCRIPT = f"""
+WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.body = '{BODY.decode()}'
+wrk.body = '""" + BODY.decode() + """'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {API_KEY}"
+wrk.headers["Authorization"] = "Bearer TOKEN"
 done = function(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format('\\nRESULT {{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
-    '"errors": %d, "non_2xx": %d}}\\n', summary.requests, summary.duration, latency:percentile(50),
+  io.write(string.format('\\nRESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
+    '"errors": %d, "non_2xx": %d}\\n', summary.requests, summary.duration, latency:percentile(50),
     latency:percentile(99), e.connect + e.read + e.write + e.timeout, e.status))
 end
 """
@@ -90,9 +94,10 @@ class NoopRunner:
         return NoopResponse(text=req.prompt)
 
 
-def warmgate_app(access_log: bool, ledger: bool = False) -> Litestar:
-    """The no-op pipeline through the full warmgate path, auth on; with ``ledger`` the function is
-    priced and every request is committed to a SQLite usage ledger in a temporary directory."""
+def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", keys: bool = False) -> Litestar:
+    """The no-op pipeline through the full warmgate path, auth on; ``priced`` quotes every
+    request; with a ``ledger`` file every request is committed to it; ``keys`` requires keys
+    from it."""
     from warmgate import FunctionConfig, PipelineSpec, Settings, create_app
     from warmgate.core.settings import AuthSettings, GatewaySettings, Price, PricingSettings
 
@@ -100,20 +105,21 @@ def warmgate_app(access_log: bool, ledger: bool = False) -> Litestar:
                         load=lambda model_id, options: NoopRunner(), default_model_id="noop")
     settings = Settings(
         gateway=GatewaySettings(access_log=access_log, log_format="json"),
-        auth=AuthSettings(api_keys=[API_KEY]),
+        auth=AuthSettings(api_keys=[] if keys else [API_KEY], keys=keys),
         functions=[FunctionConfig(pipeline="noop", model_id="noop", max_concurrency=1024, max_queue=1024, warm=True,
-                                  price=Price(price_per_unit=1) if ledger else None)],
-        pricing=PricingSettings(ledger=str(Path(tempfile.mkdtemp()) / "usage.sqlite") if ledger else "off"),
+                                  price=Price(price_per_unit=1) if priced else None)],
+        pricing=PricingSettings(ledger=ledger),
     )
     return create_app(settings, pipelines={"noop": spec})
 
 
-def serve(variant: str, port: int) -> None:
+def serve(variant: str, port: int, ledger: str) -> None:
     """Run one server variant in this process until terminated."""
     import uvicorn
 
-    app = bare_app() if variant == "bare" else warmgate_app(access_log=variant == "warmgate+log",
-                                                             ledger=variant == "warmgate+ledger")
+    app = bare_app() if variant == "bare" else warmgate_app(
+        access_log=variant == "warmgate+log", priced=variant in _PRICED,
+        ledger=ledger if variant in ("warmgate+ledger", "warmgate+keys") else "off", keys=variant == "warmgate+keys")
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_config=None, access_log=False)
 
@@ -121,7 +127,7 @@ def serve(variant: str, port: int) -> None:
 # -- driver -----------------------------------------------------------------------------
 
 
-def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, timeout: float = 30.0) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, token: str, timeout: float = 30.0) -> None:
     """Poll GET /health until it answers and the warm function has loaded, then check one POST."""
     deadline = time.monotonic() + timeout
     while True:
@@ -138,7 +144,7 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, timeout: 
             sys.exit(f"error: {variant} server not ready after {timeout:.0f}s")
         time.sleep(0.1)
     req = urllib.request.Request(base + "/noop", data=BODY, method="POST", headers={
-        "Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"})
+        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             answer = json.loads(resp.read())
@@ -161,15 +167,26 @@ def run_wrk(wrk: str, script: Path, url: str, threads: int, conns: int, seconds:
             "non_2xx": raw["non_2xx"]}
 
 
-def bench_variant(variant: str, wrk: str, script: Path, duration: int) -> dict[str, dict[str, float]]:
-    """Start ``variant``'s server, warm up and measure every concurrency level, stop it."""
+def bench_variant(variant: str, wrk: str, tmp: Path, duration: int) -> dict[str, dict[str, float]]:
+    """Start ``variant``'s server (a fresh ledger, and a key when it needs one), warm up and
+    measure every concurrency level, stop it."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port)],
+    ledger = tmp / f"usage-{port}.sqlite"
+    token = API_KEY
+    if variant == "warmgate+keys":
+        from warmgate.pricing.keys import KeyStore
+
+        store = KeyStore(ledger)
+        _, token = store.create(name="bench", credit=10**30)
+        store.close()
+    script = tmp / f"post-{port}.lua"
+    script.write_text(WRK_SCRIPT.replace("TOKEN", token))
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port), "--ledger", str(ledger)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, dict[str, float]] = {}
     try:
-        wait_ready(proc, base, variant)
+        wait_ready(proc, base, variant, token)
         for threads, conns in LEVELS:
             run_wrk(wrk, script, base + "/noop", threads, conns, WARMUP_SECONDS)  # discarded
             result = run_wrk(wrk, script, base + "/noop", threads, conns, duration)
@@ -193,7 +210,7 @@ def derived(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[s
     """Per warmgate variant: throughput ratio vs bare at c=64 and added p50 at c=1 (ms)."""
     bare = results["bare"]
     return {v: {"rps_ratio_c64": results[v]["c64"]["rps"] / bare["c64"]["rps"],
-                "added_p50_ms_c1": results[v]["c1"]["p50_ms"] - bare["c1"]["p50_ms"]} for v in VARIANTS[1:]}
+                "added_p50_ms_c1": results[v]["c1"]["p50_ms"] - bare["c1"]["p50_ms"]} for v in results if v != "bare"}
 
 
 def _verdict(ok: bool) -> str:
@@ -211,6 +228,11 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
         ratio, added = d["rps_ratio_c64"], d["added_p50_ms_c1"]
         lines += [f"{variant}/bare throughput at c=64: {ratio:.3f} (target >= 0.80: {_verdict(ratio >= 0.80)})",
                   f"{variant} added p50 at c=1: {added:+.3f} ms (target < 0.3 ms: {_verdict(added < 0.3)})"]
+    if "warmgate+price" in results and "warmgate+keys" in results:  # the pricing issue's target
+        for level in ("c1", "c64"):
+            cost = 1 - results["warmgate+keys"][level]["rps"] / results["warmgate+price"][level]["rps"]
+            lines.append(f"keys+ledger throughput cost vs priced without them at c={level[1:]}: {cost:.1%} "
+                         f"(target <= 10%: {_verdict(cost <= 0.10)})")
     return "\n".join(lines)
 
 
@@ -222,21 +244,24 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
+    parser.add_argument("--ledger", default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--only", default=",".join(VARIANTS), help="comma list of servers to run (default: all)")
     args = parser.parse_args()
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.ledger)
         return
+    variants = [v for v in VARIANTS if v in args.only.split(",")]
+    if "bare" not in variants:
+        parser.error("--only must include bare: every ratio is against it")
     wrk = shutil.which("wrk")
     if wrk is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
-    print(f"{len(VARIANTS)} servers x c={[c for _, c in LEVELS]} x {args.rounds} rounds, {args.duration}s each after "
+    print(f"{len(variants)} servers x c={[c for _, c in LEVELS]} x {args.rounds} rounds, {args.duration}s each after "
           f"a {WARMUP_SECONDS}s warm-up; medians; server and wrk share the machine's cores", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "post.lua"
-        script.write_text(WRK_SCRIPT)
-        rounds = [{v: bench_variant(v, wrk, script, args.duration) for v in VARIANTS} for _ in range(args.rounds)]
+        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration) for v in variants} for _ in range(args.rounds)]
     results = median_of_rounds(rounds)
     if args.json:
         print(json.dumps({"duration_s": args.duration, "rounds": rounds, "results": results,

@@ -4,7 +4,6 @@ in a durable ledger (``GET /usage``, ``warmgate usage``). A built-in plugin."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from warmgate.core.errors import ConfigError
@@ -14,10 +13,13 @@ from warmgate.pricing.book import list_prices
 from warmgate.pricing.keys import KeyStore
 from warmgate.pricing.keys_cli import keys_command
 from warmgate.pricing.ledger import SqliteLedger
-from warmgate.pricing.quote import price_wei, rate_wei
+from warmgate.pricing.quote import RateCache, price_wei, rate_wei
 from warmgate.pricing.usage import ledger_path, usage_command, usage_route
 
 __all__ = ["price_wei", "rate_wei"]
+
+
+_rates = RateCache()
 
 
 @hookimpl(trylast=True)
@@ -25,7 +27,7 @@ def price_request(function: Any, request: Any, units: int, settings: Any) -> int
     price = function.config.price
     if price is None:
         return None
-    return price_wei(price, units, settings.pricing.eth_rates)
+    return _rates.price_wei(price, units, settings.pricing.eth_rates)
 
 
 @hookimpl
@@ -85,5 +87,5 @@ def on_usage(event: Any, app: Any) -> Any:
         accounts.settle(event)
     ledger = getattr(state, "ledger", None)
     if ledger is not None:
-        return asyncio.wrap_future(ledger.submit(event))
+        return ledger.submit_async(event)
     return None

@@ -8,6 +8,8 @@ committed together.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -57,7 +59,7 @@ class SqliteLedger:
         self._db = connect(self.path)
         self._lock = threading.Lock()  # the connection: writer thread vs. totals()
         self._queue = threading.Condition()
-        self._pending: list[tuple[UsageEvent, Future[None]]] = []
+        self._pending: list[tuple[UsageEvent, Future[None] | asyncio.Future[None]]] = []
         self._closed = False
         self._writer = threading.Thread(target=self._write_batches, name="warmgate-ledger", daemon=True)
         self._writer.start()
@@ -65,12 +67,22 @@ class SqliteLedger:
     def submit(self, event: UsageEvent) -> Future[None]:
         """Queue ``event``; the future completes when it is committed (or fails with the reason)."""
         done: Future[None] = Future()
+        self._enqueue(event, done)
+        return done
+
+    def submit_async(self, event: UsageEvent) -> asyncio.Future[None]:
+        """``submit`` for the event loop: the loop is woken once per committed batch, not once
+        per event as ``asyncio.wrap_future`` would."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(event, done)
+        return done
+
+    def _enqueue(self, event: UsageEvent, done: Future[None] | asyncio.Future[None]) -> None:
         with self._queue:
             if self._closed:
                 raise RuntimeError("the ledger is closed")
             self._pending.append((event, done))
             self._queue.notify()
-        return done
 
     def record(self, event: UsageEvent) -> None:
         """Insert one event and return once it is durable."""
@@ -84,21 +96,20 @@ class SqliteLedger:
                 if not self._pending:
                     return  # closed and drained
                 batch, self._pending = self._pending, []
+            events = [event for event, _ in batch]
+            failure: Exception | None = None
             try:
                 with self._lock:
                     self._db.execute("BEGIN IMMEDIATE")
-                    self._db.executemany(_INSERT, [_row(event) for event, _ in batch])
-                    _add_spending(self._db, [event for event, _ in batch])
+                    _insert(self._db, events)
+                    _add_spending(self._db, events)
                     self._db.execute("COMMIT")
             except Exception as exc:  # the disk is full or gone: every waiter learns why
+                failure = exc
                 with self._lock:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
-                for _, done in batch:
-                    done.set_exception(exc)
-                continue
-            for _, done in batch:
-                done.set_result(None)
+            _wake([done for _, done in batch], failure)
 
     def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
         """Per key and function: requests, failures, units, billed wei and tokens."""
@@ -134,8 +145,42 @@ class SqliteLedger:
             self._db.close()
 
 
+def _wake(waiters: list[Future[None] | asyncio.Future[None]], failure: Exception | None) -> None:
+    """Complete every waiter of a batch: thread futures here, loop futures in one callback per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for done in waiters:
+        if isinstance(done, asyncio.Future):
+            by_loop.setdefault(done.get_loop(), []).append(done)
+        elif failure is not None:
+            done.set_exception(failure)
+        else:
+            done.set_result(None)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(_complete, futures, failure)
+
+
+def _complete(futures: list[asyncio.Future[None]], failure: Exception | None) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled waiter (its client left) stays cancelled
+            if failure is not None:
+                future.set_exception(failure)
+            else:
+                future.set_result(None)
+
+
 _INSERT = ("INSERT INTO usage (request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei, status, "
-           "duration_ms, prompt_tokens, completion_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+           "duration_ms, prompt_tokens, completion_tokens) VALUES ")
+_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_ROWS_PER_INSERT = 500  # 13 parameters a row, well under SQLite's 32766
+
+
+def _insert(db: Any, events: list[UsageEvent]) -> None:
+    """One multi-row INSERT per 500 events: each statement is a trip through sqlite3 that lets
+    go of the GIL, and a busy event loop is slow to give it back."""
+    for start in range(0, len(events), _ROWS_PER_INSERT):
+        chunk = events[start:start + _ROWS_PER_INSERT]
+        db.execute(_INSERT + ",".join([_VALUES] * len(chunk)), [value for event in chunk for value in _row(event)])
 
 
 def _add_spending(db: Any, events: list[UsageEvent]) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from fractions import Fraction
 
 from warmgate.core.settings import Price
 
-__all__ = ["WEI_PER_ETH", "price_wei", "rate_wei"]
+__all__ = ["WEI_PER_ETH", "RateCache", "price_wei", "rate_wei"]
 
 WEI_PER_ETH = 10**18
 _FACTORS = {"wei": 1, "eth": WEI_PER_ETH}
@@ -29,4 +28,20 @@ def rate_wei(price: Price, eth_rates: Mapping[str, float] | None = None) -> Frac
 
 def price_wei(price: Price, units: int, eth_rates: Mapping[str, float] | None = None) -> int:
     """Whole wei for ``units``, rounded up so a fraction of a wei is never given away."""
-    return math.ceil(rate_wei(price, eth_rates) * units)
+    rate = rate_wei(price, eth_rates)
+    return -(-rate.numerator * units // rate.denominator)
+
+
+class RateCache:
+    """Each function's rate, worked out once: every request is quoted, and ``Fraction`` parsing
+    and arithmetic would cost more than the rest of the gateway's work on a small request."""
+
+    def __init__(self) -> None:
+        self._rates: dict[int, tuple[Price, Mapping[str, float] | None, int, int]] = {}
+
+    def price_wei(self, price: Price, units: int, eth_rates: Mapping[str, float] | None = None) -> int:
+        cached = self._rates.get(id(price))
+        if cached is None or cached[0] is not price or cached[1] is not eth_rates:
+            rate = rate_wei(price, eth_rates)
+            cached = self._rates[id(price)] = (price, eth_rates, rate.numerator, rate.denominator)
+        return -(-cached[2] * units // cached[3])

@@ -94,7 +94,8 @@ class NoopRunner:
         return NoopResponse(text=req.prompt)
 
 
-def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", keys: bool = False) -> Litestar:
+def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", keys: bool = False,
+                 ledger_sync: str = "full") -> Litestar:
     """The no-op pipeline through the full warmgate path, auth on; ``priced`` quotes every
     request; with a ``ledger`` file every request is committed to it; ``keys`` requires keys
     from it."""
@@ -108,18 +109,19 @@ def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", ke
         auth=AuthSettings(api_keys=[] if keys else [API_KEY], keys=keys),
         functions=[FunctionConfig(pipeline="noop", model_id="noop", max_concurrency=1024, max_queue=1024, warm=True,
                                   price=Price(price_per_unit=1) if priced else None)],
-        pricing=PricingSettings(ledger=ledger),
+        pricing=PricingSettings(ledger=ledger, ledger_sync=ledger_sync),
     )
     return create_app(settings, pipelines={"noop": spec})
 
 
-def serve(variant: str, port: int, ledger: str) -> None:
+def serve(variant: str, port: int, ledger: str, ledger_sync: str) -> None:
     """Run one server variant in this process until terminated."""
     import uvicorn
 
     app = bare_app() if variant == "bare" else warmgate_app(
         access_log=variant == "warmgate+log", priced=variant in _PRICED,
-        ledger=ledger if variant in ("warmgate+ledger", "warmgate+keys") else "off", keys=variant == "warmgate+keys")
+        ledger=ledger if variant in ("warmgate+ledger", "warmgate+keys") else "off", keys=variant == "warmgate+keys",
+        ledger_sync=ledger_sync)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_config=None, access_log=False)
 
@@ -167,7 +169,7 @@ def run_wrk(wrk: str, script: Path, url: str, threads: int, conns: int, seconds:
             "non_2xx": raw["non_2xx"]}
 
 
-def bench_variant(variant: str, wrk: str, tmp: Path, duration: int) -> dict[str, dict[str, float]]:
+def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str) -> dict[str, dict[str, float]]:
     """Start ``variant``'s server (a fresh ledger, and a key when it needs one), warm up and
     measure every concurrency level, stop it."""
     port = free_port()
@@ -181,7 +183,8 @@ def bench_variant(variant: str, wrk: str, tmp: Path, duration: int) -> dict[str,
         store.close()
     script = tmp / f"post-{port}.lua"
     script.write_text(WRK_SCRIPT.replace("TOKEN", token))
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port), "--ledger", str(ledger)],
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port), "--ledger", str(ledger),
+                             "--ledger-sync", sync],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, dict[str, float]] = {}
@@ -245,12 +248,14 @@ def main() -> None:
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
     parser.add_argument("--ledger", default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--ledger-sync", choices=("full", "normal"), default="full",
+                        help="pricing.ledger_sync of the ledger and keys servers (default full)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma list of servers to run (default: all)")
     args = parser.parse_args()
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
     if args.serve:
-        serve(args.serve, args.port, args.ledger)
+        serve(args.serve, args.port, args.ledger, args.ledger_sync)
         return
     variants = [v for v in VARIANTS if v in args.only.split(",")]
     if "bare" not in variants:
@@ -261,7 +266,7 @@ def main() -> None:
     print(f"{len(variants)} servers x c={[c for _, c in LEVELS]} x {args.rounds} rounds, {args.duration}s each after "
           f"a {WARMUP_SECONDS}s warm-up; medians; server and wrk share the machine's cores", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration) for v in variants} for _ in range(args.rounds)]
+        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration, args.ledger_sync) for v in variants} for _ in range(args.rounds)]
     results = median_of_rounds(rounds)
     if args.json:
         print(json.dumps({"duration_s": args.duration, "rounds": rounds, "results": results,

@@ -15,14 +15,14 @@ from warmgate.pricing.keys import KeyStore
 from warmgate.testing.process import gateway_process
 
 
-@pytest.fixture
-def config(tmp_path):
+@pytest.fixture(params=["full"])
+def config(tmp_path, request):
     """A gateway requiring keys, with one echo function at 1 wei per character."""
     path = tmp_path / "serverless.yaml"
     path.write_text(json.dumps({
         "gateway": {"access_log": False},
         "auth": {"keys": True},
-        "pricing": {"ledger": str(tmp_path / "usage.sqlite")},
+        "pricing": {"ledger": str(tmp_path / "usage.sqlite"), "ledger_sync": request.param},
         "functions": [{"pipeline": "echo", "model_id": "echo-1", "price": {"price_per_unit": 1},
                        "max_concurrency": 8, "max_queue": 512}],
     }))
@@ -68,6 +68,7 @@ def test_200_parallel_requests_on_a_balance_for_100_serve_exactly_100(config):
     assert (spent, billed, rows) == ("300", 300, 100)  # 402s are refused before a quote is held: not in the ledger
 
 
+@pytest.mark.parametrize("config", ["full", "normal"], indirect=True)  # normal: not synced, still crash-safe
 def test_kill_9_during_load_loses_no_answered_request_and_leaves_no_hold(config):
     record, token = make_key(config, credit=10**12)
     answered: list[str] = []

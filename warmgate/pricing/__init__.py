@@ -49,7 +49,7 @@ def startup(app: Any) -> None:
     if settings.auth.keys and path is None:
         raise ConfigError(settings.source, "auth.keys", "keys need the usage ledger, which keeps them and their "
                           "balances, but pricing.ledger is off")
-    app.state.ledger = SqliteLedger(path) if path is not None else None
+    app.state.ledger = SqliteLedger(path, sync=settings.pricing.ledger_sync) if path is not None else None
     app.state.accounts = Accounts(KeyStore(path)) if settings.auth.keys and path is not None else None
 
 

@@ -54,9 +54,9 @@ class SqliteLedger:
     the previous transaction was syncing goes into the next one, so a busy gateway pays one
     fsync per batch instead of one per request, and each caller still waits for its own commit."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, sync: str = "full") -> None:
         self.path = Path(path).expanduser()
-        self._db = connect(self.path)
+        self._db = connect(self.path, synchronous=sync.upper())
         self._lock = threading.Lock()  # the connection: writer thread vs. totals()
         self._queue = threading.Condition()
         self._pending: list[tuple[UsageEvent, Future[None] | asyncio.Future[None]]] = []

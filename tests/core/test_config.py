@@ -166,3 +166,19 @@ def test_fiat_prices_need_an_eth_rate(tmp_path):
 def test_bad_prices_are_config_errors(tmp_path, price, expected):
     with pytest.raises(ConfigError, match=r"functions\[0\]\.price"):
         load_settings(_write(tmp_path, f"functions:\n  - pipeline: echo\n    price: {price}\n"), env={})
+
+
+def test_the_repository_serverless_yaml_describes_every_pipeline_priced():
+    from pathlib import Path
+
+    from warmgate.core.plugins import get_pipelines
+
+    root = Path(__file__).resolve().parents[2]
+    settings = load_settings(root / "serverless.yaml", env={})
+    pipelines = get_pipelines()
+    planned = plan_functions(settings, pipelines)
+    hosts = {name for name, spec in pipelines.items() if not spec.serves}
+    assert sorted(fn.pipeline for fn in planned) == sorted(hosts)  # one function each, none filled in by default
+    assert all(fn.price is not None and fn.model_id == pipelines[fn.pipeline].default_model_id for fn in planned)
+    demo = plan_functions(load_settings(root / "serverless.yaml", profile="demo", env={}), pipelines)
+    assert demo and all(fn.demo for fn in demo)  # the quickstart's demo ignores the GPU functions

@@ -177,10 +177,12 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
 
 
 def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) -> list[FunctionConfig]:
-    """The functions to serve: the configured ones (checked against installed pipelines), the
-    demo profile's tiny models, and a cold default-model function for any pipeline left bare."""
+    """The functions to serve: the configured ones (checked against installed pipelines) and a
+    cold default-model function for any pipeline left bare; or, with the demo profile, a tiny
+    local model for every pipeline that has one, in place of the configured functions (so the
+    demo runs anywhere, whatever ``serverless.yaml`` describes)."""
     planned: list[FunctionConfig] = []
-    for i, fn in enumerate(settings.functions):
+    for i, fn in enumerate(settings.functions if settings.profile != "demo" else ()):
         spec = pipelines.get(fn.pipeline)
         if spec is None or spec.serves:
             hosts = sorted(name for name, s in pipelines.items() if not s.serves)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def _env(site=None, **extra):
 
 
 def warmgate(*args, site=None, **env):
+    """The CLI in a fresh process, run where no ./serverless.yaml is (the repository has one)."""
     return subprocess.run([sys.executable, "-m", "warmgate", *args], capture_output=True, text=True,
-                          env=_env(site, **env), timeout=120)
+                          env=_env(site, **env), timeout=120, cwd=tempfile.gettempdir())
 
 
 def test_installed_plugin_is_discovered_from_its_entry_point(shout_site):
@@ -89,7 +91,7 @@ def test_serve_demo_profile_builds_a_tiny_model_on_first_use(shout_site, tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--profile", "demo", "--port", str(port)],
                             env=_env(shout_site, WARMGATE_CACHE_DIR=str(cache), WARMGATE_LOG_FORMAT="json",
                                      WARMGATE_LOAD_PLUGINS="shout"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             deadline = time.monotonic() + 30

@@ -144,9 +144,20 @@ def test_demo_profile_plans_tiny_models_for_pipelines_that_have_one():
     assert fn.demo and fn.model_id == "warmgate-demo/echo"
 
 
-def test_non_local_executors_are_refused_until_they_exist(tmp_path):
+def test_the_ray_executor_is_refused_until_it_exists(tmp_path):
     settings = load_settings(_write(tmp_path, "functions:\n  - {pipeline: echo, executor: ray}\n"), env={})
     with pytest.raises(ConfigError, match=r"functions\[0\].executor.*'ray' is not available"):
+        plan_functions(settings, {"echo": EchoPipeline().spec})
+
+
+@pytest.mark.parametrize(("function", "expected"), [
+    ("{pipeline: echo, executor: remote}", r"functions\[0\].url: executor 'remote' needs the runner's url"),
+    ("{pipeline: echo, executor: remote, url: 'runner:8000'}", r"needs the runner's url \(http://host:port\)"),
+    ("{pipeline: echo, url: 'http://runner:8000'}", r"functions\[0\].url: url is only used with executor: remote"),
+])
+def test_remote_functions_need_a_url_and_only_they_take_one(tmp_path, function, expected):
+    settings = load_settings(_write(tmp_path, f"functions:\n  - {function}\n"), env={})
+    with pytest.raises(ConfigError, match=expected):
         plan_functions(settings, {"echo": EchoPipeline().spec})
 
 

@@ -189,9 +189,14 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
             hint = f" (it serves the functions of {spec.serves!r})" if spec is not None else ""
             raise ConfigError(settings.source, f"functions[{i}].pipeline",
                               f"unknown pipeline {fn.pipeline!r}{hint}; installed: {', '.join(hosts) or 'none'}")
-        if fn.executor != "local":
+        if fn.executor == "ray":
             raise ConfigError(settings.source, f"functions[{i}].executor",
-                              f"executor {fn.executor!r} is not available in warmgate {__version__}; use 'local'")
+                              f"executor 'ray' is not available in warmgate {__version__}; use 'local' or 'remote'")
+        if fn.executor == "remote" and not re.match(r"https?://[^/\s]+", fn.url):
+            raise ConfigError(settings.source, f"functions[{i}].url",
+                              f"executor 'remote' needs the runner's url (http://host:port), got {fn.url!r}")
+        if fn.executor != "remote" and fn.url:
+            raise ConfigError(settings.source, f"functions[{i}].url", "url is only used with executor: remote")
         if fn.price is not None and fn.price.currency.lower() not in ("wei", "eth"):
             rates = {code.upper(): rate for code, rate in settings.pricing.eth_rates.items()}
             if fn.price.currency.upper() not in rates:

@@ -132,6 +132,11 @@ class Function:
         return self._runner is not None
 
     @property
+    def runner(self) -> Any:
+        """The loaded runner, or None."""
+        return self._runner
+
+    @property
     def evictable(self) -> bool:
         """Loaded, unused, and not kept warm: may be unloaded to make room or when idle."""
         return (self._runner is not None and not self.config.keep_warm and self.in_flight == 0

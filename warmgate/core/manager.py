@@ -15,6 +15,7 @@ import structlog
 from warmgate.core.demo import ensure_demo_model
 from warmgate.core.errors import CapacityError, NotFound
 from warmgate.core.functions import Function, FunctionObserver, FunctionState
+from warmgate.core.remote import RemoteRunner
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.spec import PipelineSpec
 from warmgate.core.threads import load_in_thread
@@ -80,6 +81,8 @@ class FunctionManager:
         cache_dir = Path(self.settings.gateway.cache_dir or "~/.cache/warmgate").expanduser()
 
         async def load() -> Any:
+            if config.executor == "remote":
+                return await RemoteRunner.connect(config)
             model_id, options = config.model_id, dict(config.options)
             if config.demo and spec.demo is not None:
                 path = await load_in_thread(ensure_demo_model, spec.demo, cache_dir / "demo")

@@ -43,13 +43,13 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
     invoke = spec.invoke
     units = spec.units
     prepare = spec.prepare
+    # a pipeline with a remote function keeps each request's raw body to forward it untouched
+    keep_raw = any(fn.config.executor == "remote" for fn in manager.functions.values() if fn.config.pipeline == functions_of)
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         caller = await auth(request.scope, request.app) if auth.enabled else None
-        if decode_json is not None:
-            body = decode_json(await request.body())
-        else:
-            body = await decode_form(request)
+        raw = await request.body() if keep_raw or decode_json is not None else b""
+        body = decode_json(raw) if decode_json is not None else await decode_form(request)
         fn = manager.resolve(functions_of, getattr(body, model_field, "") or "")
         if caller is not None:
             caller.check_allowed(fn.name, fn.config.aliases)
@@ -59,6 +59,8 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             await _quote(request, fn, body, units, manager.settings, caller)
         waited = time.perf_counter()
         lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
+        if fn.config.executor == "remote":
+            return await _forward(request, lease, raw, waited)
         try:
             result = await fn.run(lease.runner, body, invoke)
         except BaseException:
@@ -86,6 +88,22 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
         request_max_body_size=spec.max_body_size or max_body_size,
         status_code=200,
     )(handle)
+
+
+async def _forward(request: Request[Any, Any, Any], lease: Lease, raw: bytes, waited: float) -> Response[Any]:
+    """Hand the validated, priced request to a remote runner; its time is not our overhead."""
+    scope = request.scope
+    try:
+        response = await lease.runner.forward(scope["path"], scope["query_string"], scope["headers"], raw)
+    except BaseException:
+        lease.release()
+        raise
+    scope["state"][EXTERNAL_SECONDS] = time.perf_counter() - waited
+    if isinstance(response, Stream):
+        response.iterator = _relay(response.iterator, lease)
+    else:
+        lease.release()
+    return response
 
 
 async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]) -> Lease:

@@ -31,8 +31,17 @@ def function_info(fn: Function) -> wire.FunctionInfo:
         warm=c.keep_warm, loads=fn.loads, requests=fn.requests, in_flight=fn.in_flight, queued=fn.waiting,
         max_concurrency=c.max_concurrency, max_queue=c.max_queue, idle_timeout=c.scaling.idle_timeout,
         last_error=fn.last_error, load_seconds=fn.load_seconds, last_used_at=fn.last_used_at,
-        memory_bytes=fn.memory_bytes, demo=c.demo,
+        memory_bytes=fn.memory_bytes, demo=c.demo, remote=_remote(fn),
     )
+
+
+def _remote(fn: Function) -> wire.RemoteInfo | None:
+    if fn.config.executor != "remote":
+        return None
+    runner = fn.runner
+    if runner is None:
+        return wire.RemoteInfo(url=fn.config.url, status="NOT CONNECTED", error=fn.last_error)
+    return wire.RemoteInfo(url=runner.url, status=runner.status, error=runner.error)
 
 
 def runner_routes(manager: FunctionManager, metrics: Metrics, openapi: dict[str, Any]) -> list[HTTPRouteHandler]:

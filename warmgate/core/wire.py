@@ -11,6 +11,7 @@ from warmgate.core.hardware import GPUComputeInfo, GPUUtilizationInfo
 __all__ = [
     "APIError",
     "FunctionInfo",
+    "RemoteInfo",
     "FunctionList",
     "HTTPError",
     "HTTPValidationError",
@@ -45,6 +46,12 @@ class HardwareStats(msgspec.Struct):
     gpu_stats: dict[str, GPUUtilizationInfo]
 
 
+class RemoteInfo(msgspec.Struct):
+    url: str
+    status: str
+    error: str | None
+
+
 class FunctionInfo(msgspec.Struct):
     name: str
     pipeline: str
@@ -64,6 +71,8 @@ class FunctionInfo(msgspec.Struct):
     last_used_at: float | None
     memory_bytes: int | None
     demo: bool
+    remote: RemoteInfo | None = None
+    """``executor: remote``: the runner and its last ``/health`` (LOADING, OK, IDLE, ERROR, UNREACHABLE)."""
 
 
 class FunctionList(msgspec.Struct):

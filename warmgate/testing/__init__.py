@@ -11,6 +11,7 @@ from warmgate.testing.pipelines import (
     UploadRequest,
     UploadResponse,
     mock_pipeline,
+    upload_pipeline,
 )
 from warmgate.testing.server import LiveServer, serve
 from warmgate.testing.waiting import wait_for
@@ -25,5 +26,6 @@ __all__ = [
     "UploadResponse",
     "mock_pipeline",
     "serve",
+    "upload_pipeline",
     "wait_for",
 ]

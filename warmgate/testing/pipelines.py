@@ -14,7 +14,7 @@ import msgspec
 from warmgate.core.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner
 
 __all__ = ["EchoPipeline", "EchoRequest", "EchoResponse", "MockRunner", "UploadRequest", "UploadResponse",
-           "mock_pipeline"]
+           "mock_pipeline", "upload_pipeline"]
 
 
 class EchoRequest(msgspec.Struct, kw_only=True):
@@ -143,3 +143,17 @@ def mock_pipeline(name: str, runner: MockRunner, *, request: type = EchoRequest,
     """A pipeline served by ``runner`` (every load returns the same MockRunner)."""
     return PipelineSpec(name=name, request=request, response=response, load=lambda model_id, options: runner,
                         default_model_id=f"{name}-mock", encoding=encoding, **spec_fields)  # type: ignore[arg-type]
+
+
+class _UploadRunner(Runner):
+    def __call__(self, request: UploadRequest) -> UploadResponse:
+        return UploadResponse(filename=request.image.filename, content_type=request.image.content_type,
+                              size=len(request.image.data), prompt=request.prompt, seed=request.seed,
+                              strength=request.strength)
+
+
+def upload_pipeline(name: str = "upload") -> PipelineSpec:
+    """A multipart pipeline that describes the file it was sent (forwarding keeps files intact)."""
+    return PipelineSpec(name=name, request=UploadRequest, response=UploadResponse,
+                        load=lambda model_id, options: _UploadRunner(), default_model_id="upload-1",
+                        encoding="multipart", summary="Upload", description="Describes an uploaded file.")

@@ -1,5 +1,5 @@
-"""A gateway serving the echo pipeline in a process of its own, for tests that need a real
-process: many clients at once, or ``kill -9`` in the middle of them.
+"""A gateway serving the echo and upload pipelines in a process of its own, for tests that need
+a real process: many clients at once, ``kill -9`` in the middle of them, a remote runner.
 
 ``python -m warmgate.testing.process CONFIG PORT`` runs it (no torch import: it starts in a
 second); ``gateway_process(config)`` starts it on a free port and stops it after.
@@ -20,7 +20,7 @@ import httpx
 
 from warmgate.testing.waiting import wait_for
 
-__all__ = ["GatewayProcess", "gateway_process"]
+__all__ = ["GatewayProcess", "free_port", "gateway_process"]
 
 
 class GatewayProcess:
@@ -35,9 +35,10 @@ class GatewayProcess:
 
 
 @contextmanager
-def gateway_process(config: Path, *, startup_timeout: float = 30.0) -> Iterator[GatewayProcess]:
-    """Start the echo gateway with ``config`` (a serverless.yaml) on a free loopback port."""
-    port = _free_port()
+def gateway_process(config: Path, *, port: int | None = None, startup_timeout: float = 30.0) -> Iterator[GatewayProcess]:
+    """Start the echo gateway with ``config`` (a serverless.yaml) on ``port`` (default: a free
+    loopback port)."""
+    port = port or free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     log = config.with_name(f"{config.stem}-{port}.log")  # a file, not a pipe: a full pipe would stall the server
     with log.open("wb") as stderr:
@@ -67,7 +68,7 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -78,10 +79,10 @@ def main(argv: list[str]) -> None:
 
     from warmgate.core.app import create_app
     from warmgate.core.config import load_settings
-    from warmgate.testing.pipelines import EchoPipeline
+    from warmgate.testing.pipelines import EchoPipeline, upload_pipeline
 
     config, port = argv
-    app = create_app(load_settings(config), pipelines={"echo": EchoPipeline().spec})
+    app = create_app(load_settings(config), pipelines={"echo": EchoPipeline().spec, "upload": upload_pipeline()})
     uvicorn.run(app, host="127.0.0.1", port=int(port), log_config=None, access_log=False)
 
 

@@ -1,0 +1,175 @@
+"""The remote executor: a function whose model runs on another server that speaks this same API
+(a Livepeer ai-runner container, another warmgate).
+
+The gateway validates and prices a request as for any function, then forwards its body
+untouched (JSON, multipart, the query string) to the same path on the runner and streams the
+answer back, server-sent events included. The runner's ``/health`` is polled, as go-livepeer does,
+so ``/functions`` shows whether it is LOADING, OK, IDLE or in ERROR. Its errors keep their status
+and message; a runner that cannot be reached, or that fails, becomes a 503 or a 502 that says
+which runner and why, and a timeout a 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import structlog
+from litestar import Response
+from litestar.response import Stream
+
+from warmgate.core.errors import WarmgateError
+from warmgate.core.settings import FunctionConfig
+
+__all__ = ["RemoteError", "RemoteRunner"]
+
+_log = structlog.get_logger("warmgate.remote")
+
+_FORWARDED_HEADERS = ("content-type", "accept", "x-request-id")
+_RETURNED_HEADERS = ("content-type", "retry-after", "cache-control")
+
+
+class RemoteError(WarmgateError):
+    """The runner could not answer: unreachable (503), failed (502), or too slow (504)."""
+
+    def __init__(self, msg: str, status_code: int = 503, *, retry_after: float | None = None) -> None:
+        super().__init__(msg, headers={"Retry-After": f"{retry_after:g}"} if retry_after is not None else None)
+        self.status_code = status_code
+
+
+class _Health(msgspec.Struct):
+    status: str = "OK"
+
+
+class RemoteRunner:
+    """Forwards one function's requests to ``config.url``; ``memory_bytes`` is 0: the model's
+    memory is the runner's."""
+
+    memory_bytes = 0
+
+    def __init__(self, config: FunctionConfig) -> None:
+        options = config.options
+        self.url = config.url.rstrip("/")
+        self.name = config.name
+        self.status = "UNKNOWN"
+        """The runner's last ``/health`` status, or ``UNREACHABLE``."""
+        self.error: str | None = None
+        self._health_interval = float(options.get("health_interval", 5.0))
+        self._retry_after = float(options.get("retry_after", 1.0))
+        headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        timeout = httpx.Timeout(float(options.get("timeout", 600.0)), connect=float(options.get("connect_timeout", 5.0)))
+        limits = httpx.Limits(max_connections=config.max_concurrency + 2, max_keepalive_connections=config.max_concurrency)
+        self._client = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, limits=limits)
+        self._poller: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, config: FunctionConfig) -> RemoteRunner:
+        """A runner that answered its health check; the load fails with the reason otherwise."""
+        runner = cls(config)
+        try:
+            await runner.check_health()
+            if runner.status == "UNREACHABLE":
+                raise RemoteError(f"remote runner {runner.url} is unreachable: {runner.error}",
+                                  retry_after=runner._retry_after)
+        except BaseException:
+            await runner._client.aclose()
+            raise
+        runner._poller = asyncio.get_running_loop().create_task(runner._poll(), name=f"health {config.name}")
+        return runner
+
+    async def check_health(self) -> str:
+        try:
+            response = await self._client.get("/health", timeout=5.0)
+        except httpx.HTTPError as exc:
+            self.status, self.error = "UNREACHABLE", _describe(exc)
+            return self.status
+        try:
+            status = msgspec.json.decode(response.content, type=_Health).status if response.is_success else "ERROR"
+        except msgspec.DecodeError:
+            status = "ERROR"
+        self.status = status
+        self.error = None if status != "ERROR" else f"GET /health answered {response.status_code}"
+        return status
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_interval)
+            before = self.status
+            await self.check_health()
+            if self.status != before:
+                _log.info("remote_health", function=self.name, url=self.url, status=self.status, error=self.error)
+
+    async def __call__(self, request: Any) -> Any:
+        raise TypeError("a remote function forwards raw requests: call forward()")
+
+    async def forward(self, path: str, query: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> Response[Any]:
+        """Send the request on and return the runner's answer: a stream for server-sent events,
+        else the whole body with its status."""
+        sent = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers
+                if name.decode("latin-1") in _FORWARDED_HEADERS}
+        target = f"{path}?{query.decode('latin-1')}" if query else path
+        request = self._client.build_request("POST", target, content=body, headers=sent)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise RemoteError(f"remote runner {self.url} did not answer in time ({_describe(exc)})", 504) from exc
+        except httpx.HTTPError as exc:
+            self.status, self.error = "UNREACHABLE", _describe(exc)
+            raise RemoteError(f"remote runner {self.url} is unreachable: {self.error}",
+                              retry_after=self._retry_after) from exc
+        returned = {name: response.headers[name] for name in _RETURNED_HEADERS if name in response.headers}
+        if response.headers.get("content-type", "").startswith("text/event-stream") and response.is_success:
+            return Stream(_relay(response), status_code=response.status_code, headers=returned,
+                          media_type="text/event-stream")
+        try:
+            content = await response.aread()
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"remote runner {self.url} broke off its answer: {_describe(exc)}", 502) from exc
+        finally:
+            await response.aclose()
+        if response.status_code in (401, 403):  # our token, not the caller's: an operator's mistake
+            raise RemoteError(f"remote runner {self.url} refused the function's token ({response.status_code}): "
+                              f"{_message(content)}", 502)
+        if response.status_code >= 500 and response.status_code != 503:
+            raise RemoteError(f"remote runner {self.url} failed ({response.status_code}): {_message(content)}", 502)
+        return Response(content, status_code=response.status_code, headers=returned,
+                        media_type=response.headers.get("content-type"))
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        await self._client.aclose()
+
+
+async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The runner's events as they come; a runner that breaks off ends the stream with an error
+    event, as the local LLM plugin does, rather than a hang or a silent cut."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        error = msgspec.json.encode({"error": {"message": f"remote runner broke off: {_describe(exc)}"}})
+        yield b"data: " + error + b"\n\n"
+    finally:
+        await response.aclose()
+
+
+def _message(content: bytes) -> str:
+    """The runner's ``detail.msg`` (or the start of its body)."""
+    try:
+        detail = msgspec.json.decode(content).get("detail")
+        if isinstance(detail, dict) and isinstance(detail.get("msg"), str):
+            return str(detail["msg"])
+    except (msgspec.DecodeError, AttributeError):
+        pass
+    return content[:300].decode(errors="replace") or "no body"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -15,7 +15,6 @@ import structlog
 from warmgate.core.demo import ensure_demo_model
 from warmgate.core.errors import CapacityError, NotFound
 from warmgate.core.functions import Function, FunctionObserver, FunctionState
-from warmgate.core.remote import RemoteRunner
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.spec import PipelineSpec
 from warmgate.core.threads import load_in_thread
@@ -82,6 +81,8 @@ class FunctionManager:
 
         async def load() -> Any:
             if config.executor == "remote":
+                from warmgate.core.remote import RemoteRunner  # aiohttp only for gateways that forward
+
                 return await RemoteRunner.connect(config)
             model_id, options = config.model_id, dict(config.options)
             if config.demo and spec.demo is not None:

@@ -1,6 +1,9 @@
 """The remote executor: a function whose model runs on another server that speaks this same API
 (a Livepeer ai-runner container, another warmgate).
 
+The client is aiohttp, not httpx: against one runner, httpx's async connection pool served 955
+requests/s at 16 in flight (fewer than at 1), aiohttp 6,521.
+
 The gateway validates and prices a request as for any function, then forwards its body
 untouched (JSON, multipart, the query string) to the same path on the runner and streams the
 answer back, server-sent events included. The runner's ``/health`` is polled, as go-livepeer does,
@@ -16,9 +19,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 import structlog
+import yarl
 from litestar import Response
 from litestar.response import Stream
 
@@ -60,11 +64,20 @@ class RemoteRunner:
         self.error: str | None = None
         self._health_interval = float(options.get("health_interval", 5.0))
         self._retry_after = float(options.get("retry_after", 1.0))
-        headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
-        timeout = httpx.Timeout(float(options.get("timeout", 600.0)), connect=float(options.get("connect_timeout", 5.0)))
-        limits = httpx.Limits(max_connections=config.max_concurrency + 2, max_keepalive_connections=config.max_concurrency)
-        self._client = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, limits=limits)
+        self._headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        self._timeout = aiohttp.ClientTimeout(total=float(options.get("timeout", 600.0)),
+                                              connect=float(options.get("connect_timeout", 5.0)))
+        self._connections = config.max_concurrency + 2  # and the health poll
+        self._session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made on the loop that uses it
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._connections, enable_cleanup_closed=True))
+        return self._session
 
     @classmethod
     async def connect(cls, config: FunctionConfig) -> RemoteRunner:
@@ -76,23 +89,24 @@ class RemoteRunner:
                 raise RemoteError(f"remote runner {runner.url} is unreachable: {runner.error}",
                                   retry_after=runner._retry_after)
         except BaseException:
-            await runner._client.aclose()
+            await runner.session.close()
             raise
         runner._poller = asyncio.get_running_loop().create_task(runner._poll(), name=f"health {config.name}")
         return runner
 
     async def check_health(self) -> str:
         try:
-            response = await self._client.get("/health", timeout=5.0)
-        except httpx.HTTPError as exc:
+            async with self.session.get(self.url + "/health", timeout=aiohttp.ClientTimeout(total=5.0)) as response:
+                content, code = await response.read(), response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self.status, self.error = "UNREACHABLE", _describe(exc)
             return self.status
         try:
-            status = msgspec.json.decode(response.content, type=_Health).status if response.is_success else "ERROR"
+            status = msgspec.json.decode(content, type=_Health).status if code < 300 else "ERROR"
         except msgspec.DecodeError:
             status = "ERROR"
         self.status = status
-        self.error = None if status != "ERROR" else f"GET /health answered {response.status_code}"
+        self.error = None if status != "ERROR" else f"GET /health answered {code}"
         return status
 
     async def _poll(self) -> None:
@@ -111,32 +125,31 @@ class RemoteRunner:
         else the whole body with its status."""
         sent = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers
                 if name.decode("latin-1") in _FORWARDED_HEADERS}
-        target = f"{path}?{query.decode('latin-1')}" if query else path
-        request = self._client.build_request("POST", target, content=body, headers=sent)
+        target = yarl.URL(f"{self.url}{path}?{query.decode('latin-1')}" if query else f"{self.url}{path}", encoded=True)
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
+            response = await self.session.post(target, data=body, headers=sent)
+        except asyncio.TimeoutError as exc:
             raise RemoteError(f"remote runner {self.url} did not answer in time ({_describe(exc)})", 504) from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             self.status, self.error = "UNREACHABLE", _describe(exc)
             raise RemoteError(f"remote runner {self.url} is unreachable: {self.error}",
                               retry_after=self._retry_after) from exc
         returned = {name: response.headers[name] for name in _RETURNED_HEADERS if name in response.headers}
-        if response.headers.get("content-type", "").startswith("text/event-stream") and response.is_success:
-            return Stream(_relay(response), status_code=response.status_code, headers=returned,
+        if response.content_type == "text/event-stream" and response.status < 300:
+            return Stream(_relay(response), status_code=response.status, headers=returned,
                           media_type="text/event-stream")
         try:
-            content = await response.aread()
-        except httpx.HTTPError as exc:
+            content = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise RemoteError(f"remote runner {self.url} broke off its answer: {_describe(exc)}", 502) from exc
         finally:
-            await response.aclose()
-        if response.status_code in (401, 403):  # our token, not the caller's: an operator's mistake
-            raise RemoteError(f"remote runner {self.url} refused the function's token ({response.status_code}): "
+            response.release()
+        if response.status in (401, 403):  # our token, not the caller's: an operator's mistake
+            raise RemoteError(f"remote runner {self.url} refused the function's token ({response.status}): "
                               f"{_message(content)}", 502)
-        if response.status_code >= 500 and response.status_code != 503:
-            raise RemoteError(f"remote runner {self.url} failed ({response.status_code}): {_message(content)}", 502)
-        return Response(content, status_code=response.status_code, headers=returned,
+        if response.status >= 500 and response.status != 503:
+            raise RemoteError(f"remote runner {self.url} failed ({response.status}): {_message(content)}", 502)
+        return Response(content, status_code=response.status, headers=returned,
                         media_type=response.headers.get("content-type"))
 
     async def close(self) -> None:
@@ -144,20 +157,24 @@ class RemoteRunner:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
-async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The runner's events as they come; a runner that breaks off ends the stream with an error
     event, as the local LLM plugin does, rather than a hang or a silent cut."""
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.content.iter_any():
             yield chunk
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         error = msgspec.json.encode({"error": {"message": f"remote runner broke off: {_describe(exc)}"}})
         yield b"data: " + error + b"\n\n"
     finally:
-        await response.aclose()
+        if response.content.at_eof():
+            response.release()  # the connection goes back to the pool
+        else:
+            response.close()  # the caller left mid-stream: drop the connection, and the runner notices
 
 
 def _message(content: bytes) -> str:

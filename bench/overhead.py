@@ -266,7 +266,8 @@ def main() -> None:
     print(f"{len(variants)} servers x c={[c for _, c in LEVELS]} x {args.rounds} rounds, {args.duration}s each after "
           f"a {WARMUP_SECONDS}s warm-up; medians; server and wrk share the machine's cores", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration, args.ledger_sync) for v in variants} for _ in range(args.rounds)]
+        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration, args.ledger_sync) for v in variants}
+                  for _ in range(args.rounds)]
     results = median_of_rounds(rounds)
     if args.json:
         print(json.dumps({"duration_s": args.duration, "rounds": rounds, "results": results,

@@ -144,12 +144,6 @@ def test_demo_profile_plans_tiny_models_for_pipelines_that_have_one():
     assert fn.demo and fn.model_id == "warmgate-demo/echo"
 
 
-def test_the_ray_executor_is_refused_until_it_exists(tmp_path):
-    settings = load_settings(_write(tmp_path, "functions:\n  - {pipeline: echo, executor: ray}\n"), env={})
-    with pytest.raises(ConfigError, match=r"functions\[0\].executor.*'ray' is not available"):
-        plan_functions(settings, {"echo": EchoPipeline().spec})
-
-
 @pytest.mark.parametrize(("function", "expected"), [
     ("{pipeline: echo, executor: remote}", r"functions\[0\].url: executor 'remote' needs the runner's url"),
     ("{pipeline: echo, executor: remote, url: 'runner:8000'}", r"needs the runner's url \(http://host:port\)"),

@@ -99,6 +99,51 @@ def functions(config_path: str | None, profile: str | None, as_json: bool) -> No
                    f"max_concurrency={fn.max_concurrency} max_queue={fn.max_queue} {warm}")
 
 
+@cli.group()
+def deploy() -> None:
+    """Deploy functions to a distributed engine."""
+
+
+@deploy.command("ray")
+@_config_option
+@click.option("--address", default=None, help="Ray cluster to deploy to (default: ray.address, then $RAY_ADDRESS).")
+@click.option("--dry-run", is_flag=True, help="Print the Ray Serve config (for `serve deploy`) instead of applying it.")
+def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> None:
+    """Make every function with `executor: ray` a Ray Serve application that scales from zero."""
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    from warmgate.core import ray_serve
+    from warmgate.core.errors import LoadError
+
+    settings = _settings(config_path, None)
+    pipelines = get_pipelines()
+    try:
+        planned = [fn for fn in plan_functions(settings, pipelines) if fn.executor == "ray"]
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+    if not planned:
+        raise click.ClickException(f"{settings.source} has no function with executor: ray")
+    source = str(Path(settings.source).resolve()) if Path(settings.source).is_file() else settings.source
+    if dry_run:
+        click.echo(yaml.safe_dump(ray_serve.serve_config(planned, source), sort_keys=False), nl=False)
+        return
+    address = address or settings.ray.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise click.ClickException("deploying needs a running Ray cluster: --address (or ray.address, $RAY_ADDRESS); "
+                                   "a local one would stop when this command exits")
+    ray_settings = msgspec.structs.replace(settings.ray, address=address)
+    for fn in planned:
+        specs = {name: spec for name, spec in pipelines.items() if fn.pipeline in (name, spec.serves)}
+        try:
+            ray_serve.deploy(specs, fn, ray_settings)
+        except LoadError as exc:
+            raise click.ClickException(exc.msg) from None
+        click.echo(f"deployed {fn.name} as Ray Serve application {ray_serve.app_name(fn)!r} on {address}")
+
+
 @cli.command()
 def openapi() -> None:
     """Print the OpenAPI document of the installed pipelines."""

@@ -19,7 +19,6 @@ import yaml
 from warmgate.core.errors import ConfigError
 from warmgate.core.settings import FunctionConfig, GatewaySettings, Settings
 from warmgate.core.spec import PipelineSpec
-from warmgate.core.version import __version__
 
 __all__ = ["DEFAULT_CONFIG_FILE", "load_settings", "plan_functions", "translate_ai_models"]
 
@@ -189,9 +188,6 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
             hint = f" (it serves the functions of {spec.serves!r})" if spec is not None else ""
             raise ConfigError(settings.source, f"functions[{i}].pipeline",
                               f"unknown pipeline {fn.pipeline!r}{hint}; installed: {', '.join(hosts) or 'none'}")
-        if fn.executor == "ray":
-            raise ConfigError(settings.source, f"functions[{i}].executor",
-                              f"executor 'ray' is not available in warmgate {__version__}; use 'local' or 'remote'")
         if fn.executor == "remote" and not re.match(r"https?://[^/\s]+", fn.url):
             raise ConfigError(settings.source, f"functions[{i}].url",
                               f"executor 'remote' needs the runner's url (http://host:port), got {fn.url!r}")

@@ -140,7 +140,8 @@ class Function:
     def evictable(self) -> bool:
         """Loaded, unused, and not kept warm: may be unloaded to make room or when idle."""
         return (self._runner is not None and not self.config.keep_warm and self.in_flight == 0
-                and self.waiting == 0 and self._loading is None)
+                and self.waiting == 0 and self._loading is None
+                and self.config.executor != "ray")  # Ray scales its replicas to zero itself
 
     @property
     def state(self) -> FunctionState:

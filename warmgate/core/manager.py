@@ -84,6 +84,11 @@ class FunctionManager:
                 from warmgate.core.remote import RemoteRunner  # aiohttp only for gateways that forward
 
                 return await RemoteRunner.connect(config)
+            if config.executor == "ray":
+                from warmgate.core import ray_serve  # ray only for gateways with ray functions
+
+                specs = {name: s for name, s in self.pipelines.items() if config.pipeline in (name, s.serves)}
+                return await asyncio.to_thread(ray_serve.deploy, specs, config, self.settings.ray)
             model_id, options = config.model_id, dict(config.options)
             if config.demo and spec.demo is not None:
                 path = await load_in_thread(ensure_demo_model, spec.demo, cache_dir / "demo")
@@ -178,6 +183,10 @@ class FunctionManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for fn in self.functions.values():
             await fn.unload(reason="shutdown")
+        if any(fn.config.executor == "ray" and fn.loads for fn in self.functions.values()):
+            from warmgate.core import ray_serve
+
+            await asyncio.to_thread(ray_serve.shutdown)
 
     # -- reporting ---------------------------------------------------------------------
 

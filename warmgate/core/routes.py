@@ -62,7 +62,10 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
         if fn.config.executor == "remote":
             return await _forward(request, lease, raw, waited)
         try:
-            result = await fn.run(lease.runner, body, invoke)
+            if fn.config.executor == "ray":
+                result = await lease.runner.call(name, body)
+            else:
+                result = await fn.run(lease.runner, body, invoke)
         except BaseException:
             lease.release()
             raise

@@ -156,6 +156,17 @@ class PricingSettings(_Config):
     ``kill -9`` of the gateway, not of the machine), several times cheaper per request."""
 
 
+class RaySettings(_Config):
+    """Where ``executor: ray`` functions run."""
+
+    address: str = ""
+    """A Ray cluster to join (``ray://`` or ``host:port``); blank: ``$RAY_ADDRESS``, else a local
+    cluster started by the gateway on 127.0.0.1 and stopped with it."""
+    num_cpus: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """CPUs of a local cluster; blank: all of them."""
+    namespace: str = "warmgate"
+
+
 class AuthSettings(_Config):
     api_keys: list[str] = []
     """Bearer tokens accepted on generate routes (no budget; operators' keys); empty: none."""
@@ -168,6 +179,7 @@ class Settings(_Config):
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     pricing: PricingSettings = msgspec.field(default_factory=PricingSettings)
+    ray: RaySettings = msgspec.field(default_factory=RaySettings)
     functions: list[FunctionConfig] = []
     profile: str = ""
     """``demo`` serves every installed pipeline with tiny local models."""

@@ -96,6 +96,14 @@ class EchoPipeline:
             demo=DemoModel(model_id=f"warmgate-demo/{name}", build=_write_demo_model),
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (a ray replica gets the spec, and this with it): without the lock."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def load(self, model_id: str, options: dict[str, Any]) -> Runner:
         with self._lock:
             self.load_calls += 1

@@ -1,0 +1,255 @@
+"""The ray executor: each function with ``executor: ray`` is a Ray Serve application whose
+replicas run the same pipeline code as a local function, scaled by Ray from zero replicas.
+
+The gateway stays the front door (auth, validation, prices, the ledger) and calls the
+application's deployment handle; Ray starts a replica for the first request (the handle buffers
+requests meanwhile), adds replicas under load, and stops the last one after ``idle_timeout``.
+``ray`` is imported only here, and only when a ray function is used: without the ``[ray]`` extra
+the rest of warmgate works and a ray function's load says which extra to install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import re
+import threading
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from warmgate.core.errors import InferenceError, LoadError, WarmgateError
+from warmgate.core.settings import FunctionConfig, RaySettings
+from warmgate.core.spec import PipelineSpec
+
+__all__ = ["FunctionReplica", "RayRunner", "app_name", "build_app", "deploy", "deployment_options", "serve_config",
+           "shutdown"]
+
+EXTRA = "the ray executor needs Ray Serve: pip install 'warmgate[ray]'"
+METRICS_INTERVAL_S = 0.5
+"""How often replicas and handles report load to the autoscaler; Ray's 10 s default would keep
+an idle function's last replica alive for 10 s past its ``idle_timeout``. Ray 2.60 reads the
+``metrics_interval_s`` field (deprecated, its warning silenced) and will read the environment
+variables set here instead, which a local cluster's processes inherit."""
+
+
+def _ray() -> tuple[Any, Any]:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster on 127.0.0.1
+    for variable in ("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
+                     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"):
+        os.environ.setdefault(variable, str(METRICS_INTERVAL_S))
+    try:
+        import ray
+        from ray import serve
+    except ImportError as exc:
+        raise LoadError(f"{EXTRA} ({exc})") from None
+    return ray, serve
+
+
+def app_name(config: FunctionConfig) -> str:
+    """The Serve application of a function (Serve names: letters, digits, ``_.-``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", config.name).strip("-") or "function"
+
+
+def deployment_options(config: FunctionConfig) -> dict[str, Any]:
+    """Autoscaling from ``scaling`` (0 replicas when idle, one started for the first request
+    without delay), actor resources from ``resources``, ``max_concurrency`` per replica."""
+    scaling, resources = config.scaling, config.resources
+    idle = scaling.idle_timeout
+    floor = scaling.min_instances if idle and not config.warm else max(1, scaling.min_instances)
+    autoscaling = {
+        "min_replicas": floor,
+        "initial_replicas": floor,
+        "max_replicas": max(floor, scaling.max_instances),
+        "target_ongoing_requests": scaling.target_concurrency,
+        "upscale_delay_s": scaling.scale_up_delay,
+        "downscale_delay_s": idle or 600.0,
+        "downscale_to_zero_delay_s": idle or 600.0,
+        "metrics_interval_s": METRICS_INTERVAL_S,
+        "look_back_period_s": max(1.0, 2 * METRICS_INTERVAL_S),
+    }
+    actor: dict[str, Any] = {"num_cpus": resources.cpu}
+    if resources.gpu:
+        actor["num_gpus"] = resources.gpu
+    if resources.memory:
+        actor["memory"] = int(resources.memory)
+    if resources.accelerator:
+        actor["accelerator_type"] = resources.accelerator
+    return {"name": "FunctionReplica", "max_ongoing_requests": config.max_concurrency,
+            "autoscaling_config": autoscaling, "ray_actor_options": actor}
+
+
+def serve_config(functions: list[FunctionConfig], config_path: str) -> dict[str, Any]:
+    """A Serve config (``serve deploy`` reads it) for every ray function: ``build_app`` makes
+    each application from the warmgate config."""
+    return {"applications": [
+        {"name": app_name(fn), "route_prefix": None, "import_path": "warmgate.core.ray_serve:build_app",
+         "args": {"config": config_path, "function": fn.name}, "deployments": [deployment_options(fn)]}
+        for fn in functions if fn.executor == "ray"]}
+
+
+class FunctionReplica:
+    """One replica of a function: loads the model on its first request, with the pipeline's own
+    loader, and runs requests as a local function does (``invoke`` for the pipelines that serve
+    this function's runner, such as OpenAI chat on an LLM)."""
+
+    def __init__(self, specs: Mapping[str, PipelineSpec], config: FunctionConfig) -> None:
+        self._specs = dict(specs)
+        self._config = config
+        self._runner: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> Any:
+        async with self._lock:
+            if self._runner is None:
+                load = self._specs[self._config.pipeline].load
+                assert load is not None
+                options = dict(self._config.options)
+                runner = await load(self._config.model_id, options) if inspect.iscoroutinefunction(load) \
+                    else await asyncio.to_thread(load, self._config.model_id, options)
+                self._runner = await runner if inspect.isawaitable(runner) else runner
+        return self._runner
+
+    async def _result(self, spec_name: str, request: Any) -> Any:
+        runner = await self._ensure()
+        invoke = self._specs[spec_name].invoke
+        if invoke is not None:
+            result = invoke(runner, request)
+        else:
+            call = runner.__call__ if not inspect.isfunction(runner) else runner
+            asynchronous = inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+            result = runner(request) if asynchronous else await asyncio.to_thread(runner, request)
+        return await result if inspect.isawaitable(result) else result
+
+    async def __call__(self, spec_name: str, request: Any) -> Any:
+        result = await self._result(spec_name, request)
+        if hasattr(result, "__aiter__") or inspect.isgenerator(result):
+            raise InferenceError("the pipeline streamed an answer to a request that did not ask for a stream")
+        return result
+
+    async def stream(self, spec_name: str, request: Any) -> AsyncIterator[Any]:
+        result = await self._result(spec_name, request)
+        if hasattr(result, "__aiter__"):
+            async for chunk in result:
+                yield chunk
+        elif inspect.isgenerator(result):
+            done = object()
+            while (chunk := await asyncio.to_thread(next, result, done)) is not done:
+                yield chunk
+        else:
+            yield result
+
+
+class RayRunner:
+    """The gateway's side of a ray function: its deployment handle."""
+
+    memory_bytes = 0
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def __call__(self, request: Any) -> Any:
+        raise TypeError("a ray function is called through call(spec_name, request)")
+
+    async def call(self, spec_name: str, request: Any) -> Any:
+        if getattr(request, "stream", False):
+            return self._stream(spec_name, request)
+        try:
+            return await self.handle.remote(spec_name, request)
+        except Exception as exc:
+            raise _unwrap(exc) from exc
+
+    async def _stream(self, spec_name: str, request: Any) -> AsyncIterator[Any]:
+        try:
+            async for chunk in self.handle.options(stream=True, method_name="stream").remote(spec_name, request):
+                yield chunk
+        except Exception as exc:
+            raise _unwrap(exc) from exc
+
+    def close(self) -> None:
+        """Nothing to free here: Ray stops idle replicas itself."""
+
+
+def _unwrap(exc: Exception) -> WarmgateError:
+    """The replica's own error (a 400 stays a 400), or a 500 saying what failed."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, WarmgateError):
+        return cause
+    if isinstance(exc, WarmgateError):
+        return exc
+    detail = cause if cause is not None else exc
+    return InferenceError(f"the ray replica failed: {type(detail).__name__}: {detail}")
+
+
+# -- the cluster ----------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_started_here = False
+
+
+def _connect(settings: RaySettings) -> Any:
+    """Join ``settings.address`` (or ``RAY_ADDRESS``), else start a local cluster on 127.0.0.1;
+    then Serve, without its HTTP proxy (the gateway is the front door)."""
+    global _started_here
+    ray, serve = _ray()
+    with _lock:
+        if not ray.is_initialized():
+            address = settings.address or os.environ.get("RAY_ADDRESS") or None
+            options: dict[str, Any] = {"namespace": settings.namespace, "log_to_driver": False,
+                                       "include_dashboard": False}
+            if address is None:
+                options.update(_node_ip_address="127.0.0.1", num_cpus=settings.num_cpus)
+            ray.init(address=address, **options)
+            _started_here = address is None
+        serve.start(proxy_location="Disabled")
+    return serve
+
+
+def deploy(specs: Mapping[str, PipelineSpec], config: FunctionConfig, settings: RaySettings) -> RayRunner:
+    """Create or update the function's application (blocking: call it from a thread) and
+    return its handle. With 0 replicas this takes about a second; no model is loaded yet."""
+    serve = _connect(settings)
+    name = app_name(config)
+    with _quiet_config_checks():
+        deployment = serve.deployment(FunctionReplica, **deployment_options(config))
+        serve.run(deployment.bind(dict(specs), config), name=name, route_prefix=None)
+    return RayRunner(serve.get_app_handle(name))
+
+
+@contextlib.contextmanager
+def _quiet_config_checks() -> Iterator[None]:
+    """``metrics_interval_s`` is deprecated in favour of environment variables that Ray 2.60 does
+    not read yet; the field is what lets an idle function reach zero replicas in seconds."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*metrics_interval_s.*", category=DeprecationWarning)
+        yield
+
+
+def shutdown() -> None:
+    """Stop Serve and the local cluster if this process started it; leave a joined one be."""
+    global _started_here
+    ray, serve = _ray()
+    with _lock:
+        if ray.is_initialized() and _started_here:
+            serve.shutdown()
+            ray.shutdown()
+            _started_here = False
+
+
+def build_app(args: dict[str, str]) -> Any:
+    """The Serve application builder named by ``serve_config``: the function ``args["function"]``
+    of the warmgate config ``args["config"]``."""
+    from warmgate.core.config import load_settings, plan_functions
+    from warmgate.core.plugins import get_pipelines
+
+    _, serve = _ray()
+    settings = load_settings(args["config"])
+    pipelines = get_pipelines()
+    config = next((fn for fn in plan_functions(settings, pipelines) if fn.name == args["function"]), None)
+    if config is None:
+        raise LookupError(f"{args['config']} has no function {args['function']!r}")
+    specs = {name: spec for name, spec in pipelines.items() if config.pipeline in (name, spec.serves)}
+    with _quiet_config_checks():
+        return serve.deployment(FunctionReplica, **deployment_options(config)).bind(specs, config)

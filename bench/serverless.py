@@ -11,8 +11,15 @@
   (the worst case: forwarding costs as much as the work) and once with a 20 ms model
   (``sleep``), as a real runner has.
 
-The Ray executor is not built yet, so it has no row. Usage: ``python bench/serverless.py
-[--duration 5] [--rounds 3]``. Needs ``wrk``. A script, not a test.
+* **Cold start (ray)**: the same model as an ``executor: ray`` function in a fresh gateway that
+  starts a local Ray cluster: the engine (cluster, Serve, the application deployed with 0
+  replicas), then zero replicas to first response (a replica process starts, imports the
+  engine, loads the model), the time back to zero replicas (``idle_timeout: 2``), and a second
+  cold start.
+* Warm throughput also through a ray function (one replica kept: ``min_instances: 1``).
+
+Usage: ``python bench/serverless.py [--duration 5] [--rounds 3]``. Needs ``wrk`` and the
+``[ray]`` extra. A script, not a test.
 """
 
 from __future__ import annotations
@@ -106,6 +113,57 @@ def cold_start(root: Path) -> dict[str, float]:
             "second_response_s": second, "back_to_zero_s": to_zero}
 
 
+def ray_cold_start(root: Path) -> dict[str, float]:
+    from warmgate.core.demo import ensure_demo_model
+    from warmgate.core.plugins import get_pipelines
+
+    model = ensure_demo_model(get_pipelines()["llm"].demo, root / "models")
+    config = root / "ray-cold.yaml"
+    config.write_text(json.dumps({"gateway": {"access_log": False, "log_level": "warning"},
+                                  "pricing": {"ledger": "off"}, "ray": {"num_cpus": 2},
+                                  "functions": [{"pipeline": "llm", "model_id": str(model), "executor": "ray",
+                                                 "warm": True, "scaling": {"idle_timeout": 2}}]}))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=root)
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+    def deployed() -> bool:
+        listed = httpx.get(base + "/functions", timeout=2).json()["functions"]
+        state = next(f for f in listed if f["pipeline"] == "llm")
+        if state["state"] == "error":
+            sys.exit(f"error: {state['last_error']}")
+        return state["state"] in ("idle", "warm")
+
+    try:
+        wait_until(deployed, 120, "the ray function's deployment")
+        engine = time.perf_counter() - started
+        sent = time.perf_counter()
+        assert httpx.post(base + "/llm", json=body, timeout=120).status_code == 200
+        first = time.perf_counter() - sent
+        sent = time.perf_counter()
+        assert httpx.post(base + "/llm", json=body, timeout=120).status_code == 200
+        warm = time.perf_counter() - sent
+        answered = time.perf_counter()
+        wait_until(lambda: _ray_running(base) == 0, 60, "zero replicas")
+        to_zero = time.perf_counter() - answered
+        sent = time.perf_counter()
+        assert httpx.post(base + "/llm", json=body, timeout=120).status_code == 200
+        second = time.perf_counter() - sent
+    finally:
+        stop(proc)
+    return {"engine_s": engine, "first_response_s": first, "warm_response_s": warm, "back_to_zero_s": to_zero,
+            "second_response_s": second}
+
+
+def _ray_running(base: str) -> int:
+    """Running replicas: Ray names each replica's process ``ray::ServeReplica:<app>:<deployment>``."""
+    out = subprocess.run(["pgrep", "-f", "ServeReplica:"], capture_output=True, text=True)
+    return len(out.stdout.split())
+
+
 # -- warm throughput ----------------------------------------------------------------------
 
 
@@ -131,46 +189,62 @@ def wrk(url: str, body: str, conns: int, seconds: int, tmp: Path) -> dict[str, f
 
 
 def warm_throughput(root: Path, duration: int, rounds: int) -> dict[str, dict[str, dict[str, float]]]:
-    runner_port, gateway_port = free_port(), free_port()
+    runner_port, gateway_port, ray_port = free_port(), free_port(), free_port()
     function = {"pipeline": "echo", "model_id": "echo-1", "max_concurrency": 32, "max_queue": 512}
     quiet = {"gateway": {"access_log": False, "log_level": "warning"}, "pricing": {"ledger": "off"}}
     (root / "runner.yaml").write_text(json.dumps({**quiet, "functions": [function]}))
     (root / "gateway.yaml").write_text(json.dumps({**quiet, "functions": [
         {**function, "executor": "remote", "url": f"http://127.0.0.1:{runner_port}"}]}))
+    (root / "ray.yaml").write_text(json.dumps({**quiet, "ray": {"num_cpus": 2}, "functions": [
+        {**function, "executor": "ray", "warm": True, "scaling": {"min_instances": 1}, "resources": {"cpu": 0.5}}]}))
     runner = _serve(root / "runner.yaml", runner_port)
     gateway = _serve(root / "gateway.yaml", gateway_port)
+    ray_gateway = _serve(root / "ray.yaml", ray_port)
+    body = json.dumps({"prompt": "warm up", "model_id": "echo-1"})
+    wait_until(lambda: httpx.post(f"http://127.0.0.1:{ray_port}/echo", content=body, timeout=60).status_code == 200,
+               120, "the ray replica")
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
     try:
         for model, sleep in (("no-op", 0.0), ("20 ms model", 0.02)):
             body = json.dumps({"prompt": "hello", "model_id": "echo-1", "sleep": sleep})
             for _ in range(rounds):
-                for route, port in (("direct", runner_port), ("remote", gateway_port)):
+                for route, port in (("direct", runner_port), ("remote", gateway_port), ("ray", ray_port)):
                     for conns in LEVELS:
                         r = wrk(f"http://127.0.0.1:{port}/echo", body, conns, duration, root)
                         cell = results.setdefault(model, {}).setdefault(f"{route} c={conns}", {"rps": [], "p50_ms": []})
                         cell["rps"].append(r["rps"])
                         cell["p50_ms"].append(r["p50_ms"])
     finally:
+        stop(ray_gateway)
         stop(gateway)
         stop(runner)
     return {model: {key: {k: statistics.median(v) for k, v in cell.items()} for key, cell in cells.items()}
             for model, cells in results.items()}
 
 
-def report(cold: dict[str, float], warm: dict[str, dict[str, dict[str, float]]]) -> str:
+def report(cold: dict[str, float], ray_cold: dict[str, float], warm: dict[str, dict[str, dict[str, float]]]) -> str:
     lines = ["cold start, local executor, tiny chat model (transformers)", "-" * 58]
     labels = {"process_ready_s": "process start -> /health", "first_response_s": "zero -> first response",
               "first_load_s": "  of which the function's load", "engine_import_s": "    engine imports (torch, transformers)",
               "model_load_s": "    model load", "second_response_s": "zero -> first response, engine imported",
               "back_to_zero_s": "last response -> cold (idle_timeout 1 s)"}
     lines += [f"{labels[k]:<44}{v:>8.2f} s" for k, v in cold.items()]
-    lines += ["", "ray executor: not built yet (no numbers)", "",
-              "warm throughput, echo runner process, direct vs through a gateway (executor: remote)",
+    ray_labels = {"engine_s": "process start -> deployed (cluster, Serve, app)",
+                  "first_response_s": "zero replicas -> first response",
+                  "warm_response_s": "warm response", "back_to_zero_s": "last response -> zero replicas (idle 2 s)",
+                  "second_response_s": "zero replicas -> first response, again"}
+    lines += ["", "cold start, ray executor, same model, local Ray cluster", "-" * 58]
+    lines += [f"{ray_labels[k]:<44}{v:>8.2f} s" for k, v in ray_cold.items()]
+    verdict = "met" if ray_cold["second_response_s"] <= 5 else "NOT met"
+    lines += [f"ray zero -> first response <= 5 s: {verdict}", "",
+              "warm throughput, echo: direct (local executor) vs through a gateway (remote, ray)",
               f"{'model':<14}{'route':<14}{'req/s':>10}{'p50 ms':>9}", "-" * 47]
     for model, cells in warm.items():
         for key, cell in cells.items():
             lines.append(f"{model:<14}{key:<14}{cell['rps']:>10.0f}{cell['p50_ms']:>9.2f}")
         for conns in LEVELS:
+            ray_ratio = cells[f"ray c={conns}"]["rps"] / cells[f"direct c={conns}"]["rps"]
+            lines.append(f"{model}: ray/direct at c={conns}: {ray_ratio:.3f}")
             ratio = cells[f"remote c={conns}"]["rps"] / cells[f"direct c={conns}"]["rps"]
             verdict = "met" if ratio >= 0.9 else "NOT met"
             lines.append(f"{model}: remote/direct at c={conns}: {ratio:.3f} (target >= 0.90: {verdict})")
@@ -187,11 +261,12 @@ def main() -> None:
         sys.exit("error: wrk is not installed; apt-get install -y wrk")
     with tempfile.TemporaryDirectory() as tmp:
         cold = cold_start(Path(tmp))
+        ray_cold = ray_cold_start(Path(tmp))
         warm = warm_throughput(Path(tmp), args.duration, args.rounds)
     if args.json:
-        print(json.dumps({"cold": cold, "warm": warm}, indent=2))
+        print(json.dumps({"cold": cold, "ray_cold": ray_cold, "warm": warm}, indent=2))
     else:
-        print(report(cold, warm))
+        print(report(cold, ray_cold, warm))
 
 
 if __name__ == "__main__":

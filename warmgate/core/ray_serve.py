@@ -54,11 +54,12 @@ def app_name(config: FunctionConfig) -> str:
 
 
 def deployment_options(config: FunctionConfig) -> dict[str, Any]:
-    """Autoscaling from ``scaling`` (0 replicas when idle, one started for the first request
-    without delay), actor resources from ``resources``, ``max_concurrency`` per replica."""
+    """Autoscaling from ``scaling`` (``min_instances`` replicas when idle, 0 by default, one
+    started for the first request without delay), actor resources from ``resources``,
+    ``max_concurrency`` per replica. ``warm: true`` deploys at startup; it keeps no replica."""
     scaling, resources = config.scaling, config.resources
     idle = scaling.idle_timeout
-    floor = scaling.min_instances if idle and not config.warm else max(1, scaling.min_instances)
+    floor = scaling.min_instances if idle else max(1, scaling.min_instances)  # idle_timeout 0: never to zero
     autoscaling = {
         "min_replicas": floor,
         "initial_replicas": floor,

@@ -8,7 +8,8 @@ import pytest
 from litestar import Litestar
 
 from warmgate.testing import serve
-from warmgate.trickle import TricklePublisher, TrickleServer, TrickleSubscriber, trickle_route
+from warmgate.trickle import TrickleServer, trickle_route
+from warmgate.trickle.client import TricklePublisher, TrickleSubscriber
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_readers_wait_for_the_next_segment_and_follow_the_live_edge(trickle):
                     await segment.write(f"seg{n}".encode())
                 reader = await sub.next()
                 assert (reader.seq, await reader.read()) == (n, f"seg{n}".encode())
-        assert "live" not in server.channels  # closing the publisher closed the channel
+        assert server.channels["live"].closed  # closing the publisher closed the channel
 
     asyncio.run(run())
 
@@ -80,6 +81,7 @@ def test_a_reader_that_fell_behind_gets_470_with_the_latest_then_catches_up(tric
                 assert current.headers["lp-trickle-latest"] == "8"  # it is behind the live edge
             async with TrickleSubscriber(f"{base}/busy", start=2) as sub:  # too old: jumps to the edge
                 waiting = asyncio.ensure_future(sub.next())
+                await asyncio.sleep(0.1)  # its 470 came back and it waits at the edge (8), not past it
                 async with await publisher.next() as segment:
                     await segment.write(b"s8")
                 reader = await waiting
@@ -90,6 +92,7 @@ def test_a_reader_that_fell_behind_gets_470_with_the_latest_then_catches_up(tric
 
 def test_closing_the_channel_ends_readers_and_later_requests_get_404(trickle):
     server, base = trickle
+    server.linger = 0.3
 
     async def run():
         server.create("gone", "application/json")
@@ -98,6 +101,11 @@ def test_closing_the_channel_ends_readers_and_later_requests_get_404(trickle):
             await asyncio.sleep(0.05)
             assert (await http.delete(f"{base}/gone")).status_code == 200
             assert await waiting is None and sub.ended
+            late = await http.get(f"{base}/gone/1")  # lingering: a late reader learns it ended
+            assert (late.status_code, late.headers["lp-trickle-closed"]) == (200, "terminated")
+            refused = await http.post(f"{base}/gone/1", content=b"x")
+            assert refused.headers["lp-trickle-closed"] == "terminated"
+            await asyncio.sleep(0.5)
             assert (await http.get(f"{base}/gone/0")).status_code == 404
             assert (await http.get(f"{base}/gone/next")).status_code == 404
             assert (await http.delete(f"{base}/gone")).status_code == 400
@@ -141,6 +149,6 @@ def test_idle_channels_are_swept_except_underscored_ones(trickle):
         server.create("old")
         server.create("_changes")
         assert server.sweep(now=10**9) == ["old"]
-        assert list(server.channels) == ["_changes"]
+        assert server.channels["old"].closed and not server.channels["_changes"].closed
 
     asyncio.run(run())

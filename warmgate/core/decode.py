@@ -13,24 +13,29 @@ from litestar.exceptions import ClientException
 from warmgate.core.errors import ClientError, PayloadTooLarge, RequestValidationError, UnsupportedMediaType
 from warmgate.core.spec import File, PipelineSpec
 
-__all__ = ["json_decoder", "multipart_decoder"]
+__all__ = ["json_body", "json_decoder", "multipart_decoder"]
 
 
 def json_decoder(spec: PipelineSpec) -> Callable[[bytes], Any]:
     """``decode(body)`` for a JSON pipeline (synchronous: the body is read by the caller)."""
     decoder = msgspec.json.Decoder(spec.request)
+    return lambda body: _decode(decoder, body)
 
-    def decode(body: bytes) -> Any:
-        if not body:
-            raise ClientError("request body is empty; expected a JSON object")
-        try:
-            return decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise RequestValidationError.from_msgspec(exc) from None
-        except msgspec.DecodeError as exc:
-            raise ClientError(f"malformed JSON body: {exc}") from None
 
-    return decode
+def json_body(body: bytes, type_: type) -> Any:
+    """A JSON body as ``type_`` for routes that are not pipelines, with the same errors."""
+    return _decode(msgspec.json.Decoder(type_), body)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    if not body:
+        raise ClientError("request body is empty; expected a JSON object")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise RequestValidationError.from_msgspec(exc) from None
+    except msgspec.DecodeError as exc:
+        raise ClientError(f"malformed JSON body: {exc}") from None
 
 
 def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], Awaitable[Any]]:

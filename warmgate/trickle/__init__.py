@@ -4,11 +4,11 @@ app the gateway mounts at ``/ai/trickle``) and aiohttp clients (``TricklePublish
 
 Its own package, not ``core``: it is a protocol that knows nothing of pipelines or functions,
 and only live video uses it; ``core`` stays what every request goes through.
+
+The clients live in ``warmgate.trickle.client`` (they import aiohttp; the server does not).
 """
 
 from warmgate.trickle.channels import Channel, Segment
-from warmgate.trickle.client import SegmentReader, SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber
 from warmgate.trickle.server import TrickleServer, trickle_route
 
-__all__ = ["Channel", "Segment", "SegmentReader", "SegmentWriter", "TrickleError", "TricklePublisher",
-           "TrickleServer", "TrickleSubscriber", "trickle_route"]
+__all__ = ["Channel", "Segment", "TrickleServer", "trickle_route"]

@@ -43,9 +43,11 @@ class Segment:
         changed, self._changed = self._changed, asyncio.get_running_loop().create_future()
         changed.set_result(None)
 
-    async def changed(self) -> None:
-        """Wait until a chunk arrives or the segment closes."""
-        await asyncio.shield(self._changed)
+    def changed(self) -> asyncio.Future[None]:
+        """Done when a chunk arrives or the segment closes. A plain method, not a coroutine, so
+        the future is taken now: a coroutine would take it when it first runs, after a write
+        that may come in between, and then wait for the one after."""
+        return asyncio.shield(self._changed)
 
     async def read(self) -> AsyncIterator[bytes]:
         """Every chunk from byte 0, then each new one as it is written, until the segment closes."""

@@ -50,31 +50,43 @@ class TrickleServer:
     """Channels by name. ``autocreate``: a POST to an unknown channel creates it (go-livepeer
     leaves this off and creates channels in-process, with ``create``)."""
 
-    def __init__(self, *, autocreate: bool = False, idle_timeout: float = 300.0) -> None:
+    def __init__(self, *, autocreate: bool = False, idle_timeout: float = 300.0, linger: float = 5.0) -> None:
         self.channels: dict[str, Channel] = {}
         self.autocreate = autocreate
         self.idle_timeout = idle_timeout
+        self.linger = linger
+        """Seconds a closed channel stays readable (its last segments, then ``Lp-Trickle-Closed``)
+        before requests get 404: a reader a segment behind when the publisher closes still gets
+        the end of the stream. go-livepeer forgets the channel at once."""
 
     # -- in-process ------------------------------------------------------------------------
 
     def create(self, name: str, mime: str = "video/MP2T") -> Channel:
         channel = self.channels.get(name)
-        if channel is None:
+        if channel is None or channel.closed:
             channel = self.channels[name] = Channel(name, mime)
         return channel
 
     def close(self, name: str) -> bool:
-        channel = self.channels.pop(name, None)
-        if channel is None:
+        channel = self.channels.get(name)
+        if channel is None or channel.closed:
             return False
         channel.close()
+        if self.linger > 0:
+            asyncio.get_running_loop().call_later(self.linger, self._forget, name, channel)
+        else:
+            self._forget(name, channel)
         return True
+
+    def _forget(self, name: str, channel: Channel) -> None:
+        if self.channels.get(name) is channel:
+            del self.channels[name]
 
     def sweep(self, now: float | None = None) -> list[str]:
         """Close the channels idle for ``idle_timeout``; their names."""
         now = time.monotonic() if now is None else now
         idle = [name for name, channel in self.channels.items()
-                if not name.startswith("_") and now - channel.last_write > self.idle_timeout]
+                if not name.startswith("_") and not channel.closed and now - channel.last_write > self.idle_timeout]
         for name in idle:
             self.close(name)
             _log.info("trickle_channel_idle_closed", channel=name)
@@ -177,13 +189,16 @@ class TrickleServer:
             await _respond(send, 404, b"Stream not found", [(b"connection", b"close")])
             return
         seq = channel.resolve(seq) if seq == -1 else seq
+        if channel.closed:
+            await _respond(send, 200, b"", [(SEQ, str(seq).encode()), CLOSED, (b"connection", b"close")])
+            return
         if b"lp-trickle-reset" in headers:
             channel.close_before(seq)
         segment = channel.for_write(seq)
         receiving = asyncio.ensure_future(receive())
         try:
             while True:
-                closing = asyncio.ensure_future(segment.changed())
+                closing = segment.changed()
                 await asyncio.wait((receiving, closing), return_when=asyncio.FIRST_COMPLETED)
                 closing.cancel()
                 if not receiving.done():  # closed (DELETE, channel closed) while we wait for bytes
@@ -234,7 +249,7 @@ async def _first_byte_or_close(segment: Segment, receive: Receive) -> bool:
     leaving = asyncio.ensure_future(_disconnected(receive))
     try:
         while not (segment.size or segment.closed):
-            changed = asyncio.ensure_future(segment.changed())
+            changed = segment.changed()
             await asyncio.wait((changed, leaving), return_when=asyncio.FIRST_COMPLETED)
             if leaving.done():
                 changed.cancel()

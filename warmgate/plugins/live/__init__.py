@@ -1,2 +1,42 @@
-"""Live video (live-video-to-video over trickle). So far: the media layer (``media``); the
-session, its route and the frame-processor plugins come next."""
+"""Live video: ``POST /live-video-to-video`` over Livepeer's trickle protocol, sessions on
+channels the gateway hosts (``/live/sessions``, trickle at ``/ai/trickle``), and live pipelines
+as plugins (``register_live_pipelines``); ``noop`` is built in. A built-in plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from warmgate.core.hookspecs import hookimpl
+from warmgate.plugins.live.processor import NoopProcessor
+from warmgate.plugins.live.routes import ROUTES, LiveSessions
+from warmgate.trickle import TrickleServer
+
+
+@hookimpl
+def register_routes(register: Any) -> None:
+    for route in ROUTES:
+        register(route)
+
+
+@hookimpl
+def register_live_pipelines(register: Any) -> None:
+    register("noop", NoopProcessor)
+
+
+@hookimpl
+def startup(app: Any) -> None:
+    app.state.trickle = TrickleServer()
+    app.state.live = LiveSessions()
+    app.state.trickle_sweeper = asyncio.get_running_loop().create_task(app.state.trickle.sweep_forever())
+
+
+@hookimpl
+async def shutdown(app: Any) -> None:
+    await app.state.live.stop_all()
+    app.state.trickle_sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await app.state.trickle_sweeper
+    for name in list(app.state.trickle.channels):
+        app.state.trickle.close(name)

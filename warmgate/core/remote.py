@@ -179,12 +179,10 @@ async def _relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 def _message(content: bytes) -> str:
     """The runner's ``detail.msg`` (or the start of its body)."""
-    try:
+    with contextlib.suppress(msgspec.DecodeError, AttributeError):  # not JSON, or not our error shape
         detail = msgspec.json.decode(content).get("detail")
         if isinstance(detail, dict) and isinstance(detail.get("msg"), str):
             return str(detail["msg"])
-    except (msgspec.DecodeError, AttributeError):
-        pass
     return content[:300].decode(errors="replace") or "no body"
 
 

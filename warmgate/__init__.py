@@ -19,6 +19,7 @@ from warmgate.core.errors import (
 )
 from warmgate.core.functions import FunctionState
 from warmgate.core.hookspecs import hookimpl
+from warmgate.core.live import FrameProcessor
 from warmgate.core.settings import FunctionConfig, Price, Settings
 from warmgate.core.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner
 from warmgate.core.version import __version__
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "DemoModel",
     "File",
+    "FrameProcessor",
     "FunctionConfig",
     "FunctionState",
     "InferenceError",

@@ -381,3 +381,46 @@ def test_hook_reserve(register_plugin, warmgate_server):
     refused = client.post("/echo", json={"prompt": "abcdefg"})
     assert refused.status_code == 402 and refused.json()["detail"]["msg"] == "6 wei left, 7 asked"
     assert (plugin.available, plugin.spent) == (6, 4)
+
+
+class HealthPlugin:
+    state = None
+
+    @warmgate.hookimpl
+    def health(self, app):
+        return self.state
+
+
+def test_hook_health(register_plugin, warmgate_server):
+    plugin = register_plugin(HealthPlugin(), "undo-health")
+    _, client = warmgate_server(Settings(), pipelines={"echo": EchoPipeline().spec})
+    assert client.get("/health").json() == {"status": "IDLE"}
+    for state in ("OK", "ERROR", "LOADING"):
+        plugin.state = state
+        assert client.get("/health").json() == {"status": state}
+
+
+class LivePlugin:
+    made = []
+
+    @warmgate.hookimpl
+    def register_live_pipelines(self, register):
+        def factory(**options):
+            LivePlugin.made.append(options)
+            return warmgate.FrameProcessor()
+
+        register("throwaway-live", factory)
+
+
+def test_hook_register_live_pipelines(register_plugin, warmgate_server):
+    from warmgate.core.live import get_live_pipelines
+    from warmgate.core.settings import LiveSettings
+
+    register_plugin(LivePlugin(), "undo-live")
+    assert get_live_pipelines()["throwaway-live"].plugin == "undo-live"
+    settings = Settings(live=LiveSettings(pipelines={"throwaway-live": {"strength": 0.5}}))
+    _, client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})
+    r = client.post("/live/sessions", json={"model_id": "throwaway-live"})
+    assert r.status_code == 200 and r.json()["pipeline"] == "throwaway-live"
+    assert LivePlugin.made == [{"strength": 0.5}]
+    assert client.delete(f"/live/sessions/{r.json()['id']}").json()["state"] == "OFFLINE"

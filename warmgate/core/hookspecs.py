@@ -43,6 +43,24 @@ def register_commands(cli: Any) -> None:
     """
 
 
+@hookspec
+def register_live_pipelines(register: Any) -> None:
+    """Register live video pipelines with ``register(name, factory, demo=None)``.
+
+    ``factory(**options)`` returns a ``warmgate.core.live.FrameProcessor`` for one session; a
+    ``/live-video-to-video`` request or a ``/live/sessions`` one picks the pipeline by
+    ``model_id``. ``options`` are the operator's ``live.pipelines.<name>`` settings; ``demo`` is
+    a ``DemoModel`` whose directory is passed as ``model_id`` under the demo profile.
+    """
+
+
+@hookspec
+def health(app: Any) -> Any:
+    """``"LOADING"``, ``"ERROR"``, ``"OK"`` or ``"IDLE"`` for what this plugin runs outside the
+    functions (live sessions), or ``None``. ``/health`` reports the most pressing of these and
+    the functions' own state, in that order."""
+
+
 @hookspec(firstresult=True)
 def price_request(function: Any, request: Any, units: int, settings: Any) -> Any:
     """Quote a request: return its price in wei (an ``int``), or None to leave it to the next plugin.

@@ -6,13 +6,14 @@ import asyncio
 from typing import Any
 
 import msgspec
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
 from warmgate.core import hardware, wire
 from warmgate.core.functions import Function
 from warmgate.core.manager import FunctionManager
 from warmgate.core.metrics import Metrics
+from warmgate.core.plugins import pm
 from warmgate.core.version import __version__
 
 __all__ = ["runner_routes"]
@@ -44,6 +45,14 @@ def _remote(fn: Function) -> wire.RemoteInfo | None:
     return wire.RemoteInfo(url=runner.url, status=runner.status, error=runner.error)
 
 
+_HEALTH_ORDER = ("LOADING", "ERROR", "OK", "IDLE")
+
+
+def most_pressing(states: list[str | None]) -> str:
+    """LOADING before ERROR before OK before IDLE, as one runner with several parts reports."""
+    return min((s for s in states if s in _HEALTH_ORDER), key=_HEALTH_ORDER.index, default="IDLE")
+
+
 def runner_routes(manager: FunctionManager, metrics: Metrics, openapi: dict[str, Any]) -> list[HTTPRouteHandler]:
     functions = list(manager.functions.values())
     pipeline = ",".join(dict.fromkeys(f.config.pipeline for f in functions))
@@ -54,8 +63,9 @@ def runner_routes(manager: FunctionManager, metrics: Metrics, openapi: dict[str,
              "pipelines": {s.name: list(s.paths) for s in manager.pipelines.values()}}
 
     @get(["/health", "/health/"], sync_to_thread=False)
-    def health() -> Response[bytes]:
-        return _json(wire.HealthCheck(status=manager.health()))  # type: ignore[arg-type]
+    def health(request: Request[Any, Any, Any]) -> Response[bytes]:
+        states = [manager.health(), *pm.hook.health(app=request.app)]
+        return _json(wire.HealthCheck(status=most_pressing(states)))  # type: ignore[arg-type]
 
     @get(["/functions", "/functions/"], sync_to_thread=False)
     def list_functions() -> Response[bytes]:

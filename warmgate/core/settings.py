@@ -175,11 +175,29 @@ class AuthSettings(_Config):
     routes; keys carry balances and allowed functions, kept in the usage ledger's database."""
 
 
+class LiveSettings(_Config):
+    """Live video sessions (``/live-video-to-video``, ``/live/sessions``)."""
+
+    price: Price | None = None
+    """Per output pixel: a second of 512x512 output at 24 fps is 512*512*24 units; metered after
+    every output segment. Blank: live sessions are not priced."""
+    max_sessions: Positive = 4
+    """Sessions running at once; one more gets 503."""
+    input_timeout: Seconds = 60.0
+    """A session whose input sends nothing for this long ends with an error event (the
+    ai-runner stops a stream after 60 s without input)."""
+    status_interval: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Seconds between status events."""
+    pipelines: dict[str, dict[str, Any]] = {}
+    """Options per live pipeline, passed to its factory, e.g. ``{diffusion: {model_id: ...}}``."""
+
+
 class Settings(_Config):
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     pricing: PricingSettings = msgspec.field(default_factory=PricingSettings)
     ray: RaySettings = msgspec.field(default_factory=RaySettings)
+    live: LiveSettings = msgspec.field(default_factory=LiveSettings)
     functions: list[FunctionConfig] = []
     profile: str = ""
     """``demo`` serves every installed pipeline with tiny local models."""

@@ -12,7 +12,7 @@ import structlog
 from warmgate.core.logs import access_fields
 from warmgate.core.plugins import await_me_maybe, pm
 
-__all__ = ["QUOTE", "Quote", "UsageEvent", "report_usage"]
+__all__ = ["QUOTE", "Quote", "UsageEvent", "record_usage", "report_usage"]
 
 QUOTE = "warmgate.quote"
 """Key in ``scope["state"]``: the ``Quote`` of a priced request, set by its route."""
@@ -65,11 +65,17 @@ async def report_usage(app: Any, quote: Quote, request_id: str, status: int, sec
                        model_id=quote.model_id, units=units, quoted_wei=quote.wei, wei=wei if billed else 0,
                        status=status, duration_ms=round(seconds * 1000, 3), key=quote.key,
                        prompt_tokens=llm.get("prompt_tokens"), completion_tokens=completion)
+    await record_usage(app, event)
+
+
+async def record_usage(app: Any, event: UsageEvent) -> None:
+    """Call the ``on_usage`` hooks with ``event`` and await what they return (a ledger's
+    commit). A hook that fails is logged, never raised: the caller's answer still goes out."""
     try:
         for result in pm.hook.on_usage(event=event, app=app):
             await await_me_maybe(result)
     except Exception:
-        _log.exception("usage_report_failed", function=quote.function)
+        _log.exception("usage_report_failed", function=event.function)
 
 
 def _reprice(app: Any, quote: Quote, units: int) -> int:

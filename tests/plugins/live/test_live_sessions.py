@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 import warmgate
-from warmgate import Settings
-from warmgate.plugins.live.media import SegmentDecoder, SegmentEncoder
-from warmgate.plugins.live.processor import FrameProcessor
+from warmgate import FrameProcessor, Settings
+from warmgate.plugins.live.media import SegmentDecoder, SegmentEncoder, whole_segments
 from warmgate.testing import EchoPipeline
 from warmgate.trickle.client import TricklePublisher, TrickleSubscriber
 
@@ -37,7 +36,7 @@ class InverterPlugin:
 
 def input_segments(seconds=3, fps=24):
     segments = []
-    encoder = SegmentEncoder(96, 64, segments.append, fps=fps)
+    encoder = SegmentEncoder(96, 64, whole_segments(segments.append), fps=fps)
     for i in range(seconds * fps):
         encoder.encode(np.zeros((64, 96, 3), np.uint8), i / fps)
     encoder.close()

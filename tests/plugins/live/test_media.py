@@ -5,12 +5,12 @@ import av
 import numpy as np
 import pytest
 
-from warmgate.plugins.live.media import FrameRateCap, SegmentDecoder, SegmentEncoder, cover_crop
+from warmgate.plugins.live.media import FrameRateCap, SegmentDecoder, SegmentEncoder, cover_crop, whole_segments
 
 
 def encode(seconds, fps=24, size=(96, 64)):
     segments = []
-    encoder = SegmentEncoder(*size, segments.append, fps=fps)
+    encoder = SegmentEncoder(*size, whole_segments(segments.append), fps=fps)
     for i in range(int(seconds * fps)):
         image = np.full((size[1], size[0], 3), (i * 7) % 256, np.uint8)
         encoder.encode(image, i / fps)
@@ -58,3 +58,61 @@ def test_frame_rate_cap_keeps_at_most_24_a_second():
     cap = FrameRateCap(24)
     kept = [i for i in range(60) if cap.keep(i / 60)]
     assert len(kept) == 24
+
+
+def tone(seconds, rate=44100, chunk=1024):
+    """Stereo 440 Hz in ``chunk``-sample frames, with their start times."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    for start in range(0, len(samples) - chunk + 1, chunk):
+        frame = av.AudioFrame.from_ndarray(np.stack([samples[start:start + chunk]] * 2).reshape(1, -1),
+                                           format="s16", layout="stereo")
+        frame.sample_rate = rate
+        yield frame, start / rate
+
+
+def test_audio_passes_through_as_opus_in_the_same_segments():
+    segments = []
+    encoder = SegmentEncoder(96, 64, whole_segments(segments.append), audio=True)
+    audio = tone(3)
+    for i in range(72):
+        encoder.encode(np.zeros((64, 96, 3), np.uint8), i / 24)
+        for frame, start in audio:  # the audio of this frame's time span
+            encoder.encode_audio(frame, start)
+            if start > (i + 1) / 24:
+                break
+    encoder.close()
+    assert len(segments) == 2
+    decoder = SegmentDecoder()
+    for segment in segments:
+        decoder.feed(segment)
+    decoder.end()
+    frames = list(decoder.frames())
+    assert decoder.has_audio
+    video = [f for f in frames if isinstance(f, av.VideoFrame)]
+    sound = [f for f in frames if isinstance(f, av.AudioFrame)]
+    assert len(video) == 72
+    assert {(f.sample_rate, f.layout.name) for f in sound} == {(48000, "mono")}
+    assert abs(sum(f.samples for f in sound) / 48000 - 3) < 0.1
+    loudness = np.abs(np.concatenate([f.to_ndarray().ravel() for f in sound])).mean()
+    assert loudness > 0.05  # a tone, not silence (float samples after Opus decoding)
+
+
+def test_segments_are_written_as_they_are_encoded_not_when_complete():
+    class Recorder:
+        def __init__(self):
+            self.writes, self.closed = [], False
+
+        def write(self, data):
+            self.writes.append(len(data))
+
+        def close(self):
+            self.closed = True
+
+    opened = []
+    encoder = SegmentEncoder(96, 64, lambda: opened.append(Recorder()) or opened[-1])
+    for i in range(12):
+        encoder.encode(np.full((64, 96, 3), i * 20, np.uint8), i / 24)
+    assert len(opened) == 1 and not opened[0].closed and len(opened[0].writes) >= 10
+    encoder.close()
+    assert opened[0].closed

@@ -28,8 +28,17 @@ def register_live_pipelines(register: Any) -> None:
 @hookimpl
 def startup(app: Any) -> None:
     app.state.trickle = TrickleServer()
-    app.state.live = LiveSessions()
+    app.state.live = LiveSessions(app, app.state.settings)
     app.state.trickle_sweeper = asyncio.get_running_loop().create_task(app.state.trickle.sweep_forever())
+
+
+@hookimpl
+def health(app: Any) -> str | None:
+    """LOADING while a session loads its pipeline, OK while sessions run; finished sessions
+    (failed ones included: ``GET /live/sessions`` shows their error) leave it to the functions."""
+    live = getattr(app.state, "live", None)
+    states = {s.state for s in live.running()} if live is not None else set()
+    return "LOADING" if "LOADING" in states else "OK" if states else None
 
 
 @hookimpl

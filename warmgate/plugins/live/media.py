@@ -2,12 +2,15 @@
 the way Livepeer's ai-runner does it.
 
 * ``SegmentDecoder``: trickle segments are concatenated into one stream (they are cut from one
-  continuous TS) and demuxed by one ``av.open`` in a worker thread.
+  continuous TS) and demuxed by one ``av.open`` in a worker thread: video frames, and the first
+  audio stream's frames when there is one.
 * ``cover_crop``: a frame scaled to cover ``width``×``height`` and centre-cropped to it.
 * ``FrameRateCap``: drops frames that come sooner than ``1/max_fps`` after the last kept one.
 * ``SegmentEncoder``: libx264 (superfast, zerolatency, no B-frames) into FFmpeg's segment muxer,
-  a keyframe forced every ``gop_seconds`` so that each segment starts with one, time base 1/90000.
-  A segment is handed over when the muxer closes it.
+  a keyframe forced every ``gop_seconds`` so that each segment starts with one, time base 1/90000;
+  audio passed through re-encoded as mono 48 kHz Opus, as the ai-runner does. Each segment's bytes
+  are written out packet by packet as the muxer makes them (``flush_packets``), so a reader gets
+  a frame as soon as it is encoded, not when its 2 s segment is complete.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
 
-__all__ = ["TIME_BASE", "FrameRateCap", "SegmentDecoder", "SegmentEncoder", "cover_crop"]
+__all__ = ["TIME_BASE", "FrameRateCap", "SegmentDecoder", "SegmentEncoder", "cover_crop", "whole_segments"]
+
+AUDIO_RATE = 48000
 
 TIME_BASE = Fraction(1, 90000)
 
@@ -57,12 +62,15 @@ class _Pipe(io.RawIOBase):
 
 class SegmentDecoder:
     """``feed(segment)`` as segments arrive, ``end()`` after the last; ``frames()`` yields the
-    decoded video frames (``av.VideoFrame``, with pts and time base) from a worker thread."""
+    decoded frames (``av.VideoFrame``, and ``av.AudioFrame`` when the stream has audio, with pts
+    and time base) in stream order from a worker thread. ``has_audio`` is known once the first
+    frame is out."""
 
     def __init__(self, *, analyzeduration: float = 2.5) -> None:
         self._pipe = _Pipe()
         self._frames: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._options = {"analyzeduration": str(int(analyzeduration * 1_000_000))}
+        self.has_audio = False
         self._thread = threading.Thread(target=self._decode, name="live-decoder", daemon=True)
         self._thread.start()
 
@@ -76,13 +84,16 @@ class SegmentDecoder:
     def _decode(self) -> None:
         try:
             with av.open(self._pipe, format="mpegts", options=self._options) as container:
-                for frame in container.decode(video=0):
-                    self._frames.put(frame)
+                streams = [container.streams.video[0], *container.streams.audio[:1]]
+                self.has_audio = len(streams) > 1
+                for packet in container.demux(streams):
+                    for frame in packet.decode():
+                        self._frames.put(frame)
         except Exception as exc:  # a broken stream ends the frames with the reason
             self._frames.put(exc)
         self._frames.put(None)
 
-    def frames(self) -> Iterator[av.VideoFrame]:
+    def frames(self) -> Iterator[av.VideoFrame | av.AudioFrame]:
         """Blocking: run it in a thread. Raises what broke the decoding, if anything did."""
         while (item := self._frames.get()) is not None:
             if isinstance(item, Exception):
@@ -115,40 +126,67 @@ class FrameRateCap:
         return True
 
 
-class _SegmentSink(io.RawIOBase):
-    def __init__(self, done: Callable[[bytes], None]) -> None:
-        self._buffer = bytearray()
-        self._done = done
+class _SegmentFile(io.RawIOBase):
+    """What the segment muxer writes one segment into: passes the bytes on as they come."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self._buffer += bytes(data)
+        self._target.write(bytes(data))
         return len(data)
 
     def close(self) -> None:
         if not self.closed:
-            self._done(bytes(self._buffer))
+            self._target.close()
         super().close()
 
 
-class SegmentEncoder:
-    """Frames in, MPEG-TS segments out through ``on_segment(bytes)``, each starting with a
-    keyframe; the TS stays continuous across segments (one muxer, stable PIDs, rising PTS)."""
+class _WholeSegment(io.BytesIO):
+    def __init__(self, done: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self._done = done
 
-    def __init__(self, width: int, height: int, on_segment: Callable[[bytes], None], *, fps: int = 24,
-                 gop_seconds: float = 2.0) -> None:
+    def close(self) -> None:
+        if not self.closed:
+            self._done(self.getvalue())
+        super().close()
+
+
+def whole_segments(done: Callable[[bytes], None]) -> Callable[[], BinaryIO]:
+    """An ``open_segment`` for ``SegmentEncoder`` that buffers each segment and hands it to
+    ``done`` whole: for files, tests and anything that does not stream."""
+    return lambda: _WholeSegment(done)
+
+
+class SegmentEncoder:
+    """Frames in, MPEG-TS segments out: ``open_segment()`` is called when the muxer starts a
+    segment and returns where its bytes go (``write``; ``close`` ends the segment). Each segment
+    starts with a keyframe; the TS stays continuous across segments (one muxer, stable PIDs,
+    rising PTS)."""
+
+    def __init__(self, width: int, height: int, open_segment: Callable[[], BinaryIO], *, fps: int = 24,
+                 gop_seconds: float = 2.0, audio: bool = False) -> None:
         self._gop = gop_seconds
         self._next_keyframe = 0.0
-        self._container = av.open("%d.ts", mode="w", format="segment", io_open=lambda *_: _SegmentSink(on_segment),
+        self._container = av.open("%d.ts", mode="w", format="segment",
+                                   io_open=lambda *_: _SegmentFile(open_segment()),
                                    options={"segment_format": "mpegts", "segment_time": f"{gop_seconds:g}",
-                                            "break_non_keyframes": "0"})
+                                            "break_non_keyframes": "0", "flush_packets": "1"})
         stream = self._container.add_stream("libx264", rate=fps, options={
             "preset": "superfast", "tune": "zerolatency", "bf": "0", "forced-idr": "1"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = TIME_BASE
         self._stream = stream
+        self._audio: av.audio.stream.AudioStream | None = None
+        if audio:
+            self._audio = self._container.add_stream("libopus", rate=AUDIO_RATE, layout="mono")
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE,
+                                                frame_size=self._audio.codec_context.frame_size or 960)
+            self._audio_samples: int | None = None
 
     def encode(self, image: np.ndarray, seconds: float) -> None:
         """One RGB frame at ``seconds`` of stream time."""
@@ -160,8 +198,31 @@ class SegmentEncoder:
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 
+    def encode_audio(self, frame: av.AudioFrame, seconds: float) -> None:
+        """Decoded input audio that starts at ``seconds`` of stream time (the encoder was made
+        with ``audio=True``); resampled and timed by its samples from the first frame on, so
+        the Opus stream has no gaps."""
+        assert self._audio is not None, "SegmentEncoder(audio=True) takes audio"
+        if self._audio_samples is None:
+            self._audio_samples = max(0, round(seconds * AUDIO_RATE))
+        frame.pts = None
+        for chunk in self._resampler.resample(frame):
+            self._encode_audio_chunk(chunk)
+
+    def _encode_audio_chunk(self, chunk: av.AudioFrame | None) -> None:
+        assert self._audio is not None and self._audio_samples is not None
+        if chunk is not None:
+            chunk.pts, chunk.time_base = self._audio_samples, Fraction(1, AUDIO_RATE)
+            self._audio_samples += chunk.samples
+        for packet in self._audio.encode(chunk):
+            self._container.mux(packet)
+
     def close(self) -> None:
-        """Flush the encoder; the last segment is handed over."""
+        """Flush the encoders; the last segment is closed."""
         for packet in self._stream.encode():
             self._container.mux(packet)
+        if self._audio is not None and self._audio_samples is not None:
+            for chunk in self._resampler.resample(None):
+                self._encode_audio_chunk(chunk)
+            self._encode_audio_chunk(None)
         self._container.close()

@@ -1,22 +1,16 @@
-"""Live pipelines as plugins: a frame processor in the spirit of PyTrickle's ``FrameProcessor``,
-registered with the ``register_live_pipelines`` hook, and the params every live pipeline takes
-(the ai-runner's ``BaseParams``)."""
+"""The params every live pipeline takes (the ai-runner's ``BaseParams``) and the built-in
+``noop`` pipeline. The frame processor contract itself is ``warmgate.core.live``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from warmgate.core.errors import RequestValidationError
-from warmgate.core.hookspecs import hookspec
-from warmgate.core.plugins import load_plugins, pm
+from warmgate.core.live import FrameProcessor
 
-if TYPE_CHECKING:
-    import numpy as np
-
-__all__ = ["FrameProcessor", "LiveParams", "NoopProcessor", "get_live_pipelines", "parse_params"]
+__all__ = ["LiveParams", "NoopProcessor", "parse_params"]
 
 
 class LiveParams(msgspec.Struct, kw_only=True):
@@ -38,50 +32,5 @@ def parse_params(params: dict[str, Any]) -> LiveParams:
     return LiveParams(width=params.get("width", 512), height=params.get("height", 512))
 
 
-class FrameProcessor:
-    """One live session's frames. Override what you need; frames are RGB ``(H, W, 3)`` uint8
-    arrays already cropped to the params' size, and what ``process_video`` returns (same shape)
-    is encoded. Methods are awaited on the event loop: run heavy work in a thread."""
-
-    async def load_model(self, **params: Any) -> None:
-        """Called once before the first frame, with the session's initial params."""
-
-    async def process_video(self, frame: np.ndarray) -> np.ndarray:
-        return frame
-
-    async def update_params(self, params: dict[str, Any]) -> None:
-        """A complete params dict from the control channel (keepalives are not passed on)."""
-
-    async def stop(self) -> None:
-        """The session ended."""
-
-
 class NoopProcessor(FrameProcessor):
     """Frames pass through unchanged: the reference pipeline, and the default one."""
-
-
-ProcessorFactory = Callable[[], FrameProcessor]
-
-
-class LivePipelineSpecs:
-    @hookspec
-    def register_live_pipelines(self, register: Any) -> None:
-        """Register live pipelines with ``register(name, factory)``: ``factory()`` makes one
-        session's ``FrameProcessor``; a ``/live-video-to-video`` request picks it by ``model_id``."""
-
-
-pm.add_hookspecs(LivePipelineSpecs)
-
-
-def get_live_pipelines() -> dict[str, ProcessorFactory]:
-    load_plugins()
-    pipelines: dict[str, ProcessorFactory] = {}
-    for impl in pm.hook.register_live_pipelines.get_hookimpls():
-
-        def register(name: str, factory: ProcessorFactory, _plugin: str = impl.plugin_name) -> None:
-            if name in pipelines:
-                raise ValueError(f"live pipeline {name!r} is registered twice (again by {_plugin!r})")
-            pipelines[name] = factory
-
-        impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
-    return pipelines

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -12,9 +15,14 @@ from litestar import Request, Response, asgi, delete, get, post
 from litestar.params import FromPath
 from litestar.types import Receive, Scope, Send
 
+from warmgate.core.auth import Caller
 from warmgate.core.decode import json_body
-from warmgate.core.errors import NotFound
-from warmgate.plugins.live.processor import get_live_pipelines, parse_params
+from warmgate.core.demo import ensure_demo_model
+from warmgate.core.errors import CapacityError, ClientError, NotFound, RequestValidationError
+from warmgate.core.live import LivePipeline, get_live_pipelines
+from warmgate.core.settings import Settings
+from warmgate.plugins.live.metering import LiveMeter, live_function_name
+from warmgate.plugins.live.processor import parse_params
 
 if TYPE_CHECKING:
     from warmgate.plugins.live.session import LiveSession
@@ -50,42 +58,84 @@ class HostedSessionRequest(msgspec.Struct, kw_only=True):
     params: dict[str, Any] = {}
 
 
-class SessionInfo(msgspec.Struct, kw_only=True):
-    id: str
-    pipeline: str
-    state: str
-    frames_in: int
-    frames_out: int
-    publish_url: str
-    subscribe_url: str
-    control_url: str
-    events_url: str
-
-
 class LiveSessions:
-    """The gateway's running sessions; finished ones are forgotten when the next starts."""
+    """The gateway's sessions: running ones, and the last ``KEEP_FINISHED`` that ended (with
+    their last error) for ``GET /live/sessions``."""
 
-    def __init__(self) -> None:
+    KEEP_FINISHED = 20
+
+    def __init__(self, app: Any, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
         self.sessions: dict[str, LiveSession] = {}
+        self.owners: dict[str, str | None] = {}
+        self.pipelines = get_live_pipelines()
 
-    def start(self, session_id: str, model_id: str, params: dict[str, Any], **urls: str) -> LiveSession:
+    def running(self) -> list[LiveSession]:
+        return [s for s in self.sessions.values() if not s.done]
+
+    async def start(self, session_id: str, model_id: str, params: dict[str, Any], caller: Caller | None,
+                    on_end: Callable[[LiveSession], None] | None = None, **urls: str) -> LiveSession:
         size = parse_params(params)
-        pipelines = get_live_pipelines()
         name = model_id or DEFAULT_PIPELINE
-        if name not in pipelines:
-            raise NotFound(f"live pipeline {name!r} is not installed; installed: {', '.join(sorted(pipelines))}")
-        from warmgate.plugins.live.session import LiveSession  # PyAV, numpy and aiohttp: only for a session
+        pipeline = self.pipelines.get(name)
+        if pipeline is None:
+            raise NotFound(f"live pipeline {name!r} is not installed; installed: {', '.join(sorted(self.pipelines))}")
+        if caller is not None:
+            caller.check_allowed(live_function_name(name))
+        live = self.settings.live
+        if len(self.running()) >= live.max_sessions:
+            raise CapacityError(f"{live.max_sessions} live sessions are running (live.max_sessions); try later")
+        if session_id in self.sessions and not self.sessions[session_id].done:
+            raise ClientError(f"live session {session_id!r} is already running")
+        key = caller.key if caller is not None else None
+        meter = LiveMeter(self.app, self.settings, session_id, name, size.width, size.height, key)
+        await meter.hold()  # 402 now, not after the first segment, when the key cannot pay
+        try:
+            processor = pipeline.factory(**await self._options(pipeline))
+        except Exception:
+            await meter.bill(0, status=500)
+            raise
+        from warmgate.plugins.live.session import LiveSession, SessionOptions  # PyAV and aiohttp: for sessions
 
-        for finished in [key for key, s in self.sessions.items() if s.done]:
-            del self.sessions[finished]
-        session = LiveSession(session_id, name, pipelines[name](), params, size, **urls)
+        self._forget_finished()
+        session = LiveSession(
+            session_id, name, processor, params, size,
+            options=SessionOptions(status_interval=live.status_interval, input_timeout=live.input_timeout),
+            meter=meter if meter.priced else None, on_end=on_end, **urls)
         self.sessions[session_id] = session
+        self.owners[session_id] = key
         session.start()
         return session
+
+    async def _options(self, pipeline: LivePipeline) -> dict[str, Any]:
+        """The operator's options; under the demo profile, the pipeline's tiny model."""
+        options = dict(self.settings.live.pipelines.get(pipeline.name, {}))
+        if self.settings.profile == "demo" and pipeline.demo is not None and "model_id" not in options:
+            root = Path(self.settings.gateway.cache_dir or "~/.cache/warmgate").expanduser() / "demo"
+            options["model_id"] = str(await asyncio.to_thread(ensure_demo_model, pipeline.demo, root))
+        return options
+
+    def _forget_finished(self) -> None:
+        finished = [key for key, s in self.sessions.items() if s.done]
+        for key in finished[:max(0, len(finished) - self.KEEP_FINISHED + 1)]:
+            del self.sessions[key]
+            self.owners.pop(key, None)
+
+    def visible_to(self, caller: Caller | None) -> list[LiveSession]:
+        """A key sees the sessions it started; an operator (or no auth) sees them all."""
+        if caller is None or caller.key is None:
+            return list(self.sessions.values())
+        return [s for s in self.sessions.values() if self.owners.get(s.id) == caller.key]
 
     async def stop_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.stop()
+
+
+async def _caller(request: Request[Any, Any, Any]) -> Caller | None:
+    auth = request.app.state.auth
+    return await auth(request.scope, request.app) if auth.enabled else None
 
 
 def _json(value: Any) -> Response[bytes]:
@@ -94,11 +144,16 @@ def _json(value: Any) -> Response[bytes]:
 
 @post("/live-video-to-video", tags=["generate"], summary="Live Video To Video", status_code=200)
 async def live_video_to_video(request: Request[Any, Any, Any]) -> Response[bytes]:
+    caller = await _caller(request)
     body = json_body(await request.body(), LiveVideoToVideoParams)
+    for field in ("subscribe_url", "publish_url", "control_url", "events_url"):
+        url = getattr(body, field)
+        if url and not url.startswith(("http://", "https://")):
+            raise RequestValidationError.single(["body", field], f"Expected an http(s) URL; got {url!r}", "value_error")
     session_id = body.manifest_id or body.gateway_request_id or secrets.token_hex(8)
-    request.app.state.live.start(session_id, body.model_id, body.params, subscribe_url=body.subscribe_url,
-                                 publish_url=body.publish_url, control_url=body.control_url,
-                                 events_url=body.events_url)
+    await request.app.state.live.start(session_id, body.model_id, body.params, caller,
+                                       subscribe_url=body.subscribe_url, publish_url=body.publish_url,
+                                       control_url=body.control_url, events_url=body.events_url)
     return _json(LiveVideoToVideoResponse(subscribe_url=body.subscribe_url, publish_url=body.publish_url,
                                           control_url=body.control_url, events_url=body.events_url,
                                           request_id=body.gateway_request_id, manifest_id=session_id))
@@ -109,6 +164,7 @@ async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[byte
     """Creates the four channels on the gateway's trickle server and answers with the caller's
     side: ``publish_url`` (send MPEG-TS there), ``subscribe_url`` (read the output),
     ``control_url`` (post params updates), ``events_url`` (read status and errors)."""
+    caller = await _caller(request)
     body = json_body(await request.body(), HostedSessionRequest)
     parse_params(body.params)  # a bad size is a 422 before any channel exists
     trickle = request.app.state.trickle
@@ -120,26 +176,34 @@ async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[byte
     trickle.create(names["out"], "video/MP2T")
     trickle.create(names["control"], "application/json")
     trickle.create(names["events"], "application/json")
-    try:
-        session = request.app.state.live.start(session_id, body.model_id, body.params, subscribe_url=base,
-                                               publish_url=f"{base}-out", control_url=f"{base}-control",
-                                               events_url=f"{base}-events")
-    except Exception:
+
+    def close_channels() -> None:  # closed channels linger a few seconds for readers still behind
         for name in names.values():
-            trickle.close(name)
+            if name in trickle.channels:
+                trickle.close(name)
+    try:
+        session = await request.app.state.live.start(
+            session_id, body.model_id, body.params, caller, on_end=lambda _: close_channels(),
+            subscribe_url=base, publish_url=f"{base}-out", control_url=f"{base}-control",
+            events_url=f"{base}-events")
+    except Exception:
+        close_channels()
         raise
-    return _json(_info(session, base))
+    return _json(_hosted(session, base))
 
 
-@get("/live/sessions", tags=["live"], summary="Live sessions", sync_to_thread=False)
-def list_sessions(request: Request[Any, Any, Any]) -> Response[bytes]:
-    base = f"{str(request.base_url).rstrip('/')}/ai/trickle"
-    return _json({"sessions": [_info(s, f"{base}/{s.id}") for s in request.app.state.live.sessions.values()]})
+@get("/live/sessions", tags=["live"], summary="Live sessions")
+async def list_sessions(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Running sessions and the last few that ended: state, fps in and out, processing latency,
+    last error, units and wei billed so far."""
+    caller = await _caller(request)
+    return _json({"sessions": [s.info() for s in request.app.state.live.visible_to(caller)]})
 
 
 @delete("/live/sessions/{session_id:str}", tags=["live"], summary="Stop a live session", status_code=200)
 async def stop_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> Response[bytes]:
-    session = request.app.state.live.sessions.get(session_id)
+    caller = await _caller(request)
+    session = next((s for s in request.app.state.live.visible_to(caller) if s.id == session_id), None)
     if session is None:
         raise NotFound(f"no live session {session_id!r}")
     await session.stop()
@@ -153,10 +217,10 @@ async def trickle_mount(scope: Scope, receive: Receive, send: Send) -> None:
     await scope["app"].state.trickle(scope, receive, send)
 
 
-def _info(session: LiveSession, base: str) -> SessionInfo:
-    return SessionInfo(id=session.id, pipeline=session.pipeline, state=session.state, frames_in=session.frames_in,
-                       frames_out=session.frames_out, publish_url=base, subscribe_url=f"{base}-out",
-                       control_url=f"{base}-control", events_url=f"{base}-events")
+def _hosted(session: LiveSession, base: str) -> dict[str, Any]:
+    """The caller's side of a hosted session: where to publish, read, control and listen."""
+    return {**session.info(), "publish_url": base, "subscribe_url": f"{base}-out", "control_url": f"{base}-control",
+            "events_url": f"{base}-events"}
 
 
 ROUTES = [live_video_to_video, start_hosted_session, list_sessions, stop_session, trickle_mount]

@@ -2,31 +2,38 @@
 
 Five loops, as the ai-runner has them: the input subscriber feeds MPEG-TS segments to the
 decoder; a media thread decodes, caps the rate at 24 fps, crops to the params' size, hands each
-frame to the processor (on the event loop) and encodes the result into 2 s segments; the output
-publisher posts each segment; the control subscriber applies params updates (keepalives
-skipped); the events publisher sends a status event every ``status_interval`` seconds and an
-error event when something fails. The session ends when the input channel closes, when it is
-stopped, or on an error, and its last status says OFFLINE (or ERROR).
+frame to the processor (on the event loop), passes audio through and encodes into 2 s segments
+whose bytes stream out as they are made; the output publisher posts them (each segment billed
+when complete); the control subscriber applies params updates (keepalives skipped); the events
+publisher sends a status event every ``status_interval`` seconds and an error event when
+something fails. The session ends when the input channel closes, when it is stopped, when the
+input sends nothing for ``input_timeout`` seconds, or on an error; its last status says OFFLINE
+(or ERROR).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import av
 import msgspec
 import structlog
 
+from warmgate.core.live import FrameProcessor
 from warmgate.plugins.live.media import FrameRateCap, SegmentDecoder, SegmentEncoder, cover_crop
-from warmgate.plugins.live.processor import FrameProcessor, LiveParams
+from warmgate.plugins.live.metering import LiveMeter
+from warmgate.plugins.live.processor import LiveParams
 from warmgate.trickle.client import TricklePublisher, TrickleSubscriber
 
-__all__ = ["LiveSession"]
+__all__ = ["LiveSession", "SessionOptions"]
 
 _log = structlog.get_logger("warmgate.live")
 
@@ -35,10 +42,60 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1000)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SessionOptions:
+    status_interval: float = 10.0
+    input_timeout: float = 60.0
+
+
+class FrameRate:
+    """Frames a second over the last ``window`` seconds; ``tick`` from any thread."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self._window = window
+        self._times: collections.deque[float] = collections.deque()
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+
+    def per_second(self, now: float) -> float:
+        while self._times and self._times[0] < now - self._window:
+            self._times.popleft()
+        return round(len(self._times) / self._window, 2)
+
+
+async def _first_failure(*coroutines: Any) -> None:
+    """Run them together until all are done; the first to fail cancels the others."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _StreamedSegment:
+    """One output segment as the muxer writes it, handed to the event loop chunk by chunk."""
+
+    def __init__(self, put: Any) -> None:
+        self._put = put
+        put(("open", None))
+
+    def write(self, data: bytes) -> None:
+        self._put(("data", data))
+
+    def close(self) -> None:
+        self._put(("close", None))
+
+
 class LiveSession:
     def __init__(self, session_id: str, pipeline: str, processor: FrameProcessor, params: dict[str, Any],
                  size: LiveParams, *, subscribe_url: str, publish_url: str, control_url: str = "",
-                 events_url: str = "", status_interval: float = 10.0) -> None:
+                 events_url: str = "", options: SessionOptions | None = None, meter: LiveMeter | None = None,
+                 on_end: Any = None) -> None:
         self.id = session_id
         self.pipeline = pipeline
         self.processor = processor
@@ -46,19 +103,25 @@ class LiveSession:
         self.size = size
         self.urls = {"subscribe_url": subscribe_url, "publish_url": publish_url, "control_url": control_url,
                      "events_url": events_url}
-        self.status_interval = status_interval
+        self.options = options or SessionOptions()
+        self.meter = meter
+        self._on_end = on_end
         self.state = "LOADING"
         self.started = time.time()
         self.state_changed = self.started
         self.frames_in = 0
         self.frames_out = 0
+        self.fps_in = FrameRate()
+        self.fps_out = FrameRate()
+        self.latency: float | None = None
+        """Seconds from a frame leaving the decoder to its encoded bytes (moving average)."""
         self.last_input: float | None = None
         self.last_output: float | None = None
         self.last_params_update: float | None = None
         self.last_error: str | None = None
         self.last_error_time: float | None = None
         self._params_sent = False
-        self._segments: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._output: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue()
         self._events: TricklePublisher | None = None
         self._events_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -76,6 +139,11 @@ class LiveSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def wait(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
     @property
     def done(self) -> bool:
         return self._task is not None and self._task.done()
@@ -85,39 +153,45 @@ class LiveSession:
             self._events = TricklePublisher(self.urls["events_url"], "application/json")
         status = asyncio.ensure_future(self._status_loop())
         control = asyncio.ensure_future(self._control_loop()) if self.urls["control_url"] else None
+        media: asyncio.Future[None] | None = None
         try:
             await self.processor.load_model(**self.params)
             self._set_state("ONLINE")
             decoder = SegmentDecoder()
             loop = asyncio.get_running_loop()
             media = loop.run_in_executor(None, self._media, decoder, loop)
-            publish = asyncio.ensure_future(self._publish_loop())
-            await self._input_loop(decoder)
-            await media
-            await publish
+            await _first_failure(self._decode(decoder, media), self._publish_loop())
             self._set_state("OFFLINE")
         except asyncio.CancelledError:
             self._set_state("OFFLINE")
             raise
         except Exception as exc:
-            self.last_error, self.last_error_time = f"{type(exc).__name__}: {exc}", time.time()
+            self.last_error, self.last_error_time = str(exc) or type(exc).__name__, time.time()
             self._set_state("ERROR")
             _log.warning("live_session_failed", session=self.id, error=self.last_error)
-            await self._emit({"type": "error", "message": self.last_error, "time": _ms(self.last_error_time)})
+            await self._emit({"type": "error", "pipeline": self.pipeline, "message": self.last_error,
+                              "time": _ms(self.last_error_time)})
         finally:
             self._stop.set()
             loops = [task for task in (status, control) if task is not None]
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            if media is not None:  # the media thread notices _stop at its next frame
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(media)
+            if self.meter is not None:
+                await asyncio.shield(self.meter.bill(0, status=500 if self.state == "ERROR" else 200))
             with contextlib.suppress(Exception):
                 await self.processor.stop()
             await self._emit(self._status())
             if self._events is not None:
                 with contextlib.suppress(Exception):
-                    await self._events.close()
+                    await asyncio.shield(self._events.close())
             _log.info("live_session_ended", session=self.id, state=self.state, frames_in=self.frames_in,
                       frames_out=self.frames_out)
+            if self._on_end is not None:
+                self._on_end(self)
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
@@ -125,27 +199,49 @@ class LiveSession:
 
     # -- loops -----------------------------------------------------------------------------
 
-    async def _input_loop(self, decoder: SegmentDecoder) -> None:
+    async def _decode(self, decoder: SegmentDecoder, media: asyncio.Future[None]) -> None:
         try:
-            async with TrickleSubscriber(self.urls["subscribe_url"]) as subscriber:
-                while not self._stop.is_set() and (segment := await subscriber.next()) is not None:
-                    async for chunk in segment:
-                        decoder.feed(chunk)
-                    self.last_input = time.time()
+            await self._input_loop(decoder)
         finally:
-            decoder.end()
+            decoder.end()  # the media thread drains what is left and ends the output
+        await media
+
+    async def _input_loop(self, decoder: SegmentDecoder) -> None:
+        timeout = self.options.input_timeout
+        async with TrickleSubscriber(self.urls["subscribe_url"]) as subscriber:
+            while not self._stop.is_set():
+                try:
+                    async with asyncio.timeout(timeout):
+                        segment = await subscriber.next()
+                        if segment is None:
+                            return
+                        async for chunk in segment:
+                            decoder.feed(chunk)
+                            self.last_input = time.time()
+                except TimeoutError:
+                    raise TimeoutError(f"no input for {timeout:g} s; the publisher is gone") from None
 
     def _media(self, decoder: SegmentDecoder, loop: asyncio.AbstractEventLoop) -> None:
-        """The media thread: decode, cap, crop, process (on the loop), encode."""
+        """The media thread: decode, cap, crop, process (on the loop), encode; audio passes."""
         width, height = self.size.width, self.size.height
-        encoder = SegmentEncoder(width, height, lambda seg: loop.call_soon_threadsafe(self._segments.put_nowait, seg))
+        put = self._output.put_nowait
+        encoder: SegmentEncoder | None = None
         cap, first = FrameRateCap(24), None
         try:
             for frame in decoder.frames():
                 if self._stop.is_set():
                     break
-                self.frames_in += 1
+                if encoder is None:
+                    encoder = SegmentEncoder(width, height, lambda: _StreamedSegment(
+                        lambda item: loop.call_soon_threadsafe(put, item)), audio=decoder.has_audio)
                 seconds = float(frame.time or 0.0)
+                if isinstance(frame, av.AudioFrame):
+                    if first is not None and seconds >= first:
+                        encoder.encode_audio(frame, seconds - first)
+                    continue
+                self.frames_in += 1
+                decoded = time.time()
+                self.fps_in.tick(decoded)
                 first = seconds if first is None else first
                 if not cap.keep(seconds - first):
                     continue
@@ -154,15 +250,32 @@ class LiveSession:
                 encoder.encode(result, seconds - first)
                 self.frames_out += 1
                 self.last_output = time.time()
+                self.fps_out.tick(self.last_output)
+                took = self.last_output - decoded
+                self.latency = took if self.latency is None else 0.9 * self.latency + 0.1 * took
         finally:
-            encoder.close()
-            loop.call_soon_threadsafe(self._segments.put_nowait, None)
+            if encoder is not None:
+                encoder.close()
+            loop.call_soon_threadsafe(put, ("end", None))
 
     async def _publish_loop(self) -> None:
+        billed = 0
         async with TricklePublisher(self.urls["publish_url"], "video/MP2T") as publisher:
-            while (segment := await self._segments.get()) is not None:
-                async with await publisher.next() as writer:
-                    await writer.write(segment)
+            writer = None
+            while (item := await self._output.get())[0] != "end":
+                kind, data = item
+                if kind == "open":
+                    if self.meter is not None:
+                        await self.meter.hold()
+                    writer = await publisher.next()
+                elif kind == "data" and writer is not None:
+                    await writer.write(data or b"")
+                elif kind == "close" and writer is not None:
+                    await writer.close()
+                    writer = None
+                    if self.meter is not None:
+                        frames, billed = self.frames_out - billed, self.frames_out
+                        await self.meter.bill(frames)
 
     async def _control_loop(self) -> None:
         with contextlib.suppress(Exception):  # a control channel that goes away ends updates only
@@ -174,31 +287,43 @@ class LiveSession:
                     try:
                         update = json.loads(body)
                     except ValueError:
-                        await self._emit({"type": "error", "message": "control message is not JSON"})
+                        await self._emit({"type": "error", "pipeline": self.pipeline,
+                                          "message": "control message is not JSON", "time": _ms(time.time())})
                         continue
                     if not isinstance(update, dict) or update == {"keep": "alive"}:
                         continue
                     await self.processor.update_params(update)
                     self.params, self.last_params_update, self._params_sent = update, time.time(), False
+                    await self._emit(self._status())  # the new params are visible at once
 
     async def _status_loop(self) -> None:
         while True:
             await self._emit(self._status())
-            await asyncio.sleep(self.status_interval)
+            await asyncio.sleep(self.options.status_interval)
 
     # -- events ----------------------------------------------------------------------------
 
+    def info(self) -> dict[str, Any]:
+        """What ``GET /live/sessions`` shows of it."""
+        now = time.time()
+        return {"id": self.id, "pipeline": self.pipeline, "state": self.state, "params": self.params,
+                "width": self.size.width, "height": self.size.height, "started": _ms(self.started),
+                "frames_in": self.frames_in, "frames_out": self.frames_out, "fps_in": self.fps_in.per_second(now),
+                "fps_out": self.fps_out.per_second(now),
+                "latency_ms": None if self.latency is None else round(self.latency * 1000, 1),
+                "last_error": self.last_error, "last_error_time": _ms(self.last_error_time),
+                "units": self.meter.units if self.meter else 0, "wei": self.meter.wei if self.meter else 0}
+
     def _status(self) -> dict[str, Any]:
         now = time.time()
-        elapsed = max(now - self.started, 1e-9)
         params = None if self._params_sent else self.params
         self._params_sent = True  # sent once, then cleared, as the ai-runner does
         return {
             "type": "status", "pipeline": self.pipeline, "start_time": _ms(self.started), "state": self.state,
             "last_state_update_time": _ms(self.state_changed),
-            "input_status": {"last_input_time": _ms(self.last_input), "fps": round(self.frames_in / elapsed, 2)},
+            "input_status": {"last_input_time": _ms(self.last_input), "fps": self.fps_in.per_second(now)},
             "inference_status": {
-                "last_output_time": _ms(self.last_output), "fps": round(self.frames_out / elapsed, 2),
+                "last_output_time": _ms(self.last_output), "fps": self.fps_out.per_second(now),
                 "last_params_update_time": _ms(self.last_params_update), "last_params": params,
                 "last_params_hash": hashlib.md5(json.dumps(self.params, sort_keys=True).encode()).hexdigest(),
                 "last_error_time": _ms(self.last_error_time), "last_error": self.last_error, "restart_count": 0},

@@ -1,0 +1,69 @@
+"""The live pipeline contract: a frame processor in the spirit of PyTrickle's ``FrameProcessor``,
+registered with the ``register_live_pipelines`` hook. The core holds the contract (as it holds
+``PipelineSpec``), so any plugin can offer a live pipeline and the live plugin runs them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from warmgate.core.plugins import load_plugins, pm
+from warmgate.core.spec import DemoModel
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["FrameProcessor", "LivePipeline", "get_live_pipelines"]
+
+
+class FrameProcessor:
+    """One live session's frames. Override what you need; frames are RGB ``(H, W, 3)`` uint8
+    arrays already cropped to the params' size, and what ``process_video`` returns (same shape)
+    is encoded. Audio is passed through. Methods are awaited on the event loop: run heavy work
+    in a thread (``asyncio.to_thread``)."""
+
+    async def load_model(self, **params: Any) -> None:
+        """Called once before the first frame, with the session's initial params."""
+
+    async def process_video(self, frame: np.ndarray) -> np.ndarray:
+        return frame
+
+    async def update_params(self, params: dict[str, Any]) -> None:
+        """A complete params dict from the control channel (keepalives are not passed on)."""
+
+    async def stop(self) -> None:
+        """The session ended: release what ``load_model`` took that is not shared."""
+
+
+ProcessorFactory = Callable[..., FrameProcessor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LivePipeline:
+    """A registered live pipeline. ``factory(**options)`` makes one session's processor;
+    ``options`` come from ``live.pipelines.<name>`` in the settings (with the demo profile, a
+    ``model_id`` pointing at ``demo``'s tiny model when none is configured)."""
+
+    name: str
+    factory: ProcessorFactory
+    demo: DemoModel | None = None
+    plugin: str = ""
+
+
+def get_live_pipelines() -> dict[str, LivePipeline]:
+    load_plugins()
+    pipelines: dict[str, LivePipeline] = {}
+    for impl in pm.hook.register_live_pipelines.get_hookimpls():
+
+        def register(name: str, factory: ProcessorFactory, *, demo: DemoModel | None = None,
+                     _plugin: str = impl.plugin_name) -> None:
+            if not callable(factory):
+                raise TypeError(f"live pipeline {name!r} (plugin {_plugin!r}): factory must be callable")
+            if name in pipelines:
+                raise ValueError(f"live pipeline {name!r} is registered by both {pipelines[name].plugin!r} "
+                                 f"and {_plugin!r}")
+            pipelines[name] = LivePipeline(name=name, factory=factory, demo=demo, plugin=_plugin)
+
+        impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
+    return pipelines

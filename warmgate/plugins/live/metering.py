@@ -1,0 +1,86 @@
+"""Live sessions priced per output pixel and metered as they run.
+
+A session bills every output segment when it is complete: width x height x its frames, at
+``live.price``. Before a segment starts, the next 2 s of output (width x height x 24 x 2) is held
+against the caller's key (the ``reserve`` hooks), so a key without the balance stops the session
+with an error event instead of running on credit; the first hold is taken when the session is
+asked for, so an empty key gets a 402 at once. Each segment is one usage event (``on_usage``),
+named ``live-video-to-video:<pipeline>``: the ledger and ``GET /usage`` see sessions like
+requests.
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from warmgate.core.plugins import await_me_maybe, pm
+from warmgate.core.settings import FunctionConfig, Settings
+from warmgate.core.usage import Quote, UsageEvent, record_usage
+
+__all__ = ["LIVE_PIPELINE", "LiveMeter", "live_function_name"]
+
+LIVE_PIPELINE = "live-video-to-video"
+HOLD_SECONDS = 2.0
+HOLD_FPS = 24
+
+
+def live_function_name(pipeline: str) -> str:
+    """The name a live pipeline bills and is allowed under (``--function`` of a key)."""
+    return f"{LIVE_PIPELINE}:{pipeline}"
+
+
+class LiveMeter:
+    def __init__(self, app: Any, settings: Settings, session_id: str, pipeline: str, width: int, height: int,
+                 key: str | None) -> None:
+        self._app = app
+        self._settings = settings
+        self._session_id = session_id
+        self._pixels = width * height
+        self._key = key
+        self._function = live_function_name(pipeline)
+        # what the price_request hooks read: a function's name and config
+        self._priced = SimpleNamespace(name=self._function, config=FunctionConfig(
+            pipeline=LIVE_PIPELINE, model_id=pipeline, name=self._function, price=settings.live.price))
+        self._pipeline = pipeline
+        self._hold: Quote | None = None
+        self._held_at = 0.0
+        self._segments = 0
+        self.units = 0
+        self.wei = 0
+
+    @property
+    def priced(self) -> bool:
+        return self._settings.live.price is not None
+
+    def _quote(self, units: int) -> Quote:
+        wei = pm.hook.price_request(function=self._priced, request=None, units=units, settings=self._settings)
+        return Quote(function=self._function, pipeline=LIVE_PIPELINE, model_id=self._pipeline, units=units,
+                     wei=int(wei or 0), key=self._key)
+
+    async def hold(self) -> None:
+        """Hold the next segment's worth; ``PaymentRequired`` when the key cannot cover it."""
+        if not self.priced or self._hold is not None:
+            return
+        quote = self._quote(self._pixels * HOLD_FPS * round(HOLD_SECONDS))
+        for result in pm.hook.reserve(quote=quote, app=self._app):
+            await await_me_maybe(result)
+        self._hold, self._held_at = quote, time.monotonic()
+
+    async def bill(self, frames: int, *, status: int = 200) -> None:
+        """Settle the hold with what ``frames`` output frames cost (0 frames: release it)."""
+        if not self.priced or (self._hold is None and not frames):
+            return
+        units = self._pixels * frames
+        billed = self._quote(units)
+        held = self._hold
+        self._hold = None
+        self._segments += 1
+        self.units += units
+        self.wei += billed.wei
+        await record_usage(self._app, UsageEvent(
+            request_id=f"{self._session_id}-{self._segments}", time=time.time(), function=self._function,
+            pipeline=LIVE_PIPELINE, model_id=self._pipeline, units=units, quoted_wei=held.wei if held else 0,
+            wei=billed.wei, status=status, duration_ms=round((time.monotonic() - self._held_at) * 1000, 3),
+            key=self._key))

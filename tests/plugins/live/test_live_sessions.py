@@ -1,22 +1,25 @@
-"""Live video end to end over real HTTP: MPEG-TS published to a session's trickle channel on the
-gateway, frames through a live pipeline plugin, MPEG-TS read back; control updates and events."""
+"""Live video end to end over real HTTP: MPEG-TS (with audio) published to a session's trickle
+channel on the gateway, frames through a live pipeline plugin, MPEG-TS read back; control
+updates and events; a publisher that dies; two sessions at once; metering; auth."""
 
 import asyncio
 import json
+import sys
 
-import numpy as np
 import pytest
 
 import warmgate
 from warmgate import FrameProcessor, Settings
-from warmgate.plugins.live.media import SegmentDecoder, SegmentEncoder, whole_segments
+from warmgate.core.settings import AuthSettings, LiveSettings, Price, PricingSettings
 from warmgate.testing import EchoPipeline
-from warmgate.trickle.client import TricklePublisher, TrickleSubscriber
+from warmgate.testing.live import clip, decode, publish, read_events, read_segments, until_true
+from warmgate.trickle.client import TricklePublisher
 
 
 class Inverter(FrameProcessor):
     updates: list = []
     loaded: list = []
+    stopped: list = []
 
     async def load_model(self, **params):
         Inverter.loaded.append(params)
@@ -27,6 +30,9 @@ class Inverter(FrameProcessor):
     async def update_params(self, params):
         Inverter.updates.append(params)
 
+    async def stop(self):
+        Inverter.stopped.append(True)
+
 
 class InverterPlugin:
     @warmgate.hookimpl
@@ -34,98 +40,198 @@ class InverterPlugin:
         register("invert", Inverter)
 
 
-def input_segments(seconds=3, fps=24):
-    segments = []
-    encoder = SegmentEncoder(96, 64, whole_segments(segments.append), fps=fps)
-    for i in range(seconds * fps):
-        encoder.encode(np.zeros((64, 96, 3), np.uint8), i / fps)
-    encoder.close()
-    return segments
-
-
 @pytest.fixture
 def gateway(warmgate_server, register_plugin):
-    register_plugin(InverterPlugin(), "undo-invert")
-    Inverter.updates.clear()
-    Inverter.loaded.clear()
-    return warmgate_server(Settings(), pipelines={"echo": EchoPipeline().spec})[1]
+    def start(settings=None):
+        register_plugin(InverterPlugin(), "undo-invert")
+        for log in (Inverter.updates, Inverter.loaded, Inverter.stopped):
+            log.clear()
+        return warmgate_server(settings or Settings(), pipelines={"echo": EchoPipeline().spec})[1]
+
+    return start
 
 
-def test_a_hosted_session_transforms_the_stream_and_applies_control_updates(gateway):
-    r = gateway.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 448, "x": 1}})
+def test_a_hosted_session_transforms_the_stream_passes_audio_and_applies_control_updates(gateway):
+    client = gateway()
+    r = client.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 448, "x": 1}})
     assert r.status_code == 200, r.text
     urls = r.json()
-    segments = input_segments()
+    segments = clip(audio=True)
 
     async def run():
-        async with TrickleSubscriber(urls["subscribe_url"], start=0) as output, \
-                TrickleSubscriber(urls["events_url"], start=0) as events:
-            async def read_video():  # 3 s in: two output segments (2 s each, the last one shorter)
-                out = []
-                while len(out) < 2 and (segment := await output.next()) is not None:
-                    if body := await segment.read():
-                        out.append(body)
-                return out
-
-            async def read_events():  # until the session says it is over
-                out = []
-                while (segment := await events.next()) is not None:
-                    if body := await segment.read():
-                        out.append(body)
-                        if json.loads(body)["event"].get("state") == "OFFLINE":
-                            break
-                return out
-
-            reading = asyncio.ensure_future(read_video())
-            reading_events = asyncio.ensure_future(read_events())
-            async with TricklePublisher(urls["publish_url"]) as publisher, \
-                    TricklePublisher(urls["control_url"], "application/json") as control:
+        reading = asyncio.ensure_future(read_segments(urls["subscribe_url"]))
+        reading_events = asyncio.ensure_future(read_events(urls["events_url"]))
+        await until_true(lambda: client.get("/health").json()["status"] == "OK")  # a session runs
+        async with TricklePublisher(urls["publish_url"]) as publisher, \
+                TricklePublisher(urls["control_url"], "application/json") as control:
+            async with await publisher.next() as writer:
+                await writer.write(segments[0])
+            for message in ({"keep": "alive"}, {"width": 384, "height": 448, "strength": 0.7}):
+                async with await control.next() as writer:
+                    await writer.write(json.dumps(message).encode())
+            await until_true(lambda: Inverter.updates)  # the update reaches the pipeline while the video runs
+            for segment in segments[1:]:
                 async with await publisher.next() as writer:
-                    await writer.write(segments[0])
-                for message in ({"keep": "alive"}, {"width": 384, "height": 448, "strength": 0.7}):
-                    async with await control.next() as writer:
-                        await writer.write(json.dumps(message).encode())
-                for _ in range(100):  # the update reaches the pipeline while the video still runs
-                    if Inverter.updates:
-                        break
-                    await asyncio.sleep(0.05)
-                for segment in segments[1:]:
-                    async with await publisher.next() as writer:
-                        await writer.write(segment)
-            return await asyncio.wait_for(reading, 60), await asyncio.wait_for(reading_events, 60)
+                    await writer.write(segment)
+        return await asyncio.wait_for(reading, 60), await asyncio.wait_for(reading_events, 60)
 
     out, events = asyncio.run(run())
-    decoder = SegmentDecoder()
-    for segment in out:
-        decoder.feed(segment)
-    decoder.end()
-    frames = list(decoder.frames())
-    assert len(frames) == 72 and {(f.width, f.height) for f in frames} == {(384, 448)}
-    assert frames[0].to_ndarray(format="rgb24").mean() > 200  # black in, inverted out
-    pts = [f.pts for f in frames]
+    video, audio = decode(out)
+    assert len(video) == 72 and {(f.width, f.height) for f in video} == {(384, 448)}
+    assert video[0].to_ndarray(format="rgb24").mean() > 200  # black in, inverted out
+    pts = [f.pts for f in video]
     assert pts == sorted(pts)
+    assert abs(sum(f.samples for f in audio) / 48000 - 3) < 0.15  # the tone went through
+    assert {(f.sample_rate, f.layout.name) for f in audio} == {(48000, "mono")}
     assert Inverter.loaded == [{"width": 384, "height": 448, "x": 1}]
     assert Inverter.updates == [{"width": 384, "height": 448, "strength": 0.7}]  # the keepalive was not passed on
-    envelopes = [json.loads(e) for e in events]
-    statuses = [e["event"] for e in envelopes if e["event"]["type"] == "status"]
-    assert all(e["queue_event_type"] == "ai_stream_events" for e in envelopes)
+    assert Inverter.stopped == [True]
+    statuses = [e["event"] for e in events if e["event"]["type"] == "status"]
+    assert all(e["queue_event_type"] == "ai_stream_events" for e in events)
     assert statuses[0]["pipeline"] == "invert" and statuses[-1]["state"] == "OFFLINE"
-    assert statuses[-1]["inference_status"]["fps"] > 0
-    listed = gateway.get("/live/sessions").json()["sessions"]
-    assert [(s["pipeline"], s["state"], s["frames_out"]) for s in listed] == [("invert", "OFFLINE", 72)]
+    assert {"width": 384, "height": 448, "strength": 0.7} in [s["inference_status"]["last_params"] for s in statuses]
+    [listed] = client.get("/live/sessions").json()["sessions"]
+    assert (listed["pipeline"], listed["state"], listed["frames_in"], listed["frames_out"]) == ("invert", "OFFLINE", 72, 72)
+    assert listed["latency_ms"] > 0 and listed["last_error"] is None
+    assert client.get("/health").json()["status"] == "IDLE"  # nothing runs any more
+
+
+PUBLISHER = """
+import asyncio, sys
+from warmgate.trickle.client import TricklePublisher
+
+async def main(url, first, second):
+    publisher = TricklePublisher(url)
+    async with await publisher.next() as writer:
+        await writer.write(open(first, "rb").read())
+    writer = await publisher.next()
+    await writer.write(open(second, "rb").read()[:50_000])
+    print("half-way", flush=True)
+    await asyncio.sleep(60)  # killed here, mid-segment
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def test_a_publisher_that_dies_ends_the_session_with_an_error_event_and_frees_it(gateway, tmp_path):
+    client = gateway(Settings(live=LiveSettings(input_timeout=1.5)))
+    urls = client.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 384}}).json()
+    segments = clip(seconds=4)
+    (tmp_path / "0.ts").write_bytes(segments[0])
+    (tmp_path / "1.ts").write_bytes(segments[1])
+
+    async def run():
+        events = asyncio.ensure_future(read_events(urls["events_url"]))
+        publisher = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", PUBLISHER, urls["publish_url"], str(tmp_path / "0.ts"), str(tmp_path / "1.ts"),
+            stdout=asyncio.subprocess.PIPE)
+        try:
+            assert await asyncio.wait_for(publisher.stdout.readline(), 30) == b"half-way\n"
+        finally:
+            publisher.kill()  # SIGKILL: the connection drops mid-segment, nothing is closed
+            await publisher.wait()
+        return await asyncio.wait_for(events, 30)
+
+    events = [e["event"] for e in asyncio.run(run())]
+    errors = [e for e in events if e["type"] == "error"]
+    assert len(errors) == 1 and "no input for 1.5 s" in errors[0]["message"] and errors[0]["pipeline"] == "invert"
+    assert events[-1]["type"] == "status" and events[-1]["state"] == "ERROR"
+    [listed] = client.get("/live/sessions").json()["sessions"]
+    assert listed["state"] == "ERROR" and "no input" in listed["last_error"] and listed["frames_out"] >= 48
+    assert Inverter.stopped == [True]  # the pipeline was told, so it can free its model
+
+    async def channels_gone():  # closed with the session (after a short linger for late readers)
+        await until_true(lambda: client.get(urls["publish_url"].removeprefix(str(client.base_url)) + "/next")
+                       .status_code == 404, 15)
+
+    asyncio.run(channels_gone())
+    assert client.get("/health").json()["status"] == "IDLE"
+
+
+def test_two_sessions_at_once_keep_their_own_frames(gateway):
+    client = gateway()
+    dark = client.post("/live/sessions", json={"params": {"width": 384, "height": 384}}).json()
+    light = client.post("/live/sessions", json={"params": {"width": 448, "height": 384}}).json()
+    assert {s["id"] for s in client.get("/live/sessions").json()["sessions"]} == {dark["id"], light["id"]}
+
+    async def run():
+        outputs = [asyncio.ensure_future(read_segments(s["subscribe_url"])) for s in (dark, light)]
+        await asyncio.gather(publish(dark["publish_url"], clip(shade=10)),
+                             publish(light["publish_url"], clip(shade=240)))
+        return await asyncio.wait_for(asyncio.gather(*outputs), 60)
+
+    dark_out, light_out = [decode(out)[0] for out in asyncio.run(run())]
+    assert len(dark_out) == len(light_out) == 72
+    assert {(f.width, f.height) for f in dark_out} == {(384, 384)}
+    assert {(f.width, f.height) for f in light_out} == {(448, 384)}
+    assert max(f.to_ndarray(format="rgb24").mean() for f in dark_out) < 40
+    assert min(f.to_ndarray(format="rgb24").mean() for f in light_out) > 210
+
+
+def test_sessions_are_metered_per_output_pixel_in_the_ledger(gateway, tmp_path):
+    ledger = tmp_path / "usage.sqlite"
+    client = gateway(Settings(live=LiveSettings(price=Price(price_per_unit=3, pixels_per_unit=2)),
+                              pricing=PricingSettings(ledger=str(ledger))))
+    urls = client.post("/live/sessions", json={"params": {"width": 384, "height": 384}}).json()
+
+    async def run():
+        reading = asyncio.ensure_future(read_segments(urls["subscribe_url"]))
+        await publish(urls["publish_url"], clip(seconds=5))
+        return await asyncio.wait_for(reading, 60)
+
+    assert len(decode(asyncio.run(run()))[0]) == 120
+    [total] = client.get("/usage").json()["usage"]
+    pixels = 384 * 384 * 120
+    assert (total["function"], total["units"], total["wei"]) == ("live-video-to-video:noop", pixels, str(pixels * 3 // 2))
+    assert total["requests"] == 3  # one usage row per output segment (2 s, 2 s, 1 s)
+    [listed] = client.get("/live/sessions").json()["sessions"]
+    assert (listed["units"], listed["wei"]) == (pixels, pixels * 3 // 2)
+
+
+def test_keys_need_the_balance_and_the_permission_for_a_session(gateway, tmp_path):
+    from warmgate.pricing.keys import KeyStore
+
+    ledger = tmp_path / "usage.sqlite"
+    client = gateway(Settings(live=LiveSettings(price=Price(price_per_unit=1)), auth=AuthSettings(keys=True),
+                              pricing=PricingSettings(ledger=str(ledger))))
+    store = KeyStore(ledger)
+    hold = 384 * 384 * 48  # the first 2 s of output, held before the session starts
+    _, poor = store.create(credit=hold - 1)
+    _, other = store.create(credit=10 * hold, functions=["text-to-image"])
+    _, rich = store.create(credit=10 * hold, functions=["live-video-to-video:noop"])
+    body = {"params": {"width": 384, "height": 384}}
+    assert client.post("/live/sessions", json=body).status_code == 401
+    refused = client.post("/live/sessions", json=body, headers={"Authorization": f"Bearer {poor}"})
+    assert refused.status_code == 402 and f"costs {hold} wei" in refused.json()["detail"]["msg"]
+    forbidden = client.post("/live/sessions", json=body, headers={"Authorization": f"Bearer {other}"})
+    assert forbidden.status_code == 403 and "live-video-to-video:noop" in forbidden.json()["detail"]["msg"]
+    started = client.post("/live/sessions", json=body, headers={"Authorization": f"Bearer {rich}"})
+    assert started.status_code == 200
+    assert client.get("/live/sessions", headers={"Authorization": f"Bearer {other}"}).json() == {"sessions": []}
+    mine = client.get("/live/sessions", headers={"Authorization": f"Bearer {rich}"}).json()["sessions"]
+    assert [s["id"] for s in mine] == [started.json()["id"]]
+    assert client.delete(f"/live/sessions/{started.json()['id']}",
+                         headers={"Authorization": f"Bearer {other}"}).status_code == 404
+    store.close()
 
 
 @pytest.mark.parametrize(("params", "field"), [({"width": 500}, "width"), ({"height": 320}, "height"),
                                                ({"width": "512"}, "width"), ({"height": 1088}, "height")])
 def test_sizes_outside_384_to_1024_or_not_multiples_of_64_are_422(gateway, params, field):
-    r = gateway.post("/live/sessions", json={"params": params})
+    r = gateway().post("/live/sessions", json={"params": params})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "params", field]
 
 
 def test_unknown_pipeline_and_bad_bodies(gateway):
-    r = gateway.post("/live/sessions", json={"model_id": "nope"})
+    client = gateway(Settings(live=LiveSettings(max_sessions=1)))
+    r = client.post("/live/sessions", json={"model_id": "nope"})
     assert r.status_code == 404 and "noop" in r.json()["detail"]["msg"]
-    assert gateway.post("/live-video-to-video", json={"publish_url": "http://127.0.0.1:9/x"}).status_code == 422
-    assert gateway.post("/live-video-to-video", content=b"{").status_code == 400
-    assert gateway.delete("/live/sessions/none").status_code == 404
-    assert gateway.get("/ai/trickle/unknown/0").status_code == 404
+    assert client.post("/live-video-to-video", json={"publish_url": "http://127.0.0.1:9/x"}).status_code == 422
+    r = client.post("/live-video-to-video", json={"subscribe_url": "file:///etc/passwd", "publish_url": "http://a/b"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "subscribe_url"]
+    assert client.post("/live-video-to-video", content=b"{").status_code == 400
+    assert client.delete("/live/sessions/none").status_code == 404
+    assert client.get("/ai/trickle/unknown/0").status_code == 404
+    assert client.post("/live/sessions", json={}).status_code == 200
+    busy = client.post("/live/sessions", json={})
+    assert busy.status_code == 503 and "live.max_sessions" in busy.json()["detail"]["msg"]

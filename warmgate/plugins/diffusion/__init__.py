@@ -1,5 +1,6 @@
 """The diffusion plugin: text-to-image, image-to-image, image-to-video and upscale on diffusers,
-wire-compatible with the Livepeer runner. Heavy imports happen in the loaders only."""
+wire-compatible with the Livepeer runner, and the ``diffusion`` live video pipeline. Heavy
+imports happen in the loaders only."""
 
 from __future__ import annotations
 
@@ -43,6 +44,26 @@ def _video_pixels(request: ImageInput) -> int:
     return request.params.width * request.params.height * request.outputs
 
 
+TINY_SD = DemoModel(
+    model_id="warmgate-demo/tiny-sd",
+    build=deferred("warmgate.plugins.diffusion.demo:build_tiny_sd"),
+    price=Price(price_per_unit=4_768_371),
+)
+
+
+TINY_SD_TURBO = DemoModel(
+    model_id="warmgate-demo/tiny-sd-turbo",
+    build=deferred("warmgate.plugins.diffusion.demo:build_tiny_sd_turbo"),
+)
+
+
+@hookimpl
+def register_live_pipelines(register: Any) -> None:
+    """``diffusion``: image-to-image on every frame (StreamDiffusion-style; default model
+    sd-turbo, a tiny sd-turbo layout under the demo profile)."""
+    register("diffusion", deferred("warmgate.plugins.diffusion.live:DiffusionLiveProcessor"), demo=TINY_SD_TURBO)
+
+
 @hookimpl
 def register_pipelines(register: Any) -> None:
     register(
@@ -57,11 +78,7 @@ def register_pipelines(register: Any) -> None:
             summary="Text To Image",
             operation_id="genTextToImage",
             description="Generate images from text prompts.",
-            demo=DemoModel(
-                model_id="warmgate-demo/tiny-sd",
-                build=deferred("warmgate.plugins.diffusion.demo:build_tiny_sd"),
-                price=Price(price_per_unit=4_768_371),
-            ),
+            demo=TINY_SD,
         )
     )
     register(

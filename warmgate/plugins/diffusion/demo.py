@@ -15,6 +15,7 @@ __all__ = [
     "build_tiny_pix2pix",
     "build_tiny_safety_checker",
     "build_tiny_sd",
+    "build_tiny_sd_turbo",
     "build_tiny_sdxl",
     "build_tiny_svd",
     "build_tiny_upscaler",
@@ -86,6 +87,20 @@ def build_tiny_sd(directory: Path) -> None:
     tokenizer = _clip_tokenizer()
     diffusers.StableDiffusionPipeline(
         vae=_vae(), text_encoder=_clip_text_encoder(tokenizer), tokenizer=tokenizer, unet=_unet(), scheduler=_ddim(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    ).save_pretrained(directory)
+
+
+def build_tiny_sd_turbo(directory: Path) -> None:
+    """An sd-turbo layout for live video: VAE scale factor 8 (as the real ones), so a 512 px
+    frame is a 64x64 latent and a frame takes tens of milliseconds on a CPU; Euler with
+    trailing timesteps, the turbo schedulers' few-step spacing."""
+    _, diffusers, _ = _imports()
+    tokenizer = _clip_tokenizer()
+    diffusers.StableDiffusionPipeline(
+        vae=_vae((4, 4, 8, 8)), text_encoder=_clip_text_encoder(tokenizer), tokenizer=tokenizer, unet=_unet(),
+        scheduler=diffusers.EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085,
+                                                   beta_end=0.012, timestep_spacing="trailing", steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     ).save_pretrained(directory)
 

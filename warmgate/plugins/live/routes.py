@@ -74,8 +74,9 @@ class LiveSessions:
     def running(self) -> list[LiveSession]:
         return [s for s in self.sessions.values() if not s.done]
 
-    async def start(self, session_id: str, model_id: str, params: dict[str, Any], caller: Caller | None,
-                    on_end: Callable[[LiveSession], None] | None = None, **urls: str) -> LiveSession:
+    async def start(self, session_id: str, model_id: str, params: dict[str, Any], caller: Caller | None, *,
+                    on_end: Callable[[LiveSession], None] | None = None, hosted: bool = False,
+                    **urls: str) -> LiveSession:
         size = parse_params(params)
         name = model_id or DEFAULT_PIPELINE
         pipeline = self.pipelines.get(name)
@@ -101,7 +102,8 @@ class LiveSessions:
         self._forget_finished()
         session = LiveSession(
             session_id, name, processor, params, size,
-            options=SessionOptions(status_interval=live.status_interval, input_timeout=live.input_timeout),
+            options=SessionOptions(status_interval=live.status_interval, input_timeout=live.input_timeout,
+                                   input_start=0 if hosted else -2),
             meter=meter if meter.priced else None, on_end=on_end, **urls)
         self.sessions[session_id] = session
         self.owners[session_id] = key
@@ -183,7 +185,7 @@ async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[byte
                 trickle.close(name)
     try:
         session = await request.app.state.live.start(
-            session_id, body.model_id, body.params, caller, on_end=lambda _: close_channels(),
+            session_id, body.model_id, body.params, caller, on_end=lambda _: close_channels(), hosted=True,
             subscribe_url=base, publish_url=f"{base}-out", control_url=f"{base}-control",
             events_url=f"{base}-events")
     except Exception:

@@ -46,6 +46,10 @@ def _ms(seconds: float | None) -> int | None:
 class SessionOptions:
     status_interval: float = 10.0
     input_timeout: float = 60.0
+    input_start: int = -2
+    """The first input segment: -2, the live edge (the runner's choice, for a caller's channel
+    that may have run for a while); 0 for a channel the gateway just made, so nothing a fast
+    publisher sent before the session subscribed is lost."""
 
 
 class FrameRate:
@@ -168,7 +172,7 @@ class LiveSession:
         except Exception as exc:
             self.last_error, self.last_error_time = str(exc) or type(exc).__name__, time.time()
             self._set_state("ERROR")
-            _log.warning("live_session_failed", session=self.id, error=self.last_error)
+            _log.warning("live_session_failed", session=self.id, error=self.last_error, exc_info=True)
             await self._emit({"type": "error", "pipeline": self.pipeline, "message": self.last_error,
                               "time": _ms(self.last_error_time)})
         finally:
@@ -208,7 +212,7 @@ class LiveSession:
 
     async def _input_loop(self, decoder: SegmentDecoder) -> None:
         timeout = self.options.input_timeout
-        async with TrickleSubscriber(self.urls["subscribe_url"]) as subscriber:
+        async with TrickleSubscriber(self.urls["subscribe_url"], start=self.options.input_start) as subscriber:
             while not self._stop.is_set():
                 try:
                     async with asyncio.timeout(timeout):

@@ -188,6 +188,9 @@ class LiveSettings(_Config):
     ai-runner stops a stream after 60 s without input)."""
     status_interval: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     """Seconds between status events."""
+    max_lag: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    """A pipeline slower than its input skips frames once it is this many seconds behind, so
+    latency stays bounded."""
     pipelines: dict[str, dict[str, Any]] = {}
     """Options per live pipeline, passed to its factory, e.g. ``{diffusion: {model_id: ...}}``."""
 

@@ -49,7 +49,10 @@ def test_frames_are_regenerated_and_a_new_prompt_takes_effect_mid_stream(warmgat
 
     out, events = asyncio.run(run())
     video, _ = decode(out)
-    assert len(video) == 72 and {(f.width, f.height) for f in video} == {(384, 384)}
+    # 3 s of input sent faster than real time to a pipeline slower than real time on a CPU:
+    # once it is over 0.5 s behind, frames are skipped to keep up, and counted
+    assert 12 <= len(video) and {(f.width, f.height) for f in video} == {(384, 384)}
+    assert session()["frames_dropped"] == 72 - len(video)
     images = [f.to_ndarray(format="rgb24").astype(np.float32) for f in video]
     assert np.abs(images[0] - 128).mean() > 10  # not the gray input: the model drew it
     # (that the new prompt changes the picture is checked below without H.264 in between: on a

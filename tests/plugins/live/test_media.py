@@ -5,7 +5,14 @@ import av
 import numpy as np
 import pytest
 
-from warmgate.plugins.live.media import FrameRateCap, SegmentDecoder, SegmentEncoder, cover_crop, whole_segments
+from warmgate.plugins.live.media import (
+    FrameRateCap,
+    LateFrames,
+    SegmentDecoder,
+    SegmentEncoder,
+    cover_crop,
+    whole_segments,
+)
 
 
 def encode(seconds, fps=24, size=(96, 64)):
@@ -116,3 +123,12 @@ def test_segments_are_written_as_they_are_encoded_not_when_complete():
     assert len(opened) == 1 and not opened[0].closed and len(opened[0].writes) >= 10
     encoder.close()
     assert opened[0].closed
+
+
+def test_late_frames_are_those_behind_the_best_gap_seen():
+    late = LateFrames(max_lag=0.5)
+    # a burst (a file, or the demuxer's probing): every frame comes early, none is late
+    assert not any(late.late(i / 24, 10.0 + i * 0.001) for i in range(48))
+    # then real time, with a pipeline that takes 0.1 s a frame: late once 0.5 s behind
+    verdicts = [late.late(2 + i / 24, 10.05 + i * 0.1) for i in range(20)]
+    assert verdicts.index(True) == 9 and all(verdicts[9:])

@@ -15,6 +15,7 @@ the way Livepeer's ai-runner does it.
 
 from __future__ import annotations
 
+import collections
 import io
 import math
 import queue
@@ -26,7 +27,7 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 
-__all__ = ["TIME_BASE", "FrameRateCap", "SegmentDecoder", "SegmentEncoder", "cover_crop", "whole_segments"]
+__all__ = ["TIME_BASE", "FrameRateCap", "LateFrames", "SegmentDecoder", "SegmentEncoder", "cover_crop", "whole_segments"]
 
 AUDIO_RATE = 48000
 
@@ -68,7 +69,8 @@ class SegmentDecoder:
 
     def __init__(self, *, analyzeduration: float = 2.5) -> None:
         self._pipe = _Pipe()
-        self._frames: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._frames: collections.deque[Any] = collections.deque()
+        self._ready = threading.Condition()
         self._options = {"analyzeduration": str(int(analyzeduration * 1_000_000))}
         self.has_audio = False
         self._thread = threading.Thread(target=self._decode, name="live-decoder", daemon=True)
@@ -88,17 +90,32 @@ class SegmentDecoder:
                 self.has_audio = len(streams) > 1
                 for packet in container.demux(streams):
                     for frame in packet.decode():
-                        self._frames.put(frame)
+                        self._put(frame)
         except Exception as exc:  # a broken stream ends the frames with the reason
-            self._frames.put(exc)
-        self._frames.put(None)
+            self._put(exc)
+        self._put(None)
+
+    def _put(self, item: Any) -> None:
+        with self._ready:
+            self._frames.append(item)
+            self._ready.notify()
 
     def frames(self) -> Iterator[av.VideoFrame | av.AudioFrame]:
         """Blocking: run it in a thread. Raises what broke the decoding, if anything did."""
-        while (item := self._frames.get()) is not None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._frames)
+                item = self._frames.popleft()
+            if item is None:
+                return
             if isinstance(item, Exception):
                 raise item
             yield item
+
+    def video_waiting(self) -> bool:
+        """A decoded video frame is waiting: the one in hand may be skipped to catch up."""
+        with self._ready:
+            return any(isinstance(item, av.VideoFrame) for item in self._frames)
 
 
 def cover_crop(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
@@ -108,6 +125,23 @@ def cover_crop(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     image = frame.reformat(width=scaled_w, height=scaled_h, format="rgb24").to_ndarray()
     top, left = (scaled_h - height) // 2, (scaled_w - width) // 2
     return np.ascontiguousarray(image[top:top + height, left:left + width])
+
+
+class LateFrames:
+    """Drops a frame that is over ``max_lag`` seconds behind the stream (when a newer one is
+    already decoded), so a pipeline slower than the input keeps its latency bounded instead of
+    falling ever further behind, as the ai-runner drops input when its queue is full. Behind
+    what: the smallest gap seen between a frame's arrival and its stream time, so input that
+    comes faster than real time (a file, a burst after the demuxer's probing) is never late."""
+
+    def __init__(self, max_lag: float = 0.5) -> None:
+        self._max_lag = max_lag
+        self._offset: float | None = None
+
+    def late(self, seconds: float, now: float) -> bool:
+        gap = now - seconds
+        self._offset = gap if self._offset is None else min(self._offset, gap)
+        return gap - self._offset > self._max_lag
 
 
 class FrameRateCap:

@@ -103,7 +103,7 @@ class LiveSessions:
         session = LiveSession(
             session_id, name, processor, params, size,
             options=SessionOptions(status_interval=live.status_interval, input_timeout=live.input_timeout,
-                                   input_start=0 if hosted else -2),
+                                   max_lag=live.max_lag, input_start=0 if hosted else -2),
             meter=meter if meter.priced else None, on_end=on_end, **urls)
         self.sessions[session_id] = session
         self.owners[session_id] = key

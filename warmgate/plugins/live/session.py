@@ -28,7 +28,7 @@ import msgspec
 import structlog
 
 from warmgate.core.live import FrameProcessor
-from warmgate.plugins.live.media import FrameRateCap, SegmentDecoder, SegmentEncoder, cover_crop
+from warmgate.plugins.live.media import FrameRateCap, LateFrames, SegmentDecoder, SegmentEncoder, cover_crop
 from warmgate.plugins.live.metering import LiveMeter
 from warmgate.plugins.live.processor import LiveParams
 from warmgate.trickle.client import TricklePublisher, TrickleSubscriber
@@ -46,6 +46,7 @@ def _ms(seconds: float | None) -> int | None:
 class SessionOptions:
     status_interval: float = 10.0
     input_timeout: float = 60.0
+    max_lag: float = 0.5
     input_start: int = -2
     """The first input segment: -2, the live edge (the runner's choice, for a caller's channel
     that may have run for a while); 0 for a channel the gateway just made, so nothing a fast
@@ -115,6 +116,8 @@ class LiveSession:
         self.state_changed = self.started
         self.frames_in = 0
         self.frames_out = 0
+        self.frames_dropped = 0
+        """Frames skipped because the pipeline fell over ``max_lag`` behind the input."""
         self.fps_in = FrameRate()
         self.fps_out = FrameRate()
         self.latency: float | None = None
@@ -230,7 +233,7 @@ class LiveSession:
         width, height = self.size.width, self.size.height
         put = self._output.put_nowait
         encoder: SegmentEncoder | None = None
-        cap, first = FrameRateCap(24), None
+        cap, late, first = FrameRateCap(24), LateFrames(self.options.max_lag), None
         try:
             for frame in decoder.frames():
                 if self._stop.is_set():
@@ -248,6 +251,9 @@ class LiveSession:
                 self.fps_in.tick(decoded)
                 first = seconds if first is None else first
                 if not cap.keep(seconds - first):
+                    continue
+                if late.late(seconds, time.monotonic()) and decoder.video_waiting():
+                    self.frames_dropped += 1
                     continue
                 image = cover_crop(frame, width, height)
                 result = asyncio.run_coroutine_threadsafe(self.processor.process_video(image), loop).result()
@@ -312,7 +318,8 @@ class LiveSession:
         now = time.time()
         return {"id": self.id, "pipeline": self.pipeline, "state": self.state, "params": self.params,
                 "width": self.size.width, "height": self.size.height, "started": _ms(self.started),
-                "frames_in": self.frames_in, "frames_out": self.frames_out, "fps_in": self.fps_in.per_second(now),
+                "frames_in": self.frames_in, "frames_out": self.frames_out,
+                "frames_dropped": self.frames_dropped, "fps_in": self.fps_in.per_second(now),
                 "fps_out": self.fps_out.per_second(now),
                 "latency_ms": None if self.latency is None else round(self.latency * 1000, 1),
                 "last_error": self.last_error, "last_error_time": _ms(self.last_error_time),

@@ -37,7 +37,7 @@ def test_frames_are_regenerated_and_a_new_prompt_takes_effect_mid_stream(warmgat
         output = asyncio.ensure_future(read_segments(urls["subscribe_url"]))
         events = asyncio.ensure_future(read_events(urls["events_url"]))
         publisher = await publish(urls["publish_url"], first, close=False)
-        await until_true(lambda: session()["frames_out"] >= 12, 60)  # decoding starts after 2.5 s of input
+        await until_true(lambda: session()["frames_in"] >= 40, 60)  # decoding starts after 2.5 s of input
         async with TricklePublisher(urls["control_url"], "application/json") as control:
             async with await control.next() as writer:
                 await writer.write(b'{"width": 384, "height": 384, "prompt": "a dog", "strength": 0.5}')
@@ -50,9 +50,11 @@ def test_frames_are_regenerated_and_a_new_prompt_takes_effect_mid_stream(warmgat
     out, events = asyncio.run(run())
     video, _ = decode(out)
     # 3 s of input sent faster than real time to a pipeline slower than real time on a CPU:
-    # once it is over 0.5 s behind, frames are skipped to keep up, and counted
-    assert 12 <= len(video) and {(f.width, f.height) for f in video} == {(384, 384)}
-    assert session()["frames_dropped"] == 72 - len(video)
+    # frames over 0.5 s behind the newest are skipped to keep up, and counted
+    assert len(video) >= 5 and {(f.width, f.height) for f in video} == {(384, 384)}
+    listed = session()
+    assert listed["frames_out"] == len(video) and listed["frames_dropped"] > 0
+    assert listed["frames_out"] + listed["frames_dropped"] <= listed["frames_in"] == 72
     images = [f.to_ndarray(format="rgb24").astype(np.float32) for f in video]
     assert np.abs(images[0] - 128).mean() > 10  # not the gray input: the model drew it
     # (that the new prompt changes the picture is checked below without H.264 in between: on a

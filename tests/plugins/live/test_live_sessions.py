@@ -40,13 +40,18 @@ class InverterPlugin:
         register("invert", Inverter)
 
 
+NO_SKIPS = LiveSettings(max_lag=600)
+"""Clips here are published faster than real time; a pipeline skips frames over ``max_lag``
+behind the newest (see test_media and the diffusion test), which would make counts vary."""
+
+
 @pytest.fixture
 def gateway(warmgate_server, register_plugin):
     def start(settings=None):
         register_plugin(InverterPlugin(), "undo-invert")
         for log in (Inverter.updates, Inverter.loaded, Inverter.stopped):
             log.clear()
-        return warmgate_server(settings or Settings(), pipelines={"echo": EchoPipeline().spec})[1]
+        return warmgate_server(settings or Settings(live=NO_SKIPS), pipelines={"echo": EchoPipeline().spec})[1]
 
     return start
 
@@ -114,7 +119,7 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 def test_a_publisher_that_dies_ends_the_session_with_an_error_event_and_frees_it(gateway, tmp_path):
-    client = gateway(Settings(live=LiveSettings(input_timeout=1.5)))
+    client = gateway(Settings(live=LiveSettings(input_timeout=1.5, max_lag=600)))
     urls = client.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 384}}).json()
     segments = clip(seconds=4)
     (tmp_path / "0.ts").write_bytes(segments[0])
@@ -170,7 +175,7 @@ def test_two_sessions_at_once_keep_their_own_frames(gateway):
 
 def test_sessions_are_metered_per_output_pixel_in_the_ledger(gateway, tmp_path):
     ledger = tmp_path / "usage.sqlite"
-    client = gateway(Settings(live=LiveSettings(price=Price(price_per_unit=3, pixels_per_unit=2)),
+    client = gateway(Settings(live=LiveSettings(price=Price(price_per_unit=3, pixels_per_unit=2), max_lag=600),
                               pricing=PricingSettings(ledger=str(ledger))))
     urls = client.post("/live/sessions", json={"params": {"width": 384, "height": 384}}).json()
 

@@ -125,10 +125,17 @@ def test_segments_are_written_as_they_are_encoded_not_when_complete():
     assert opened[0].closed
 
 
-def test_late_frames_are_those_behind_the_best_gap_seen():
+def test_late_frames_are_those_behind_the_newest_arrival():
     late = LateFrames(max_lag=0.5)
-    # a burst (a file, or the demuxer's probing): every frame comes early, none is late
-    assert not any(late.late(i / 24, 10.0 + i * 0.001) for i in range(48))
-    # then real time, with a pipeline that takes 0.1 s a frame: late once 0.5 s behind
-    verdicts = [late.late(2 + i / 24, 10.05 + i * 0.1) for i in range(20)]
-    assert verdicts.index(True) == 9 and all(verdicts[9:])
+    assert not late.late(0.0, 10.0)  # nothing arrived yet: nothing to be behind
+    for i in range(24):  # real time: frame i arrives at 10 + i/24
+        late.arrived(i / 24, 10.0 + i / 24)
+    assert not late.late(23 / 24, 10.0 + 23 / 24 + 0.4)  # 0.4 s behind the live edge: kept
+    assert late.late(10 / 24, 10.0 + 23 / 24)  # 13 frames (0.54 s) behind the newest: dropped
+    # a session that starts behind (input sent while its model loaded) gets a backlog at once:
+    # all but its last half second is late, so it starts at the live edge
+    backlog = LateFrames(max_lag=0.5)
+    for i in range(72):
+        backlog.arrived(i / 24, 20.0)
+    verdicts = [backlog.late(i / 24, 20.0) for i in range(72)]
+    assert all(verdicts[:58]) and not any(verdicts[60:])

@@ -20,6 +20,7 @@ import io
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any, BinaryIO
@@ -67,7 +68,8 @@ class SegmentDecoder:
     and time base) in stream order from a worker thread. ``has_audio`` is known once the first
     frame is out."""
 
-    def __init__(self, *, analyzeduration: float = 2.5) -> None:
+    def __init__(self, *, analyzeduration: float = 2.5, arrivals: LateFrames | None = None) -> None:
+        self._arrivals = arrivals
         self._pipe = _Pipe()
         self._frames: collections.deque[Any] = collections.deque()
         self._ready = threading.Condition()
@@ -87,6 +89,8 @@ class SegmentDecoder:
         try:
             with av.open(self._pipe, format="mpegts", options=self._options) as container:
                 streams = [container.streams.video[0], *container.streams.audio[:1]]
+                # slice threads only: frame threads hold each frame back until the next arrives
+                streams[0].codec_context.thread_type = "SLICE"
                 self.has_audio = len(streams) > 1
                 for packet in container.demux(streams):
                     for frame in packet.decode():
@@ -96,6 +100,8 @@ class SegmentDecoder:
         self._put(None)
 
     def _put(self, item: Any) -> None:
+        if self._arrivals is not None and isinstance(item, av.VideoFrame) and item.time is not None:
+            self._arrivals.arrived(float(item.time), time.monotonic())
         with self._ready:
             self._frames.append(item)
             self._ready.notify()
@@ -128,20 +134,25 @@ def cover_crop(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
 
 
 class LateFrames:
-    """Drops a frame that is over ``max_lag`` seconds behind the stream (when a newer one is
-    already decoded), so a pipeline slower than the input keeps its latency bounded instead of
-    falling ever further behind, as the ai-runner drops input when its queue is full. Behind
-    what: the smallest gap seen between a frame's arrival and its stream time, so input that
-    comes faster than real time (a file, a burst after the demuxer's probing) is never late."""
+    """Drops a frame that is over ``max_lag`` seconds behind the newest input (when a newer
+    frame is already decoded), so a pipeline slower than the input, or a session that starts
+    behind (input sent while its model loaded), catches up with the live edge instead of
+    staying behind, as the ai-runner drops input when its queue is full. Behind what: the
+    smallest gap seen between a frame's arrival and its stream time (``arrived``), which the
+    newest frames set."""
 
     def __init__(self, max_lag: float = 0.5) -> None:
         self._max_lag = max_lag
-        self._offset: float | None = None
+        self._best_gap: float | None = None
+
+    def arrived(self, seconds: float, now: float) -> None:
+        gap = now - seconds
+        self._best_gap = gap if self._best_gap is None else min(self._best_gap, gap)
 
     def late(self, seconds: float, now: float) -> bool:
-        gap = now - seconds
-        self._offset = gap if self._offset is None else min(self._offset, gap)
-        return gap - self._offset > self._max_lag
+        if self._best_gap is None:
+            return False
+        return now - seconds - self._best_gap > self._max_lag
 
 
 class FrameRateCap:
@@ -209,7 +220,8 @@ class SegmentEncoder:
         self._container = av.open("%d.ts", mode="w", format="segment",
                                    io_open=lambda *_: _SegmentFile(open_segment()),
                                    options={"segment_format": "mpegts", "segment_time": f"{gop_seconds:g}",
-                                            "break_non_keyframes": "0", "flush_packets": "1"})
+                                            "break_non_keyframes": "0", "flush_packets": "1",
+                                            "segment_format_options": "omit_video_pes_length=0"})
         stream = self._container.add_stream("libx264", rate=fps, options={
             "preset": "superfast", "tune": "zerolatency", "bf": "0", "forced-idr": "1"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"

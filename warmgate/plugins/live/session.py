@@ -164,9 +164,10 @@ class LiveSession:
         try:
             await self.processor.load_model(**self.params)
             self._set_state("ONLINE")
-            decoder = SegmentDecoder()
+            late = LateFrames(self.options.max_lag)
+            decoder = SegmentDecoder(arrivals=late)
             loop = asyncio.get_running_loop()
-            media = loop.run_in_executor(None, self._media, decoder, loop)
+            media = loop.run_in_executor(None, self._media, decoder, late, loop)
             await _first_failure(self._decode(decoder, media), self._publish_loop())
             self._set_state("OFFLINE")
         except asyncio.CancelledError:
@@ -228,12 +229,12 @@ class LiveSession:
                 except TimeoutError:
                     raise TimeoutError(f"no input for {timeout:g} s; the publisher is gone") from None
 
-    def _media(self, decoder: SegmentDecoder, loop: asyncio.AbstractEventLoop) -> None:
+    def _media(self, decoder: SegmentDecoder, late: LateFrames, loop: asyncio.AbstractEventLoop) -> None:
         """The media thread: decode, cap, crop, process (on the loop), encode; audio passes."""
         width, height = self.size.width, self.size.height
         put = self._output.put_nowait
         encoder: SegmentEncoder | None = None
-        cap, late, first = FrameRateCap(24), LateFrames(self.options.max_lag), None
+        cap, first = FrameRateCap(24), None
         try:
             for frame in decoder.frames():
                 if self._stop.is_set():

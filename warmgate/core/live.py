@@ -9,12 +9,31 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from warmgate.core.plugins import load_plugins, pm
+from warmgate.core.settings import Price, Settings
 from warmgate.core.spec import DemoModel
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FrameProcessor", "LivePipeline", "get_live_pipelines"]
+__all__ = ["DEMO_LIVE_PRICE", "LIVE_PIPELINE", "FrameProcessor", "LivePipeline", "get_live_pipelines",
+           "live_function_name", "live_price"]
+
+LIVE_PIPELINE = "live-video-to-video"
+DEMO_LIVE_PRICE = Price(price_per_unit=1000)
+"""The demo profile's example price, so demo sessions are metered too: 1,000 wei per output
+pixel, 6.3e9 wei (about $0.07 an hour at $3,000 per ETH) per second of 512x512 at 24 fps."""
+
+
+def live_price(settings: Settings) -> Price | None:
+    """Per output pixel: ``live.price``; under the demo profile, the example price if unset."""
+    if settings.live.price is None and settings.profile == "demo":
+        return DEMO_LIVE_PRICE
+    return settings.live.price
+
+
+def live_function_name(pipeline: str) -> str:
+    """The name a live pipeline is billed and allowed under (a key's ``--function``)."""
+    return f"{LIVE_PIPELINE}:{pipeline}"
 
 
 class FrameProcessor:

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 
+from warmgate.core.live import LIVE_PIPELINE, get_live_pipelines, live_function_name, live_price
 from warmgate.pricing.quote import WEI_PER_ETH, rate_wei
 
 __all__ = ["FunctionPrice", "PriceList", "list_prices"]
@@ -36,12 +37,16 @@ def list_prices(request: Request[Any, Any, Any]) -> Response[bytes]:
     manager = request.app.state.functions
     rates = manager.settings.pricing.eth_rates
     usd = next((rate for code, rate in rates.items() if code.upper() == "USD"), None)
+    priced = [(fn.name, fn.config.pipeline, fn.config.model_id, fn.spec.price_unit.value, fn.config.price)
+              for fn in manager.functions.values()]
+    # live pipelines: billed per output pixel (width x height of every frame sent)
+    live = live_price(manager.settings)
+    priced += [(live_function_name(name), LIVE_PIPELINE, name, "pixel", live) for name in get_live_pipelines()]
     rows = []
-    for fn in manager.functions.values():
-        price = fn.config.price
+    for name, pipeline, model_id, unit, price in priced:
         wei = rate_wei(price, rates) if price is not None else None
         rows.append(FunctionPrice(
-            name=fn.name, pipeline=fn.config.pipeline, model_id=fn.config.model_id, unit=fn.spec.price_unit.value,
+            name=name, pipeline=pipeline, model_id=model_id, unit=unit,
             price_per_unit=str(price.price_per_unit) if price else None,
             pixels_per_unit=price.pixels_per_unit if price else None, currency=price.currency if price else None,
             wei_per_unit=str(wei) if wei is not None else None,

@@ -191,6 +191,9 @@ def test_sessions_are_metered_per_output_pixel_in_the_ledger(gateway, tmp_path):
     assert total["requests"] == 3  # one usage row per output segment (2 s, 2 s, 1 s)
     [listed] = client.get("/live/sessions").json()["sessions"]
     assert (listed["units"], listed["wei"]) == (pixels, pixels * 3 // 2)
+    prices = {row["name"]: row for row in client.get("/pricing").json()["functions"]}
+    assert prices["live-video-to-video:invert"]["unit"] == "pixel"
+    assert prices["live-video-to-video:noop"]["wei_per_unit"] == "3/2"
 
 
 def test_keys_need_the_balance_and_the_permission_for_a_session(gateway, tmp_path):

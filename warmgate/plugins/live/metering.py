@@ -15,20 +15,16 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from warmgate.core.live import LIVE_PIPELINE, live_function_name, live_price
 from warmgate.core.plugins import await_me_maybe, pm
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.usage import Quote, UsageEvent, record_usage
 
-__all__ = ["LIVE_PIPELINE", "LiveMeter", "live_function_name"]
+__all__ = ["LiveMeter"]
 
-LIVE_PIPELINE = "live-video-to-video"
+
 HOLD_SECONDS = 2.0
 HOLD_FPS = 24
-
-
-def live_function_name(pipeline: str) -> str:
-    """The name a live pipeline bills and is allowed under (``--function`` of a key)."""
-    return f"{LIVE_PIPELINE}:{pipeline}"
 
 
 class LiveMeter:
@@ -42,7 +38,7 @@ class LiveMeter:
         self._function = live_function_name(pipeline)
         # what the price_request hooks read: a function's name and config
         self._priced = SimpleNamespace(name=self._function, config=FunctionConfig(
-            pipeline=LIVE_PIPELINE, model_id=pipeline, name=self._function, price=settings.live.price))
+            pipeline=LIVE_PIPELINE, model_id=pipeline, name=self._function, price=live_price(settings)))
         self._pipeline = pipeline
         self._hold: Quote | None = None
         self._held_at = 0.0
@@ -52,7 +48,7 @@ class LiveMeter:
 
     @property
     def priced(self) -> bool:
-        return self._settings.live.price is not None
+        return self._priced.config.price is not None
 
     def _quote(self, units: int) -> Quote:
         wei = pm.hook.price_request(function=self._priced, request=None, units=units, settings=self._settings)

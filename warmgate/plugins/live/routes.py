@@ -19,9 +19,9 @@ from warmgate.core.auth import Caller
 from warmgate.core.decode import json_body
 from warmgate.core.demo import ensure_demo_model
 from warmgate.core.errors import CapacityError, ClientError, NotFound, RequestValidationError
-from warmgate.core.live import LivePipeline, get_live_pipelines
+from warmgate.core.live import LivePipeline, get_live_pipelines, live_function_name
 from warmgate.core.settings import Settings
-from warmgate.plugins.live.metering import LiveMeter, live_function_name
+from warmgate.plugins.live.metering import LiveMeter
 from warmgate.plugins.live.processor import parse_params
 
 if TYPE_CHECKING:

@@ -569,9 +569,10 @@
     }
 
     function addPoint(event, label) {
-      const box = picture.getBoundingClientRect();
-      const x = Math.round((event.clientX - box.left) * picture.width / box.width);
-      const y = Math.round((event.clientY - box.top) * picture.height / box.height);
+      const box = picture.getBoundingClientRect(); // border box; the picture starts inside the border
+      const at = (offset, shown, size) => Math.min(size - 1, Math.max(0, Math.floor(offset * size / shown)));
+      const x = at(event.clientX - box.left - picture.clientLeft, picture.clientWidth, picture.width);
+      const y = at(event.clientY - box.top - picture.clientTop, picture.clientHeight, picture.height);
       widget.points.push({ x, y, label });
       draw();
     }

@@ -3,7 +3,9 @@ a third party's included, without knowing it in advance."""
 
 from __future__ import annotations
 
-from typing import Any
+import types
+import typing
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 from msgspec import inspect
@@ -64,14 +66,15 @@ def pipeline_forms(specs: dict[str, PipelineSpec]) -> list[PipelineForm]:
 
 def pipeline_form(spec: PipelineSpec) -> PipelineForm:
     infos = inspect.type_info(spec.request).fields  # type: ignore[attr-defined]
-    fields = [_field(f) for f in infos]
+    hints = typing.get_type_hints(spec.request, include_extras=True)
+    fields = [_field(f, hints.get(f.name)) for f in infos]
     return PipelineForm(pipeline=spec.name, path=spec.paths[0], encoding=spec.encoding, summary=spec.summary
                         or spec.name.replace("-", " ").capitalize(), description=spec.description,
                         plugin=spec.plugin, price_unit=spec.price_unit.value, model_field=spec.model_field,
                         widget=_widget(infos, fields), fields=fields)
 
 
-def _field(info: inspect.Field) -> FormField:
+def _field(info: inspect.Field, annotation: Any) -> FormField:
     type_, schema = _unwrap(info.type)
     nullable = False
     if isinstance(type_, inspect.UnionType):
@@ -83,7 +86,21 @@ def _field(info: inspect.Field) -> FormField:
     field = FormField(name=info.encode_name, kind="json", required=info.required, nullable=nullable,
                       description=str(schema.get("description", "")), default=_default(info))
     _describe(field, type_)
+    if field.kind == "choice" and isinstance(type_, inspect.LiteralType):
+        field.choices = _declared_order(annotation) or field.choices  # msgspec sorts a Literal's values
     return field
+
+
+def _declared_order(annotation: Any) -> list[Any] | None:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return list(typing.get_args(annotation))
+    if origin in (Annotated, Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _declared_order(arg)
+            if found:
+                return found
+    return None
 
 
 def _unwrap(type_: inspect.Type) -> tuple[inspect.Type, dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.params import FromPath
 
 from warmgate.console.forms import PipelineForm, pipeline_form, pipeline_forms
 from warmgate.console.host import HostInfo, host_info
@@ -56,7 +57,7 @@ def console_page() -> Response[bytes]:
 
 
 @get("/console/static/{name:str}", sync_to_thread=False, include_in_schema=False)
-def console_asset(name: str) -> Response[bytes]:
+def console_asset(name: FromPath[str]) -> Response[bytes]:
     if name not in _ASSETS or name.endswith(".html"):
         raise NotFound(f"no console file {name!r}; there are: console.js, console.css")
     return Response(_asset(name), media_type=_ASSETS[name], headers=_NO_CACHE)
@@ -69,7 +70,7 @@ def forms(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get(["/console/api/forms/{pipeline:str}", "/console/api/forms/{pipeline:str}/"], sync_to_thread=False,
      include_in_schema=False)
-def form(request: Request[Any, Any, Any], pipeline: str) -> Response[bytes]:
+def form(request: Request[Any, Any, Any], pipeline: FromPath[str]) -> Response[bytes]:
     specs = request.app.state.pipelines
     spec = specs.get(pipeline)
     if spec is None or spec.serves:

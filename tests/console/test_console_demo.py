@@ -202,6 +202,34 @@ def test_segment_anything_by_clicking_points_on_the_picture(demo, page, artifact
     panel.screenshot(path=artifacts / "segment-anything-2.png")
 
 
+def test_image_to_video_result_plays_in_the_page(demo, page, artifacts):
+    panel = _open(page, demo, "image-to-video")
+    panel.locator("[name=image]").set_input_files(files=[{"name": "start.png", "mimeType": "image/png",
+                                                          "buffer": _png(64, 64)}])
+    for field, value in (("width", "64"), ("height", "64"), ("num_inference_steps", "2"), ("seed", "3")):
+        panel.locator(f"[name={field}]").fill(value)
+    panel.locator("button[type=submit]").click()
+    video = panel.locator(".result video")
+    video.wait_for(timeout=180_000)
+    assert video.get_attribute("src").startswith("data:video/mp4;base64,")
+    page.wait_for_function("v => v.readyState >= 2 && v.currentTime > 0", arg=video.element_handle())  # it plays
+    assert video.evaluate("v => [v.videoWidth, v.error]") == [64, None]
+    assert "seed 3" in panel.locator(".result figcaption").inner_text()
+    panel.screenshot(path=artifacts / "image-to-video.png")
+
+
+def test_text_to_speech_result_is_playable_audio(demo, page, artifacts):
+    panel = _open(page, demo, "text-to-speech")
+    panel.locator("[name=text]").fill("hello there")
+    panel.locator("button[type=submit]").click()
+    audio = panel.locator(".result audio[controls]")
+    audio.wait_for(timeout=180_000)
+    assert audio.get_attribute("src").startswith("data:audio/wav;base64,")
+    page.wait_for_function("a => a.readyState >= 1 && a.duration > 0", arg=audio.element_handle())
+    assert "for 11 units" in panel.locator(".call-meta").inner_text()  # characters of text
+    panel.screenshot(path=artifacts / "text-to-speech.png")
+
+
 def test_prices_usage_and_hardware(demo, page, artifacts):
     _open(page, demo)
     t2i = _function(demo, "text-to-image")["name"]

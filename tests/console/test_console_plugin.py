@@ -15,7 +15,7 @@ from warmgate import FunctionConfig, Settings
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.settings import AuthSettings, GatewaySettings, Price
 from warmgate.core.spec import PipelineSpec, PriceUnit
-from warmgate.testing import upload_pipeline
+from warmgate.testing import EchoPipeline, upload_pipeline
 
 KEY = "console-test-key"
 
@@ -51,11 +51,22 @@ class ThrowawayPlugin:
         register(upload_pipeline("describe-upload"))
 
 
+class EchoPlugin:
+    """Echo pipelines: ``flaky`` fails every load (options below), ``words`` streams."""
+
+    @hookimpl
+    def register_pipelines(self, register: Any) -> None:
+        register(EchoPipeline("flaky").spec)
+        register(EchoPipeline("words").spec)
+
+
 @pytest.fixture
 def gateway(warmgate_server, register_plugin, tmp_path):
     register_plugin(ThrowawayPlugin(), "throwaway-plugin")
+    register_plugin(EchoPlugin(), "echo-plugin")
     settings = Settings(gateway=GatewaySettings(cache_dir=str(tmp_path)), auth=AuthSettings(api_keys=[KEY]),
-                        functions=[FunctionConfig(pipeline="reverse", price=Price(price_per_unit=1000))])
+                        functions=[FunctionConfig(pipeline="reverse", price=Price(price_per_unit=1000)),
+                                   FunctionConfig(pipeline="flaky", model_id="flaky-1", options={"fail_loads": 1000})])
     return warmgate_server(settings)
 
 
@@ -154,3 +165,29 @@ def test_a_third_party_form_runs_with_a_key_kept_in_the_session_only(gateway, pa
     assert json.loads(shown.inner_text()) == {"filename": "notes.bin", "content_type": "application/octet-stream",
                                               "size": 3, "prompt": "what is this", "seed": None, "strength": 0.5}
     upload.screenshot(path=artifacts / "third-party-upload.png")
+
+
+def test_a_failed_load_shows_its_error_and_a_stream_shows_as_it_comes(gateway, page, artifacts):
+    server, client = gateway
+    failed = client.post("/flaky", json={"prompt": "hi"}, headers={"Authorization": f"Bearer {KEY}"})
+    assert failed.status_code == 503
+    page.goto(f"{server.url}/console")
+    page.wait_for_selector("body[data-ready=true]")
+    row = page.locator('#functions-table tr[data-function="flaky:flaky-1"]')
+    row.wait_for()
+    assert row.get_attribute("data-state") == "error"
+    assert "weights for flaky-1 are unreadable" in row.locator(".error-text").inner_text()
+    row.screenshot(path=artifacts / "function-error.png")
+
+    page.evaluate(f"() => sessionStorage.setItem('warmgate.apiKey', '{KEY}')")
+    page.click('#pipeline-tabs button[data-pipeline="words"]')
+    panel = page.locator('.pipeline-form[data-pipeline="words"]')
+    panel.locator("[name=prompt]").fill("one two three")
+    panel.locator("[name=stream]").check()
+    panel.locator("button[type=submit]").click()
+    stream = panel.locator(".result pre.stream-text")
+    stream.wait_for()
+    page.wait_for_function("pre => pre.textContent.split('\\n').filter(Boolean).length === 3", arg=stream.element_handle())
+    assert [json.loads(line) for line in stream.inner_text().splitlines()] == \
+        [{"delta": "one"}, {"delta": "two"}, {"delta": "three"}]
+    assert "to the first byte" in panel.locator(".call-meta").inner_text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from warmgate import FunctionConfig, Settings
-from warmgate.core.settings import AuthSettings, PricingSettings, Price
+from warmgate.core.settings import AuthSettings, Price, PricingSettings
 from warmgate.pricing.keys import KeyStore
 from warmgate.testing import EchoPipeline
 

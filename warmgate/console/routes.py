@@ -21,8 +21,7 @@ from warmgate.core.version import __version__
 
 __all__ = ["ROUTES"]
 
-_ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8",
-           "console.html": "text/html; charset=utf-8"}
+_ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 _NO_CACHE = {"Cache-Control": "no-cache"}  # the page follows the installed package, not a stale copy
 _encoder = msgspec.json.Encoder()
 
@@ -53,12 +52,12 @@ def _json(value: Any) -> Response[bytes]:
 
 @get(["/console", "/console/"], sync_to_thread=False, include_in_schema=False, opt={"index": "console"})
 def console_page() -> Response[bytes]:
-    return Response(_asset("console.html"), media_type=_ASSETS["console.html"], headers=_NO_CACHE)
+    return Response(_asset("console.html"), media_type="text/html; charset=utf-8", headers=_NO_CACHE)
 
 
 @get("/console/static/{name:str}", sync_to_thread=False, include_in_schema=False)
 def console_asset(name: FromPath[str]) -> Response[bytes]:
-    if name not in _ASSETS or name.endswith(".html"):
+    if name not in _ASSETS:
         raise NotFound(f"no console file {name!r}; there are: console.js, console.css")
     return Response(_asset(name), media_type=_ASSETS[name], headers=_NO_CACHE)
 

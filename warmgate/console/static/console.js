@@ -489,7 +489,8 @@
     let node;
     if (url.startsWith("data:video/")) node = el("video", { src: url, controls: true, loop: true, autoplay: true, muted: true });
     else if (url.startsWith("data:audio/")) node = el("audio", { src: url, controls: true });
-    else node = el("img", { src: url, alt: caption || "result" });
+    else if (url.startsWith("data:image/")) node = el("img", { src: url, alt: caption || "result" });
+    else node = el("a", { href: url, download: "result", text: `download ${url.slice(5, url.search(/[;,]/))}` });
     return el("figure", {}, node, caption ? el("figcaption", { text: caption }) : null);
   }
 

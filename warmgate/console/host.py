@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import sys
 from pathlib import Path
 
@@ -22,8 +21,8 @@ class HostInfo(msgspec.Struct, kw_only=True):
     memory_total: int | None
     """Bytes of RAM, where ``/proc/meminfo`` is readable (Linux)."""
     memory_available: int | None
-    process_max_rss: int
-    """Peak resident memory of the gateway process, bytes."""
+    process_max_rss: int | None
+    """Peak resident memory of the gateway process, bytes (``None`` where ``resource`` is missing)."""
     platform: str
     python: str
 
@@ -63,6 +62,10 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
-def _max_rss() -> int:
+def _max_rss() -> int | None:
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, kB on Linux

@@ -45,8 +45,9 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
     openapi = build_openapi(specs.values())
     max_body = int(settings.gateway.max_body_size)
     handlers = [pipeline_route(spec, manager, auth, max_body) for spec in specs.values()]
-    handlers += runner_routes(manager, metrics, openapi)
-    handlers += get_routes()
+    extra_routes = get_routes()
+    handlers += runner_routes(manager, metrics, openapi, extra_routes)
+    handlers += extra_routes
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

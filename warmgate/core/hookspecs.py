@@ -31,7 +31,8 @@ def register_routes(register: Any) -> None:
 
     For routes that are not a pipeline, such as ``GET /v1/models``. Handlers reach the gateway
     through ``request.app.state``: ``functions`` (the function manager), ``settings``,
-    ``pipelines``. Called once per app. Return value is ignored.
+    ``pipelines``. A handler with ``opt={"index": name}`` is linked from ``/`` as ``name``. Called
+    once per app. Return value is ignored.
     """
 
 

@@ -31,7 +31,8 @@ __all__ = [
 ENTRY_POINT_GROUP = "warmgate"
 
 DEFAULT_PLUGINS: tuple[str, ...] = ("warmgate.pricing", "warmgate.plugins.llm", "warmgate.plugins.diffusion",
-                                     "warmgate.plugins.vision", "warmgate.plugins.audio", "warmgate.plugins.live")
+                                     "warmgate.plugins.vision", "warmgate.plugins.audio", "warmgate.plugins.live",
+                                     "warmgate.console")
 """Built-in plugin modules, registered through the same hooks as third-party ones."""
 
 pm = pluggy.PluginManager("warmgate")

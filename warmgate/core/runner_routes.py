@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -53,7 +54,9 @@ def most_pressing(states: list[str | None]) -> str:
     return min((s for s in states if s in _HEALTH_ORDER), key=_HEALTH_ORDER.index, default="IDLE")
 
 
-def runner_routes(manager: FunctionManager, metrics: Metrics, openapi: dict[str, Any]) -> list[HTTPRouteHandler]:
+def runner_routes(manager: FunctionManager, metrics: Metrics, openapi: dict[str, Any],
+                  plugin_routes: Sequence[Any] = ()) -> list[HTTPRouteHandler]:
+    """The core routes; a plugin route with ``opt={"index": name}`` is linked from ``/`` as ``name``."""
     functions = list(manager.functions.values())
     pipeline = ",".join(dict.fromkeys(f.config.pipeline for f in functions))
     model_id = ",".join(dict.fromkeys(f.config.model_id for f in functions))
@@ -61,6 +64,9 @@ def runner_routes(manager: FunctionManager, metrics: Metrics, openapi: dict[str,
     index = {"name": "warmgate", "version": __version__, "openapi": "/openapi.json", "health": "/health",
              "functions": "/functions", "metrics": "/metrics",
              "pipelines": {s.name: list(s.paths) for s in manager.pipelines.values()}}
+    for route in plugin_routes:
+        if isinstance(route, HTTPRouteHandler) and route.opt.get("index"):
+            index[route.opt["index"]] = min(route.paths, key=len)
 
     @get(["/health", "/health/"], sync_to_thread=False)
     def health(request: Request[Any, Any, Any]) -> Response[bytes]:

@@ -92,7 +92,10 @@ def test_a_hosted_session_transforms_the_stream_passes_audio_and_applies_control
     assert Inverter.updates == [{"width": 384, "height": 448, "strength": 0.7}]  # the keepalive was not passed on
     assert Inverter.stopped == [True]
     statuses = [e["event"] for e in events if e["event"]["type"] == "status"]
-    assert all(e["queue_event_type"] == "ai_stream_events" for e in events)
+    assert all(e["queue_event_type"] == "ai_stream_events" for e in events if e["event"]["type"] == "status")
+    traces = [e["event"]["type"] for e in events if e["queue_event_type"] == "stream_trace"]
+    assert traces == ["runner_receive_stream_request", "runner_receive_first_ingest_segment",
+                      "runner_send_first_processed_segment"]
     assert statuses[0]["pipeline"] == "invert" and statuses[-1]["state"] == "OFFLINE"
     assert {"width": 384, "height": 448, "strength": 0.7} in [s["inference_status"]["last_params"] for s in statuses]
     [listed] = client.get("/live/sessions").json()["sessions"]

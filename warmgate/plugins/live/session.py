@@ -161,6 +161,7 @@ class LiveSession:
         status = asyncio.ensure_future(self._status_loop())
         control = asyncio.ensure_future(self._control_loop()) if self.urls["control_url"] else None
         media: asyncio.Future[None] | None = None
+        await self._trace("runner_receive_stream_request")
         try:
             await self.processor.load_model(**self.params)
             self._set_state("ONLINE")
@@ -223,6 +224,8 @@ class LiveSession:
                         segment = await subscriber.next()
                         if segment is None:
                             return
+                        if self.last_input is None:
+                            asyncio.ensure_future(self._trace("runner_receive_first_ingest_segment"))
                         async for chunk in segment:
                             decoder.feed(chunk)
                             self.last_input = time.time()
@@ -270,7 +273,7 @@ class LiveSession:
             loop.call_soon_threadsafe(put, ("end", None))
 
     async def _publish_loop(self) -> None:
-        billed = 0
+        billed = publisher_segments = 0
         async with TricklePublisher(self.urls["publish_url"], "video/MP2T") as publisher:
             writer = None
             while (item := await self._output.get())[0] != "end":
@@ -278,6 +281,9 @@ class LiveSession:
                 if kind == "open":
                     if self.meter is not None:
                         await self.meter.hold()
+                    if publisher_segments == 0:
+                        await self._trace("runner_send_first_processed_segment")
+                    publisher_segments += 1
                     writer = await publisher.next()
                 elif kind == "data" and writer is not None:
                     await writer.write(data or b"")
@@ -342,15 +348,19 @@ class LiveSession:
             "last_status_timestamp": _ms(now), "timestamp": _ms(now),
         }
 
-    async def _emit(self, event: dict[str, Any]) -> None:
+    async def _emit(self, event: dict[str, Any], queue: str = "ai_stream_events") -> None:
         """One event segment, whole: shielded, so a loop cancelled mid-send does not leave an open
         segment that readers would wait on forever, and one at a time, in order."""
         if self._events is not None:
-            await asyncio.shield(self._send_event(event))
+            await asyncio.shield(self._send_event(event, queue))
 
-    async def _send_event(self, event: dict[str, Any]) -> None:
+    async def _trace(self, kind: str) -> None:
+        """A ``stream_trace`` event, as the ai-runner marks a stream's milestones."""
+        await self._emit({"type": kind, "timestamp": _ms(time.time())}, "stream_trace")
+
+    async def _send_event(self, event: dict[str, Any], queue: str) -> None:
         assert self._events is not None
-        envelope = {"event": event, "queue_event_type": "ai_stream_events"}
+        envelope = {"event": event, "queue_event_type": queue}
         async with self._events_lock:
             with contextlib.suppress(Exception):  # events are best effort: the video goes on
                 async with await self._events.next() as writer:

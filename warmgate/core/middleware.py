@@ -52,6 +52,7 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
         request_id = _request_id(scope)
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
+        responded = False
 
         reported = False
 
@@ -64,11 +65,11 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
                                    billed=billed)
 
         async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 await report(status, billed=status < 400)  # before the last byte: no answer goes out unrecorded
             elif message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 added = [id_header, *state.get(EXTRA_HEADERS, ())]
                 external = state.get(EXTERNAL_SECONDS)
                 if external is not None:
@@ -86,6 +87,8 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
         fields_token = access_fields.set(fields)
         try:
             await app(scope, receive, send_with_id)
+            if not responded:  # the app returned without answering: its client had gone (a long poll)
+                status = 499
         finally:
             if not reported and state.get(QUOTE) is not None:  # the client left mid-answer, or no answer at all
                 answered = status < 400  # a successful response had started (status stays 500 otherwise)

@@ -246,3 +246,19 @@ def test_unknown_pipeline_and_bad_bodies(gateway):
     assert client.post("/live/sessions", json={}).status_code == 200
     busy = client.post("/live/sessions", json={})
     assert busy.status_code == 503 and "live.max_sessions" in busy.json()["detail"]["msg"]
+
+
+def test_a_reader_that_leaves_a_long_poll_is_logged_499_not_500(gateway):
+    import httpx
+
+    client = gateway()
+    urls = client.post("/live/sessions", json={}).json()
+    with pytest.raises(httpx.ReadTimeout):  # nothing is published: the GET waits for the first segment
+        httpx.get(f"{urls['subscribe_url']}/0", timeout=0.5)
+
+    def counted(status):
+        return [line for line in client.get("/metrics").text.splitlines()
+                if line.startswith("warmgate_requests_total") and 'method="GET"' in line and f'status="{status}"' in line]
+
+    asyncio.run(until_true(lambda: counted(499), 10))
+    assert not counted(500)

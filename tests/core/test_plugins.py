@@ -90,6 +90,56 @@ def test_hook_shutdown(register_plugin):
     assert plugin.events[-1] == ("shutdown", "IDLE")
 
 
+class DrainPlugin:
+    """Holds a request open until the server drains, as a long poll does."""
+
+    def __init__(self):
+        self.events = []
+        self.released = None
+
+    @warmgate.hookimpl
+    def drain(self, app):
+        self.events.append("drain")
+        self.released.set()
+
+    @warmgate.hookimpl
+    def shutdown(self, app):
+        self.events.append("shutdown")
+
+
+def test_hook_drain(register_plugin):
+    import asyncio
+    import threading
+
+    import httpx
+    from litestar import get
+
+    from warmgate.testing import serve, wait_for
+
+    plugin = register_plugin(DrainPlugin(), "undo-drain")
+
+    @get("/wait")
+    async def wait() -> str:
+        plugin.released = asyncio.Event()
+        await plugin.released.wait()  # only the drain hook ends it
+        return "released"
+
+    class Route:
+        @warmgate.hookimpl
+        def register_routes(self, register):
+            register(wait)
+
+    register_plugin(Route(), "undo-drain-route")
+    answers = []
+    with serve(warmgate.create_app(Settings(), pipelines={"echo": EchoPipeline().spec})) as server:
+        waiting = threading.Thread(target=lambda: answers.append(httpx.get(f"{server.url}/wait", timeout=30).text))
+        waiting.start()
+        assert wait_for(lambda: plugin.released is not None)
+    waiting.join(10)
+    assert answers == ["released"]  # answered, not cut off at the graceful timeout
+    assert plugin.events == ["drain", "shutdown"]
+
+
 class UsageCollector:
     def __init__(self):
         self.events = []

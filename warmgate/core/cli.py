@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -57,8 +58,12 @@ def serve(config_path: str | None, profile: str | None, host: str | None, port: 
         app = create_app(settings)
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
-    uvicorn.run(app, host=gateway.host, port=gateway.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+    from warmgate.core.server import GatewayServer
+
+    config = uvicorn.Config(app, host=gateway.host, port=gateway.port, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=10)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled, as uvicorn.run does
+        GatewayServer(config, app).run()
 
 
 @cli.command()

@@ -105,6 +105,14 @@ def startup(app: Any) -> Any:
 
 
 @hookspec
+def drain(app: Any) -> Any:
+    """The server is stopping: end long-lived requests (long polls, endless streams) so their
+    connections close. Runs before the server waits for requests in flight and before
+    ``shutdown``. May await.
+    """
+
+
+@hookspec
 def shutdown(app: Any) -> Any:
     """Called when the gateway stops, before loaded functions are unloaded.
 

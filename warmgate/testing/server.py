@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from warmgate.core.server import GatewayServer
+
 __all__ = ["LiveServer", "serve"]
 
 
@@ -26,7 +28,7 @@ def serve(app: Any, *, startup_timeout: float = 30.0) -> Iterator[LiveServer]:
     """Serve ``app`` on a free loopback port; yields a LiveServer whose ``url`` is its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None, access_log=False,
                             timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    server = GatewayServer(config, app)
     thread = threading.Thread(target=server.run, name="warmgate-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

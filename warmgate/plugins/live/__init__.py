@@ -42,6 +42,15 @@ def health(app: Any) -> str | None:
 
 
 @hookimpl
+async def drain(app: Any) -> None:
+    """Sessions read their hosted channels over HTTP from this very server: stop them and close
+    the channels, so those long polls (and callers' reads) end before the server waits on them."""
+    await app.state.live.stop_all()
+    for name in list(app.state.trickle.channels):
+        app.state.trickle.close(name)
+
+
+@hookimpl
 async def shutdown(app: Any) -> None:
     await app.state.live.stop_all()
     app.state.trickle_sweeper.cancel()

@@ -145,6 +145,8 @@ class LiveSession:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.state == "LOADING":  # stopped before it began: it never ran to say so itself
+            self._set_state("OFFLINE")
 
     async def wait(self) -> None:
         if self._task is not None:
@@ -161,8 +163,8 @@ class LiveSession:
         status = asyncio.ensure_future(self._status_loop())
         control = asyncio.ensure_future(self._control_loop()) if self.urls["control_url"] else None
         media: asyncio.Future[None] | None = None
-        await self._trace("runner_receive_stream_request")
-        try:
+        try:  # everything from here on is undone in ``finally``, a cancellation included
+            await self._trace("runner_receive_stream_request")
             await self.processor.load_model(**self.params)
             self._set_state("ONLINE")
             late = LateFrames(self.options.max_lag)

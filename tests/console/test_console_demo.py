@@ -247,3 +247,34 @@ def test_prices_usage_and_hardware(demo, page, artifacts):
     assert page.locator("#gpu-table" if gpus else "#no-gpu").is_visible()
     assert f"× {os.cpu_count()}" in hardware.inner_text()
     page.screenshot(path=artifacts / "console-full.png", full_page=True)
+
+
+def test_live_sessions_show_with_their_frames_and_cost(demo, page, artifacts):
+    import asyncio
+    import threading
+
+    from warmgate.testing.live import clip, publish, read_segments
+
+    urls = httpx.post(f"{demo}/live/sessions", json={"params": {"width": 384, "height": 384}}).json()
+
+    async def stream():
+        reading = asyncio.ensure_future(read_segments(urls["subscribe_url"]))
+        await publish(urls["publish_url"], clip(seconds=2))
+        return await asyncio.wait_for(reading, 60)
+
+    streamed = []  # in a thread of its own: playwright's sync API keeps this thread's event loop
+    sender = threading.Thread(target=lambda: streamed.append(asyncio.run(stream())))
+    sender.start()
+    sender.join(90)
+    assert streamed and streamed[0]
+    _open(page, demo)
+    row = page.locator(f'#live-table tr[data-session="{urls["id"]}"]')
+    row.wait_for()
+    page.wait_for_function("r => r.dataset.state === 'OFFLINE'", arg=row.element_handle(), timeout=30_000)
+    text = row.inner_text()
+    assert "noop" in text and "384×384" in text
+    # a clip sent faster than real time: frames over max_lag behind are skipped (and counted)
+    frames_in, frames_out, dropped = map(int, re.search(r"(\d+) / (\d+) / (\d+)", text).groups())
+    assert frames_in == 48 and frames_out > 0 and frames_out + dropped <= 48
+    assert f"{384 * 384 * frames_out * 1000:,}" in text  # the demo's 1,000 wei per output pixel
+    page.locator("#live").screenshot(path=artifacts / "live-sessions.png")

@@ -180,6 +180,33 @@
     setTimeout(pollFunctions, delay);
   }
 
+  // ---- live video sessions ------------------------------------------------------------------
+  async function refreshLive() {
+    const tbody = $("#live-table tbody");
+    const result = await getJSON("/live/sessions").catch(() => null);
+    if (!result || !result.ok) {
+      const why = result ? errorText(result.status, result.body) : "no answer from /live/sessions";
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted", text: why })));
+      return;
+    }
+    const sessions = result.body.sessions;
+    if (!sessions.length) {
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted", text: "none yet" })));
+      return;
+    }
+    tbody.replaceChildren(...sessions.map((s) => {
+      const state = [el("span", { class: `badge state-${s.state}`, text: s.state })];
+      if (s.last_error) state.push(el("span", { class: "error-text", text: s.last_error }));
+      return el("tr", { "data-session": s.id, "data-state": s.state },
+        el("td", { class: "mono", text: s.id }), el("td", { text: s.pipeline }),
+        el("td", { text: `${s.width}×${s.height}` }), el("td", {}, ...state),
+        el("td", { class: "num", text: `${s.frames_in} / ${s.frames_out} / ${s.frames_dropped}` }),
+        el("td", { class: "num", text: `${s.fps_in} / ${s.fps_out}` }),
+        el("td", { class: "num", text: s.latency_ms === null ? "–" : `${s.latency_ms} ms` }),
+        el("td", { class: "num", text: groupDigits(s.wei) }));
+    }));
+  }
+
   // ---- prices and usage ---------------------------------------------------------------------
   async function refreshPrices() {
     const tbody = $("#prices-table tbody");
@@ -769,6 +796,7 @@
     const every = (fn, ms) => { fn(); setInterval(fn, ms); };
     every(async () => { await refreshPrices(); await refreshUsage(); }, 5000);
     every(refreshHardware, 5000);
+    every(refreshLive, 2000);
     document.body.dataset.ready = "true";
   }
 

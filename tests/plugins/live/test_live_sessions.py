@@ -104,6 +104,49 @@ def test_a_hosted_session_transforms_the_stream_passes_audio_and_applies_control
     assert client.get("/health").json()["status"] == "IDLE"  # nothing runs any more
 
 
+def test_the_runner_contract_on_channels_the_caller_hosts(gateway):
+    """As go-livepeer's orchestrator drives a runner: it creates the four channels on its own
+    trickle server and posts their URLs to ``/live-video-to-video``."""
+    from litestar import Litestar
+
+    from warmgate.testing import serve
+    from warmgate.trickle import TrickleServer, trickle_route
+
+    client = gateway()
+    orchestrator = TrickleServer()
+    for name, mime in (("mid", "video/MP2T"), ("mid-out", "video/MP2T"), ("mid-control", "application/json"),
+                       ("mid-events", "application/json")):
+        orchestrator.create(name, mime)
+    with serve(Litestar(route_handlers=[trickle_route(orchestrator)])) as other:
+        base = f"{other.url}/ai/trickle/mid"
+        body = {"subscribe_url": base, "publish_url": f"{base}-out", "control_url": f"{base}-control",
+                "events_url": f"{base}-events", "model_id": "invert", "params": {"width": 384, "height": 384},
+                "gateway_request_id": "req-1", "manifest_id": "mid", "stream_id": "stream-1"}
+        r = client.post("/live-video-to-video", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"subscribe_url": base, "publish_url": f"{base}-out", "control_url": f"{base}-control",
+                            "events_url": f"{base}-events", "request_id": "req-1", "manifest_id": "mid"}
+
+        async def run():
+            reading = asyncio.ensure_future(read_segments(f"{base}-out", count=2))
+            events = asyncio.ensure_future(read_events(f"{base}-events"))
+            first, *rest = clip()
+            # the runner joins at the live edge (-2): the first segment is the edge until it has read it
+            publisher = await publish(base, [first], close=False)
+            await until_true(lambda: client.get("/live/sessions").json()["sessions"][0]["frames_in"] > 0)
+            for segment in rest:
+                async with await publisher.next() as writer:
+                    await writer.write(segment)
+            await publisher.close()  # closes the input channel, which ends the session
+            return await asyncio.wait_for(reading, 60), await asyncio.wait_for(events, 60)
+
+        out, events = asyncio.run(run())
+    video, _ = decode(out)
+    assert len(video) == 72 and video[0].to_ndarray(format="rgb24").mean() > 200
+    assert events[-1]["event"]["state"] == "OFFLINE"
+    assert client.get("/live/sessions").json()["sessions"][0]["id"] == "mid"
+
+
 PUBLISHER = """
 import asyncio, sys
 from warmgate.trickle.client import TricklePublisher

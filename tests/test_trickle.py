@@ -152,3 +152,23 @@ def test_idle_channels_are_swept_except_underscored_ones(trickle):
         assert server.channels["old"].closed and not server.channels["_changes"].closed
 
     asyncio.run(run())
+
+
+def test_a_publisher_retries_a_segment_whose_connection_failed_at_the_same_seq():
+    import aiohttp
+
+    from warmgate.testing.process import free_port
+
+    async def run():
+        publisher = TricklePublisher(f"http://127.0.0.1:{free_port()}/ai/trickle/gone")  # nothing listens
+        first = await publisher.next()  # seq 0, and seq 1 preconnects
+        with pytest.raises(aiohttp.ClientError):
+            await first.close()
+        await asyncio.sleep(0.2)  # seq 1's preconnect has failed too, before a byte
+        second = await publisher.next()
+        assert second.seq == 1 and not second.failed  # seq 1 again, on a fresh connection
+        with pytest.raises(aiohttp.ClientError):
+            await second.close()
+        await publisher.close()
+
+    asyncio.run(run())

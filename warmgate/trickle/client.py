@@ -32,6 +32,7 @@ class SegmentWriter:
 
     def __init__(self, seq: int, session: aiohttp.ClientSession, url: str, mime: str) -> None:
         self.seq = seq
+        self.channel_closed = False
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._request = asyncio.ensure_future(
             session.post(url, data=self._body(), headers={"Content-Type": mime, "Connection": "close"}))
@@ -40,17 +41,24 @@ class SegmentWriter:
         while (chunk := await self._queue.get()) is not _END:
             yield chunk
 
+    @property
+    def failed(self) -> bool:
+        """The POST failed before it was closed (its connection was refused or dropped)."""
+        return self._request.done() and not self._request.cancelled() and self._request.exception() is not None
+
     async def write(self, data: bytes) -> None:
         if data:
             self._queue.put_nowait(data)
             await asyncio.sleep(0)  # let the body go out
 
     async def close(self) -> int:
-        """End the segment; the server's status."""
+        """End the segment; the server's status (``channel_closed`` tells whether the server
+        said the channel is closed, go-livepeer's end of stream)."""
         self._queue.put_nowait(_END)
         response = await self._request
         async with response:
             await response.read()
+            self.channel_closed = "Lp-Trickle-Closed" in response.headers
             return response.status
 
     async def __aenter__(self) -> SegmentWriter:
@@ -73,15 +81,18 @@ class TricklePublisher:
         """The open segment to write; the one after it is connected at once."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
-        writer = self._pending or self._open()
+        pending = self._pending
+        if pending is not None and pending.failed:  # its connection failed before a byte: retry that seq afresh
+            pending = self._open(pending.seq)
+        writer = pending or self._open()
         self._pending = self._open()
         return writer
 
-    def _open(self) -> SegmentWriter:
+    def _open(self, seq: int | None = None) -> SegmentWriter:
         assert self._session is not None
-        writer = SegmentWriter(self._seq, self._session, f"{self.url}/{self._seq}", self.mime)
-        self._seq += 1
-        return writer
+        if seq is None:
+            seq, self._seq = self._seq, self._seq + 1
+        return SegmentWriter(seq, self._session, f"{self.url}/{seq}", self.mime)
 
     async def close(self) -> None:
         """End the preconnected segment (empty) and close the channel for everyone."""

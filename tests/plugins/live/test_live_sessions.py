@@ -147,6 +147,41 @@ def test_the_runner_contract_on_channels_the_caller_hosts(gateway):
     assert client.get("/live/sessions").json()["sessions"][0]["id"] == "mid"
 
 
+def test_an_output_channel_that_goes_away_ends_the_session_with_an_error_event(gateway):
+    from litestar import Litestar
+
+    from warmgate.testing import serve
+    from warmgate.trickle import TrickleServer, trickle_route
+
+    client = gateway()
+    orchestrator = TrickleServer()
+    for name in ("mid", "mid-out", "mid-events"):
+        orchestrator.create(name)
+    with serve(Litestar(route_handlers=[trickle_route(orchestrator)])) as other:
+        base = f"{other.url}/ai/trickle/mid"
+        r = client.post("/live-video-to-video", json={"subscribe_url": base, "publish_url": f"{base}-out",
+                                                       "events_url": f"{base}-events", "manifest_id": "mid"})
+        assert r.status_code == 200, r.text
+
+        async def run():
+            events = asyncio.ensure_future(read_events(f"{base}-events"))
+            segments = clip(seconds=8)
+            publisher = await publish(base, segments[:2], close=False)
+            await until_true(lambda: client.get("/live/sessions").json()["sessions"][0]["frames_out"] > 0)
+            orchestrator.close("mid-out")  # the orchestrator drops the output mid-stream
+            for segment in segments[2:]:
+                async with await publisher.next() as writer:
+                    await writer.write(segment)
+            await publisher.close()
+            return await asyncio.wait_for(events, 60)
+
+        events = [e["event"] for e in asyncio.run(run())]
+    [error] = [e for e in events if e["type"] == "error"]
+    assert "output channel" in error["message"] and events[-1]["state"] == "ERROR"
+    [session] = client.get("/live/sessions").json()["sessions"]
+    assert session["state"] == "ERROR" and "is gone" in session["last_error"]
+
+
 PUBLISHER = """
 import asyncio, sys
 from warmgate.trickle.client import TricklePublisher

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import av
 import msgspec
 import structlog
@@ -31,11 +32,12 @@ from warmgate.core.live import FrameProcessor
 from warmgate.plugins.live.media import FrameRateCap, LateFrames, SegmentDecoder, SegmentEncoder, cover_crop
 from warmgate.plugins.live.metering import LiveMeter
 from warmgate.plugins.live.processor import LiveParams
-from warmgate.trickle.client import TricklePublisher, TrickleSubscriber
+from warmgate.trickle.client import SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber
 
 __all__ = ["LiveSession", "SessionOptions"]
 
 _log = structlog.get_logger("warmgate.live")
+MAX_OUTPUT_FAILURES = 3
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -147,11 +149,6 @@ class LiveSession:
                 await self._task
         if self.state == "LOADING":  # stopped before it began: it never ran to say so itself
             self._set_state("OFFLINE")
-
-    async def wait(self) -> None:
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._task)
 
     @property
     def done(self) -> bool:
@@ -274,8 +271,24 @@ class LiveSession:
                 encoder.close()
             loop.call_soon_threadsafe(put, ("end", None))
 
+    async def _close_segment(self, writer: SegmentWriter, failures: int) -> int:
+        """End an output segment; the consecutive failures so far. A segment whose POST failed
+        is lost and the next goes out on a fresh connection, as go-livepeer's publisher does;
+        ``MAX_OUTPUT_FAILURES`` in a row, or a channel that is gone (404), end the session."""
+        try:
+            status = await writer.close()
+        except aiohttp.ClientError as exc:
+            failures += 1
+            _log.warning("live_output_segment_failed", session=self.id, seq=writer.seq, error=str(exc) or repr(exc))
+            if failures >= MAX_OUTPUT_FAILURES:
+                raise TrickleError(f"publishing the output failed {failures} times in a row: {exc}") from exc
+            return failures
+        if status == 404 or writer.channel_closed:
+            raise TrickleError(f"the output channel {self.urls['publish_url']} is gone")
+        return 0
+
     async def _publish_loop(self) -> None:
-        billed = publisher_segments = 0
+        billed = publisher_segments = failures = 0
         async with TricklePublisher(self.urls["publish_url"], "video/MP2T") as publisher:
             writer = None
             while (item := await self._output.get())[0] != "end":
@@ -290,7 +303,7 @@ class LiveSession:
                 elif kind == "data" and writer is not None:
                     await writer.write(data or b"")
                 elif kind == "close" and writer is not None:
-                    await writer.close()
+                    failures = await self._close_segment(writer, failures)
                     writer = None
                     if self.meter is not None:
                         frames, billed = self.frames_out - billed, self.frames_out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -159,11 +160,9 @@ def main() -> None:
         try:
             deadline = time.monotonic() + 120
             while True:
-                try:
+                with contextlib.suppress(httpx.HTTPError):  # not listening yet
                     if httpx.get(f"{base}/health", timeout=2).status_code == 200:
                         break
-                except httpx.HTTPError:
-                    pass
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise SystemExit("the gateway did not start")
                 time.sleep(0.2)

@@ -3,6 +3,7 @@ beside the GPUs when there are): CPU model and count, load, memory, the gateway'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -39,12 +40,10 @@ def host_info() -> HostInfo:
 
 
 def _cpu_model() -> str:
-    try:
+    with contextlib.suppress(OSError):  # not Linux: fall back to what platform knows
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.partition(":")[2].strip()
-    except OSError:  # not Linux: fall back to what platform knows
-        pass
     return platform.processor() or platform.machine()
 
 

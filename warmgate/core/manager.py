@@ -7,7 +7,6 @@ import contextlib
 import inspect
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -77,7 +76,7 @@ class FunctionManager:
     # -- loading -----------------------------------------------------------------------
 
     def _loader_for(self, config: FunctionConfig, spec: PipelineSpec) -> Callable[[], Any]:
-        cache_dir = Path(self.settings.gateway.cache_dir or "~/.cache/warmgate").expanduser()
+        demo_root = self.settings.gateway.cache_path / "demo"
 
         async def load() -> Any:
             if config.executor == "remote":
@@ -91,7 +90,7 @@ class FunctionManager:
                 return await asyncio.to_thread(ray_serve.deploy, specs, config, self.settings.ray)
             model_id, options = config.model_id, dict(config.options)
             if config.demo and spec.demo is not None:
-                path = await load_in_thread(ensure_demo_model, spec.demo, cache_dir / "demo")
+                path = await load_in_thread(ensure_demo_model, spec.demo, demo_root)
                 model_id, options["served_model_id"] = str(path), config.model_id
             assert spec.load is not None  # specs without a loader serve another pipeline's functions
             if inspect.iscoroutinefunction(spec.load):

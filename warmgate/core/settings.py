@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -137,12 +138,17 @@ class GatewaySettings(_Config):
     """``auto``: JSON when stderr is not a terminal."""
     access_log: bool = True
     cache_dir: str = ""
-    """Where demo models are built; defaults to ``~/.cache/warmgate``."""
+    """Where demo models are built (and the usage ledger kept); defaults to ``~/.cache/warmgate``."""
     retry_after: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     """Seconds suggested in Retry-After when a queue is full."""
 
     def __post_init__(self) -> None:
         _parse_size_fields(self, "max_body_size", "memory_budget")
+
+    @property
+    def cache_path(self) -> Path:
+        """``cache_dir``, or its default, with ``~`` expanded."""
+        return Path(self.cache_dir or "~/.cache/warmgate").expanduser()
 
 
 class PricingSettings(_Config):

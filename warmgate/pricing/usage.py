@@ -26,7 +26,7 @@ def ledger_path(settings: Any) -> Path | None:
         return None
     if configured:
         return Path(configured).expanduser()
-    return Path(settings.gateway.cache_dir or "~/.cache/warmgate").expanduser() / "usage.sqlite"
+    return settings.gateway.cache_path / "usage.sqlite"
 
 
 def parse_since(text: str | None) -> float | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -114,7 +113,7 @@ class LiveSessions:
         """The operator's options; under the demo profile, the pipeline's tiny model."""
         options = dict(self.settings.live.pipelines.get(pipeline.name, {}))
         if self.settings.profile == "demo" and pipeline.demo is not None and "model_id" not in options:
-            root = Path(self.settings.gateway.cache_dir or "~/.cache/warmgate").expanduser() / "demo"
+            root = self.settings.gateway.cache_path / "demo"
             options["model_id"] = str(await asyncio.to_thread(ensure_demo_model, pipeline.demo, root))
         return options
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from processes import free_port, stop
+from processes import serve_gateway, stop
 
 __all__ = ["Case", "compare", "drive"]
 
@@ -114,12 +114,9 @@ def _gateway_caller(case: Case, base: str, overheads: list[float]) -> Callable[[
 
 
 def _start_gateway(functions: list[dict[str, Any]], root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     config = root / "serverless.yaml"
     config.write_text(json.dumps({"gateway": {"access_log": False, "log_level": "warning"}, "functions": functions}))
-    proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = serve_gateway(config)
     wanted = {f["pipeline"] for f in functions}
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

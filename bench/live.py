@@ -22,8 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +29,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from processes import free_port, stop
+from processes import serve_gateway, stop
 
 from warmgate.core.demo import ensure_demo_model
 from warmgate.plugins.diffusion import TINY_SD_TURBO
@@ -153,10 +151,7 @@ def main() -> None:
         config.write_text(f"gateway: {{host: 127.0.0.1, access_log: false, log_level: warning, cache_dir: {scratch}}}\n"
                           f"pricing: {{ledger: 'off'}}\n"
                           f"live: {{pipelines: {{diffusion: {{model_id: {model}}}}}}}\n")
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
-                                cwd=scratch)
-        base = f"http://127.0.0.1:{port}"
+        proc, base = serve_gateway(config, cwd=Path(scratch), quiet=False)
         try:
             deadline = time.monotonic() + 120
             while True:

@@ -1,17 +1,32 @@
-"""Helpers the bench scripts share: a free loopback port, and stopping a server process."""
+"""Helpers the bench scripts share: a free loopback port, ``warmgate serve`` on one, and stopping
+a server process."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 
-__all__ = ["free_port", "stop"]
+__all__ = ["free_port", "serve_gateway", "stop"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve_gateway(config: Path, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                  quiet: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+    """``warmgate serve --config config`` on a free 127.0.0.1 port (not waited for): the process
+    and its base URL. ``quiet`` sends its output to /dev/null."""
+    port = free_port()
+    output = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
+                            stdout=output, stderr=output, env=env, cwd=cwd)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

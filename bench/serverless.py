@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from processes import free_port, stop
+from processes import free_port, serve_gateway, stop
 
 __test__ = False
 
@@ -81,11 +81,8 @@ def cold_start(root: Path) -> dict[str, float]:
                                   "pricing": {"ledger": "off"},
                                   "functions": [{"pipeline": "llm", "model_id": str(model),
                                                  "scaling": {"idle_timeout": 1}}]}))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=root)
+    proc, base = serve_gateway(config, cwd=root, env=ENV)
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
     def function() -> dict[str, Any]:
@@ -123,11 +120,8 @@ def ray_cold_start(root: Path) -> dict[str, float]:
                                   "pricing": {"ledger": "off"}, "ray": {"num_cpus": 2},
                                   "functions": [{"pipeline": "llm", "model_id": str(model), "executor": "ray",
                                                  "warm": True, "scaling": {"idle_timeout": 2}}]}))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=root)
+    proc, base = serve_gateway(config, cwd=root, env=ENV)
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
     def deployed() -> bool:

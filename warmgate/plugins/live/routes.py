@@ -69,6 +69,7 @@ class LiveSessions:
         self.sessions: dict[str, LiveSession] = {}
         self.owners: dict[str, str | None] = {}
         self.pipelines = get_live_pipelines()
+        self._starting: set[str] = set()
 
     def running(self) -> list[LiveSession]:
         return [s for s in self.sessions.values() if not s.done]
@@ -84,18 +85,22 @@ class LiveSessions:
         if caller is not None:
             caller.check_allowed(live_function_name(name))
         live = self.settings.live
-        if len(self.running()) >= live.max_sessions:
+        if len(self.running()) + len(self._starting) >= live.max_sessions:
             raise CapacityError(f"{live.max_sessions} live sessions are running (live.max_sessions); try later")
-        if session_id in self.sessions and not self.sessions[session_id].done:
+        if session_id in self._starting or (session_id in self.sessions and not self.sessions[session_id].done):
             raise ClientError(f"live session {session_id!r} is already running")
-        key = caller.key if caller is not None else None
-        meter = LiveMeter(self.app, self.settings, session_id, name, size.width, size.height, key)
-        await meter.hold()  # 402 now, not after the first segment, when the key cannot pay
+        self._starting.add(session_id)  # taken until it runs: the awaits below let other starts in
         try:
-            processor = pipeline.factory(**await self._options(pipeline))
-        except Exception:
-            await meter.bill(0, status=500)
-            raise
+            key = caller.key if caller is not None else None
+            meter = LiveMeter(self.app, self.settings, session_id, name, size.width, size.height, key)
+            await meter.hold()  # 402 now, not after the first segment, when the key cannot pay
+            try:
+                processor = pipeline.factory(**await self._options(pipeline))
+            except Exception:
+                await meter.bill(0, status=500)
+                raise
+        finally:
+            self._starting.discard(session_id)
         from warmgate.plugins.live.session import LiveSession, SessionOptions  # PyAV and aiohttp: for sessions
 
         self._forget_finished()

@@ -4,6 +4,10 @@ requests that arrive at zero instead of failing them."""
 
 import asyncio
 import json
+import os
+import subprocess
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -61,6 +65,30 @@ def test_concurrent_requests_at_zero_are_buffered_not_failed(ray_gateway):
     assert sorted(r.json()["text"] for r in responses) == sorted(f"p{i}" for i in range(8))
 
 
+def replica_pids(app):
+    out = subprocess.run(["pgrep", "-f", f"ServeReplica:{app}:"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def started_at(pid):
+    """A process's start, in Unix seconds, from /proc (clock ticks after boot)."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_start_from_zero_takes_over_a_standby_worker_started_before_the_request(ray_gateway):
+    app = "echo-echo-1"
+    assert ray_gateway.post("/echo", json={"prompt": "warm"}).status_code == 200  # its replica starts a standby
+    assert wait_for(lambda: running_replicas(app) == 0, timeout=60, interval=0.5)
+    time.sleep(1.5)  # pid start times have clock-tick resolution
+    requested = time.time()
+    assert ray_gateway.post("/echo", json={"prompt": "from zero"}).json()["text"] == "from zero"
+    [pid] = replica_pids(app)
+    assert started_at(pid) < requested - 1  # the replica's process was waiting, not started for it
+    assert "warmgate.testing" in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+
+
 def test_streams_errors_and_bad_input_behave_as_for_local_functions(ray_gateway):
     with ray_gateway.stream("POST", "/echo", json={"prompt": "one two", "stream": True}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -91,8 +119,24 @@ def test_deploy_ray_dry_run_prints_the_serve_config(tmp_path):
     assert application["args"] == {"config": str(config), "function": "llm:org/chat"}
     [deployment] = application["deployments"]
     assert deployment["max_ongoing_requests"] == 8
-    assert deployment["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 1, "memory": 16 * 2**30}
+    actor = deployment["ray_actor_options"]
+    assert {k: actor[k] for k in ("num_cpus", "num_gpus", "memory")} == {"num_cpus": 2, "num_gpus": 1, "memory": 16 * 2**30}
+    preload = actor["runtime_env"]["env_vars"]["WARMGATE_STANDBY_MODULES"].split(",")  # scaling.standby: on
+    assert {"warmgate.plugins.llm", "torch", "transformers.modeling_utils"} <= set(preload)
     scaling = deployment["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["initial_replicas"], scaling["max_replicas"]) == (0, 0, 3)
     assert (scaling["downscale_to_zero_delay_s"], scaling["upscale_delay_s"], scaling["target_ongoing_requests"]) == (
         120, 0, 4)
+
+
+def test_standby_off_leaves_the_replicas_runtime_environment_alone():
+    from warmgate.core.ray_serve import deployment_options
+    from warmgate.testing import EchoPipeline
+
+    specs = {"echo": EchoPipeline().spec}
+    on = deployment_options(FunctionConfig(pipeline="echo", model_id="e", executor="ray"), specs)
+    off = deployment_options(FunctionConfig(pipeline="echo", model_id="e", executor="ray",
+                                            scaling=Scaling(standby=False)), specs)
+    assert on["ray_actor_options"]["runtime_env"]["env_vars"]["WARMGATE_STANDBY_MODULES"] == (
+        "warmgate.core.ray_serve,warmgate.testing.pipelines")
+    assert "runtime_env" not in off["ray_actor_options"]

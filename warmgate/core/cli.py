@@ -133,7 +133,7 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
         raise click.ClickException(f"{settings.source} has no function with executor: ray")
     source = str(Path(settings.source).resolve()) if Path(settings.source).is_file() else settings.source
     if dry_run:
-        click.echo(yaml.safe_dump(ray_serve.serve_config(planned, source), sort_keys=False), nl=False)
+        click.echo(yaml.safe_dump(ray_serve.serve_config(planned, source, pipelines), sort_keys=False), nl=False)
         return
     address = address or settings.ray.address or os.environ.get("RAY_ADDRESS")
     if not address:
@@ -141,9 +141,8 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
                                    "a local one would stop when this command exits")
     ray_settings = msgspec.structs.replace(settings.ray, address=address)
     for fn in planned:
-        specs = {name: spec for name, spec in pipelines.items() if fn.pipeline in (name, spec.serves)}
         try:
-            ray_serve.deploy(specs, fn, ray_settings)
+            ray_serve.deploy(ray_serve.function_specs(pipelines, fn), fn, ray_settings)
         except LoadError as exc:
             raise click.ClickException(exc.msg) from None
         click.echo(f"deployed {fn.name} as Ray Serve application {ray_serve.app_name(fn)!r} on {address}")

@@ -86,7 +86,7 @@ class FunctionManager:
             if config.executor == "ray":
                 from warmgate.core import ray_serve  # ray only for gateways with ray functions
 
-                specs = {name: s for name, s in self.pipelines.items() if config.pipeline in (name, s.serves)}
+                specs = ray_serve.function_specs(self.pipelines, config)
                 return await asyncio.to_thread(ray_serve.deploy, specs, config, self.settings.ray)
             model_id, options = config.model_id, dict(config.options)
             if config.demo and spec.demo is not None:

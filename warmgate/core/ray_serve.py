@@ -16,18 +16,22 @@ import inspect
 import os
 import re
 import threading
+import time
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+from warmgate.core import ray_standby
 from warmgate.core.errors import InferenceError, LoadError, WarmgateError
 from warmgate.core.settings import FunctionConfig, RaySettings
 from warmgate.core.spec import PipelineSpec
 
-__all__ = ["FunctionReplica", "RayRunner", "app_name", "build_app", "deploy", "deployment_options", "serve_config",
-           "shutdown"]
+__all__ = ["FunctionReplica", "RayRunner", "app_name", "build_app", "deploy", "deployment_options", "function_specs",
+           "serve_config", "shutdown", "standby_modules"]
 
 EXTRA = "the ray executor needs Ray Serve: pip install 'warmgate[ray]'"
+STANDBY_WAIT_S = 30.0
+"""At most this long a deployment waits for its first standby worker's imports."""
 METRICS_INTERVAL_S = 0.5
 """How often replicas and handles report load to the autoscaler; Ray's 10 s default would keep
 an idle function's last replica alive for 10 s past its ``idle_timeout``. Ray 2.60 reads the
@@ -53,10 +57,25 @@ def app_name(config: FunctionConfig) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", config.name).strip("-") or "function"
 
 
-def deployment_options(config: FunctionConfig) -> dict[str, Any]:
+def standby_modules(specs: Mapping[str, PipelineSpec], config: FunctionConfig) -> tuple[str, ...]:
+    """What a replica of ``config`` imports before its model: this module, the pipelines'
+    loaders and the engine they name (``PipelineSpec.engine_modules``)."""
+    modules = [__name__]
+    for spec in specs.values():
+        target = getattr(spec.load, "target", None) or getattr(spec.load, "__module__", None)
+        if target:
+            modules.append(target.partition(":")[0])
+        if spec.name == config.pipeline:
+            modules.extend(spec.engine_modules)
+    return tuple(dict.fromkeys(modules))
+
+
+def deployment_options(config: FunctionConfig, specs: Mapping[str, PipelineSpec]) -> dict[str, Any]:
     """Autoscaling from ``scaling`` (``min_instances`` replicas when idle, 0 by default, one
     started for the first request without delay), actor resources from ``resources``,
-    ``max_concurrency`` per replica. ``warm: true`` deploys at startup; it keeps no replica."""
+    ``max_concurrency`` per replica. ``warm: true`` deploys at startup; it keeps no replica.
+    With ``scaling.standby`` the replicas' runtime environment imports their engine when a worker
+    starts, which is what lets a standby worker (``ray_standby``) be started ahead of them."""
     scaling, resources = config.scaling, config.resources
     idle = scaling.idle_timeout
     floor = scaling.min_instances if idle else max(1, scaling.min_instances)  # idle_timeout 0: never to zero
@@ -78,17 +97,26 @@ def deployment_options(config: FunctionConfig) -> dict[str, Any]:
         actor["memory"] = int(resources.memory)
     if resources.accelerator:
         actor["accelerator_type"] = resources.accelerator
+    if scaling.standby:
+        actor["runtime_env"] = ray_standby.runtime_env(standby_modules(specs, config))
     return {"name": "FunctionReplica", "max_ongoing_requests": config.max_concurrency,
             "autoscaling_config": autoscaling, "ray_actor_options": actor}
 
 
-def serve_config(functions: list[FunctionConfig], config_path: str) -> dict[str, Any]:
+def serve_config(functions: list[FunctionConfig], config_path: str,
+                 pipelines: Mapping[str, PipelineSpec]) -> dict[str, Any]:
     """A Serve config (``serve deploy`` reads it) for every ray function: ``build_app`` makes
     each application from the warmgate config."""
     return {"applications": [
         {"name": app_name(fn), "route_prefix": None, "import_path": "warmgate.core.ray_serve:build_app",
-         "args": {"config": config_path, "function": fn.name}, "deployments": [deployment_options(fn)]}
+         "args": {"config": config_path, "function": fn.name},
+         "deployments": [deployment_options(fn, function_specs(pipelines, fn))]}
         for fn in functions if fn.executor == "ray"]}
+
+
+def function_specs(pipelines: Mapping[str, PipelineSpec], config: FunctionConfig) -> dict[str, PipelineSpec]:
+    """The pipelines a function's replicas serve: its own and those that serve it (OpenAI chat)."""
+    return {name: spec for name, spec in pipelines.items() if config.pipeline in (name, spec.serves)}
 
 
 class FunctionReplica:
@@ -101,6 +129,8 @@ class FunctionReplica:
         self._config = config
         self._runner: Any = None
         self._lock = asyncio.Lock()
+        self._standby_env = _own_runtime_env() if os.environ.get(ray_standby.MODULES_VARIABLE) else None
+        ray_standby.forget_ready()
 
     async def _ensure(self) -> Any:
         async with self._lock:
@@ -111,6 +141,8 @@ class FunctionReplica:
                 runner = await load(self._config.model_id, options) if inspect.iscoroutinefunction(load) \
                     else await asyncio.to_thread(load, self._config.model_id, options)
                 self._runner = await runner if inspect.isawaitable(runner) else runner
+                if self._standby_env is not None:  # this replica took the standby (if any): start the next
+                    ray_standby.prestart_later(self._standby_env)
         return self._runner
 
     async def _result(self, spec_name: str, request: Any) -> Any:
@@ -173,6 +205,14 @@ class RayRunner:
         """Nothing to free here: Ray stops idle replicas itself."""
 
 
+def _own_runtime_env() -> str | None:
+    """This replica's runtime environment as Ray serialized it: a standby started with the same
+    string is one the raylet hands to the next replica."""
+    import ray
+
+    return ray.get_runtime_context().get_runtime_env_string() or None
+
+
 def _unwrap(exc: Exception) -> WarmgateError:
     """The replica's own error (a 400 stays a 400), or a 500 saying what failed."""
     cause = getattr(exc, "cause", None)
@@ -190,9 +230,10 @@ _lock = threading.Lock()
 _started_here = False
 
 
-def _connect(settings: RaySettings) -> Any:
+def _connect(settings: RaySettings, on_cluster: Callable[[], None] | None = None) -> Any:
     """Join ``settings.address`` (or ``RAY_ADDRESS``), else start a local cluster on 127.0.0.1;
-    then Serve, without its HTTP proxy (the gateway is the front door)."""
+    call ``on_cluster`` (Serve's start takes seconds that a standby worker can use); then start
+    Serve, without its HTTP proxy (the gateway is the front door)."""
     global _started_here
     ray, serve = _ray()
     with _lock:
@@ -204,6 +245,8 @@ def _connect(settings: RaySettings) -> Any:
                 options.update(_node_ip_address="127.0.0.1", num_cpus=settings.num_cpus)
             ray.init(address=address, **options)
             _started_here = address is None
+        if on_cluster is not None:
+            on_cluster()
         serve.start(proxy_location="Disabled")
     return serve
 
@@ -211,12 +254,36 @@ def _connect(settings: RaySettings) -> Any:
 def deploy(specs: Mapping[str, PipelineSpec], config: FunctionConfig, settings: RaySettings) -> RayRunner:
     """Create or update the function's application (blocking: call it from a thread) and
     return its handle. With 0 replicas this takes about a second; no model is loaded yet."""
-    serve = _connect(settings)
+    options = deployment_options(config, specs)
+    actor = options["ray_actor_options"]
+    standby_since = time.time()
+    standby: list[bool] = []
+    serve = _connect(settings, (lambda: standby.append(_standby_for_first_start(actor))) if "runtime_env" in actor
+                     else None)
     name = app_name(config)
     with _quiet_config_checks():
-        deployment = serve.deployment(FunctionReplica, **deployment_options(config))
+        deployment = serve.deployment(FunctionReplica, **options)
         serve.run(deployment.bind(dict(specs), config), name=name, route_prefix=None)
+    if any(standby):  # ready for a first request once the standby has its imports (seconds, once)
+        modules = actor["runtime_env"]["env_vars"][ray_standby.MODULES_VARIABLE]
+        ray_standby.wait_ready(modules, standby_since, STANDBY_WAIT_S)
     return RayRunner(serve.get_app_handle(name))
+
+
+def _standby_for_first_start(actor: dict[str, Any]) -> bool:
+    """A standby on this node for the function's first replica, when this node can run one (a GPU
+    function's replicas may start elsewhere; each replica starts the next standby on its own node)."""
+    import ray
+    from ray.runtime_env import RuntimeEnv
+
+    node_id = ray.get_runtime_context().get_node_id()
+    available = next((n["Resources"] for n in ray.nodes() if n["NodeID"] == node_id), {})
+    needs = {"CPU": actor.get("num_cpus", 0), "GPU": actor.get("num_gpus", 0)}
+    if actor.get("accelerator_type"):
+        needs[f"accelerator_type:{actor['accelerator_type']}"] = 0.001
+    if not all(available.get(resource, 0) >= amount for resource, amount in needs.items()):
+        return False
+    return ray_standby.prestart(RuntimeEnv(**actor["runtime_env"]).serialize(), node_id)
 
 
 @contextlib.contextmanager
@@ -251,6 +318,6 @@ def build_app(args: dict[str, str]) -> Any:
     config = next((fn for fn in plan_functions(settings, pipelines) if fn.name == args["function"]), None)
     if config is None:
         raise LookupError(f"{args['config']} has no function {args['function']!r}")
-    specs = {name: spec for name, spec in pipelines.items() if config.pipeline in (name, spec.serves)}
+    specs = function_specs(pipelines, config)
     with _quiet_config_checks():
-        return serve.deployment(FunctionReplica, **deployment_options(config)).bind(specs, config)
+        return serve.deployment(FunctionReplica, **deployment_options(config, specs)).bind(specs, config)

@@ -64,6 +64,10 @@ class Scaling(_Config):
     idle_timeout: Seconds = 300.0
     """Seconds without a request before the model is unloaded; 0 never unloads."""
     scale_up_delay: Seconds = 0.0
+    standby: bool = True
+    """``executor: ray``: keep one worker process started, with the engine imported and no model,
+    where the function's replicas start, so that a start from zero replicas skips the process
+    start and the imports. It costs that process's memory."""
 
 
 class Resources(_Config):

@@ -82,6 +82,7 @@ def deferred(target: str) -> Callable[..., Any]:
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"{target}, imported on first use."
+    call.target = target  # type: ignore[attr-defined]  # where a standby worker finds the module
     return call
 
 
@@ -144,6 +145,9 @@ class PipelineSpec:
     """``invoke(runner, request)``: how this spec's requests call the runner; default
     ``runner(request)``. It runs on the event loop, so it returns an awaitable, an async
     iterator or a value, and never blocks."""
+    engine_modules: tuple[str, ...] = ()
+    """Modules ``load`` imports before it can load a model (``torch``, ``transformers``...): a ray
+    function's standby worker imports them ahead of its first request (``scaling.standby``)."""
     plugin: str = field(default="", compare=False)
     """Filled in by the core: the plugin that registered the spec."""
 

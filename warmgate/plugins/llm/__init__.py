@@ -61,6 +61,7 @@ def register_pipelines(register: Any) -> None:
             request=LLMRequest,
             response=LLMResponse,
             load=load_llm,
+            engine_modules=("torch", "transformers.modeling_utils"),  # the in-process (transformers) backend
             default_model_id=DEFAULT_MODEL_ID,
             model_field="model",
             price_unit=PriceUnit.TOKEN,

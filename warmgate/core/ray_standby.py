@@ -76,6 +76,8 @@ def wait_ready(modules: str, since: float, timeout: float) -> bool:
                 ready = marker.stat().st_mtime >= since and marker.read_text() == modules
             except OSError:
                 continue  # another waiter took it
+            if not ready and not _alive(marker.name.removeprefix(_MARKER_PREFIX)):
+                marker.unlink(missing_ok=True)  # a standby that ended unused
             if ready:
                 marker.unlink(missing_ok=True)
                 return True
@@ -87,6 +89,16 @@ def wait_ready(modules: str, since: float, timeout: float) -> bool:
 def forget_ready() -> None:
     """A replica's worker is no standby any more: drop its marker."""
     _marker(os.getpid()).unlink(missing_ok=True)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _marker(pid: int) -> Path:

@@ -32,6 +32,8 @@ __all__ = ["FunctionReplica", "RayRunner", "app_name", "build_app", "deploy", "d
 EXTRA = "the ray executor needs Ray Serve: pip install 'warmgate[ray]'"
 STANDBY_WAIT_S = 30.0
 """At most this long a deployment waits for its first standby worker's imports."""
+STANDBY_REPLACE_S = 2.0
+"""A replica that has not loaded its model this long after it started replaces its standby anyway."""
 METRICS_INTERVAL_S = 0.5
 """How often replicas and handles report load to the autoscaler; Ray's 10 s default would keep
 an idle function's last replica alive for 10 s past its ``idle_timeout``. Ray 2.60 reads the
@@ -130,7 +132,22 @@ class FunctionReplica:
         self._runner: Any = None
         self._lock = asyncio.Lock()
         self._standby_env = _own_runtime_env() if os.environ.get(ray_standby.MODULES_VARIABLE) else None
-        ray_standby.forget_ready()
+        self._standby_lock = threading.Lock()  # the timer's thread and the event loop
+        self._standby_replaced = False
+        if self._standby_env is not None:  # this replica took the standby, if there was one
+            ray_standby.forget_ready()
+            timer = threading.Timer(STANDBY_REPLACE_S, self._replace_standby)
+            timer.daemon = True  # a replica that gets no request (a burst served by another) still replaces it
+            timer.start()
+
+    def _replace_standby(self) -> None:
+        """Start the next standby, once: after this replica's model load (its first answer
+        comes first) or ``STANDBY_REPLACE_S`` after it started, whichever is sooner."""
+        with self._standby_lock:
+            if self._standby_env is None or self._standby_replaced:
+                return
+            self._standby_replaced = True
+        ray_standby.prestart_later(self._standby_env)
 
     async def _ensure(self) -> Any:
         async with self._lock:
@@ -141,8 +158,7 @@ class FunctionReplica:
                 runner = await load(self._config.model_id, options) if inspect.iscoroutinefunction(load) \
                     else await asyncio.to_thread(load, self._config.model_id, options)
                 self._runner = await runner if inspect.isawaitable(runner) else runner
-                if self._standby_env is not None:  # this replica took the standby (if any): start the next
-                    ray_standby.prestart_later(self._standby_env)
+                self._replace_standby()
         return self._runner
 
     async def _result(self, spec_name: str, request: Any) -> Any:
@@ -253,20 +269,25 @@ def _connect(settings: RaySettings, on_cluster: Callable[[], None] | None = None
 
 def deploy(specs: Mapping[str, PipelineSpec], config: FunctionConfig, settings: RaySettings) -> RayRunner:
     """Create or update the function's application (blocking: call it from a thread) and
-    return its handle. With 0 replicas this takes about a second; no model is loaded yet."""
+    return its handle. With 0 replicas this takes about a second, plus the first standby
+    worker's imports (``scaling.standby``); no model is loaded yet."""
     options = deployment_options(config, specs)
     actor = options["ray_actor_options"]
-    standby_since = time.time()
-    standby: list[bool] = []
-    serve = _connect(settings, (lambda: standby.append(_standby_for_first_start(actor))) if "runtime_env" in actor
-                     else None)
+    standby_asked: list[float] = []
+
+    def first_standby() -> None:
+        asked = time.time()
+        if _standby_for_first_start(actor):
+            standby_asked.append(asked)
+
+    serve = _connect(settings, first_standby if "runtime_env" in actor else None)
     name = app_name(config)
     with _quiet_config_checks():
         deployment = serve.deployment(FunctionReplica, **options)
         serve.run(deployment.bind(dict(specs), config), name=name, route_prefix=None)
-    if any(standby):  # ready for a first request once the standby has its imports (seconds, once)
+    if standby_asked:  # a first request at zero replicas is then served as fast as the next ones
         modules = actor["runtime_env"]["env_vars"][ray_standby.MODULES_VARIABLE]
-        ray_standby.wait_ready(modules, standby_since, STANDBY_WAIT_S)
+        ray_standby.wait_ready(modules, standby_asked[0], STANDBY_WAIT_S)
     return RayRunner(serve.get_app_handle(name))
 
 

@@ -17,6 +17,7 @@ either internal is missing (another Ray version), replicas start as before and a
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -60,10 +61,8 @@ def preload() -> None:
             importlib.import_module(name)
         except Exception as exc:  # a missing extra, a broken install: the load will say it again
             print(f"warmgate standby worker: could not import {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-    try:
+    with contextlib.suppress(OSError):  # nobody waits for a worker that cannot say it is ready
         _marker(os.getpid()).write_text(modules)
-    except OSError:
-        pass  # nobody waits for a worker that cannot say it is ready
 
 
 def wait_ready(modules: str, since: float, timeout: float) -> bool:

@@ -13,6 +13,7 @@ from warmgate.core.hookspecs import hookimpl
 from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.core.threads import load_in_thread
+from warmgate.plugins.llm import embeddings
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import get_backends
 from warmgate.plugins.llm.runner import LLMRunner
@@ -93,6 +94,17 @@ def register_pipelines(register: Any) -> None:
             description="OpenAI-compatible chat completions on the LLM functions.",
         )
     )
+    register(embeddings.embeddings_spec())
+
+
+@hookimpl
+def startup(app: Any) -> None:
+    embeddings.track(app)  # which tokenizer prices each embeddings function's requests
+
+
+@hookimpl
+def shutdown(app: Any) -> None:
+    embeddings.forget(app)
 
 
 @hookimpl
@@ -108,10 +120,12 @@ def register_llm_backends(register: Any) -> None:
 
 @get(["/v1/models", "/llm/models"], sync_to_thread=False)
 def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """The LLM functions, in the OpenAI ``/v1/models`` shape (plus their state)."""
-    functions = [f for f in request.app.state.functions.functions.values() if f.config.pipeline == PIPELINE]
+    """The LLM and embeddings functions, in the OpenAI ``/v1/models`` shape (plus their state)."""
+    served = (PIPELINE, embeddings.PIPELINE)
+    functions = [f for f in request.app.state.functions.functions.values() if f.config.pipeline in served]
     cards = [
-        oa.ModelCard(id=f.config.model_id, created=0, owned_by="warmgate", state=f.state.value, pipeline=PIPELINE)
+        oa.ModelCard(id=f.config.model_id, created=0, owned_by="warmgate", state=f.state.value,
+                     pipeline=f.config.pipeline)
         for f in functions
     ]
     return Response(oa.ModelList(data=cards), media_type="application/json")

@@ -1,0 +1,60 @@
+"""The ``embeddings`` pipeline's ``prepare``: the input's shape checked, and its tokens counted
+with the function's tokenizer, before a function is acquired (bad input never waits in a queue
+or starts a model, and the price quote is the exact number of input tokens)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from warmgate.core.errors import RequestValidationError
+from warmgate.plugins.llm.embeddings import functions
+from warmgate.plugins.llm.embeddings.wire import EmbeddingJob, EmbeddingRequest
+
+__all__ = ["prepare_embeddings", "prompt_tokens"]
+
+
+def _invalid(msg: str, *loc: str | int) -> RequestValidationError:
+    return RequestValidationError.single(["body", "input", *loc], msg)
+
+
+def _split(value: str | list[Any]) -> tuple[list[str] | None, list[list[int]] | None]:
+    """``input`` as texts or as token-id lists; a mix of both is refused."""
+    if isinstance(value, str):
+        value = [value]
+    if not value:
+        raise _invalid("expected at least one input, got an empty list")
+    if all(isinstance(item, str) for item in value):
+        empty = next((i for i, item in enumerate(value) if not item), None)
+        if empty is not None:
+            raise _invalid("an input must not be an empty string", empty)
+        return value, None
+    if all(isinstance(item, int) for item in value):
+        return None, [value]
+    if all(isinstance(item, list) for item in value):
+        empty = next((i for i, item in enumerate(value) if not item), None)
+        if empty is not None:
+            raise _invalid("a token-id input must not be empty", empty)
+        return None, value
+    raise _invalid("expected a string, a list of strings, a list of token ids or a list of lists of token ids, "
+                   "not a mix")
+
+
+def prepare_embeddings(request: EmbeddingRequest, options: dict[str, Any]) -> EmbeddingJob:
+    texts, token_ids = _split(request.input)
+    encoder = functions.encoder_for(options)
+    if encoder is None:
+        return EmbeddingJob(request=request, texts=texts, token_ids=token_ids)
+    if texts is not None:
+        token_ids = encoder.tokenize(texts)
+    assert token_ids is not None
+    encoder.check(token_ids, request.dimensions)
+    return EmbeddingJob(request=request, texts=texts, token_ids=token_ids)
+
+
+def prompt_tokens(job: EmbeddingJob) -> int:
+    """The quote's units: input tokens. A priced function always has a tokenizer (checked at
+    startup), so texts are counted by now."""
+    tokens = job.prompt_tokens
+    if tokens is None:
+        raise RuntimeError("a priced embeddings function got a request its tokenizer did not count")
+    return tokens

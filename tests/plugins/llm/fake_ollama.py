@@ -1,10 +1,12 @@
 """An in-process stand-in for an Ollama server, speaking its documented HTTP API (docs/api.md in
 the Ollama repository): ``/api/chat`` (NDJSON stream or one object; load and unload with empty
-``messages``), ``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and ``/api/ps``.
+``messages``), ``/api/embed``, ``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and
+``/api/ps``.
 
 No Ollama can run in the test environment; this lets the real ``ollama`` client and the gateway
 be tested over real HTTP. Generation is deterministic: the model answers with the words of the
-last user message, one word per token, so tests can predict text and token counts. Every request
+last user message, one word per token, so tests can predict text and token counts; an embedding is
+a unit vector drawn from the text's hash, and a word is a token there too. Every request
 is recorded for assertions."""
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from litestar.response import Stream
 
 from warmgate.testing import serve
 
-__all__ = ["ChatRecord", "FakeModel", "FakeOllama", "run_fake_ollama"]
+__all__ = ["ChatRecord", "FakeModel", "FakeOllama", "embedding", "run_fake_ollama"]
 
 _encoder = msgspec.json.Encoder()
 _NS = 1_000_000  # durations are nanoseconds; the fake reports 1 ms per token
@@ -58,6 +60,23 @@ class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
     prompt_eval_duration: int | None = None
     eval_count: int | None = None
     eval_duration: int | None = None
+
+
+class EmbedRequest(msgspec.Struct, kw_only=True):
+    model: str
+    input: str | list[str] = ""
+    truncate: bool = True
+    dimensions: int | None = None
+    options: dict[str, Any] = {}
+    keep_alive: int | float | str | None = None
+
+
+class EmbedResponse(msgspec.Struct, kw_only=True):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
 
 
 class PullRequest(msgspec.Struct, kw_only=True):
@@ -137,6 +156,7 @@ class FakeModel(msgspec.Struct, kw_only=True):
     parameter_size: str = "8.0B"
     context_length: int | None = 131072
     size: int = 4_920_753_328
+    embedding_length: int = 4096
 
     @property
     def digest(self) -> str:
@@ -321,6 +341,30 @@ class FakeOllama:
                          load_duration=_NS, prompt_eval_count=prompt_count, prompt_eval_duration=prompt_count * _NS,
                          eval_count=eval_count, eval_duration=eval_count * _NS)
 
+    async def embed(self, body: dict[str, Any]) -> Response[Any]:
+        self.calls.append(("/api/embed", body))
+        try:
+            request = msgspec.convert(body, EmbedRequest)
+            _keep_alive_seconds(request.keep_alive)
+        except (msgspec.ValidationError, ValueError) as exc:
+            return _error(str(exc), 400)
+        name = canonical(request.model)
+        model = self.local.get(name)
+        if model is None:
+            return _error(f'model "{request.model}" not found, try pulling it first', 404)
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        size = request.dimensions or model.embedding_length
+        if not 0 < size <= model.embedding_length:
+            return _error(f"invalid dimensions: {size}", 400)
+        context = int(request.options.get("num_ctx") or model.context_length or 2048)
+        counts = [len(text.split()) for text in texts]
+        if not request.truncate and any(count > context for count in counts):
+            return _error("the input length exceeds the context length", 400)
+        self._keep(name, request.keep_alive)
+        return _json(EmbedResponse(model=request.model, embeddings=[embedding(text, size) for text in texts],
+                                   total_duration=(sum(counts) + 1) * _NS, load_duration=_NS,
+                                   prompt_eval_count=sum(counts)))
+
     async def pull(self, body: dict[str, Any]) -> Response[Any]:
         self.calls.append(("/api/pull", body))
         request = msgspec.convert(body, PullRequest)
@@ -357,7 +401,7 @@ class FakeOllama:
         if model is None:
             return _error(f"model '{wanted}' not found", 404)
         info: dict[str, Any] = {"general.architecture": model.family, "general.parameter_count": 8_030_261_248,
-                                f"{model.family}.embedding_length": 4096}
+                                f"{model.family}.embedding_length": model.embedding_length}
         if model.context_length is not None:
             info[f"{model.family}.context_length"] = model.context_length
         return _json(ShowResponse(modelfile=f"FROM {model.name}\n", parameters='stop "<|eot_id|>"',
@@ -386,6 +430,10 @@ class FakeOllama:
         async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
             return await fake.chat(await _body(request))
 
+        @post("/api/embed")
+        async def embed(request: Request[Any, Any, Any]) -> Response[Any]:
+            return await fake.embed(await _body(request))
+
         @post("/api/pull")
         async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
             return await fake.pull(await _body(request))
@@ -402,12 +450,19 @@ class FakeOllama:
         async def ps() -> Response[Any]:
             return await fake.ps()
 
-        return Litestar([chat, pull, show, tags, ps])
+        return Litestar([chat, embed, pull, show, tags, ps])
 
 
 async def _body(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The JSON body as sent, so tests see exactly which fields the client set."""
     return msgspec.json.decode(await request.body()) or {}
+
+
+def embedding(text: str, size: int) -> list[float]:
+    """The fake's vector for ``text``: a unit vector from its hash, cut to ``size`` values."""
+    values = [b - 127.5 for i in range(-(-size // 32)) for b in hashlib.sha256(f"{i}:{text}".encode()).digest()]
+    norm = sum(v * v for v in values[:size]) ** 0.5
+    return [v / norm for v in values[:size]]
 
 
 def _is_zero(keep_alive: Any) -> bool:

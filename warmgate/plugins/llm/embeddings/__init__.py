@@ -64,6 +64,6 @@ def embeddings_spec() -> PipelineSpec:
         demo=DemoModel(
             model_id="warmgate-demo/tiny-embed",
             build=deferred("warmgate.plugins.llm.embeddings.demo:build_tiny_embedding_model"),
-            price=Price(price_per_unit=20_000_000),
+            price=Price(price_per_unit=6_666_667),  # wei per input token, as in serverless.yaml
         ),
     )

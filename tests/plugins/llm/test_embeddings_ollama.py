@@ -2,7 +2,6 @@
 (speaking ``/api/embed``) on another, driven by the openai SDK."""
 
 import httpx
-import openai
 import pytest
 
 from warmgate import FunctionConfig, Settings
@@ -25,7 +24,7 @@ def fake():
 
 
 @pytest.fixture
-def gateway(fake, warmgate_server):
+def gateway(fake, warmgate_server, sdk):
     """The gateway with one Ollama-backed embeddings function; started after ``fake``, so the
     fake outlives it (the gateway unloads on shutdown)."""
 
@@ -33,7 +32,7 @@ def gateway(fake, warmgate_server):
         options = {"backend": "ollama", "host": fake.url, **(options or {})}
         function = FunctionConfig(pipeline="embeddings", model_id=NOMIC, options=options, **config)
         server, client = warmgate_server(Settings(functions=[function]))
-        return server, client, openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        return server, client, sdk(server.url + "/v1")
 
     return start
 

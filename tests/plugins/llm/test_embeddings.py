@@ -3,7 +3,9 @@ the transformers backend, the relay to another OpenAI-compatible server, pricing
 scale to zero and every refused input."""
 
 import base64
+import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -237,3 +239,22 @@ def test_a_priced_relay_without_a_tokenizer_is_a_config_error_at_startup(tiny_em
     app = create_app(Settings(functions=[config]))
     with pytest.raises(ConfigError, match="options.tokenizer"):
         embeddings.track(app)  # the startup hook: the gateway does not start
+
+
+def test_the_demo_function_prices_with_the_demo_models_tokenizer(warmgate_server, tiny_embed, tmp_path, sdk):
+    """The demo profile's function: its model id names no directory, so the tokenizer that
+    counts before the quote is the demo build's (found in the cache, as the loader finds it)."""
+    from warmgate.core.config import load_settings, plan_functions
+    from warmgate.core.settings import GatewaySettings
+
+    [planned] = [f for f in plan_functions(load_settings(None, profile="demo", env={}), get_pipelines())
+                 if f.pipeline == "embeddings"]
+    assert planned.demo and planned.price is not None and planned.model_id == "warmgate-demo/tiny-embed"
+    shutil.copytree(tiny_embed, tmp_path / "demo" / Path(tiny_embed).name)  # built once per session
+    settings = Settings(gateway=GatewaySettings(cache_dir=str(tmp_path)), functions=[planned],
+                        pricing=PricingSettings(ledger="off"))
+    server, client = warmgate_server(settings)
+    r = client.post("/v1/embeddings", json={"model": "warmgate-demo/tiny-embed", "input": "hello world"})
+    assert r.status_code == 200 and r.headers["x-warmgate-units"] == "4"
+    assert r.json()["model"] == "warmgate-demo/tiny-embed"
+    assert client.post("/v1/embeddings", json={"input": "a " * CONTEXT_LENGTH}).status_code == 400

@@ -18,6 +18,7 @@ from warmgate.core.plugins import get_pipelines
 from warmgate.core.settings import Price, PricingSettings, Scaling
 from warmgate.plugins.llm import embeddings
 from warmgate.plugins.llm.embeddings.demo import CONTEXT_LENGTH, HIDDEN_SIZE
+from warmgate.plugins.llm.embeddings.wire import MAX_INPUTS
 from warmgate.testing import wait_for
 
 
@@ -126,6 +127,7 @@ def test_user_is_accepted_and_ignored(gateway, sdk):
     ({"input": "hello", "dimensions": HIDDEN_SIZE + 1}, 422, ["body", "dimensions"]),
     ({"input": "hello", "encoding_format": "int8"}, 422, ["body", "encoding_format"]),
     ({"input": 3.5}, 422, ["body", "input"]),
+    ({"input": ["hello"] * (MAX_INPUTS + 1)}, 422, ["body", "input"]),
     ({}, 422, ["body", "input"]),
 ])
 def test_bad_input_is_refused_naming_the_field(gateway, body, status, names):
@@ -241,7 +243,7 @@ def test_a_priced_relay_without_a_tokenizer_is_a_config_error_at_startup(tiny_em
         embeddings.track(app)  # the startup hook: the gateway does not start
 
 
-def test_the_demo_function_prices_with_the_demo_models_tokenizer(warmgate_server, tiny_embed, tmp_path, sdk):
+def test_the_demo_function_prices_with_the_demo_models_tokenizer(warmgate_server, tiny_embed, tmp_path):
     """The demo profile's function: its model id names no directory, so the tokenizer that
     counts before the quote is the demo build's (found in the cache, as the loader finds it)."""
     from warmgate.core.config import load_settings, plan_functions
@@ -253,8 +255,16 @@ def test_the_demo_function_prices_with_the_demo_models_tokenizer(warmgate_server
     shutil.copytree(tiny_embed, tmp_path / "demo" / Path(tiny_embed).name)  # built once per session
     settings = Settings(gateway=GatewaySettings(cache_dir=str(tmp_path)), functions=[planned],
                         pricing=PricingSettings(ledger="off"))
-    server, client = warmgate_server(settings)
+    _, client = warmgate_server(settings)
     r = client.post("/v1/embeddings", json={"model": "warmgate-demo/tiny-embed", "input": "hello world"})
     assert r.status_code == 200 and r.headers["x-warmgate-units"] == "4"
     assert r.json()["model"] == "warmgate-demo/tiny-embed"
     assert client.post("/v1/embeddings", json={"input": "a " * CONTEXT_LENGTH}).status_code == 400
+
+
+def test_a_model_that_is_not_there_is_a_503_naming_it(warmgate_server, tmp_path):
+    missing = str(tmp_path / "no-such-model")
+    _, client = warmgate_server(Settings(functions=[FunctionConfig(pipeline="embeddings", model_id=missing)]))
+    r = client.post("/v1/embeddings", json={"input": "hello"})
+    assert r.status_code == 503 and "cannot load its tokenizer" in r.json()["detail"]["msg"]
+    assert missing in r.json()["detail"]["msg"]

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from warmgate.core.demo import ensure_demo_model
-from warmgate.core.errors import ConfigError
+from warmgate.core.errors import ConfigError, LoadError
 from warmgate.plugins.llm.embeddings.encoder import TokenCounter, counter, describe
 
 __all__ = ["PIPELINE", "encoder_for", "forget", "track"]
 
 PIPELINE = "embeddings"
 
-_encoders: dict[int, Callable[[], TokenCounter]] = {}
+_encoders: dict[int, tuple[str, Callable[[], TokenCounter]]] = {}
 
 
 def _source(fn: Any, demo_root: Any) -> Callable[[], TokenCounter] | None:
@@ -47,7 +47,7 @@ def track(app: Any) -> None:
                               "a priced embeddings function on a relayed backend bills input tokens, which it "
                               "counts with options.tokenizer (a tokenizer directory or hub id); set it")
         if source is not None:
-            _encoders[id(fn.config.options)] = source
+            _encoders[id(fn.config.options)] = (fn.name, source)
 
 
 def forget(app: Any) -> None:
@@ -57,5 +57,11 @@ def forget(app: Any) -> None:
 
 def encoder_for(options: dict[str, Any]) -> TokenCounter | None:
     """The tokenizer of the function configured with ``options``, loaded on first use."""
-    source = _encoders.get(id(options))
-    return source() if source is not None else None
+    entry = _encoders.get(id(options))
+    if entry is None:
+        return None
+    name, source = entry
+    try:
+        return source()
+    except Exception as exc:  # a missing or broken model: the same 503 its load would give
+        raise LoadError(f"{name}: cannot load its tokenizer: {type(exc).__name__}: {exc}") from exc

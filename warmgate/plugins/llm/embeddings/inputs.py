@@ -8,7 +8,7 @@ from typing import Any
 
 from warmgate.core.errors import RequestValidationError
 from warmgate.plugins.llm.embeddings import functions
-from warmgate.plugins.llm.embeddings.wire import EmbeddingJob, EmbeddingRequest
+from warmgate.plugins.llm.embeddings.wire import MAX_INPUTS, EmbeddingJob, EmbeddingRequest
 
 __all__ = ["prepare_embeddings", "prompt_tokens"]
 
@@ -23,20 +23,18 @@ def _split(value: str | list[Any]) -> tuple[list[str] | None, list[list[int]] | 
         value = [value]
     if not value:
         raise _invalid("expected at least one input, got an empty list")
-    if all(isinstance(item, str) for item in value):
-        empty = next((i for i, item in enumerate(value) if not item), None)
-        if empty is not None:
-            raise _invalid("an input must not be an empty string", empty)
-        return value, None
     if all(isinstance(item, int) for item in value):
-        return None, [value]
-    if all(isinstance(item, list) for item in value):
-        empty = next((i for i, item in enumerate(value) if not item), None)
-        if empty is not None:
-            raise _invalid("a token-id input must not be empty", empty)
-        return None, value
-    raise _invalid("expected a string, a list of strings, a list of token ids or a list of lists of token ids, "
-                   "not a mix")
+        return None, [value]  # one input: its length is bounded by the context, not MAX_INPUTS
+    if len(value) > MAX_INPUTS:
+        raise _invalid(f"at most {MAX_INPUTS} inputs per request, got {len(value)}")
+    kind = next((k for k in (str, list) if all(isinstance(item, k) for item in value)), None)
+    if kind is None:
+        raise _invalid("expected a string, a list of strings, a list of token ids or a list of lists of token "
+                       "ids, not a mix")
+    empty = next((i for i, item in enumerate(value) if not item), None)
+    if empty is not None:
+        raise _invalid("an input must not be empty", empty)
+    return (value, None) if kind is str else (None, value)
 
 
 def prepare_embeddings(request: EmbeddingRequest, options: dict[str, Any]) -> EmbeddingJob:

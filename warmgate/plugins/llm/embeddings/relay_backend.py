@@ -36,7 +36,7 @@ class EmbeddingsRelay:
 
     def __init__(self, chat: Any) -> None:
         self.chat = chat  # the LLM relay: its session, served name and managed engine
-        self.url = chat.url.split("/v1/", 1)[0] + "/v1/embeddings"
+        self.url = chat.url.removesuffix("/v1/chat/completions") + "/v1/embeddings"
         self._answer = msgspec.json.Decoder(_Answer)
         self._encode = msgspec.json.Encoder().encode
 

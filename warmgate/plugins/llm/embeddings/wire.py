@@ -6,7 +6,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["Embedding", "EmbeddingJob", "EmbeddingList", "EmbeddingRequest", "EmbeddingUsage"]
+__all__ = ["MAX_INPUTS", "Embedding", "EmbeddingJob", "EmbeddingList", "EmbeddingRequest", "EmbeddingUsage"]
+
+
+MAX_INPUTS = 2048
+"""Inputs in one request, as OpenAI allows: a batch is one forward pass, so this bounds its memory."""
 
 
 class EmbeddingRequest(msgspec.Struct, kw_only=True):

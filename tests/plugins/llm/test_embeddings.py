@@ -268,3 +268,59 @@ def test_a_model_that_is_not_there_is_a_503_naming_it(warmgate_server, tmp_path)
     r = client.post("/v1/embeddings", json={"input": "hello"})
     assert r.status_code == 503 and "cannot load its tokenizer" in r.json()["detail"]["msg"]
     assert missing in r.json()["detail"]["msg"]
+
+
+class VllmShaped:
+    """An upstream answering as vLLM's OpenAI server does for a pooling model: its model card
+    with ``max_model_len``, ``data`` not necessarily in input order, errors as
+    ``{"error": {"message", "type", "code"}}``. Records the bodies it got."""
+
+    served = "BAAI/bge-m3"
+
+    def __init__(self):
+        self.bodies = []
+
+    def app(self):
+        from litestar import Litestar, Request, Response, get, post
+
+        @get("/v1/models", sync_to_thread=False)
+        def models() -> dict:
+            return {"object": "list", "data": [{"id": self.served, "object": "model", "max_model_len": 8192}]}
+
+        @post("/v1/embeddings", status_code=200)
+        async def embeddings(request: Request) -> Response:
+            body = await request.json()
+            self.bodies.append(body)
+            if body.get("dimensions"):
+                return Response({"error": {"message": "Model \"BAAI/bge-m3\" does not support matryoshka "
+                                           "representation, changing output dimensions will lead to poor results.",
+                                           "type": "BadRequestError", "param": None, "code": 400}}, status_code=400)
+            vectors = [[float(i), 1.0] for i in range(len(body["input"]))]
+            data = [{"index": i, "object": "embedding",
+                     "embedding": base64.b64encode(struct.pack("<2f", *v)).decode()
+                     if body["encoding_format"] == "base64" else v} for i, v in enumerate(vectors)]
+            return Response({"id": "embd-1", "object": "list", "created": 0, "model": self.served,
+                             "data": data[::-1], "usage": {"prompt_tokens": 9, "total_tokens": 9,
+                                                           "completion_tokens": 0, "prompt_tokens_details": None}})
+
+        return Litestar([models, embeddings])
+
+
+def test_the_relay_speaks_to_vllm_in_its_own_shapes(warmgate_server, sdk):
+    from warmgate.testing import serve
+
+    upstream = VllmShaped()
+    with serve(upstream.app()) as engine:
+        config = FunctionConfig(pipeline="embeddings", model_id="BAAI/bge-m3",
+                                options={"backend": "vllm", "url": engine.url + "/v1"})
+        server, client = warmgate_server(Settings(functions=[config]))
+        client_sdk = sdk(server.url + "/v1")
+        answer = client_sdk.embeddings.create(model="BAAI/bge-m3", input=["a", "b", "c"])  # base64, decoded by the SDK
+        assert [item.embedding for item in answer.data] == [[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]  # in input order
+        assert answer.usage.prompt_tokens == 9
+        assert upstream.bodies[-1] == {"model": "BAAI/bge-m3", "encoding_format": "base64", "input": ["a", "b", "c"]}
+        r = client.post("/v1/embeddings", json={"input": "a", "dimensions": 8})
+        assert r.status_code == 400
+        assert r.json()["detail"]["msg"].startswith("the engine answered 400: Model \"BAAI/bge-m3\" does not support "
+                                                    "matryoshka")
+        assert upstream.bodies[-1]["dimensions"] == 8

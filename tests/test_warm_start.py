@@ -13,7 +13,7 @@ import httpx
 from warmgate.core.plugins import get_pipelines
 from warmgate.testing import wait_for
 
-WARM = ("text-to-image", "image-to-image", "upscale", "text-to-speech", "image-to-text", "llm")
+WARM = ("text-to-image", "image-to-image", "upscale", "text-to-speech", "image-to-text", "llm", "embeddings")
 
 
 def test_warm_functions_all_load_at_startup_in_a_fresh_process(tiny_model_dir, tmp_path):

@@ -59,21 +59,6 @@ def gateway(fake, warmgate_server, ollama_backend):
     return start
 
 
-@pytest.fixture
-def sdk():
-    """``sdk(base_url)``: an ``openai.OpenAI`` client without retries, closed after the test."""
-    clients = []
-
-    def make(base_url):
-        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
-
-
 def _chat(content=PROMPT, **body):
     return {"messages": [{"role": "user", "content": content}], **body}
 

@@ -48,11 +48,12 @@ def test_a_cold_start_pulls_the_model_then_embeds_a_batch_in_one_call(gateway, f
     assert (call["input"], call["truncate"]) == (texts, False)
 
 
-def test_base64_and_dimensions_reach_the_client_as_ollama_computed_them(gateway, fake):
-    _, _, sdk = gateway()
+def test_base64_and_dimensions_give_what_ollama_would(gateway, fake):
+    _, client, sdk = gateway()
     answer = sdk.embeddings.create(model=NOMIC, input="hello", dimensions=4)  # the SDK asks for base64
-    assert answer.data[0].embedding == pytest.approx(embedding("hello", 4), abs=1e-6)
-    assert fake.requests("/api/embed")[-1]["dimensions"] == 4
+    assert answer.data[0].embedding == pytest.approx(embedding("hello", 4), abs=1e-6)  # the fake's own truncation
+    r = client.post("/v1/embeddings", json={"input": "hello", "dimensions": SIZE + 1})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "dimensions"]
 
 
 def test_an_input_over_the_context_is_a_400_with_ollamas_reason(gateway):

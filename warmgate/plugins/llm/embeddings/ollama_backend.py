@@ -4,11 +4,12 @@ unload at scale to zero."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
 
-from warmgate.core.errors import ClientError
+from warmgate.core.errors import ClientError, RequestValidationError
 from warmgate.plugins.llm.embeddings.wire import EmbeddingJob
 from warmgate.plugins.llm.ollama_backend import OllamaError, load_ollama
 
@@ -17,6 +18,14 @@ __all__ = ["OllamaEmbedder", "load_ollama_embedder"]
 
 async def load_ollama_embedder(model_id: str, options: dict[str, Any]) -> OllamaEmbedder:
     return OllamaEmbedder(await load_ollama(model_id, options))
+
+
+def _shorten(vector: list[float], size: int) -> list[float]:
+    """The first ``size`` values at unit length: what Ollama's own ``dimensions`` does, done here
+    so it works with every Ollama server and client version."""
+    head = vector[:size]
+    norm = math.sqrt(sum(value * value for value in head)) or 1.0
+    return [value / norm for value in head]
 
 
 class OllamaEmbedder:
@@ -34,7 +43,7 @@ class OllamaEmbedder:
         chat = self.chat
         try:
             answer = await chat.client.embed(model=chat.name, input=job.texts, truncate=False,
-                                             dimensions=job.request.dimensions, keep_alive=chat.keep_alive,
+                                             keep_alive=chat.keep_alive,
                                              options={"num_ctx": chat.num_ctx} if chat.num_ctx else None)
         except ollama.ResponseError as exc:
             text = f"Ollama at {chat.host} refused embedding with {chat.name!r}: {exc.error}"
@@ -42,7 +51,14 @@ class OllamaEmbedder:
         except (ConnectionError, httpx.TransportError) as exc:
             raise OllamaError(f"cannot reach Ollama at {chat.host} for model {chat.name!r} "
                               f"({type(exc).__name__}: {exc})") from exc
-        return [list(vector) for vector in answer.embeddings], answer.prompt_eval_count or 0
+        size = job.request.dimensions
+        vectors = [list(vector) for vector in answer.embeddings]
+        if size is not None:
+            if vectors and size > len(vectors[0]):
+                raise RequestValidationError.single(["body", "dimensions"],
+                                                    f"dimensions {size} exceeds the model's {len(vectors[0])}")
+            vectors = [_shorten(vector, size) for vector in vectors]
+        return vectors, answer.prompt_eval_count or 0
 
     async def close(self) -> None:
         await self.chat.close()

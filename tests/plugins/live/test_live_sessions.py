@@ -6,12 +6,13 @@ import asyncio
 import json
 import sys
 
+import httpx
 import pytest
 
 import warmgate
 from warmgate import FrameProcessor, Settings
-from warmgate.core.settings import AuthSettings, LiveSettings, Price, PricingSettings
-from warmgate.testing import EchoPipeline
+from warmgate.core.settings import AuthSettings, GatewaySettings, LiveSettings, Price, PricingSettings
+from warmgate.testing import EchoPipeline, wait_for
 from warmgate.testing.live import clip, decode, publish, read_events, read_segments, until_true
 from warmgate.trickle.client import TricklePublisher
 
@@ -341,3 +342,29 @@ def test_a_reader_that_leaves_a_long_poll_is_logged_499_not_500(gateway):
 
     asyncio.run(until_true(lambda: counted(499), 10))
     assert not counted(500)
+
+
+def test_the_access_log_names_trickle_requests_by_their_full_path(warmgate_server, register_plugin, capfd):
+    register_plugin(InverterPlugin(), "undo-invert")
+    settings = Settings(live=NO_SKIPS, gateway=GatewaySettings(log_format="json"))
+    client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})[1]
+    urls = client.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 384}}).json()
+    control = httpx.URL(urls["control_url"]).path
+    assert control.startswith("/ai/trickle/")
+    sent = client.post(f"{control}/0", content=b'{"width": 384, "height": 384}',
+                       headers={"Content-Type": "application/json", "X-Request-Id": "trickle-write"})
+    missing = client.get("/ai/trickle/no-such-channel/0", headers={"X-Request-Id": "trickle-missing"})
+    assert (sent.status_code, missing.status_code) == (200, 404)
+    assert client.delete(f"/live/sessions/{urls['id']}").status_code == 200
+    lines = {}
+
+    def logged():
+        for line in capfd.readouterr().err.splitlines():
+            if line.startswith("{") and '"event":"request"' in line:
+                entry = json.loads(line)
+                lines[entry["request_id"]] = entry
+        return {"trickle-write", "trickle-missing"} <= set(lines)
+
+    assert wait_for(logged)
+    assert (lines["trickle-write"]["path"], lines["trickle-write"]["status"]) == (f"{control}/0", 200)
+    assert (lines["trickle-missing"]["path"], lines["trickle-missing"]["status"]) == ("/ai/trickle/no-such-channel/0", 404)

@@ -8,6 +8,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import msgspec
 from litestar import Request, Response, asgi, delete, get, post
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["ROUTES", "LiveSessions"]
 
 DEFAULT_PIPELINE = "noop"
+TRICKLE_MOUNT = "/ai/trickle"
 
 
 class LiveVideoToVideoParams(msgspec.Struct, kw_only=True):
@@ -175,7 +177,7 @@ async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[byte
     parse_params(body.params)  # a bad size is a 422 before any channel exists
     trickle = request.app.state.trickle
     session_id = secrets.token_hex(8)
-    base = f"{str(request.base_url).rstrip('/')}/ai/trickle/{session_id}"
+    base = f"{str(request.base_url).rstrip('/')}{TRICKLE_MOUNT}/{session_id}"
     names = {"in": session_id, "out": f"{session_id}-out", "control": f"{session_id}-control",
              "events": f"{session_id}-events"}
     trickle.create(names["in"], "video/MP2T")
@@ -216,11 +218,16 @@ async def stop_session(request: Request[Any, Any, Any], session_id: FromPath[str
     return _json({"id": session_id, "state": session.state})
 
 
-@asgi("/ai/trickle", is_mount=True, copy_scope=True, name="trickle")
+@asgi(TRICKLE_MOUNT, is_mount=True, copy_scope=False, name="trickle")
 async def trickle_mount(scope: Scope, receive: Receive, send: Send) -> None:
     """Channels are created by sessions (autocreate is off, as in go-livepeer); their random
-    names are the capability to use them."""
-    await scope["app"].state.trickle(scope, receive, send)
+    names are the capability to use them. Litestar cuts the mount prefix off the request's own
+    scope (and adds a slash); the path as sent is put back there, for the access log, and the
+    trickle server gets a copy with the channel path."""
+    channel_path = scope["path"]
+    raw_path = scope.get("raw_path")
+    scope["path"] = unquote(raw_path.decode("latin-1")) if raw_path else TRICKLE_MOUNT + channel_path
+    await scope["app"].state.trickle({**scope, "path": channel_path}, receive, send)
 
 
 def _hosted(session: LiveSession, base: str) -> dict[str, Any]:

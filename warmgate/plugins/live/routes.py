@@ -19,7 +19,7 @@ from warmgate.core.auth import Caller
 from warmgate.core.decode import json_body
 from warmgate.core.demo import ensure_demo_model
 from warmgate.core.errors import CapacityError, ClientError, NotFound, RequestValidationError
-from warmgate.core.live import LivePipeline, get_live_pipelines, live_function_name
+from warmgate.core.live import LIVE_PIPELINE, LivePipeline, get_live_pipelines, live_function_name
 from warmgate.core.settings import Settings
 from warmgate.plugins.live.metering import LiveMeter
 from warmgate.plugins.live.processor import parse_params
@@ -85,7 +85,7 @@ class LiveSessions:
         if pipeline is None:
             raise NotFound(f"live pipeline {name!r} is not installed; installed: {', '.join(sorted(self.pipelines))}")
         if caller is not None:
-            caller.check_allowed(live_function_name(name))
+            caller.check_allowed(live_function_name(name), pipeline=LIVE_PIPELINE)
         live = self.settings.live
         if len(self.running()) + len(self._starting) >= live.max_sessions:
             raise CapacityError(f"{live.max_sessions} live sessions are running (live.max_sessions); try later")

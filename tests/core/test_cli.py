@@ -28,7 +28,8 @@ def shout_site(tmp_path_factory):
 
 
 def _env(site=None, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMGATE_")}
+    # the session's cache dir (warmgate.testing.fixtures) stays: nothing goes to the user's cache
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMGATE_") or k == "WARMGATE_CACHE_DIR"}
     if site is not None:
         env["PYTHONPATH"] = str(site)
     env.update(extra)

@@ -316,7 +316,7 @@ def test_sizes_outside_384_to_1024_or_not_multiples_of_64_are_422(gateway, param
 def test_unknown_pipeline_and_bad_bodies(gateway):
     client = gateway(Settings(live=LiveSettings(max_sessions=1)))
     r = client.post("/live/sessions", json={"model_id": "nope"})
-    assert r.status_code == 404 and "noop" in r.json()["detail"]["msg"]
+    assert r.status_code == 400 and "noop" in r.json()["detail"]["msg"] and "'nope'" in r.json()["detail"]["msg"]
     assert client.post("/live-video-to-video", json={"publish_url": "http://127.0.0.1:9/x"}).status_code == 422
     r = client.post("/live-video-to-video", json={"subscribe_url": "file:///etc/passwd", "publish_url": "http://a/b"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "subscribe_url"]

@@ -83,7 +83,9 @@ class LiveSessions:
         name = model_id or DEFAULT_PIPELINE
         pipeline = self.pipelines.get(name)
         if pipeline is None:
-            raise NotFound(f"live pipeline {name!r} is not installed; installed: {', '.join(sorted(self.pipelines))}")
+            # a 400, as for every Livepeer route's unknown model_id (the ai-runner's answer)
+            raise ClientError(f"model {name!r} is not served for pipeline 'live-video-to-video' (no such live "
+                              f"pipeline is installed); available: {', '.join(sorted(self.pipelines))}")
         if caller is not None:
             caller.check_allowed(live_function_name(name), pipeline=LIVE_PIPELINE)
         live = self.settings.live

@@ -90,6 +90,7 @@ def register_pipelines(register: Any) -> None:
             summary="Chat Completions",
             operation_id="createChatCompletion",
             tags=("openai",),
+            wire="openai",
             description="OpenAI-compatible chat completions on the LLM functions.",
         )
     )

@@ -11,7 +11,7 @@ from warmgate import Settings
 
 SPEC = yaml.safe_load((Path(__file__).parents[1] / "fixtures" / "spec" / "ai-runner-openapi.yaml").read_text())
 ROUTES = ["/text-to-image", "/image-to-image", "/image-to-video", "/upscale", "/image-to-text", "/audio-to-text",
-          "/text-to-speech", "/segment-anything-2", "/llm"]
+          "/text-to-speech", "/segment-anything-2", "/llm", "/live-video-to-video"]
 
 
 @pytest.fixture(scope="module")

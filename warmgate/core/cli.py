@@ -144,10 +144,11 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
 
 @cli.command()
 def openapi() -> None:
-    """Print the OpenAPI document of the installed pipelines."""
+    """Print the OpenAPI document of the installed pipelines and plugin routes."""
     from warmgate.core.openapi import build_openapi
+    from warmgate.core.plugins import get_routes
 
-    click.echo(json.dumps(build_openapi(get_pipelines().values()), indent=2))
+    click.echo(json.dumps(build_openapi(get_pipelines().values(), get_routes()), indent=2))
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -59,6 +59,46 @@ class HostedSessionRequest(msgspec.Struct, kw_only=True):
     params: dict[str, Any] = {}
 
 
+class SessionInfo(msgspec.Struct, kw_only=True):
+    """A live session as ``GET /live/sessions`` shows it (``LiveSession.info``); times are unix ms."""
+
+    id: str
+    pipeline: str
+    state: str
+    params: dict[str, Any]
+    width: int
+    height: int
+    started: int | None
+    frames_in: int
+    frames_out: int
+    frames_dropped: int
+    fps_in: float
+    fps_out: float
+    latency_ms: float | None
+    last_error: str | None
+    last_error_time: int | None
+    units: int
+    wei: int
+
+
+class HostedSession(SessionInfo, kw_only=True):
+    """A session on channels the gateway hosts: where the caller publishes, reads, controls and listens."""
+
+    publish_url: str
+    subscribe_url: str
+    control_url: str
+    events_url: str
+
+
+class SessionList(msgspec.Struct):
+    sessions: list[SessionInfo]
+
+
+class StoppedSession(msgspec.Struct):
+    id: str
+    state: str
+
+
 class LiveSessions:
     """The gateway's sessions: running ones, and the last ``KEEP_FINISHED`` that ended (with
     their last error) for ``GET /live/sessions``."""
@@ -152,7 +192,15 @@ def _json(value: Any) -> Response[bytes]:
     return Response(msgspec.json.encode(value), media_type="application/json")
 
 
-@post("/live-video-to-video", tags=["generate"], summary="Live Video To Video", status_code=200)
+_SESSION_ERRORS = (400, 401, 402, 403, 503)
+"""Unknown pipeline or a running session id (400), auth (401, 403), the key's balance (402),
+``live.max_sessions`` reached (503)."""
+
+
+@post("/live-video-to-video", tags=["generate"], summary="Live Video To Video", status_code=200,
+      operation_id="genLiveVideoToVideo",
+      description="Apply transformations to a live video streamed to the returned endpoints.",
+      opt={"request": LiveVideoToVideoParams, "response": LiveVideoToVideoResponse, "errors": _SESSION_ERRORS})
 async def live_video_to_video(request: Request[Any, Any, Any]) -> Response[bytes]:
     caller = await _caller(request)
     body = json_body(await request.body(), LiveVideoToVideoParams)
@@ -169,7 +217,8 @@ async def live_video_to_video(request: Request[Any, Any, Any]) -> Response[bytes
                                           request_id=body.gateway_request_id, manifest_id=session_id))
 
 
-@post("/live/sessions", tags=["live"], summary="Start a live session on channels warmgate hosts", status_code=200)
+@post("/live/sessions", tags=["live"], summary="Start a live session on channels warmgate hosts", status_code=200,
+      opt={"request": HostedSessionRequest, "response": HostedSession, "errors": _SESSION_ERRORS})
 async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Creates the four channels on the gateway's trickle server and answers with the caller's
     side: ``publish_url`` (send MPEG-TS there), ``subscribe_url`` (read the output),
@@ -202,7 +251,7 @@ async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[byte
     return _json(_hosted(session, base))
 
 
-@get("/live/sessions", tags=["live"], summary="Live sessions")
+@get("/live/sessions", tags=["live"], summary="Live sessions", opt={"response": SessionList, "errors": (401,)})
 async def list_sessions(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Running sessions and the last few that ended: state, fps in and out, processing latency,
     last error, units and wei billed so far."""
@@ -210,7 +259,8 @@ async def list_sessions(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json({"sessions": [s.info() for s in request.app.state.live.visible_to(caller)]})
 
 
-@delete("/live/sessions/{session_id:str}", tags=["live"], summary="Stop a live session", status_code=200)
+@delete("/live/sessions/{session_id:str}", tags=["live"], summary="Stop a live session", status_code=200,
+        opt={"response": StoppedSession, "errors": (401, 404)})
 async def stop_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> Response[bytes]:
     caller = await _caller(request)
     session = next((s for s in request.app.state.live.visible_to(caller) if s.id == session_id), None)

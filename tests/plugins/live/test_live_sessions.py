@@ -12,8 +12,9 @@ import pytest
 import warmgate
 from warmgate import FrameProcessor, Settings
 from warmgate.core.settings import AuthSettings, GatewaySettings, LiveSettings, Price, PricingSettings
-from warmgate.testing import EchoPipeline, wait_for
+from warmgate.testing import EchoPipeline
 from warmgate.testing.live import clip, decode, publish, read_events, read_segments, until_true
+from warmgate.testing.logs import access_lines
 from warmgate.trickle.client import TricklePublisher
 
 
@@ -356,15 +357,6 @@ def test_the_access_log_names_trickle_requests_by_their_full_path(warmgate_serve
     missing = client.get("/ai/trickle/no-such-channel/0", headers={"X-Request-Id": "trickle-missing"})
     assert (sent.status_code, missing.status_code) == (200, 404)
     assert client.delete(f"/live/sessions/{urls['id']}").status_code == 200
-    lines = {}
-
-    def logged():
-        for line in capfd.readouterr().err.splitlines():
-            if line.startswith("{") and '"event":"request"' in line:
-                entry = json.loads(line)
-                lines[entry["request_id"]] = entry
-        return {"trickle-write", "trickle-missing"} <= set(lines)
-
-    assert wait_for(logged)
+    lines = access_lines(capfd, ["trickle-write", "trickle-missing"])
     assert (lines["trickle-write"]["path"], lines["trickle-write"]["status"]) == (f"{control}/0", 200)
     assert (lines["trickle-missing"]["path"], lines["trickle-missing"]["status"]) == ("/ai/trickle/no-such-channel/0", 404)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote
 
 import msgspec
@@ -33,25 +33,36 @@ DEFAULT_PIPELINE = "noop"
 TRICKLE_MOUNT = "/ai/trickle"
 
 
+def _doc(description: str) -> msgspec.Meta:
+    return msgspec.Meta(description=description)
+
+
 class LiveVideoToVideoParams(msgspec.Struct, kw_only=True):
-    subscribe_url: str
-    publish_url: str
-    control_url: str = ""
-    events_url: str = ""
-    model_id: str = ""
-    params: dict[str, Any] = {}
-    gateway_request_id: str = ""
-    manifest_id: str = ""
-    stream_id: str = ""
+    """The runner spec's request (descriptions as it has them)."""
+
+    subscribe_url: Annotated[str, _doc("Source URL of the incoming stream to subscribe to.")]
+    publish_url: Annotated[str, _doc("Destination URL of the outgoing stream to publish.")]
+    control_url: Annotated[str, _doc("URL for subscribing via Trickle protocol for updates in the live "
+                                     "video-to-video generation params.")] = ""
+    events_url: Annotated[str, _doc("URL for publishing events via Trickle protocol for pipeline status "
+                                    "and logs.")] = ""
+    model_id: Annotated[str, _doc("Name of the pipeline to run in the live video to video job (not a "
+                                  "Hugging Face model id).")] = ""
+    params: Annotated[dict[str, Any], _doc("Initial parameters for the pipeline.")] = {}
+    gateway_request_id: Annotated[str, _doc("The ID of the Gateway request (for logging purposes).")] = ""
+    manifest_id: Annotated[str, _doc("The manifest ID from the orchestrator (for logging purposes).")] = ""
+    stream_id: Annotated[str, _doc("The Stream ID (for logging purposes).")] = ""
 
 
 class LiveVideoToVideoResponse(msgspec.Struct, kw_only=True):
-    subscribe_url: str
-    publish_url: str
-    control_url: str = ""
-    events_url: str = ""
-    request_id: str = ""
-    manifest_id: str = ""
+    """Response model for live video-to-video generation."""
+
+    subscribe_url: Annotated[str, _doc("Source URL of the incoming stream to subscribe to")]
+    publish_url: Annotated[str, _doc("Destination URL of the outgoing stream to publish to")]
+    control_url: Annotated[str, _doc("URL for updating the live video-to-video generation")] = ""
+    events_url: Annotated[str, _doc("URL for subscribing to events for pipeline status and logs")] = ""
+    request_id: Annotated[str, _doc("The ID generated for this request")] = ""
+    manifest_id: Annotated[str, _doc("Orchestrator manifest ID for this request")] = ""
 
 
 class HostedSessionRequest(msgspec.Struct, kw_only=True):

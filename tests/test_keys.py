@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from warmgate import FunctionConfig, Settings
 from warmgate.core.cli import cli
-from warmgate.core.plugins import pm
+from warmgate.core.plugins import load_plugins, pm
 from warmgate.core.settings import AuthSettings, Price, PricingSettings
 from warmgate.pricing.keys import KeyStore, parse_amount
 from warmgate.testing import EchoPipeline, wait_for
@@ -144,6 +144,7 @@ def test_bad_amounts_say_what_is_expected(text):
 def keys_cli(tmp_path, ledger_file):
     config = tmp_path / "serverless.yaml"
     config.write_text(json.dumps({"pricing": {"ledger": str(ledger_file), "eth_rates": {"USD": 2000}}}))
+    load_plugins()  # as `warmgate` does before it adds the plugins' commands
     pm.hook.register_commands(cli=cli)
 
     def run(*args, ok=True):
@@ -182,6 +183,7 @@ def demo_keys(tmp_path, warmgate_server):
 
     config = tmp_path / "serverless.yaml"
     config.write_text(json.dumps({"auth": {"keys": True}, "pricing": {"ledger": str(tmp_path / "usage.sqlite")}}))
+    load_plugins()  # as `warmgate` does before it adds the plugins' commands
     pm.hook.register_commands(cli=cli)
 
     def keys(*args, ok=True):

@@ -73,10 +73,11 @@ def create(config_path: str | None, profile: str | None, name: str, balance: str
     """Make a key and print its secret, which is shown only this once."""
     with _store(config_path, profile) as (store, settings):
         credit = _amount(settings)(balance) if balance is not None else None
-        matches = _matches(functions, _callables(settings))
+        callables = _callables(settings)
+        matches = _matches(functions, callables)
         for entry, found in matches.items():
             if not found:
-                raise click.ClickException(_matches_nothing(entry, settings))
+                raise click.ClickException(_matches_nothing(entry, callables, settings))
         record, token = store.create(name=name, credit=credit, functions=functions)
     if as_json:
         click.echo(msgspec.json.encode({**msgspec.to_builtins(record), "token": token, "matches": matches}).decode())
@@ -131,8 +132,7 @@ def _matches(entries: Sequence[str], callables: list[_Callable]) -> dict[str, li
             for entry in entries}
 
 
-def _matches_nothing(entry: str, settings: Any) -> str:
-    callables = _callables(settings)
+def _matches_nothing(entry: str, callables: list[_Callable], settings: Any) -> str:
     names = sorted({n for name, aliases, pipeline in callables for n in (name, *aliases, pipeline)})
     close = difflib.get_close_matches(entry, names, n=5, cutoff=0.5)
     return (f"--function {entry!r} matches no function in {settings.source}"

@@ -91,6 +91,7 @@ def register_pipelines(register: Any) -> None:
             summary="Chat Completions",
             operation_id="createChatCompletion",
             tags=("openai",),
+            wire="openai",
             description="OpenAI-compatible chat completions on the LLM functions.",
         )
     )
@@ -118,7 +119,8 @@ def register_llm_backends(register: Any) -> None:
     register("ollama", load_ollama)
 
 
-@get(["/v1/models", "/llm/models"], sync_to_thread=False)
+@get(["/v1/models", "/llm/models"], sync_to_thread=False, tags=["openai"], summary="Models",
+     operation_id="listModels", opt={"response": oa.ModelList})
 def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The LLM and embeddings functions, in the OpenAI ``/v1/models`` shape (plus their state)."""
     served = (PIPELINE, embeddings.PIPELINE)

@@ -54,6 +54,7 @@ def embeddings_spec() -> PipelineSpec:
         default_model_id="sentence-transformers/all-MiniLM-L6-v2",
         paths=("/v1/embeddings", "/llm/embeddings"),
         model_field="model",
+        wire="openai",
         price_unit=PriceUnit.TOKEN,
         units=prompt_tokens,
         prepare=prepare_embeddings,

@@ -48,11 +48,10 @@ async def startup(app: Any) -> None:
     """Open the store (``app.state.ledger``); a database that is unreachable or has an older
     schema stops the gateway with one line saying why (and the command that fixes it)."""
     settings = app.state.functions.settings
-    target = store_target(settings)
-    if settings.auth.keys and target is None:
-        raise ConfigError(settings.source, "auth.keys", "keys need the usage ledger, which keeps them and their "
-                          "balances, but pricing.ledger is off")
     with refuse_to_start():
+        if settings.auth.keys and store_target(settings) is None:
+            raise ConfigError(settings.source, "auth.keys", "keys need the usage ledger, which keeps them and their "
+                              "balances, but pricing.ledger is off")
         app.state.ledger = await open_store(settings)
     app.state.keys_on = settings.auth.keys
 

@@ -7,13 +7,15 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
+from warmgate.core.errors import ConfigError
 from warmgate.pricing.database import StoreUnavailable, is_postgres_url, open_database, where
 from warmgate.pricing.migrations import LATEST, SchemaTooNew, SchemaTooOld, current_version, upgrade
 
-__all__ = ["db_command", "refuse_to_start"]
+__all__ = ["cli_target", "db_command", "refuse_to_start"]
 
 _config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -31,10 +33,13 @@ def _refused(error: BaseException | None) -> bool:
 
 
 class _QuietRefusal(logging.Filter):
-    """Drops the server's traceback of a ``StartRefused``: its reason is already on stderr."""
+    """Drops the server's traceback of a ``StartRefused`` (Litestar hands uvicorn the formatted
+    traceback as the startup failure's message): its reason is already on stderr."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and _refused(record.exc_info[1]))
+        if record.exc_info and _refused(record.exc_info[1]):
+            return False
+        return f"{__name__}.StartRefused" not in str(record.msg)
 
 
 @contextmanager
@@ -42,10 +47,21 @@ def refuse_to_start() -> Iterator[None]:
     """A store that cannot be used stops the gateway with one line on stderr, not a traceback."""
     try:
         yield
-    except (StoreUnavailable, SchemaTooOld, SchemaTooNew) as exc:
+    except (StoreUnavailable, SchemaTooOld, SchemaTooNew, ConfigError) as exc:
         print(f"warmgate: {exc}", file=sys.stderr, flush=True)
         logging.getLogger("uvicorn.error").addFilter(_QuietRefusal())
         raise StartRefused(1) from None
+
+
+def cli_target(config_path: str | None) -> str | Path | None:
+    """The configured store's file or URL, for a command; a bad configuration is its error line."""
+    from warmgate.core.config import load_settings
+    from warmgate.pricing.store import store_target
+
+    try:
+        return store_target(load_settings(config_path))
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
 
 
 @click.group("db")
@@ -58,10 +74,7 @@ def db_command() -> None:
 def db_upgrade(config_path: str | None) -> None:
     """Create or migrate the schema to this warmgate's version (safe to run again, and from
     several machines at once)."""
-    from warmgate.core.config import load_settings
-    from warmgate.pricing.store import store_target
-
-    target = store_target(load_settings(config_path))
+    target = cli_target(config_path)
     if target is None:
         raise click.ClickException("the usage ledger is off (pricing.ledger: off): there is no database")
     name = where(str(target)) if is_postgres_url(target) else str(target)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import msgspec
 
+from warmgate.core.errors import ConfigError
 from warmgate.pricing.database import StoreUnavailable
 from warmgate.pricing.keys import KeyRecord, KeyStore, parse_amount
 from warmgate.pricing.migrations import SchemaTooNew, SchemaTooOld
@@ -34,7 +35,10 @@ def _store(config_path: str | None) -> Iterator[tuple[KeyStore, Any]]:
     from warmgate.core.config import load_settings
 
     settings = load_settings(config_path)
-    target = store_target(settings)
+    try:
+        target = store_target(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
     if target is None:
         raise click.ClickException("the usage ledger is off (pricing.ledger: off); keys are kept in it")
     try:

@@ -18,7 +18,6 @@ from warmgate.pricing.accounts import Balance
 from warmgate.pricing.database import StoreUnavailable
 from warmgate.pricing.ledger import UsageTotal, read_totals
 from warmgate.pricing.migrations import SchemaTooNew, SchemaTooOld, open_current
-from warmgate.pricing.store import store_target
 
 __all__ = ["parse_since", "usage_command", "usage_route"]
 
@@ -71,9 +70,9 @@ async def usage_route(request: Request[Any, Any, Any]) -> Response[bytes]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def usage_command(config_path: str | None, since: str | None, key: str | None, as_json: bool) -> None:
     """Usage totals per key and function, read from the ledger."""
-    from warmgate.core.config import load_settings
+    from warmgate.pricing.db_cli import cli_target
 
-    target = store_target(load_settings(config_path))
+    target = cli_target(config_path)
     if target is None or (isinstance(target, Path) and not target.exists()):
         raise click.ClickException(f"no usage ledger at {target}" if target else "the usage ledger is off")
     try:

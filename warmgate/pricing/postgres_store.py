@@ -90,6 +90,7 @@ class PostgresStore:
         self._keys: dict[str, tuple[KeyRecord, float]] = {}
         self._holds: dict[tuple[str, str, int], collections.deque[str]] = {}
         """This process's holds by (key, function, wei): holds alike are interchangeable."""
+        self._unsettled: list[tuple[str, dict[str, Any]]] = []
         self._pool: Any = None
         self._beat: asyncio.Task[None] | None = None
 
@@ -99,7 +100,7 @@ class PostgresStore:
 
         (await asyncio.to_thread(open_current, self.url)).close()
         self._pool = AsyncConnectionPool(self.url, min_size=2, max_size=POOL_SIZE, open=False, timeout=CONNECT_WAIT,
-                                         kwargs={"autocommit": True}, reconnect_timeout=0)
+                                         kwargs={"autocommit": True})
         try:
             await self._pool.open(wait=True, timeout=10)
             await self._renew()
@@ -184,8 +185,19 @@ class PostgresStore:
                 return
             except StoreUnavailable:
                 if time.monotonic() > deadline:
+                    self._unsettled.append((statement, args))  # the lease beat commits it once it can
                     raise
                 await asyncio.sleep(0.2)
+
+    async def _settle_late(self) -> None:
+        """Commit the settles that outlasted their wait (their answers went out, so they are
+        billed once, late). Had this process's lease run out meanwhile, another replica released
+        their holds; the settle then bills without releasing again."""
+        while self._unsettled:
+            statement, args = self._unsettled[0]
+            async with self._connection() as db:
+                await db.execute(statement, args)
+            self._unsettled.pop(0)
 
     async def balance(self, key_id: str) -> Balance | None:
         async with self._connection() as db:
@@ -224,6 +236,7 @@ class PostgresStore:
             await asyncio.sleep(self.lease / 3)
             try:
                 await self._renew()
+                await self._settle_late()
                 await self.reap()
             except StoreUnavailable as exc:  # down for now: the next beat tries again
                 _log.warning("hold_lease_not_renewed", error=exc.msg)
@@ -235,6 +248,10 @@ class PostgresStore:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beat
+        with contextlib.suppress(StoreUnavailable):
+            await self._settle_late()
+        if self._unsettled:
+            _log.error("usage_not_recorded", events=len(self._unsettled), reason="the pricing database is unreachable")
         with contextlib.suppress(StoreUnavailable):
             async with self._connection() as db:
                 await db.execute("DELETE FROM owners WHERE id = %s", (self.owner,))

@@ -4,7 +4,6 @@ never overspend it, and `kill -9` in the middle of a load loses nothing a client
 import asyncio
 import json
 import threading
-import time
 from collections import Counter
 
 import httpx
@@ -13,6 +12,8 @@ import pytest
 from warmgate.pricing.keys import KeyStore
 from warmgate.testing import wait_for
 from warmgate.testing.process import gateway_process
+
+from .keyed_load import load
 
 
 @pytest.fixture(params=["full"])
@@ -74,28 +75,9 @@ def test_kill_9_during_load_loses_no_answered_request_and_leaves_no_hold(config,
     record, token = make_key(credit=10**12)
     answered: list[str] = []
     stop = threading.Event()
-
-    def client_loop(url, worker):
-        with httpx.Client(base_url=url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                request_id = f"w{worker}-{n}"
-                try:
-                    r = client.post("/echo", json={"prompt": "abcd", "sleep": 0.002},
-                                    headers={"X-Request-Id": request_id})
-                except httpx.HTTPError:
-                    return  # the gateway is gone
-                if r.status_code == 200:
-                    answered.append(request_id)
-
     with gateway_process(config) as gateway:
-        workers = [threading.Thread(target=client_loop, args=(gateway.url, w)) for w in range(6)]
-        for worker in workers:
-            worker.start()
-        deadline = time.monotonic() + 20
-        while len(answered) < 300 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        workers = load([gateway.url], token, answered, [], stop, sleep=0.002, per_url=6)
+        assert wait_for(lambda: len(answered) >= 300, timeout=20)
         gateway.kill()  # mid-load: requests are in flight, holds are taken
         stop.set()
         for worker in workers:

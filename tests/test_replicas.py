@@ -15,6 +15,8 @@ from warmgate.testing import wait_for
 from warmgate.testing.postgres import PostgresServer, PricingDatabase
 from warmgate.testing.process import gateway_process
 
+from .keyed_load import load
+
 LEASE = 2.0
 
 
@@ -89,32 +91,6 @@ def test_200_parallel_requests_over_two_replicas_on_a_balance_for_100_serve_exac
     ledger_is_whole(db, record.id, [], credit=300)
     [(rows,)] = db.rows("SELECT COUNT(*) FROM usage WHERE key = ?", record.id)
     assert rows == 100
-
-
-def load(urls, token, answered, statuses, stop, sleep=0.02):
-    """Client threads, three per URL, until ``stop``: the request ids answered 200, every status.
-    Each request holds its quote for ``sleep`` seconds of inference."""
-
-    def loop(url, worker):
-        with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                request_id = f"{url.rsplit(':', 1)[1]}-{worker}-{n}"
-                try:
-                    r = client.post("/echo", json={"prompt": "abcd", "sleep": sleep}, headers={"X-Request-Id": request_id})
-                except httpx.HTTPError:
-                    if stop.wait(0.05):
-                        return
-                    continue  # this replica is gone: keep trying until stopped
-                statuses.append((r.status_code, r.headers.get("retry-after")))
-                if r.status_code == 200:
-                    answered.append(request_id)
-
-    threads = [threading.Thread(target=loop, args=(url, w)) for url in urls for w in range(3)]
-    for thread in threads:
-        thread.start()
-    return threads
 
 
 def test_kill_9_of_one_replica_mid_load_releases_its_holds_after_the_lease(two_replicas):

@@ -1,7 +1,7 @@
 """The usage ledger: one row per priced request, committed durably before its answer goes out.
 
-``Ledger`` is the interface (a PostgreSQL ledger for several replicas would implement it);
-``SqliteLedger`` is the default: WAL journal with ``synchronous=FULL``, so a committed event
+``SqliteLedger`` is the SQLite store's ledger (``store.SqliteStore``; the PostgreSQL store
+settles in its own statements, ``postgres_store``): WAL journal with ``synchronous=FULL``, so a committed event
 survives a crash of the process or the machine. An event's row and its key's ``spent`` are
 committed together.
 """
@@ -13,14 +13,14 @@ import contextlib
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
 from warmgate.core.usage import UsageEvent
 from warmgate.pricing.migrations import open_current
 
-__all__ = ["Ledger", "SqliteLedger", "UsageTotal"]
+__all__ = ["SqliteLedger", "UsageTotal", "read_totals", "sum_usage", "totals_query"]
 
 ABANDONED = 499
 """Status of a request whose client left mid-answer: billed, so it counts as used."""
@@ -37,16 +37,6 @@ class UsageTotal(msgspec.Struct):
     """Decimal text: exact, and free of JSON's 2**53 limit."""
     prompt_tokens: int
     completion_tokens: int
-
-
-class Ledger(Protocol):
-    def submit(self, event: UsageEvent) -> Future[None]: ...
-
-    def record(self, event: UsageEvent) -> None: ...
-
-    def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]: ...
-
-    def close(self) -> None: ...
 
 
 class SqliteLedger:

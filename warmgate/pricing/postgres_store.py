@@ -50,23 +50,20 @@ WITH k AS (UPDATE keys SET held = held + %(wei)s
 INSERT INTO holds (id, key, wei, owner, function, created)
 SELECT %(hold)s, id, %(wei)s, %(owner)s, %(function)s, %(created)s FROM k RETURNING id"""
 
-_SETTLE = """
-WITH h AS (DELETE FROM holds WHERE id = %(hold)s RETURNING wei),
-u AS (INSERT INTO usage (hold, request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei, status,
-                         duration_ms, prompt_tokens, completion_tokens)
-      VALUES (%(hold)s, %(request_id)s, %(time)s, %(key)s, %(function)s, %(pipeline)s, %(model_id)s, %(units)s,
-              %(quoted_wei)s, %(wei)s, %(status)s, %(duration_ms)s, %(prompt_tokens)s, %(completion_tokens)s)
-      ON CONFLICT (hold) DO NOTHING RETURNING 1)
-UPDATE keys SET spent = spent + CASE WHEN EXISTS (SELECT 1 FROM u) THEN %(wei)s ELSE 0 END,
-                held = held - COALESCE((SELECT wei FROM h), 0)
-WHERE id = %(key)s"""
-
-_INSERT_UNKEYED = """
+_INSERT_USAGE = """
 INSERT INTO usage (hold, request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei, status,
                    duration_ms, prompt_tokens, completion_tokens)
 VALUES (%(hold)s, %(request_id)s, %(time)s, %(key)s, %(function)s, %(pipeline)s, %(model_id)s, %(units)s,
         %(quoted_wei)s, %(wei)s, %(status)s, %(duration_ms)s, %(prompt_tokens)s, %(completion_tokens)s)
 ON CONFLICT (hold) DO NOTHING"""
+"""An event without a key (an operator's): its row only."""
+
+_SETTLE = f"""
+WITH h AS (DELETE FROM holds WHERE id = %(hold)s RETURNING wei),
+u AS ({_INSERT_USAGE} RETURNING 1)
+UPDATE keys SET spent = spent + CASE WHEN EXISTS (SELECT 1 FROM u) THEN %(wei)s ELSE 0 END,
+                held = held - COALESCE((SELECT wei FROM h), 0)
+WHERE id = %(key)s"""
 
 _RENEW = """
 INSERT INTO owners (id, pid, host, lease_until) VALUES (%(owner)s, %(pid)s, %(host)s, now() + %(lease)s * interval '1 second')
@@ -176,7 +173,7 @@ class PostgresStore:
                 "units": event.units, "quoted_wei": event.quoted_wei, "wei": event.wei, "status": event.status,
                 "duration_ms": event.duration_ms, "prompt_tokens": event.prompt_tokens,
                 "completion_tokens": event.completion_tokens}
-        statement = _SETTLE if event.key is not None else _INSERT_UNKEYED
+        statement = _SETTLE if event.key is not None else _INSERT_USAGE
         deadline = time.monotonic() + self.lease
         while True:
             try:

@@ -69,13 +69,18 @@ _RENEW = """
 INSERT INTO owners (id, pid, host, lease_until) VALUES (%(owner)s, %(pid)s, %(host)s, now() + %(lease)s * interval '1 second')
 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until"""
 
-_REAP = """
-WITH dead AS (DELETE FROM owners WHERE lease_until < now() RETURNING id),
-gone AS (DELETE FROM holds WHERE owner IN (SELECT id FROM dead)
-                              OR owner NOT IN (SELECT id FROM owners) RETURNING key, wei),
+_RELEASED = """
 sums AS (SELECT key, SUM(wei) AS wei, COUNT(*) AS n FROM gone GROUP BY key),
 released AS (UPDATE keys SET held = keys.held - sums.wei FROM sums WHERE keys.id = sums.key RETURNING sums.n)
 SELECT COALESCE(SUM(n), 0) FROM released"""
+"""The tail of a statement that deleted holds (``gone``): their keys' ``held`` lowered; how many."""
+
+_REAP = """
+WITH dead AS (DELETE FROM owners WHERE lease_until < now() RETURNING id),
+gone AS (DELETE FROM holds WHERE owner IN (SELECT id FROM dead)
+                              OR owner NOT IN (SELECT id FROM owners) RETURNING key, wei),""" + _RELEASED
+
+_RELEASE = "WITH gone AS (DELETE FROM holds WHERE id = ANY(%(holds)s) RETURNING key, wei)," + _RELEASED
 
 
 class PostgresStore:
@@ -88,6 +93,9 @@ class PostgresStore:
         self._holds: dict[tuple[str, str, int], collections.deque[str]] = {}
         """This process's holds by (key, function, wei): holds alike are interchangeable."""
         self._unsettled: list[tuple[str, dict[str, Any]]] = []
+        """Settles that outlasted their wait for the database: committed later, by the lease beat."""
+        self._uncertain: list[str] = []
+        """Holds whose statement failed with the connection: refused with 503, so released if taken."""
         self._pool: Any = None
         self._beat: asyncio.Task[None] | None = None
 
@@ -150,11 +158,15 @@ class PostgresStore:
         hold = secrets.token_hex(12)
         args = {"wei": quote.wei, "key": quote.key, "hold": hold, "owner": self.owner, "function": quote.function,
                 "created": time.time()}
-        async with self._connection() as db:
-            taken = await (await db.execute(_HOLD, args)).fetchone()
-            if taken is None:
-                row = await (await db.execute("SELECT credit, spent, held FROM keys WHERE id = %s",
-                                              (quote.key,))).fetchone()
+        try:
+            async with self._connection() as db:
+                taken = await (await db.execute(_HOLD, args)).fetchone()
+                if taken is None:
+                    row = await (await db.execute("SELECT credit, spent, held FROM keys WHERE id = %s",
+                                                  (quote.key,))).fetchone()
+        except StoreUnavailable:
+            self._uncertain.append(hold)  # committed, its reply lost? The lease beat releases it if so
+            raise
         if taken is None:
             credit, spent, held = (int(value) for value in row) if row is not None else (0, 0, 0)
             raise PaymentRequired(
@@ -220,6 +232,13 @@ class PostgresStore:
             await db.execute(_RENEW, {"owner": self.owner, "pid": os.getpid(), "host": socket.gethostname(),
                                       "lease": self.lease})
 
+    async def _release_uncertain(self) -> None:
+        if self._uncertain:
+            holds = list(self._uncertain)
+            async with self._connection() as db:
+                await db.execute(_RELEASE, {"holds": holds})
+            del self._uncertain[:len(holds)]
+
     async def reap(self) -> int:
         """Release the holds of owners whose lease ran out; how many."""
         async with self._connection() as db:
@@ -234,6 +253,7 @@ class PostgresStore:
             try:
                 await self._renew()
                 await self._settle_late()
+                await self._release_uncertain()
                 await self.reap()
             except StoreUnavailable as exc:  # down for now: the next beat tries again
                 _log.warning("hold_lease_not_renewed", error=exc.msg)

@@ -155,3 +155,42 @@ def test_a_database_restart_mid_load_is_503_with_retry_after_then_recovers(tmp_p
     finally:
         server.stop("immediate")
         server.remove()
+
+
+def test_an_answer_whose_settle_outlasts_an_outage_is_billed_once_when_the_database_is_back():
+    from warmgate.core.usage import Quote, UsageEvent
+    from warmgate.pricing.database import StoreUnavailable
+    from warmgate.pricing.postgres_store import PostgresStore
+
+    server = PostgresServer().init()
+    server.start()
+    try:
+        url = server.create_database()
+        db = PricingDatabase("postgresql", url)
+        record, _ = make_key(url, credit=100)
+        quote = Quote(function="echo:echo-1", pipeline="echo", model_id="echo-1", units=4, wei=4, key=record.id)
+        event = UsageEvent(request_id="late", time=1.0, function=quote.function, pipeline="echo", model_id="echo-1",
+                           units=4, quoted_wei=4, wei=4, status=200, duration_ms=1.0, key=record.id)
+
+        async def outage():
+            store = PostgresStore(url, lease=1.0)
+            await store.open()
+            try:
+                await store.reserve(quote)
+                server.stop("fast")
+                with pytest.raises(StoreUnavailable, match="is unreachable"):
+                    await store.settle(event)  # retried for one lease, then left to the lease beat
+                server.start()
+                for _ in range(100):  # the beat commits it once the database answers
+                    if db.rows("SELECT COUNT(*) FROM usage") == [(1,)]:
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                await store.close()
+
+        asyncio.run(outage())
+        ledger_is_whole(db, record.id, ["late"], credit=100)
+        assert db.rows("SELECT wei FROM usage")[0][0] == 4
+    finally:
+        server.stop("immediate")
+        server.remove()

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from warmgate import FunctionConfig, Settings
 from warmgate.core.cli import cli
-from warmgate.core.plugins import pm
+from warmgate.core.plugins import load_plugins, pm
 from warmgate.core.settings import AuthSettings, Price, PricingSettings
 from warmgate.pricing.keys import KeyStore, parse_amount
 from warmgate.testing import EchoPipeline, wait_for
@@ -139,6 +139,7 @@ def test_bad_amounts_say_what_is_expected(text):
 def keys_cli(tmp_path, pricing_database):
     config = tmp_path / "serverless.yaml"
     config.write_text(json.dumps({"pricing": pricing_database.pricing(eth_rates={"USD": 2000})}))
+    load_plugins()  # as `warmgate` does before it adds the plugins' commands
     pm.hook.register_commands(cli=cli)
 
     def run(*args, ok=True):
@@ -150,8 +151,8 @@ def keys_cli(tmp_path, pricing_database):
 
 
 def test_the_keys_command_creates_lists_tops_up_and_revokes(keys_cli, store):
-    made = json.loads(keys_cli("create", "--name", "ci", "--balance", "1usd", "--function", "paid", "--json"))
-    assert made["token"].startswith("wg-") and made["credit"] == 5 * 10**14 and made["functions"] == ["paid"]
+    made = json.loads(keys_cli("create", "--name", "ci", "--balance", "1usd", "--function", "text-to-image", "--json"))
+    assert made["token"].startswith("wg-") and made["credit"] == 5 * 10**14 and made["functions"] == ["text-to-image"]
     assert store.find(__import__("hashlib").sha256(made["token"].encode()).hexdigest()).id == made["id"]
     assert "unlimited" in keys_cli("create", "--name", "free")
     assert keys_cli("topup", made["id"], "0.001eth") == f"{made['id']}: balance {5 * 10**14 + 10**15}\n"
@@ -168,3 +169,50 @@ def test_the_keys_command_refuses_bad_input_clearly(keys_cli):
     free = json.loads(keys_cli("create", "--json"))
     assert "has no budget" in keys_cli("topup", free["id"], "5", ok=False)
     assert "no key" in keys_cli("revoke", "key_nope", ok=False)
+
+
+@pytest.fixture
+def demo_keys(tmp_path, warmgate_server):
+    """The demo gateway with keys on, and `warmgate keys` run on the same configuration."""
+    from warmgate.core.config import load_settings
+
+    config = tmp_path / "serverless.yaml"
+    config.write_text(json.dumps({"auth": {"keys": True}, "pricing": {"ledger": str(tmp_path / "usage.sqlite")}}))
+    load_plugins()  # as `warmgate` does before it adds the plugins' commands
+    pm.hook.register_commands(cli=cli)
+
+    def keys(*args, ok=True):
+        result = CliRunner().invoke(cli, ["keys", *args, "--config", str(config), "--profile", "demo"])
+        assert (result.exit_code == 0) is ok, result.output
+        return result.output
+
+    _, client = warmgate_server(load_settings(config, profile="demo", env={}))
+    return keys, client
+
+
+def test_a_pipeline_name_allows_every_function_of_that_pipeline(demo_keys):
+    keys, client = demo_keys
+    made = json.loads(keys("create", "--function", "text-to-speech", "--function", "live-video-to-video", "--json"))
+    assert made["matches"] == {"text-to-speech": ["text-to-speech:warmgate-demo/tiny-vits"],
+                               "live-video-to-video": ["live-video-to-video:diffusion", "live-video-to-video:noop"]}
+    other = json.loads(keys("create", "--function", "image-to-text", "--json"))
+    speech = {"text": "hello there", "model_id": "warmgate-demo/tiny-vits"}
+    spoken = client.post("/text-to-speech", json=speech, headers={"Authorization": f"Bearer {made['token']}"})
+    assert spoken.status_code == 200, spoken.text
+    refused = client.post("/text-to-speech", json=speech, headers={"Authorization": f"Bearer {other['token']}"})
+    assert refused.status_code == 403 and "may call: image-to-text" in refused.json()["detail"]["msg"]
+    live = client.post("/live/sessions", json={"model_id": "noop", "params": {"width": 384, "height": 384}},
+                       headers={"Authorization": f"Bearer {made['token']}"})
+    assert live.status_code == 200, live.text
+    client.delete(f"/live/sessions/{live.json()['id']}", headers={"Authorization": f"Bearer {made['token']}"})
+    table = keys("list")
+    assert "text-to-speech = text-to-speech:warmgate-demo/tiny-vits" in table
+    assert "image-to-text = image-to-text:warmgate-demo/tiny-blip" in table
+
+
+def test_keys_create_refuses_a_name_that_matches_nothing_and_names_the_candidates(demo_keys):
+    keys, _ = demo_keys
+    refused = keys("create", "--function", "text-to-speach", ok=False)
+    assert "--function 'text-to-speach' matches no function in" in refused
+    assert "did you mean: text-to-speech" in refused
+    assert "no keys" in keys("list")

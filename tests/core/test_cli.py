@@ -28,7 +28,8 @@ def shout_site(tmp_path_factory):
 
 
 def _env(site=None, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMGATE_")}
+    # the session's cache dir (warmgate.testing.fixtures) stays: nothing goes to the user's cache
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMGATE_") or k == "WARMGATE_CACHE_DIR"}
     if site is not None:
         env["PYTHONPATH"] = str(site)
     env.update(extra)
@@ -131,3 +132,16 @@ def test_serve_refuses_an_invalid_config_before_starting(shout_site, tmp_path):
                       WARMGATE_LOAD_PLUGINS="shout")
     assert result.returncode != 0
     assert "functions[0].pipeline: unknown pipeline 'nope'; installed: shout" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["serve"], ["functions"], ["deploy", "ray", "--dry-run"], ["keys", "create"], ["keys", "list"],
+    ["keys", "revoke", "wk_x"], ["keys", "topup", "wk_x", "5"], ["usage"],
+])
+def test_every_command_reports_an_invalid_config_in_one_line(tmp_path, command):
+    bad = tmp_path / "serverless.yaml"
+    bad.write_text("functions:\n  - pipeline: text-to-image\n    warm: maybe\n")
+    result = warmgate(*command, "--config", str(bad), HOME=str(tmp_path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        f"Error: invalid configuration: {bad}: line 3, functions[0].warm: Expected `bool`, got `str`"]

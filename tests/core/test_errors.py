@@ -73,10 +73,37 @@ def test_wrong_method_is_405(client):
     assert "GET" in _msg(r)
 
 
-def test_unknown_model_is_404_naming_it_and_listing_the_served_ones(client):
+def test_unknown_model_is_400_naming_it_and_listing_the_served_ones(client):
     r = client.post("/echo", json={"prompt": "x", "model_id": "nope/model"})
-    assert r.status_code == 404
+    assert r.status_code == 400
     assert "'nope/model'" in _msg(r) and "echo-1" in _msg(r)
+
+
+def test_an_unknown_model_is_the_sdks_typed_error_livepeer_400_and_openai_404(warmgate_server):
+    """The real plugins' routes, with functions that never load (the model is resolved first)."""
+    import openai
+    from livepeer_ai import Livepeer
+    from livepeer_ai.models import errors
+
+    from warmgate import FunctionConfig
+
+    functions = [FunctionConfig(pipeline="text-to-image", model_id="org/served-sd"),
+                 FunctionConfig(pipeline="llm", model_id="org/served-chat")]
+    server, client = warmgate_server(Settings(functions=functions))
+    with Livepeer(http_bearer="unused", server_url=server.url) as sdk:
+        with pytest.raises(errors.HTTPError) as image:
+            sdk.generate.text_to_image(request={"model_id": "org/nope", "prompt": "a boat"})
+        with pytest.raises(errors.HTTPError) as text:
+            sdk.generate.llm(request={"model": "org/nope", "messages": [{"role": "user", "content": "hi"}]})
+    for raised, served in ((image, "org/served-sd"), (text, "org/served-chat")):  # SDKError for a 404
+        assert "'org/nope'" in raised.value.data.detail.msg and served in raised.value.data.detail.msg
+    assert client.post("/text-to-image", json={"model_id": "org/nope", "prompt": "x"}).status_code == 400
+    chat = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as missing:
+        chat.chat.completions.create(model="org/nope", messages=[{"role": "user", "content": "hi"}])
+    assert "org/served-chat" in _msg(missing.value.response)
+    r = client.post("/llm/chat/completions", json={"model": "org/nope", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 404 and "'org/nope'" in _msg(r)
 
 
 def test_body_over_the_limit_is_413(client):

@@ -303,7 +303,7 @@ async def _shout_via_echo(runner, request):
 def test_a_spec_can_serve_another_pipelines_functions_in_its_own_wire_format(warmgate_server):
     echo = EchoPipeline()
     shout = PipelineSpec(name="shout-echo", request=ShoutRequest, response=ShoutResponse, serves="echo",
-                         invoke=_shout_via_echo, model_field="model", paths=("/v1/shout",))
+                         invoke=_shout_via_echo, model_field="model", paths=("/v1/shout",), wire="openai")
     _, client = warmgate_server(Settings(), pipelines={"echo": echo.spec, "shout-echo": shout})
     r = client.post("/v1/shout", json={"words": ["a", "b"], "model": "echo-1"})
     assert r.json() == {"shout": "A B"}

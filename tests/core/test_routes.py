@@ -111,6 +111,16 @@ def test_multipart_field_out_of_range_is_422(upload):
     assert r.json()["detail"][0]["loc"] == ["body", "strength"]
 
 
+def test_multipart_route_sent_no_content_type_is_422_naming_a_required_field(upload):
+    """The runner spec's answer (FastAPI reads no form fields, then every required one is missing)."""
+    client, runner = upload
+    r = client.post("/upload", content=b"prompt=x")
+    assert "content-type" not in r.request.headers
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"loc": ["body", "image"], "msg": "Field required", "type": "missing"}]
+    assert runner.history == []
+
+
 def test_multipart_route_given_json_is_415(upload):
     client, _ = upload
     r = client.post("/upload", json={"prompt": "x"})

@@ -11,7 +11,7 @@ from warmgate import Settings
 
 SPEC = yaml.safe_load((Path(__file__).parents[1] / "fixtures" / "spec" / "ai-runner-openapi.yaml").read_text())
 ROUTES = ["/text-to-image", "/image-to-image", "/image-to-video", "/upscale", "/image-to-text", "/audio-to-text",
-          "/text-to-speech", "/segment-anything-2", "/llm"]
+          "/text-to-speech", "/segment-anything-2", "/llm", "/live-video-to-video"]
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,16 @@ def test_request_bodies_match_the_runner_spec(document, path):
 @pytest.mark.parametrize("path", ROUTES)
 def test_operation_ids_match_the_runner_spec(document, path):
     assert document["paths"][path]["post"]["operationId"] == SPEC["paths"][path]["post"]["operationId"]
+
+
+def test_the_live_video_to_video_response_matches_the_runner_spec(document):
+    def response(doc):
+        ref = doc["paths"]["/live-video-to-video"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        return doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]
+
+    ours, theirs = response(document), response(SPEC)
+    assert set(ours["properties"]) == set(theirs["properties"])
+    assert set(ours["required"]) == set(theirs["required"])
+    for name, field in theirs["properties"].items():
+        assert ours["properties"][name].get("default") == field.get("default"), name
+        assert ours["properties"][name]["description"] == field["description"], name

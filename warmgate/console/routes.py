@@ -21,7 +21,8 @@ from warmgate.core.version import __version__
 
 __all__ = ["ROUTES"]
 
-_ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+# Litestar appends "; charset=utf-8" to every text/* media type itself
+_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 _NO_CACHE = {"Cache-Control": "no-cache"}  # the page follows the installed package, not a stale copy
 _encoder = msgspec.json.Encoder()
 
@@ -52,7 +53,7 @@ def _json(value: Any) -> Response[bytes]:
 
 @get(["/console", "/console/"], sync_to_thread=False, include_in_schema=False, opt={"index": "console"})
 def console_page() -> Response[bytes]:
-    return Response(_asset("console.html"), media_type="text/html; charset=utf-8", headers=_NO_CACHE)
+    return Response(_asset("console.html"), media_type="text/html", headers=_NO_CACHE)
 
 
 @get("/console/static/{name:str}", sync_to_thread=False, include_in_schema=False)

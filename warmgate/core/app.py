@@ -42,10 +42,10 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
     manager = FunctionManager(settings, specs, plan_functions(settings, specs), observer=metrics)
     metrics.track(manager.functions.values())
     auth = Authenticator(settings.auth.api_keys, settings.auth.keys)
-    openapi = build_openapi(specs.values())
+    extra_routes = get_routes()
+    openapi = build_openapi(specs.values(), extra_routes)
     max_body = int(settings.gateway.max_body_size)
     handlers = [pipeline_route(spec, manager, auth, max_body) for spec in specs.values()]
-    extra_routes = get_routes()
     handlers += runner_routes(manager, metrics, openapi, extra_routes)
     handlers += extra_routes
 

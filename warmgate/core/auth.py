@@ -12,7 +12,14 @@ import msgspec
 from warmgate.core.errors import Forbidden, Unauthorized
 from warmgate.core.plugins import await_me_maybe, pm
 
-__all__ = ["Authenticator", "BearerAuth", "Caller", "bearer_token"]
+__all__ = ["Authenticator", "BearerAuth", "Caller", "allows", "bearer_token"]
+
+
+def allows(entry: str, function: str, aliases: Sequence[str] = (), pipeline: str = "") -> bool:
+    """Whether one of a key's allowed names covers ``function``: its own name, one of its
+    aliases, or the name of its pipeline (``text-to-speech`` covers every text-to-speech
+    function, ``live-video-to-video`` every live pipeline)."""
+    return entry == function or entry in aliases or (bool(pipeline) and entry == pipeline)
 
 
 class Caller(msgspec.Struct, frozen=True):
@@ -22,9 +29,9 @@ class Caller(msgspec.Struct, frozen=True):
     key: str | None = None
     functions: frozenset[str] | None = None
 
-    def check_allowed(self, function: str, aliases: Sequence[str] = ()) -> None:
-        """Raise ``Forbidden`` (403) unless the key may call ``function`` (by name or alias)."""
-        if self.functions is None or function in self.functions or not self.functions.isdisjoint(aliases):
+    def check_allowed(self, function: str, aliases: Sequence[str] = (), pipeline: str = "") -> None:
+        """Raise ``Forbidden`` (403) unless the key may call ``function`` (see ``allows``)."""
+        if self.functions is None or any(allows(entry, function, aliases, pipeline) for entry in self.functions):
             return
         raise Forbidden(f"key {self.key} may not call {function!r}; it may call: {', '.join(sorted(self.functions))}")
 

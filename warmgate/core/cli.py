@@ -13,7 +13,6 @@ import msgspec
 from warmgate.core.config import load_settings, plan_functions
 from warmgate.core.errors import ConfigError
 from warmgate.core.plugins import get_pipelines, list_plugins, load_plugins, pm
-from warmgate.core.settings import Settings
 from warmgate.core.version import __version__
 
 __all__ = ["cli", "main"]
@@ -24,14 +23,18 @@ _profile_option = click.option("--profile", type=click.Choice(["demo"]), default
                                help="demo: serve every installed pipeline with tiny local models.")
 
 
-def _settings(config_path: str | None, profile: str | None) -> Settings:
-    try:
-        return load_settings(config_path, profile=profile)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
+class _Commands(click.Group):
+    """The ``warmgate`` group: a ``ConfigError`` raised by any command under it (plugin commands
+    too) is one ``Error: invalid configuration: ...`` line and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(f"invalid configuration: {exc}") from None
 
 
-@click.group()
+@click.group(cls=_Commands)
 @click.version_option(__version__, prog_name="warmgate")
 def cli() -> None:
     """warmgate: a serverless AI gateway for the Livepeer AI API and OpenAI chat."""
@@ -48,16 +51,13 @@ def serve(config_path: str | None, profile: str | None, host: str | None, port: 
 
     from warmgate.core.app import create_app
 
-    settings = _settings(config_path, profile)
+    settings = load_settings(config_path, profile=profile)
     gateway = settings.gateway
     if host is not None or port is not None:
         gateway = msgspec.structs.replace(gateway, host=host or gateway.host,
                                           port=gateway.port if port is None else port)
         settings = msgspec.structs.replace(settings, gateway=gateway)
-    try:
-        app = create_app(settings)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
+    app = create_app(settings)
     from warmgate.core.server import GatewayServer
 
     config = uvicorn.Config(app, host=gateway.host, port=gateway.port, log_config=None, access_log=False,
@@ -87,11 +87,8 @@ def plugins(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def functions(config_path: str | None, profile: str | None, as_json: bool) -> None:
     """Validate the configuration and list the functions it defines."""
-    settings = _settings(config_path, profile)
-    try:
-        planned = plan_functions(settings, get_pipelines())
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
+    settings = load_settings(config_path, profile=profile)
+    planned = plan_functions(settings, get_pipelines())
     if as_json:
         click.echo(json.dumps(msgspec.to_builtins(planned), indent=2))
         return
@@ -123,12 +120,9 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
     from warmgate.core import ray_serve
     from warmgate.core.errors import LoadError
 
-    settings = _settings(config_path, None)
+    settings = load_settings(config_path)
     pipelines = get_pipelines()
-    try:
-        planned = [fn for fn in plan_functions(settings, pipelines) if fn.executor == "ray"]
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
+    planned = [fn for fn in plan_functions(settings, pipelines) if fn.executor == "ray"]
     if not planned:
         raise click.ClickException(f"{settings.source} has no function with executor: ray")
     source = str(Path(settings.source).resolve()) if Path(settings.source).is_file() else settings.source
@@ -150,10 +144,11 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
 
 @cli.command()
 def openapi() -> None:
-    """Print the OpenAPI document of the installed pipelines."""
+    """Print the OpenAPI document of the installed pipelines and plugin routes."""
     from warmgate.core.openapi import build_openapi
+    from warmgate.core.plugins import get_routes
 
-    click.echo(json.dumps(build_openapi(get_pipelines().values()), indent=2))
+    click.echo(json.dumps(build_openapi(get_pipelines().values(), get_routes()), indent=2))
 
 
 def main(argv: list[str] | None = None) -> Any:

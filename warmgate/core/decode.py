@@ -47,8 +47,10 @@ def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], 
 
     async def decode(request: Request[Any, Any, Any]) -> Any:
         media_type, _ = request.content_type
+        if not media_type:  # no form, as the runner spec (and its FastAPI runner) reads it: 422, field required
+            return _convert({}, spec.request)
         if media_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            raise UnsupportedMediaType(f"expected multipart/form-data, got {media_type or 'no Content-Type'}")
+            raise UnsupportedMediaType(f"expected multipart/form-data, got {media_type}")
         try:
             form = await request.form()
         except ClientException as exc:
@@ -70,12 +72,16 @@ def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], 
                 data[name] = [_text(name, v) for v in values]
             else:
                 data[name] = _text(name, values[0])
-        try:
-            return msgspec.convert(data, spec.request, strict=False)
-        except msgspec.ValidationError as exc:
-            raise RequestValidationError.from_msgspec(exc) from None
+        return _convert(data, spec.request)
 
     return decode
+
+
+def _convert(data: dict[str, Any], type_: type) -> Any:
+    try:
+        return msgspec.convert(data, type_, strict=False)
+    except msgspec.ValidationError as exc:
+        raise RequestValidationError.from_msgspec(exc) from None
 
 
 def _text(name: str, value: Any) -> Any:

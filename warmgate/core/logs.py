@@ -1,4 +1,6 @@
-"""structlog set-up: JSON lines when stderr is not a terminal, the request id on every line."""
+"""structlog set-up: JSON lines when stderr is not a terminal, the request id on every line; the
+standard library's logging, ``warnings`` and the model libraries' own loggers go the same way,
+and progress bars only to a terminal."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import asyncio
 import contextvars
 import datetime
 import logging
+import os
 import sys
 from typing import Any
 
@@ -77,12 +80,17 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    *([structlog.processors.format_exc_info] if as_json else []), renderer],
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # warnings.warn (torch, transformers...) become log lines too
+    _route_library_loggers()
+    if as_json or not sys.stderr.isatty():
+        _disable_progress_bars()
     for name in ("uvicorn", "uvicorn.error", "litestar"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
@@ -90,6 +98,56 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     # httpx logs every request at INFO; relaying to engines that is a line per request, at a
     # cost the relay cannot afford. Its warnings and errors still come through.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+
+
+_LIBRARIES = ("transformers", "diffusers", "huggingface_hub", "accelerate", "torch")
+"""Libraries whose top logger gets a stderr handler of its own (and stops propagating) when they
+are imported, which is after logging is configured: warmgate imports them when a model loads."""
+
+
+class _RoutedLogger(logging.Logger):
+    """A library's top logger that refuses the plain stderr handler the library adds to it on
+    import and always propagates, so the library's lines reach the root handler (one format,
+    JSON when logs are JSON) whenever the library is imported."""
+
+    def addHandler(self, hdlr: logging.Handler) -> None:
+        if type(hdlr) is not logging.StreamHandler:  # the library's own console handler is exactly that
+            super().addHandler(hdlr)
+
+    @property  # type: ignore[override]
+    def propagate(self) -> bool:
+        return True
+
+    @propagate.setter
+    def propagate(self, value: bool) -> None:
+        """Ignored: the library turns propagation off along with adding its handler."""
+
+
+def _route_library_loggers() -> None:
+    manager = logging.Logger.manager
+    for name in _LIBRARIES:
+        existing = manager.loggerDict.get(name)
+        if isinstance(existing, logging.Logger):  # imported already: undo its set-up
+            existing.handlers[:] = [h for h in existing.handlers if type(h) is not logging.StreamHandler]
+            existing.propagate = True
+            continue
+        saved = manager.loggerClass
+        manager.setLoggerClass(_RoutedLogger)  # getLogger also adopts the children already created
+        try:
+            logging.getLogger(name)
+        finally:
+            manager.loggerClass = saved
+
+
+def _disable_progress_bars() -> None:
+    """tqdm bars (model downloads, pipeline loading, denoising steps) are for a terminal; in a
+    log they are carriage-return garbage between JSON lines. The variables reach tqdm and
+    huggingface_hub when they are imported; already imported, huggingface_hub is told directly."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    hub = sys.modules.get("huggingface_hub.utils")
+    if hub is not None:
+        hub.disable_progress_bars()
 
 
 class AccessLog:

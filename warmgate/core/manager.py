@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from warmgate.core.demo import ensure_demo_model
-from warmgate.core.errors import CapacityError, NotFound
+from warmgate.core.errors import CapacityError, ClientError, NotFound
 from warmgate.core.functions import Function, FunctionObserver, FunctionState
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.spec import PipelineSpec
@@ -60,17 +60,20 @@ class FunctionManager:
 
     # -- lookup ------------------------------------------------------------------------
 
-    def resolve(self, pipeline: str, model_id: str) -> Function:
-        """The function serving ``model_id`` (blank: the pipeline's first function)."""
+    def resolve(self, pipeline: str, model_id: str, wire: str = "livepeer") -> Function:
+        """The function serving ``model_id`` (blank: the pipeline's first function). A model not
+        served is a 400 on a Livepeer route (the ai-runner's answer) and a 404 on an OpenAI one
+        (``wire``, the route spec's API family)."""
+        unknown = NotFound if wire == "openai" else ClientError
         if not model_id:
             candidates = self._by_pipeline.get(pipeline)
             if candidates:
                 return candidates[0]
-            raise NotFound(f"no model is configured for pipeline {pipeline!r}")
+            raise unknown(f"no model is configured for pipeline {pipeline!r}")
         fn = self._lookup.get((pipeline, model_id))
         if fn is None:
             served = ", ".join(f.config.model_id for f in self._by_pipeline.get(pipeline, [])) or "none"
-            raise NotFound(f"model {model_id!r} is not served for pipeline {pipeline!r}; available: {served}")
+            raise unknown(f"model {model_id!r} is not served for pipeline {pipeline!r}; available: {served}")
         return fn
 
     # -- loading -----------------------------------------------------------------------

@@ -50,9 +50,9 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
         caller = await auth(request.scope, request.app) if auth.enabled else None
         raw = await request.body() if keep_raw or decode_json is not None else b""
         body = decode_json(raw) if decode_json is not None else await decode_form(request)
-        fn = manager.resolve(functions_of, getattr(body, model_field, "") or "")
+        fn = manager.resolve(functions_of, getattr(body, model_field, "") or "", spec.wire)
         if caller is not None:
-            caller.check_allowed(fn.name, fn.config.aliases)
+            caller.check_allowed(fn.name, fn.config.aliases, fn.config.pipeline)
         if prepare is not None:
             body = await asyncio.to_thread(prepare, body, fn.config.options)
         if fn.config.price is not None:

@@ -93,7 +93,8 @@ def runner_routes(manager: FunctionManager, metrics: Metrics, openapi: dict[str,
 
     @get(["/metrics", "/metrics/"], sync_to_thread=False)
     def prometheus() -> Response[bytes]:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        # Litestar adds "; charset=utf-8" to text/* media types
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @get(["/openapi.json"], sync_to_thread=False)
     def openapi_document() -> Response[bytes]:

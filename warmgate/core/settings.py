@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -142,7 +143,8 @@ class GatewaySettings(_Config):
     """``auto``: JSON when stderr is not a terminal."""
     access_log: bool = True
     cache_dir: str = ""
-    """Where demo models are built (and the usage ledger kept); defaults to ``~/.cache/warmgate``."""
+    """Where demo models are built (and the usage ledger kept); blank: ``$WARMGATE_CACHE_DIR``,
+    else ``~/.cache/warmgate``."""
     retry_after: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     """Seconds suggested in Retry-After when a queue is full."""
 
@@ -151,8 +153,9 @@ class GatewaySettings(_Config):
 
     @property
     def cache_path(self) -> Path:
-        """``cache_dir``, or its default, with ``~`` expanded."""
-        return Path(self.cache_dir or "~/.cache/warmgate").expanduser()
+        """``cache_dir``, or its default, with ``~`` expanded. The environment is read here, not
+        only by ``load_settings``, so a ``Settings()`` built in code (a test) follows it too."""
+        return Path(self.cache_dir or os.environ.get("WARMGATE_CACHE_DIR") or "~/.cache/warmgate").expanduser()
 
 
 class PricingSettings(_Config):

@@ -127,6 +127,10 @@ class PipelineSpec:
     description: str = ""
     operation_id: str = ""
     tags: tuple[str, ...] = ("generate",)
+    wire: Literal["livepeer", "openai"] = "livepeer"
+    """The API family the route speaks, for what it answers the way that API does: an unknown
+    model is a 400 on a Livepeer route (as the ai-runner answers, a typed error in the
+    ``livepeer-ai`` SDK) and a 404 on an OpenAI one (``NotFoundError`` in the ``openai`` SDK)."""
     max_body_size: int | None = None
     """Bytes; ``None`` takes the gateway's ``max_body_size``."""
     stream_media_type: str = "text/event-stream"
@@ -165,6 +169,8 @@ class PipelineSpec:
             raise TypeError(f"pipeline {self.name!r}: prepare must be callable, got {self.prepare!r}")
         if self.invoke is not None and not callable(self.invoke):
             raise TypeError(f"pipeline {self.name!r}: invoke must be callable, got {self.invoke!r}")
+        if self.wire not in ("livepeer", "openai"):
+            raise ValueError(f"pipeline {self.name!r}: wire must be 'livepeer' or 'openai'")
         if self.encoding not in ("json", "multipart"):
             raise ValueError(f"pipeline {self.name!r}: encoding must be 'json' or 'multipart'")
         if not self.paths:

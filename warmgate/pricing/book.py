@@ -32,7 +32,7 @@ class PriceList(msgspec.Struct):
     functions: list[FunctionPrice]
 
 
-@get("/pricing", sync_to_thread=False, tags=["pricing"], summary="Prices per function")
+@get("/pricing", sync_to_thread=False, tags=["pricing"], summary="Prices per function", opt={"response": PriceList})
 def list_prices(request: Request[Any, Any, Any]) -> Response[bytes]:
     manager = request.app.state.functions
     rates = manager.settings.pricing.eth_rates

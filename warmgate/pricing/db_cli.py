@@ -54,14 +54,12 @@ def refuse_to_start() -> Iterator[None]:
 
 
 def cli_target(config_path: str | None) -> str | Path | None:
-    """The configured store's file or URL, for a command; a bad configuration is its error line."""
+    """The configured store's file or URL, for a command (a bad configuration is the ``warmgate``
+    group's one-line error)."""
     from warmgate.core.config import load_settings
     from warmgate.pricing.store import store_target
 
-    try:
-        return store_target(load_settings(config_path))
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
+    return store_target(load_settings(config_path))
 
 
 @click.group("db")

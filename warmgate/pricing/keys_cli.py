@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+import difflib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import click
 import msgspec
 
-from warmgate.core.errors import ConfigError
+from warmgate.core.auth import allows
 from warmgate.pricing.database import StoreUnavailable
 from warmgate.pricing.keys import KeyRecord, KeyStore, parse_amount
 from warmgate.pricing.migrations import SchemaTooNew, SchemaTooOld
@@ -22,6 +23,9 @@ __all__ = ["keys_command"]
 _config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
     help="serverless.yaml or aiModels.json (default: $WARMGATE_CONFIG, ./serverless.yaml)")
+_profile_option = click.option(
+    "--profile", type=click.Choice(["demo"]), default=None,
+    help="demo: match --function names against the functions `serve --profile demo` has.")
 
 
 @click.group("keys")
@@ -31,14 +35,11 @@ def keys_command() -> None:
 
 
 @contextmanager
-def _store(config_path: str | None) -> Iterator[tuple[KeyStore, Any]]:
+def _store(config_path: str | None, profile: str | None = None) -> Iterator[tuple[KeyStore, Any]]:
     from warmgate.core.config import load_settings
 
-    settings = load_settings(config_path)
-    try:
-        target = store_target(settings)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
+    settings = load_settings(config_path, profile=profile)
+    target = store_target(settings)
     if target is None:
         raise click.ClickException("the usage ledger is off (pricing.ledger: off); keys are kept in it")
     try:
@@ -65,32 +66,46 @@ def _amount(settings: Any) -> Callable[[str], int]:
 
 @keys_command.command("create")
 @_config_option
+@_profile_option
 @click.option("--name", default="", help="Who or what the key is for.")
 @click.option("--balance", default=None, help="Budget; without it the key is metered but never refused for money.")
-@click.option("--function", "functions", multiple=True, help="A function (name or alias) it may call; repeat. "
-              "Default: all.")
+@click.option("--function", "functions", multiple=True, help="What it may call; repeat. A function's name or alias, "
+              "or a pipeline name for all of that pipeline's functions (live-video-to-video: every live "
+              "pipeline). Default: all.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def create(config_path: str | None, name: str, balance: str | None, functions: tuple[str, ...], as_json: bool) -> None:
+def create(config_path: str | None, profile: str | None, name: str, balance: str | None, functions: tuple[str, ...],
+           as_json: bool) -> None:
     """Make a key and print its secret, which is shown only this once."""
-    with _store(config_path) as (store, settings):
+    with _store(config_path, profile) as (store, settings):
         credit = _amount(settings)(balance) if balance is not None else None
+        callables = _callables(settings)
+        matches = _matches(functions, callables)
+        for entry, found in matches.items():
+            if not found:
+                raise click.ClickException(_matches_nothing(entry, callables, settings))
         record, token = store.create(name=name, credit=credit, functions=functions)
     if as_json:
-        click.echo(msgspec.json.encode({**msgspec.to_builtins(record), "token": token}).decode())
+        click.echo(msgspec.json.encode({**msgspec.to_builtins(record), "token": token, "matches": matches}).decode())
         return
     click.echo(f"created {record.id}{f' ({name})' if name else ''}: balance {_wei(record.balance)}")
+    click.echo(f"may call: {_describe(record.functions, matches)}")
     click.echo(f"secret (shown once): {token}")
 
 
 @keys_command.command("list")
 @_config_option
+@_profile_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_keys(config_path: str | None, as_json: bool) -> None:
-    """Every key with its balance, spending, allowed functions and state."""
-    with _store(config_path) as (store, _):
+def list_keys(config_path: str | None, profile: str | None, as_json: bool) -> None:
+    """Every key with its balance, spending, allowed functions (and what they match in the
+    configuration) and state."""
+    with _store(config_path, profile) as (store, settings):
         records = store.list()
+        callables = _callables(settings)
     if as_json:
-        click.echo(msgspec.json.encode([{**msgspec.to_builtins(r), "balance": r.balance} for r in records]).decode())
+        click.echo(msgspec.json.encode([{**msgspec.to_builtins(r), "balance": r.balance,
+                                         "matches": _matches(r.functions or (), callables)}
+                                        for r in records]).decode())
         return
     if not records:
         click.echo("no keys (make one with `warmgate keys create`)")
@@ -99,7 +114,47 @@ def list_keys(config_path: str | None, as_json: bool) -> None:
     for r in records:
         state = "revoked" if r.revoked is not None else "active"
         click.echo(f"{r.id:<18}{r.name[:15]:<16}{_wei(r.balance):>26}{r.spent:>26}  {state:<9}"
-                   f"{', '.join(r.functions) if r.functions else 'all'}")
+                   f"{_describe(r.functions, _matches(r.functions or (), callables))}")
+
+
+_Callable = tuple[str, tuple[str, ...], str]
+"""A function a key can be allowed: its name, aliases and pipeline."""
+
+
+def _callables(settings: Any) -> list[_Callable]:
+    """Every function the configuration serves, and every installed live pipeline."""
+    from warmgate.core.config import plan_functions
+    from warmgate.core.live import LIVE_PIPELINE, get_live_pipelines, live_function_name
+    from warmgate.core.plugins import get_pipelines
+
+    found = [(fn.name, tuple(fn.aliases), fn.pipeline) for fn in plan_functions(settings, get_pipelines())]
+    return found + [(live_function_name(name), (), LIVE_PIPELINE) for name in get_live_pipelines()]
+
+
+def _matches(entries: Sequence[str], callables: list[_Callable]) -> dict[str, list[str]]:
+    """For each allowed name, the functions it covers (see ``warmgate.core.auth.allows``)."""
+    return {entry: [name for name, aliases, pipeline in callables if allows(entry, name, aliases, pipeline)]
+            for entry in entries}
+
+
+def _matches_nothing(entry: str, callables: list[_Callable], settings: Any) -> str:
+    names = sorted({n for name, aliases, pipeline in callables for n in (name, *aliases, pipeline)})
+    close = difflib.get_close_matches(entry, names, n=5, cutoff=0.5)
+    return (f"--function {entry!r} matches no function in {settings.source}"
+            f"{' (profile ' + settings.profile + ')' if settings.profile else ''}; "
+            f"{'did you mean' if close else 'names it could be'}: {', '.join(close or names)}")
+
+
+def _describe(entries: Sequence[str] | None, matches: dict[str, list[str]]) -> str:
+    """``llm = llm:a, llm:b; text-to-image:m``: each name with what it covers, when that is more
+    than itself."""
+    if not entries:
+        return "all"
+    parts = []
+    for entry in entries:
+        found = matches.get(entry, [])
+        parts.append(entry if found == [entry] else f"{entry} = {', '.join(found) or 'nothing in this configuration'}")
+    return "; ".join(parts)
 
 
 @keys_command.command("revoke")

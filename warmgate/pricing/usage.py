@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import click
 import msgspec
@@ -41,7 +41,15 @@ class UsageReport(msgspec.Struct):
     """The calling key's balance, when the caller used one made with ``warmgate keys``."""
 
 
-@get("/usage", tags=["pricing"], summary="Usage totals per key and function")
+class UsageQuery(msgspec.Struct):
+    """The query of ``GET /usage`` (documentation: the route reads the parameters itself)."""
+
+    key: Annotated[str | None, msgspec.Meta(description="Only this API key (a key may read only its own).")] = None
+    since: Annotated[str | None, msgspec.Meta(description="Unix seconds or an ISO date.")] = None
+
+
+@get("/usage", tags=["pricing"], summary="Usage totals per key and function",
+     opt={"response": UsageReport, "query": UsageQuery, "errors": (400, 401, 403)})
 async def usage_route(request: Request[Any, Any, Any]) -> Response[bytes]:
     """``?key=...&since=...``. When auth is on, usage is billing data: an operator key
     (``auth.api_keys``) sees every key's, a key made with ``warmgate keys`` only its own."""

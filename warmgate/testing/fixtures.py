@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,6 +21,31 @@ from warmgate.core.spec import PipelineSpec
 from warmgate.testing.server import LiveServer, serve
 
 __all__ = ["register_plugin", "tiny_model_dir", "warmgate_server"]
+
+
+CACHE_VARIABLE = "WARMGATE_CACHE_DIR"
+_cache_key = pytest.StashKey[tuple[str, str | None]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test session gets a cache directory of its own, set before any test reads settings:
+    ledgers, key stores and demo models (built once per session) go there, in-process apps
+    (``Settings().gateway.cache_path`` reads the variable) and spawned ``warmgate serve``
+    processes alike, never into the user's ``~/.cache/warmgate``. Removed when the session ends."""
+    cache = tempfile.mkdtemp(prefix="warmgate-test-cache-")
+    config.stash[_cache_key] = (cache, os.environ.get(CACHE_VARIABLE))
+    os.environ[CACHE_VARIABLE] = cache
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache, before = config.stash.get(_cache_key, (None, None))
+    if cache is None:
+        return
+    if before is None:
+        os.environ.pop(CACHE_VARIABLE, None)
+    else:
+        os.environ[CACHE_VARIABLE] = before
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture

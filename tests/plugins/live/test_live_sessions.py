@@ -6,13 +6,15 @@ import asyncio
 import json
 import sys
 
+import httpx
 import pytest
 
 import warmgate
 from warmgate import FrameProcessor, Settings
-from warmgate.core.settings import AuthSettings, LiveSettings, Price, PricingSettings
+from warmgate.core.settings import AuthSettings, GatewaySettings, LiveSettings, Price, PricingSettings
 from warmgate.testing import EchoPipeline
 from warmgate.testing.live import clip, decode, publish, read_events, read_segments, until_true
+from warmgate.testing.logs import access_lines
 from warmgate.trickle.client import TricklePublisher
 
 
@@ -315,7 +317,7 @@ def test_sizes_outside_384_to_1024_or_not_multiples_of_64_are_422(gateway, param
 def test_unknown_pipeline_and_bad_bodies(gateway):
     client = gateway(Settings(live=LiveSettings(max_sessions=1)))
     r = client.post("/live/sessions", json={"model_id": "nope"})
-    assert r.status_code == 404 and "noop" in r.json()["detail"]["msg"]
+    assert r.status_code == 400 and "noop" in r.json()["detail"]["msg"] and "'nope'" in r.json()["detail"]["msg"]
     assert client.post("/live-video-to-video", json={"publish_url": "http://127.0.0.1:9/x"}).status_code == 422
     r = client.post("/live-video-to-video", json={"subscribe_url": "file:///etc/passwd", "publish_url": "http://a/b"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "subscribe_url"]
@@ -341,3 +343,20 @@ def test_a_reader_that_leaves_a_long_poll_is_logged_499_not_500(gateway):
 
     asyncio.run(until_true(lambda: counted(499), 10))
     assert not counted(500)
+
+
+def test_the_access_log_names_trickle_requests_by_their_full_path(warmgate_server, register_plugin, capfd):
+    register_plugin(InverterPlugin(), "undo-invert")
+    settings = Settings(live=NO_SKIPS, gateway=GatewaySettings(log_format="json"))
+    client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})[1]
+    urls = client.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 384}}).json()
+    control = httpx.URL(urls["control_url"]).path
+    assert control.startswith("/ai/trickle/")
+    sent = client.post(f"{control}/0", content=b'{"width": 384, "height": 384}',
+                       headers={"Content-Type": "application/json", "X-Request-Id": "trickle-write"})
+    missing = client.get("/ai/trickle/no-such-channel/0", headers={"X-Request-Id": "trickle-missing"})
+    assert (sent.status_code, missing.status_code) == (200, 404)
+    assert client.delete(f"/live/sessions/{urls['id']}").status_code == 200
+    lines = access_lines(capfd, ["trickle-write", "trickle-missing"])
+    assert (lines["trickle-write"]["path"], lines["trickle-write"]["status"]) == (f"{control}/0", 200)
+    assert (lines["trickle-missing"]["path"], lines["trickle-missing"]["status"]) == ("/ai/trickle/no-such-channel/0", 404)

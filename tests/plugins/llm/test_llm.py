@@ -94,10 +94,10 @@ def test_llm_bad_input_is_422_naming_the_field(llm, body, loc):
     assert r.json()["detail"][0]["loc"] == loc
 
 
-def test_unknown_model_is_404_naming_it_and_the_served_ones(llm, tiny_chat):
+def test_unknown_model_is_400_naming_it_and_the_served_ones(llm, tiny_chat):
     _, client = llm
     r = client.post("/llm", json={"messages": [{"role": "user", "content": "hi"}], "model": "org/none"})
-    assert r.status_code == 404
+    assert r.status_code == 400
     assert "'org/none'" in r.json()["detail"]["msg"] and tiny_chat in r.json()["detail"]["msg"]
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import unquote
 
 import msgspec
 from litestar import Request, Response, asgi, delete, get, post
@@ -18,7 +19,7 @@ from warmgate.core.auth import Caller
 from warmgate.core.decode import json_body
 from warmgate.core.demo import ensure_demo_model
 from warmgate.core.errors import CapacityError, ClientError, NotFound, RequestValidationError
-from warmgate.core.live import LivePipeline, get_live_pipelines, live_function_name
+from warmgate.core.live import LIVE_PIPELINE, LivePipeline, get_live_pipelines, live_function_name
 from warmgate.core.settings import Settings
 from warmgate.plugins.live.metering import LiveMeter
 from warmgate.plugins.live.processor import parse_params
@@ -29,32 +30,84 @@ if TYPE_CHECKING:
 __all__ = ["ROUTES", "LiveSessions"]
 
 DEFAULT_PIPELINE = "noop"
+TRICKLE_MOUNT = "/ai/trickle"
+
+
+def _doc(description: str) -> msgspec.Meta:
+    return msgspec.Meta(description=description)
 
 
 class LiveVideoToVideoParams(msgspec.Struct, kw_only=True):
-    subscribe_url: str
-    publish_url: str
-    control_url: str = ""
-    events_url: str = ""
-    model_id: str = ""
-    params: dict[str, Any] = {}
-    gateway_request_id: str = ""
-    manifest_id: str = ""
-    stream_id: str = ""
+    """The runner spec's request (descriptions as it has them)."""
+
+    subscribe_url: Annotated[str, _doc("Source URL of the incoming stream to subscribe to.")]
+    publish_url: Annotated[str, _doc("Destination URL of the outgoing stream to publish.")]
+    control_url: Annotated[str, _doc("URL for subscribing via Trickle protocol for updates in the live "
+                                     "video-to-video generation params.")] = ""
+    events_url: Annotated[str, _doc("URL for publishing events via Trickle protocol for pipeline status "
+                                    "and logs.")] = ""
+    model_id: Annotated[str, _doc("Name of the pipeline to run in the live video to video job (not a "
+                                  "Hugging Face model id).")] = ""
+    params: Annotated[dict[str, Any], _doc("Initial parameters for the pipeline.")] = {}
+    gateway_request_id: Annotated[str, _doc("The ID of the Gateway request (for logging purposes).")] = ""
+    manifest_id: Annotated[str, _doc("The manifest ID from the orchestrator (for logging purposes).")] = ""
+    stream_id: Annotated[str, _doc("The Stream ID (for logging purposes).")] = ""
 
 
 class LiveVideoToVideoResponse(msgspec.Struct, kw_only=True):
-    subscribe_url: str
-    publish_url: str
-    control_url: str = ""
-    events_url: str = ""
-    request_id: str = ""
-    manifest_id: str = ""
+    """Response model for live video-to-video generation."""
+
+    subscribe_url: Annotated[str, _doc("Source URL of the incoming stream to subscribe to")]
+    publish_url: Annotated[str, _doc("Destination URL of the outgoing stream to publish to")]
+    control_url: Annotated[str, _doc("URL for updating the live video-to-video generation")] = ""
+    events_url: Annotated[str, _doc("URL for subscribing to events for pipeline status and logs")] = ""
+    request_id: Annotated[str, _doc("The ID generated for this request")] = ""
+    manifest_id: Annotated[str, _doc("Orchestrator manifest ID for this request")] = ""
 
 
 class HostedSessionRequest(msgspec.Struct, kw_only=True):
     model_id: str = ""
     params: dict[str, Any] = {}
+
+
+class SessionInfo(msgspec.Struct, kw_only=True):
+    """A live session as ``GET /live/sessions`` shows it (``LiveSession.info``); times are unix ms."""
+
+    id: str
+    pipeline: str
+    state: str
+    params: dict[str, Any]
+    width: int
+    height: int
+    started: int | None
+    frames_in: int
+    frames_out: int
+    frames_dropped: int
+    fps_in: float
+    fps_out: float
+    latency_ms: float | None
+    last_error: str | None
+    last_error_time: int | None
+    units: int
+    wei: int
+
+
+class HostedSession(SessionInfo, kw_only=True):
+    """A session on channels the gateway hosts: where the caller publishes, reads, controls and listens."""
+
+    publish_url: str
+    subscribe_url: str
+    control_url: str
+    events_url: str
+
+
+class SessionList(msgspec.Struct):
+    sessions: list[SessionInfo]
+
+
+class StoppedSession(msgspec.Struct):
+    id: str
+    state: str
 
 
 class LiveSessions:
@@ -81,9 +134,11 @@ class LiveSessions:
         name = model_id or DEFAULT_PIPELINE
         pipeline = self.pipelines.get(name)
         if pipeline is None:
-            raise NotFound(f"live pipeline {name!r} is not installed; installed: {', '.join(sorted(self.pipelines))}")
+            # a 400, as for every Livepeer route's unknown model_id (the ai-runner's answer)
+            raise ClientError(f"model {name!r} is not served for pipeline 'live-video-to-video' (no such live "
+                              f"pipeline is installed); available: {', '.join(sorted(self.pipelines))}")
         if caller is not None:
-            caller.check_allowed(live_function_name(name))
+            caller.check_allowed(live_function_name(name), pipeline=LIVE_PIPELINE)
         live = self.settings.live
         if len(self.running()) + len(self._starting) >= live.max_sessions:
             raise CapacityError(f"{live.max_sessions} live sessions are running (live.max_sessions); try later")
@@ -148,7 +203,15 @@ def _json(value: Any) -> Response[bytes]:
     return Response(msgspec.json.encode(value), media_type="application/json")
 
 
-@post("/live-video-to-video", tags=["generate"], summary="Live Video To Video", status_code=200)
+_SESSION_ERRORS = (400, 401, 402, 403, 503)
+"""Unknown pipeline or a running session id (400), auth (401, 403), the key's balance (402),
+``live.max_sessions`` reached (503)."""
+
+
+@post("/live-video-to-video", tags=["generate"], summary="Live Video To Video", status_code=200,
+      operation_id="genLiveVideoToVideo",
+      description="Apply transformations to a live video streamed to the returned endpoints.",
+      opt={"request": LiveVideoToVideoParams, "response": LiveVideoToVideoResponse, "errors": _SESSION_ERRORS})
 async def live_video_to_video(request: Request[Any, Any, Any]) -> Response[bytes]:
     caller = await _caller(request)
     body = json_body(await request.body(), LiveVideoToVideoParams)
@@ -165,7 +228,8 @@ async def live_video_to_video(request: Request[Any, Any, Any]) -> Response[bytes
                                           request_id=body.gateway_request_id, manifest_id=session_id))
 
 
-@post("/live/sessions", tags=["live"], summary="Start a live session on channels warmgate hosts", status_code=200)
+@post("/live/sessions", tags=["live"], summary="Start a live session on channels warmgate hosts", status_code=200,
+      opt={"request": HostedSessionRequest, "response": HostedSession, "errors": _SESSION_ERRORS})
 async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Creates the four channels on the gateway's trickle server and answers with the caller's
     side: ``publish_url`` (send MPEG-TS there), ``subscribe_url`` (read the output),
@@ -175,7 +239,7 @@ async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[byte
     parse_params(body.params)  # a bad size is a 422 before any channel exists
     trickle = request.app.state.trickle
     session_id = secrets.token_hex(8)
-    base = f"{str(request.base_url).rstrip('/')}/ai/trickle/{session_id}"
+    base = f"{str(request.base_url).rstrip('/')}{TRICKLE_MOUNT}/{session_id}"
     names = {"in": session_id, "out": f"{session_id}-out", "control": f"{session_id}-control",
              "events": f"{session_id}-events"}
     trickle.create(names["in"], "video/MP2T")
@@ -198,7 +262,7 @@ async def start_hosted_session(request: Request[Any, Any, Any]) -> Response[byte
     return _json(_hosted(session, base))
 
 
-@get("/live/sessions", tags=["live"], summary="Live sessions")
+@get("/live/sessions", tags=["live"], summary="Live sessions", opt={"response": SessionList, "errors": (401,)})
 async def list_sessions(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Running sessions and the last few that ended: state, fps in and out, processing latency,
     last error, units and wei billed so far."""
@@ -206,7 +270,8 @@ async def list_sessions(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json({"sessions": [s.info() for s in request.app.state.live.visible_to(caller)]})
 
 
-@delete("/live/sessions/{session_id:str}", tags=["live"], summary="Stop a live session", status_code=200)
+@delete("/live/sessions/{session_id:str}", tags=["live"], summary="Stop a live session", status_code=200,
+        opt={"response": StoppedSession, "errors": (401, 404)})
 async def stop_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> Response[bytes]:
     caller = await _caller(request)
     session = next((s for s in request.app.state.live.visible_to(caller) if s.id == session_id), None)
@@ -216,11 +281,16 @@ async def stop_session(request: Request[Any, Any, Any], session_id: FromPath[str
     return _json({"id": session_id, "state": session.state})
 
 
-@asgi("/ai/trickle", is_mount=True, copy_scope=True, name="trickle")
+@asgi(TRICKLE_MOUNT, is_mount=True, copy_scope=False, name="trickle")
 async def trickle_mount(scope: Scope, receive: Receive, send: Send) -> None:
     """Channels are created by sessions (autocreate is off, as in go-livepeer); their random
-    names are the capability to use them."""
-    await scope["app"].state.trickle(scope, receive, send)
+    names are the capability to use them. Litestar cuts the mount prefix off the request's own
+    scope (and adds a slash); the path as sent is put back there, for the access log, and the
+    trickle server gets a copy with the channel path."""
+    channel_path = scope["path"]
+    raw_path = scope.get("raw_path")
+    scope["path"] = unquote(raw_path.decode("latin-1")) if raw_path else TRICKLE_MOUNT + channel_path
+    await scope["app"].state.trickle({**scope, "path": channel_path}, receive, send)
 
 
 def _hosted(session: LiveSession, base: str) -> dict[str, Any]:

@@ -90,6 +90,7 @@ def register_pipelines(register: Any) -> None:
             summary="Chat Completions",
             operation_id="createChatCompletion",
             tags=("openai",),
+            wire="openai",
             description="OpenAI-compatible chat completions on the LLM functions.",
         )
     )
@@ -106,7 +107,8 @@ def register_llm_backends(register: Any) -> None:
     register("ollama", load_ollama)
 
 
-@get(["/v1/models", "/llm/models"], sync_to_thread=False)
+@get(["/v1/models", "/llm/models"], sync_to_thread=False, tags=["openai"], summary="Models",
+     operation_id="listModels", opt={"response": oa.ModelList})
 def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The LLM functions, in the OpenAI ``/v1/models`` shape (plus their state)."""
     functions = [f for f in request.app.state.functions.functions.values() if f.config.pipeline == PIPELINE]

@@ -4,7 +4,7 @@ import sys
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-pytest_plugins = ["warmgate.testing.fixtures"]
+pytest_plugins = ["warmgate.testing.fixtures", "warmgate.testing.postgres"]
 
 
 def pytest_configure(config):

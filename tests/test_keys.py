@@ -19,22 +19,17 @@ OTHER = FunctionConfig(pipeline="echo", model_id="echo-other", aliases=["other"]
 
 
 @pytest.fixture
-def ledger_file(tmp_path):
-    return tmp_path / "usage.sqlite"
-
-
-@pytest.fixture
-def store(ledger_file):
-    keys = KeyStore(ledger_file)
+def store(pricing_database):
+    keys = KeyStore(pricing_database.target)
     yield keys
     keys.close()
 
 
 @pytest.fixture
-def keyed(warmgate_server, ledger_file):
-    """A gateway that requires keys, with one operator key."""
+def keyed(warmgate_server, pricing_database):
+    """A gateway that requires keys, with one operator key, on each store."""
     settings = Settings(functions=[PAID, OTHER], auth=AuthSettings(keys=True, api_keys=["operator"]),
-                        pricing=PricingSettings(ledger=str(ledger_file)))
+                        pricing=PricingSettings(**pricing_database.pricing()))
     return warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})[1]
 
 
@@ -141,9 +136,9 @@ def test_bad_amounts_say_what_is_expected(text):
 
 
 @pytest.fixture
-def keys_cli(tmp_path, ledger_file):
+def keys_cli(tmp_path, pricing_database):
     config = tmp_path / "serverless.yaml"
-    config.write_text(json.dumps({"pricing": {"ledger": str(ledger_file), "eth_rates": {"USD": 2000}}}))
+    config.write_text(json.dumps({"pricing": pricing_database.pricing(eth_rates={"USD": 2000})}))
     load_plugins()  # as `warmgate` does before it adds the plugins' commands
     pm.hook.register_commands(cli=cli)
 

@@ -33,14 +33,14 @@ def test_fiat_prices_convert_through_the_eth_rate():
 
 
 @pytest.fixture
-def priced(warmgate_server):
+def priced(warmgate_server, pricing_database):
     echo = EchoPipeline()
     functions = [
         FunctionConfig(pipeline="echo", model_id="echo-wei", price=Price(price_per_unit=10, pixels_per_unit=4)),
         FunctionConfig(pipeline="echo", model_id="echo-usd", price=Price(price_per_unit="0.003", currency="USD")),
         FunctionConfig(pipeline="echo", model_id="echo-free"),
     ]
-    settings = Settings(functions=functions, pricing=PricingSettings(eth_rates={"USD": 3000}))
+    settings = Settings(functions=functions, pricing=PricingSettings(**pricing_database.pricing(eth_rates={"USD": 3000})))
     _, client = warmgate_server(settings, pipelines={"echo": echo.spec})
     return client
 

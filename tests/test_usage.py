@@ -9,37 +9,40 @@ import pytest
 
 from warmgate import FunctionConfig, Settings
 from warmgate.core.settings import AuthSettings, Price, PricingSettings
-from warmgate.pricing.ledger import SqliteLedger
+from warmgate.pricing.ledger import read_totals
+from warmgate.pricing.migrations import open_current
 from warmgate.testing import EchoPipeline
 
 
-@pytest.fixture
-def ledger_file(tmp_path):
-    return tmp_path / "usage.sqlite"
+def totals(pricing_database):
+    """The ledger read on a connection of its own, as after a crash: only what is committed."""
+    db = open_current(pricing_database.target)
+    try:
+        return read_totals(db)
+    finally:
+        db.close()
 
 
 @pytest.fixture
-def metered(warmgate_server, ledger_file):
+def metered(warmgate_server, pricing_database):
     def start(**settings):
         functions = [FunctionConfig(pipeline="echo", model_id="echo-paid", price=Price(price_per_unit=7)),
                      FunctionConfig(pipeline="echo", model_id="echo-free")]
-        config = Settings(functions=functions, pricing=PricingSettings(ledger=str(ledger_file)), **settings)
+        config = Settings(functions=functions, pricing=PricingSettings(**pricing_database.pricing()), **settings)
         return warmgate_server(config, pipelines={"echo": EchoPipeline().spec})[1]
 
     return start
 
 
-def test_each_priced_request_is_in_the_ledger_before_its_answer_arrives(metered, ledger_file):
+def test_each_priced_request_is_in_the_ledger_before_its_answer_arrives(metered, pricing_database):
     client = metered()
     for n in range(3):
         r = client.post("/echo", json={"prompt": "hey", "model_id": "echo-paid"}, headers={"X-Request-Id": f"paid-{n}"})
         assert r.status_code == 200
-        reader = SqliteLedger(ledger_file)  # another connection, as after a crash: the row is already committed
-        [total] = reader.totals()
-        reader.close()
+        [total] = totals(pricing_database)  # already committed
         assert (total.requests, total.units, total.wei) == (n + 1, 3 * (n + 1), str(21 * (n + 1)))
     client.post("/echo", json={"prompt": "hey", "model_id": "echo-free"})
-    assert [t.function for t in SqliteLedger(ledger_file).totals()] == ["echo:echo-paid"]  # free: not metered
+    assert [t.function for t in totals(pricing_database)] == ["echo:echo-paid"]  # free: not metered
 
 
 def test_a_failed_inference_is_recorded_but_not_billed(metered):
@@ -65,11 +68,11 @@ def test_usage_needs_an_api_key_when_auth_is_on(metered):
     assert client.get("/usage", headers={"Authorization": "Bearer sekrit"}).status_code == 200
 
 
-def test_the_usage_command_prints_totals_from_the_ledger(metered, ledger_file, tmp_path):
+def test_the_usage_command_prints_totals_from_the_ledger(metered, pricing_database, tmp_path):
     client = metered()
     client.post("/echo", json={"prompt": "four", "model_id": "echo-paid"})
     config = tmp_path / "serverless.yaml"
-    config.write_text(json.dumps({"pricing": {"ledger": str(ledger_file)}}))
+    config.write_text(json.dumps({"pricing": pricing_database.pricing()}))
     result = subprocess.run([sys.executable, "-m", "warmgate", "usage", "--config", str(config), "--json"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -77,7 +80,7 @@ def test_the_usage_command_prints_totals_from_the_ledger(metered, ledger_file, t
     assert (total["function"], total["units"], total["wei"]) == ("echo:echo-paid", 4, "28")
 
 
-def test_concurrent_requests_are_each_recorded_once(metered, ledger_file):
+def test_concurrent_requests_are_each_recorded_once(metered, pricing_database):
     import asyncio
 
     import httpx
@@ -93,8 +96,6 @@ def test_concurrent_requests_are_each_recorded_once(metered, ledger_file):
     statuses = asyncio.run(burst())
     served = statuses.count(200)
     assert served >= 33 and set(statuses) <= {200, 503}  # one slot, 32 queue places: the rest are turned away
-    reader = SqliteLedger(ledger_file)
-    [total] = reader.totals()
-    reader.close()
+    [total] = totals(pricing_database)
     # every request recorded once; only the served ones billed
     assert (total.requests, total.failed, total.units, total.wei) == (60, 60 - served, 2 * served, str(served * 14))

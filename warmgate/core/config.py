@@ -153,7 +153,8 @@ def _check_unique_names(settings: Settings, source: str) -> None:
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     """``WARMGATE_<FIELD>`` overrides a gateway setting; ``WARMGATE_API_KEYS`` is a comma list;
-    ``WARMGATE_KEYS=1`` requires keys made with ``warmgate keys``."""
+    ``WARMGATE_KEYS=1`` requires keys made with ``warmgate keys``; ``WARMGATE_DATABASE_URL`` is
+    ``pricing.database``."""
     overrides: dict[str, Any] = {}
     for field in msgspec.structs.fields(GatewaySettings):
         value = env.get(f"WARMGATE_{field.name.upper()}")
@@ -172,7 +173,10 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         auth = msgspec.structs.replace(auth, api_keys=keys)
     if "WARMGATE_KEYS" in env:
         auth = msgspec.structs.replace(auth, keys=env["WARMGATE_KEYS"].strip().lower() in ("1", "true", "yes", "on"))
-    return msgspec.structs.replace(settings, gateway=gateway, auth=auth)
+    pricing = settings.pricing
+    if env.get("WARMGATE_DATABASE_URL"):
+        pricing = msgspec.structs.replace(pricing, database=env["WARMGATE_DATABASE_URL"].strip())
+    return msgspec.structs.replace(settings, gateway=gateway, auth=auth, pricing=pricing)
 
 
 def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) -> list[FunctionConfig]:

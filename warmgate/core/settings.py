@@ -163,6 +163,13 @@ class PricingSettings(_Config):
     """Price of one ETH per fiat currency, e.g. ``{USD: 3000}``, for prices set in fiat."""
     ledger: str = ""
     """SQLite file of usage events; blank: ``<gateway.cache_dir>/usage.sqlite``; ``off``: none."""
+    database: str = ""
+    """``postgresql://user:password@host:5432/db``: keys, balances, holds and the ledger in
+    PostgreSQL, shared by several gateways (in place of the ``ledger`` file); blank: SQLite.
+    ``$WARMGATE_DATABASE_URL`` overrides it."""
+    hold_lease: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """PostgreSQL: seconds a gateway's holds outlive it when it dies (it renews its lease every
+    third of this); then any other gateway releases them."""
     ledger_sync: Literal["full", "normal"] = "full"
     """``full``: each group commit is synced to disk before the answers it covers go out
     (survives power loss). ``normal``: written to the OS, not synced (survives a crash or

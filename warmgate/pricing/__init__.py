@@ -1,6 +1,7 @@
 """Pricing: quotes every request to a priced function the Livepeer way, lists the prices at
 ``GET /pricing``, holds quotes against API keys' balances (``warmgate keys``), and records usage
-in a durable ledger (``GET /usage``, ``warmgate usage``). A built-in plugin."""
+in a durable ledger (``GET /usage``, ``warmgate usage``), in a SQLite file or a PostgreSQL
+database shared by several gateways (``warmgate db upgrade``). A built-in plugin."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from typing import Any
 
 from warmgate.core.errors import ConfigError
 from warmgate.core.hookspecs import hookimpl
-from warmgate.pricing.accounts import Accounts
 from warmgate.pricing.book import list_prices
-from warmgate.pricing.keys import KeyStore
+from warmgate.pricing.db_cli import db_command, refuse_to_start
 from warmgate.pricing.keys_cli import keys_command
-from warmgate.pricing.ledger import SqliteLedger
 from warmgate.pricing.quote import RateCache, price_wei, rate_wei
-from warmgate.pricing.usage import ledger_path, usage_command, usage_route
+from warmgate.pricing.store import open_store, store_target
+from warmgate.pricing.usage import usage_command, usage_route
 
 __all__ = ["price_wei", "rate_wei"]
 
@@ -40,52 +40,52 @@ def register_routes(register: Any) -> None:
 def register_commands(cli: Any) -> None:
     cli.add_command(usage_command)
     cli.add_command(keys_command)
+    cli.add_command(db_command)
 
 
 @hookimpl
-def startup(app: Any) -> None:
+async def startup(app: Any) -> None:
+    """Open the store (``app.state.ledger``); a database that is unreachable or has an older
+    schema stops the gateway with one line saying why (and the command that fixes it)."""
     settings = app.state.functions.settings
-    path = ledger_path(settings)
-    if settings.auth.keys and path is None:
-        raise ConfigError(settings.source, "auth.keys", "keys need the usage ledger, which keeps them and their "
-                          "balances, but pricing.ledger is off")
-    app.state.ledger = SqliteLedger(path, sync=settings.pricing.ledger_sync) if path is not None else None
-    app.state.accounts = Accounts(KeyStore(path)) if settings.auth.keys and path is not None else None
+    with refuse_to_start():
+        if settings.auth.keys and store_target(settings) is None:
+            raise ConfigError(settings.source, "auth.keys", "keys need the usage ledger, which keeps them and their "
+                              "balances, but pricing.ledger is off")
+        app.state.ledger = await open_store(settings)
+    app.state.keys_on = settings.auth.keys
 
 
 @hookimpl
-def shutdown(app: Any) -> None:
-    state = app.state
-    if getattr(state, "accounts", None) is not None:
-        state.accounts.close()
-        state.accounts = None
-    if getattr(state, "ledger", None) is not None:
-        state.ledger.close()
-        state.ledger = None
+async def shutdown(app: Any) -> None:
+    store = getattr(app.state, "ledger", None)
+    if store is not None:
+        app.state.ledger = None
+        await store.close()
+
+
+def _store(app: Any) -> Any:
+    state = getattr(app, "state", None)
+    return getattr(state, "ledger", None)
 
 
 @hookimpl
 def authenticate(token: str, app: Any) -> Any:
-    accounts = getattr(app.state, "accounts", None)
-    return accounts.authenticate(token) if accounts is not None else None
+    store = _store(app)
+    return store.authenticate(token) if store is not None and app.state.keys_on else None
 
 
 @hookimpl
-def reserve(quote: Any, app: Any) -> None:
-    accounts = getattr(app.state, "accounts", None)
-    if accounts is not None and quote.key is not None:
-        accounts.reserve(quote)
+def reserve(quote: Any, app: Any) -> Any:
+    store = _store(app)
+    if store is not None and quote.key is not None and app.state.keys_on:
+        return store.reserve(quote)
+    return None
 
 
 @hookimpl
 def on_usage(event: Any, app: Any) -> Any:
-    """Settle the event's hold, and return its commit, which the response waits for before its
-    last byte (group-committed with the other requests in flight)."""
-    state = getattr(app, "state", None)
-    accounts = getattr(state, "accounts", None)
-    if accounts is not None:
-        accounts.settle(event)
-    ledger = getattr(state, "ledger", None)
-    if ledger is not None:
-        return ledger.submit_async(event)
-    return None
+    """Settle the event's hold and commit its row, and return that commit, which the response
+    waits for before its last byte."""
+    store = _store(app)
+    return store.settle(event) if store is not None else None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from warmgate.pricing.database import connect
+from warmgate.pricing.migrations import open_current
 from warmgate.pricing.quote import WEI_PER_ETH
 
 __all__ = ["KeyRecord", "KeyStore", "hash_token", "parse_amount"]
@@ -67,10 +67,10 @@ def parse_amount(text: str, eth_rates: Mapping[str, float] | None = None) -> int
 
 
 class KeyStore:
-    """The ``keys`` table of the pricing database."""
+    """The ``keys`` table of the pricing database: a SQLite file or a PostgreSQL URL."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = connect(path)
+    def __init__(self, target: str | Path) -> None:
+        self._db = open_current(target)
 
     def create(self, *, name: str = "", credit: int | None = None,
                functions: Sequence[str] | None = None) -> tuple[KeyRecord, str]:
@@ -78,8 +78,7 @@ class KeyStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         record = KeyRecord(id="key_" + secrets.token_hex(6), name=name, credit=credit, spent=0,
                            functions=list(functions) if functions else None, created=time.time(), revoked=None)
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._db.transaction():
             self._db.execute(
                 "INSERT INTO keys (id, name, hash, credit, spent, functions, created) VALUES (?,?,?,?,?,?,?)",
                 (record.id, name, hash_token(token), None if credit is None else str(credit), "0",
@@ -101,15 +100,13 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> KeyRecord:
         self.get(key_id)
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._db.transaction():
             self._db.execute("UPDATE keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), key_id))
         return self.get(key_id)
 
     def top_up(self, key_id: str, wei: int) -> KeyRecord:
         """Raise the key's credit by ``wei``; a key made without a budget has none to raise."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._db.transaction():
             row = self._db.execute("SELECT credit, revoked FROM keys WHERE id = ?", (key_id,)).fetchone()
             if row is None:
                 raise LookupError(f"no key {key_id!r} (see `warmgate keys list`)")

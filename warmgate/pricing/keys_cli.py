@@ -13,8 +13,10 @@ import click
 import msgspec
 
 from warmgate.core.auth import allows
+from warmgate.pricing.database import StoreUnavailable
 from warmgate.pricing.keys import KeyRecord, KeyStore, parse_amount
-from warmgate.pricing.usage import ledger_path
+from warmgate.pricing.migrations import SchemaTooNew, SchemaTooOld
+from warmgate.pricing.store import store_target
 
 __all__ = ["keys_command"]
 
@@ -37,10 +39,13 @@ def _store(config_path: str | None, profile: str | None = None) -> Iterator[tupl
     from warmgate.core.config import load_settings
 
     settings = load_settings(config_path, profile=profile)
-    path = ledger_path(settings)
-    if path is None:
+    target = store_target(settings)
+    if target is None:
         raise click.ClickException("the usage ledger is off (pricing.ledger: off); keys are kept in it")
-    store = KeyStore(path)
+    try:
+        store = KeyStore(target)
+    except (StoreUnavailable, SchemaTooOld, SchemaTooNew) as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         yield store, settings
     except (LookupError, ValueError) as exc:

@@ -1,7 +1,7 @@
 """The usage ledger: one row per priced request, committed durably before its answer goes out.
 
-``Ledger`` is the interface (a PostgreSQL ledger for several replicas would implement it);
-``SqliteLedger`` is the default: WAL journal with ``synchronous=FULL``, so a committed event
+``SqliteLedger`` is the SQLite store's ledger (``store.SqliteStore``; the PostgreSQL store
+settles in its own statements, ``postgres_store``): WAL journal with ``synchronous=FULL``, so a committed event
 survives a crash of the process or the machine. An event's row and its key's ``spent`` are
 committed together.
 """
@@ -13,14 +13,14 @@ import contextlib
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
 from warmgate.core.usage import UsageEvent
-from warmgate.pricing.database import connect
+from warmgate.pricing.migrations import open_current
 
-__all__ = ["Ledger", "SqliteLedger", "UsageTotal"]
+__all__ = ["SqliteLedger", "UsageTotal", "read_totals", "sum_usage", "totals_query"]
 
 ABANDONED = 499
 """Status of a request whose client left mid-answer: billed, so it counts as used."""
@@ -39,16 +39,6 @@ class UsageTotal(msgspec.Struct):
     completion_tokens: int
 
 
-class Ledger(Protocol):
-    def submit(self, event: UsageEvent) -> Future[None]: ...
-
-    def record(self, event: UsageEvent) -> None: ...
-
-    def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]: ...
-
-    def close(self) -> None: ...
-
-
 class SqliteLedger:
     """Events are committed by one writer thread in group commits: every event submitted while
     the previous transaction was syncing goes into the next one, so a busy gateway pays one
@@ -56,7 +46,7 @@ class SqliteLedger:
 
     def __init__(self, path: str | Path, *, sync: str = "full") -> None:
         self.path = Path(path).expanduser()
-        self._db = connect(self.path, synchronous=sync.upper())
+        self._db = open_current(self.path, synchronous=sync.upper()).connection
         self._lock = threading.Lock()  # the connection: writer thread vs. totals()
         self._queue = threading.Condition()
         self._pending: list[tuple[UsageEvent, Future[None] | asyncio.Future[None]]] = []
@@ -113,27 +103,10 @@ class SqliteLedger:
 
     def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
         """Per key and function: requests, failures, units, billed wei and tokens."""
-        query = "SELECT key, function, status, units, wei, prompt_tokens, completion_tokens FROM usage WHERE time >= ?"
-        args: list[object] = [since or 0.0]
-        if key is not None:
-            query += " AND key IS ?"
-            args.append(key)
+        query, args = totals_query("sqlite", key=key, since=since)
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
-        sums: dict[tuple[str | None, str], list[int]] = {}
-        for row_key, function, status, units, wei, prompt, completion in rows:
-            total = sums.setdefault((row_key, function), [0, 0, 0, 0, 0, 0])
-            total[0] += 1
-            if status >= 400 and status != ABANDONED:
-                total[1] += 1  # failed: neither units nor tokens count
-                continue
-            total[2] += units
-            total[3] += int(wei)  # Python ints: exact however large
-            total[4] += prompt or 0
-            total[5] += completion or 0
-        ordered = sorted(sums.items(), key=lambda item: (item[0][0] or "", item[0][1]))
-        return [UsageTotal(key=k, function=f, requests=t[0], failed=t[1], units=t[2], wei=str(t[3]),
-                           prompt_tokens=t[4], completion_tokens=t[5]) for (k, f), t in ordered]
+        return sum_usage(rows)
 
     def close(self) -> None:
         """Commit what is queued, then close."""
@@ -143,6 +116,42 @@ class SqliteLedger:
         self._writer.join()
         with self._lock:
             self._db.close()
+
+
+TOTALS_QUERY = "SELECT key, function, status, units, wei, prompt_tokens, completion_tokens FROM usage WHERE time >= ?"
+
+
+def totals_query(dialect: str, *, key: str | None, since: float | None) -> tuple[str, list[object]]:
+    """``TOTALS_QUERY`` for ``key`` (``None``: every key) from ``since``, in ``?`` placeholders."""
+    query, args = TOTALS_QUERY, [since or 0.0]
+    if key is not None:
+        query += " AND key IS ?" if dialect == "sqlite" else " AND key IS NOT DISTINCT FROM ?"
+        args.append(key)
+    return query, args
+
+
+def read_totals(db: Any, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
+    """Totals read through a ``database.Database`` (the ``warmgate usage`` command, either store)."""
+    query, args = totals_query(db.dialect, key=key, since=since)
+    return sum_usage(db.execute(query, args).fetchall())
+
+
+def sum_usage(rows: list[Any]) -> list[UsageTotal]:
+    """Usage rows (``TOTALS_QUERY``'s columns) summed per key and function, by either store."""
+    sums: dict[tuple[str | None, str], list[int]] = {}
+    for row_key, function, status, units, wei, prompt, completion in rows:
+        total = sums.setdefault((row_key, function), [0, 0, 0, 0, 0, 0])
+        total[0] += 1
+        if status >= 400 and status != ABANDONED:
+            total[1] += 1  # failed: neither units nor tokens count
+            continue
+        total[2] += units
+        total[3] += int(wei)  # Python ints: exact however large
+        total[4] += prompt or 0
+        total[5] += completion or 0
+    ordered = sorted(sums.items(), key=lambda item: (item[0][0] or "", item[0][1]))
+    return [UsageTotal(key=k, function=f, requests=t[0], failed=t[1], units=t[2], wei=str(t[3]),
+                       prompt_tokens=t[4], completion_tokens=t[5]) for (k, f), t in ordered]
 
 
 def _wake(waiters: list[Future[None] | asyncio.Future[None]], failure: Exception | None) -> None:

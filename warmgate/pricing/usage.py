@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 from pathlib import Path
@@ -14,19 +13,13 @@ import msgspec
 from litestar import Request, Response, get
 
 from warmgate.core.errors import ClientError, Forbidden
+from warmgate.core.plugins import await_me_maybe
 from warmgate.pricing.accounts import Balance
-from warmgate.pricing.ledger import SqliteLedger, UsageTotal
+from warmgate.pricing.database import StoreUnavailable
+from warmgate.pricing.ledger import UsageTotal, read_totals
+from warmgate.pricing.migrations import SchemaTooNew, SchemaTooOld, open_current
 
-__all__ = ["ledger_path", "parse_since", "usage_command", "usage_route"]
-
-
-def ledger_path(settings: Any) -> Path | None:
-    configured = settings.pricing.ledger
-    if configured.lower() == "off":
-        return None
-    if configured:
-        return Path(configured).expanduser()
-    return settings.gateway.cache_path / "usage.sqlite"
+__all__ = ["parse_since", "usage_command", "usage_route"]
 
 
 def parse_since(text: str | None) -> float | None:
@@ -71,10 +64,9 @@ async def usage_route(request: Request[Any, Any, Any]) -> Response[bytes]:
         if key is not None and key != caller.key:
             raise Forbidden(f"key {caller.key} may only read its own usage")
         key = caller.key
-        accounts = getattr(state, "accounts", None)
-        balance = accounts.balance(caller.key) if accounts is not None else None
+        balance = await await_me_maybe(ledger.balance(caller.key))
     since = parse_since(query.get("since"))
-    totals = await asyncio.to_thread(ledger.totals, key=key, since=since)
+    totals = await ledger.totals(key=key, since=since)
     return Response(msgspec.json.encode(UsageReport(usage=totals, balance=balance)), media_type="application/json")
 
 
@@ -86,18 +78,21 @@ async def usage_route(request: Request[Any, Any, Any]) -> Response[bytes]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def usage_command(config_path: str | None, since: str | None, key: str | None, as_json: bool) -> None:
     """Usage totals per key and function, read from the ledger."""
-    from warmgate.core.config import load_settings
+    from warmgate.pricing.db_cli import cli_target
 
-    path = ledger_path(load_settings(config_path))
-    if path is None or not path.exists():
-        raise click.ClickException(f"no usage ledger at {path}" if path else "the usage ledger is off")
-    ledger = SqliteLedger(path)
+    target = cli_target(config_path)
+    if target is None or (isinstance(target, Path) and not target.exists()):
+        raise click.ClickException(f"no usage ledger at {target}" if target else "the usage ledger is off")
     try:
-        totals = ledger.totals(key=key, since=parse_since(since))
+        db = open_current(target)
+    except (StoreUnavailable, SchemaTooOld, SchemaTooNew) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        totals = read_totals(db, key=key, since=parse_since(since))
     except ClientError as exc:
         raise click.ClickException(exc.msg) from None
     finally:
-        ledger.close()
+        db.close()
     if as_json:
         click.echo(msgspec.json.encode(UsageReport(usage=totals)).decode())
         return

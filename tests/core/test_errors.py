@@ -129,3 +129,13 @@ def test_unencodable_runner_result_is_500_not_a_crash(warmgate_server):
     assert r.status_code == 500
     assert "cannot be encoded" in _msg(r)
     assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("depth", [100_000, 1_000_000])
+def test_json_nested_too_deeply_is_a_400_not_a_500(warmgate_server, depth):
+    # msgspec stops at the recursion limit even inside a field the request does not declare
+    _, client = warmgate_server(pipelines={"echo": EchoPipeline().spec})
+    body = b'{"prompt": "x", "extra": ' + b"[" * depth + b"]" * depth + b"}"
+    r = client.post("/echo", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in _msg(r)
+    assert client.post("/echo", json={"prompt": "x"}).status_code == 200

@@ -13,7 +13,9 @@ from litestar.exceptions import ClientException
 from warmgate.core.errors import ClientError, PayloadTooLarge, RequestValidationError, UnsupportedMediaType
 from warmgate.core.spec import File, PipelineSpec
 
-__all__ = ["json_body", "json_decoder", "multipart_decoder"]
+__all__ = ["json_body", "json_decoder", "json_field", "multipart_decoder"]
+
+TOO_DEEP = "{where} is nested too deeply (arrays and objects within each other)"
 
 
 def json_decoder(spec: PipelineSpec) -> Callable[[bytes], Any]:
@@ -36,6 +38,19 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise RequestValidationError.from_msgspec(exc) from None
     except msgspec.DecodeError as exc:
         raise ClientError(f"malformed JSON body: {exc}") from None
+    except RecursionError:  # msgspec stops at the interpreter's recursion limit (about 1000 levels)
+        raise ClientError(TOO_DEEP.format(where="the JSON body")) from None
+
+
+def json_field(field: str, text: str, expected: str) -> Any:
+    """A JSON value carried in a text field (a form field, a JSON string), with the same errors
+    as a body: malformed or nested too deeply → 400 naming the field and what was ``expected``."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise ClientError(f"{field}: not valid JSON ({exc}); expected {expected}") from None
+    except RecursionError:
+        raise ClientError(TOO_DEEP.format(where=field)) from None
 
 
 def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], Awaitable[Any]]:

@@ -159,14 +159,28 @@ async def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units
     state[QUOTE] = quote  # from here on the request is reported to on_usage exactly once
 
 
+MAX_PRICE_HEADER_CHARS = 64
+"""Longest ``X-Max-Price-Per-Unit`` accepted; with ``MAX_PRICE_EXPONENT`` this bounds the exact
+Fraction built from it (``1e10000000`` would take the event loop for seconds)."""
+MAX_PRICE_EXPONENT = 100
+_PRICE = re.compile(r"\d+(\.\d*)?(?:[eE]([-+]?\d+))?")
+
+
 def _max_price_per_unit(scope: Any) -> Fraction | None:
     """The caller's ceiling in wei per unit (a decimal number, like a Livepeer gateway's
-    ``maxPricePerUnit``), or ``None``."""
+    ``maxPricePerUnit``), or ``None``. Exact, so a ceiling equal to the price passes."""
     for name, value in scope["headers"]:
         if name == b"x-max-price-per-unit":
             text = value.decode("latin-1").strip()
-            if not re.fullmatch(r"\d+(\.\d*)?([eE][-+]?\d+)?", text):
+            if len(text) > MAX_PRICE_HEADER_CHARS:
+                raise ClientError(f"X-Max-Price-Per-Unit: at most {MAX_PRICE_HEADER_CHARS} characters, "
+                                  f"got {len(text)}")
+            match = _PRICE.fullmatch(text)
+            if match is None:
                 raise ClientError(f"X-Max-Price-Per-Unit: expected a non-negative number of wei, got {text!r}")
+            if match[2] is not None and abs(int(match[2])) > MAX_PRICE_EXPONENT:
+                raise ClientError(f"X-Max-Price-Per-Unit: the exponent must be between -{MAX_PRICE_EXPONENT} "
+                                  f"and {MAX_PRICE_EXPONENT}, got {match[2]}")
             return Fraction(text)
     return None
 

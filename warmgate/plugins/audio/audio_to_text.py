@@ -6,8 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
+from warmgate.core.decode import json_field
 from warmgate.core.errors import ClientError, ConfigError, LoadError, RequestValidationError
 from warmgate.core.media import AUDIO_SAMPLE_RATE, AudioInput, decode_audio
 from warmgate.core.spec import Runner, module_bytes
@@ -33,10 +32,7 @@ def prepare_transcription(params: AudioToTextParams, options: dict[str, Any]) ->
         raise RequestValidationError.single(["body", "return_timestamps"],
                                             "Expected 'true', 'false', 'sentence' or 'word' "
                                             f"(or 1/0), got {params.return_timestamps!r}")
-    try:
-        metadata = msgspec.json.decode(params.metadata or "{}")
-    except msgspec.DecodeError as exc:
-        raise ClientError(f"metadata: not valid JSON ({exc})") from None
+    metadata = json_field("metadata", params.metadata or "{}", "a JSON object")
     if not isinstance(metadata, dict):
         raise ClientError(f"metadata: expected a JSON object, got {type(metadata).__name__}")
     return Transcription(params, decode_audio(params.audio), timestamps)

@@ -7,7 +7,7 @@ import pytest
 
 from warmgate import ClientError, Settings
 from warmgate.core.settings import GatewaySettings
-from warmgate.testing import EchoPipeline, MockRunner, mock_pipeline
+from warmgate.testing import EchoPipeline, MockRunner, mock_pipeline, upload_pipeline
 
 
 @pytest.fixture
@@ -139,3 +139,28 @@ def test_json_nested_too_deeply_is_a_400_not_a_500(warmgate_server, depth):
     r = client.post("/echo", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400 and "nested too deeply" in _msg(r)
     assert client.post("/echo", json={"prompt": "x"}).status_code == 200
+
+
+@pytest.fixture
+def uploads(warmgate_server):
+    return warmgate_server(pipelines={"upload": upload_pipeline()})[1]
+
+
+def test_a_multipart_body_with_too_many_parts_is_a_413(uploads):
+    from warmgate.core.decode import MAX_FORM_PARTS
+
+    image = {"image": ("a.png", b"png", "image/png")}
+    fields = {"prompt": "x"} | {f"f{i}": "y" for i in range(MAX_FORM_PARTS)}
+    r = uploads.post("/upload", files=image, data=fields)
+    assert r.status_code == 413 and f"more than {MAX_FORM_PARTS} parts" in _msg(r)
+    fitting = dict(list(fields.items())[:MAX_FORM_PARTS - 1])  # with the image: exactly the limit
+    assert uploads.post("/upload", files=image, data=fitting).status_code == 200
+
+
+def test_a_huge_multipart_text_field_is_a_413_naming_it(uploads):
+    from warmgate.core.decode import MAX_FORM_TEXT_CHARS
+
+    image = {"image": ("a.png", b"png", "image/png")}
+    r = uploads.post("/upload", files=image, data={"prompt": "x" * (MAX_FORM_TEXT_CHARS + 1)})
+    assert r.status_code == 413 and "prompt" in _msg(r) and str(MAX_FORM_TEXT_CHARS) in _msg(r)
+    assert uploads.post("/upload", files=image, data={"prompt": "x" * MAX_FORM_TEXT_CHARS}).status_code == 200

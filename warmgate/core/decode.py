@@ -13,7 +13,12 @@ from litestar.exceptions import ClientException
 from warmgate.core.errors import ClientError, PayloadTooLarge, RequestValidationError, UnsupportedMediaType
 from warmgate.core.spec import File, PipelineSpec
 
-__all__ = ["json_body", "json_decoder", "json_field", "multipart_decoder"]
+__all__ = ["MAX_FORM_PARTS", "MAX_FORM_TEXT_CHARS", "json_body", "json_decoder", "json_field", "multipart_decoder"]
+
+MAX_FORM_PARTS = 100
+"""Parts a multipart body may have (Litestar's parser stops at this count; the app passes it)."""
+MAX_FORM_TEXT_CHARS = 2_000_000
+"""Largest text field of a multipart body (files are bounded by the body size only)."""
 
 TOO_DEEP = "{where} is nested too deeply (arrays and objects within each other)"
 
@@ -69,6 +74,8 @@ def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], 
         except ClientException as exc:
             if exc.status_code == 413:  # Litestar checks the size while it reads the form
                 raise PayloadTooLarge("Request body is larger than this route accepts") from None
+            if exc.detail == "Request Entity Too Large":  # the part limit, which Litestar 2 answers as 400
+                raise PayloadTooLarge(f"multipart body has more than {MAX_FORM_PARTS} parts") from None
             raise ClientError(f"malformed multipart body: {exc.detail}") from None
         data: dict[str, Any] = {}
         for name in field_names:  # fields the request does not declare are ignored, as in JSON
@@ -96,4 +103,6 @@ def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], 
 def _text(name: str, value: Any) -> Any:
     if isinstance(value, UploadFile):
         raise RequestValidationError.single(["body", name], "Expected a text field, got a file", "type_error")
+    if len(value) > MAX_FORM_TEXT_CHARS:
+        raise PayloadTooLarge(f"{name}: a text field of at most {MAX_FORM_TEXT_CHARS} characters, got {len(value)}")
     return value

@@ -8,7 +8,7 @@ from typing import Any
 
 from warmgate.core.decode import json_field
 from warmgate.core.errors import ClientError, ConfigError, LoadError, RequestValidationError
-from warmgate.core.media import AUDIO_SAMPLE_RATE, AudioInput, decode_audio
+from warmgate.core.media import AUDIO_SAMPLE_RATE, AudioInput, decode_audio, max_audio_seconds
 from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.audio.wire import AudioToTextParams, Chunk, TextResponse
 
@@ -35,7 +35,7 @@ def prepare_transcription(params: AudioToTextParams, options: dict[str, Any]) ->
     metadata = json_field("metadata", params.metadata or "{}", "a JSON object")
     if not isinstance(metadata, dict):
         raise ClientError(f"metadata: expected a JSON object, got {type(metadata).__name__}")
-    return Transcription(params, decode_audio(params.audio), timestamps)
+    return Transcription(params, decode_audio(params.audio, max_seconds=max_audio_seconds(options)), timestamps)
 
 
 class AudioToTextRunner(Runner):

@@ -18,6 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
 from warmgate.core.auth import Authenticator, Caller
+from warmgate.core.cancel import cancellation_scope
 from warmgate.core.decode import json_decoder, multipart_decoder
 from warmgate.core.errors import ClientDisconnected, ClientError, InferenceError, PaymentRequired
 from warmgate.core.functions import Function, Lease
@@ -65,7 +66,7 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             if fn.config.executor == "ray":
                 result = await lease.runner.call(name, body)
             else:
-                result = await fn.run(lease.runner, body, invoke)
+                result = await _run_while_connected(fn, lease, body, invoke, request)
         except BaseException:
             lease.release()
             raise
@@ -126,6 +127,30 @@ async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]
         lease = await acquire
         lease.release()  # it got the slot just as the client left
     raise ClientDisconnected(f"client disconnected while queued for {fn.name!r}")
+
+
+async def _run_while_connected(fn: Function, lease: Lease, body: Any, invoke: Any,
+                               request: Request[Any, Any, Any]) -> Any:
+    """Run the request, and if the client disconnects meanwhile, set the request's cancellation
+    flag (``warmgate.core.cancel``), which runners check between steps, and wait for the runner
+    to stop: the slot is freed only once the work has ended, and the answer is a 499."""
+    with cancellation_scope() as cancellation:  # the task and its worker threads copy the context
+        run = asyncio.ensure_future(fn.run(lease.runner, body, invoke))
+    disconnected = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((run, disconnected), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler was cancelled (shutdown): stop the work too
+        cancellation.cancel()
+        run.cancel()
+        raise
+    finally:
+        disconnected.cancel()
+    if run.done():
+        return run.result()
+    cancellation.cancel()
+    with contextlib.suppress(Exception):  # the runner's own end (RequestCancelled, a result) is not sent
+        await run
+    raise ClientDisconnected(f"client disconnected while {fn.name!r} ran; the work stopped")
 
 
 async def _disconnect(request: Request[Any, Any, Any]) -> None:

@@ -45,12 +45,13 @@ DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 """Largest uploaded image (width x height) accepted unless a function configures another."""
 
 
-def decode_image(upload: File, *, field: str = "image", max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> Image:
+def decode_image(upload: File, *, field: str = "image", max_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+                 min_side: int = 1) -> Image:
     """An upload as an RGB Pillow image, upright per its EXIF orientation.
 
     The size is read from the header and checked against ``max_pixels`` before any pixel is
     decoded, so a decompression bomb costs nothing. Not an image → 415; truncated → 400; too
-    many pixels → 413.
+    many pixels → 413; a side shorter than ``min_side`` (what the model can work on) → 400.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -70,6 +71,9 @@ def decode_image(upload: File, *, field: str = "image", max_pixels: int = DEFAUL
         if width * height > max_pixels:
             raise PayloadTooLarge(f"{field}: {width}x{height} is {width * height} pixels; "
                                   f"this function accepts at most {max_pixels}")
+        if min(width, height) < min_side:
+            raise ClientError(f"{field}: {width}x{height} is too small; this function needs at least "
+                              f"{min_side} pixels on each side")
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as exc:
@@ -89,10 +93,11 @@ class ImageInput:
     """Results per input pixel, for the price: images, or video frames."""
 
 
-def prepare_image_input(params: Any, options: dict[str, Any]) -> ImageInput:
+def prepare_image_input(params: Any, options: dict[str, Any], *, min_side: int = 1) -> ImageInput:
     """``PipelineSpec.prepare`` for requests with an ``image`` upload: decoded before a function
-    is acquired, limited by the function's ``max_input_pixels`` option."""
-    image = decode_image(params.image, max_pixels=int(options.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)))
+    is acquired, limited by the function's ``max_input_pixels`` option and ``min_side``."""
+    image = decode_image(params.image, max_pixels=int(options.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)),
+                         min_side=min_side)
     return ImageInput(params, image, getattr(params, "num_images_per_prompt", 1))
 
 

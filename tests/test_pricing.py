@@ -65,6 +65,27 @@ def test_a_malformed_max_price_is_a_400(priced, value):
     assert r.status_code == 400 and "X-Max-Price-Per-Unit" in r.json()["detail"]["msg"]
 
 
+@pytest.mark.parametrize(("value", "words"), [
+    ("1e10000000", "exponent must be between -100 and 100"),  # an exact Fraction of this froze the loop
+    ("1e-10000000", "exponent must be between -100 and 100"),
+    ("9" * 65, "at most 64 characters"),
+])
+def test_an_unbounded_max_price_is_a_400_and_the_gateway_stays_responsive(priced, value, words):
+    r = priced.post("/echo", json={"prompt": "x", "model_id": "echo-wei"}, headers={"X-Max-Price-Per-Unit": value})
+    assert r.status_code == 400 and words in r.json()["detail"]["msg"]
+    assert priced.get("/health").status_code == 200
+
+
+def test_a_max_price_at_the_bounds_is_compared_exactly(priced):
+    body = {"prompt": "four", "model_id": "echo-wei"}  # 2.5 wei per unit
+    assert priced.post("/echo", json=body, headers={"X-Max-Price-Per-Unit": "1e100"}).status_code == 200
+    assert priced.post("/echo", json=body, headers={"X-Max-Price-Per-Unit": "25e-1"}).status_code == 200
+    # 4 units at 2.25 round up to 9 wei < 10; a hair more (64 characters) rounds up to 10
+    assert priced.post("/echo", json=body, headers={"X-Max-Price-Per-Unit": "2.25"}).status_code == 402
+    hair = "2.25" + "0" * 59 + "1"
+    assert priced.post("/echo", json=body, headers={"X-Max-Price-Per-Unit": hair}).status_code == 200
+
+
 def test_the_price_list_shows_every_function_with_its_unit_and_exact_rate(priced):
     rows = {row["model_id"]: row for row in priced.get("/pricing").json()["functions"]}
     assert rows["echo-wei"]["wei_per_unit"] == "5/2" and rows["echo-wei"]["unit"] == "character"

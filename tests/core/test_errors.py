@@ -7,7 +7,7 @@ import pytest
 
 from warmgate import ClientError, Settings
 from warmgate.core.settings import GatewaySettings
-from warmgate.testing import EchoPipeline, MockRunner, mock_pipeline
+from warmgate.testing import EchoPipeline, MockRunner, mock_pipeline, upload_pipeline
 
 
 @pytest.fixture
@@ -156,3 +156,38 @@ def test_unencodable_runner_result_is_500_not_a_crash(warmgate_server):
     assert r.status_code == 500
     assert "cannot be encoded" in _msg(r)
     assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("depth", [100_000, 1_000_000])
+def test_json_nested_too_deeply_is_a_400_not_a_500(warmgate_server, depth):
+    # msgspec stops at the recursion limit even inside a field the request does not declare
+    _, client = warmgate_server(pipelines={"echo": EchoPipeline().spec})
+    body = b'{"prompt": "x", "extra": ' + b"[" * depth + b"]" * depth + b"}"
+    r = client.post("/echo", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in _msg(r)
+    assert client.post("/echo", json={"prompt": "x"}).status_code == 200
+
+
+@pytest.fixture
+def uploads(warmgate_server):
+    return warmgate_server(pipelines={"upload": upload_pipeline()})[1]
+
+
+def test_a_multipart_body_with_too_many_parts_is_a_413(uploads):
+    from warmgate.core.decode import MAX_FORM_PARTS
+
+    image = {"image": ("a.png", b"png", "image/png")}
+    fields = {"prompt": "x"} | {f"f{i}": "y" for i in range(MAX_FORM_PARTS)}
+    r = uploads.post("/upload", files=image, data=fields)
+    assert r.status_code == 413 and f"more than {MAX_FORM_PARTS} parts" in _msg(r)
+    fitting = dict(list(fields.items())[:MAX_FORM_PARTS - 1])  # with the image: exactly the limit
+    assert uploads.post("/upload", files=image, data=fitting).status_code == 200
+
+
+def test_a_huge_multipart_text_field_is_a_413_naming_it(uploads):
+    from warmgate.core.decode import MAX_FORM_TEXT_CHARS
+
+    image = {"image": ("a.png", b"png", "image/png")}
+    r = uploads.post("/upload", files=image, data={"prompt": "x" * (MAX_FORM_TEXT_CHARS + 1)})
+    assert r.status_code == 413 and "prompt" in _msg(r) and str(MAX_FORM_TEXT_CHARS) in _msg(r)
+    assert uploads.post("/upload", files=image, data={"prompt": "x" * MAX_FORM_TEXT_CHARS}).status_code == 200

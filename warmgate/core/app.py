@@ -10,6 +10,7 @@ from litestar.datastructures import State
 
 from warmgate.core.auth import Authenticator
 from warmgate.core.config import load_settings, plan_functions
+from warmgate.core.decode import MAX_FORM_PARTS
 from warmgate.core.exception_handlers import EXCEPTION_HANDLERS
 from warmgate.core.logs import AccessLog, configure_logging, json_lines
 from warmgate.core.manager import FunctionManager
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
         logging_config=None,
         lifespan=[lifespan],
         request_max_body_size=max_body,
+        multipart_form_part_limit=MAX_FORM_PARTS,
         state=State({"settings": settings, "functions": manager, "metrics": metrics,
                      "pipelines": specs, "openapi": openapi, "auth": auth}),
     )

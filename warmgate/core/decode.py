@@ -13,7 +13,14 @@ from litestar.exceptions import ClientException
 from warmgate.core.errors import ClientError, PayloadTooLarge, RequestValidationError, UnsupportedMediaType
 from warmgate.core.spec import File, PipelineSpec
 
-__all__ = ["json_body", "json_decoder", "multipart_decoder"]
+__all__ = ["MAX_FORM_PARTS", "MAX_FORM_TEXT_CHARS", "json_body", "json_decoder", "json_field", "multipart_decoder"]
+
+MAX_FORM_PARTS = 100
+"""Parts a multipart body may have (Litestar's parser stops at this count; the app passes it)."""
+MAX_FORM_TEXT_CHARS = 2_000_000
+"""Largest text field of a multipart body (files are bounded by the body size only)."""
+
+TOO_DEEP = "{where} is nested too deeply (arrays and objects within each other)"
 
 
 def json_decoder(spec: PipelineSpec) -> Callable[[bytes], Any]:
@@ -36,6 +43,19 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise RequestValidationError.from_msgspec(exc) from None
     except msgspec.DecodeError as exc:
         raise ClientError(f"malformed JSON body: {exc}") from None
+    except RecursionError:  # msgspec stops at the interpreter's recursion limit (about 1000 levels)
+        raise ClientError(TOO_DEEP.format(where="the JSON body")) from None
+
+
+def json_field(field: str, text: str, expected: str) -> Any:
+    """A JSON value carried in a text field (a form field, a JSON string), with the same errors
+    as a body: malformed or nested too deeply → 400 naming the field and what was ``expected``."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise ClientError(f"{field}: not valid JSON ({exc}); expected {expected}") from None
+    except RecursionError:
+        raise ClientError(TOO_DEEP.format(where=field)) from None
 
 
 def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], Awaitable[Any]]:
@@ -56,6 +76,8 @@ def multipart_decoder(spec: PipelineSpec) -> Callable[[Request[Any, Any, Any]], 
         except ClientException as exc:
             if exc.status_code == 413:  # Litestar checks the size while it reads the form
                 raise PayloadTooLarge("Request body is larger than this route accepts") from None
+            if exc.detail == "Request Entity Too Large":  # the part limit, which Litestar 2 answers as 400
+                raise PayloadTooLarge(f"multipart body has more than {MAX_FORM_PARTS} parts") from None
             raise ClientError(f"malformed multipart body: {exc.detail}") from None
         data: dict[str, Any] = {}
         for name in field_names:  # fields the request does not declare are ignored, as in JSON
@@ -87,4 +109,6 @@ def _convert(data: dict[str, Any], type_: type) -> Any:
 def _text(name: str, value: Any) -> Any:
     if isinstance(value, UploadFile):
         raise RequestValidationError.single(["body", name], "Expected a text field, got a file", "type_error")
+    if len(value) > MAX_FORM_TEXT_CHARS:
+        raise PayloadTooLarge(f"{name}: a text field of at most {MAX_FORM_TEXT_CHARS} characters, got {len(value)}")
     return value

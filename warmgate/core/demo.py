@@ -16,6 +16,9 @@ __all__ = ["demo_model_dir", "ensure_demo_model"]
 
 _log = structlog.get_logger("warmgate.demo")
 _DONE = ".warmgate-built"
+DEMO_BUILD_VERSION = 2
+"""Written into each build's marker; a cached build with another (or none) is built again.
+Raise it whenever a builder changes what it writes (2: real latent scales for diffusion)."""
 
 
 def demo_model_dir(demo: DemoModel, root: Path) -> Path:
@@ -29,7 +32,7 @@ def ensure_demo_model(demo: DemoModel, root: Path) -> Path:
     an interrupted build never leaves a half-written model behind.
     """
     target = demo_model_dir(demo, root)
-    if (target / _DONE).is_file():
+    if _built(target) == _marker(demo):
         return target
     root.mkdir(parents=True, exist_ok=True)
     _log.info("demo_model_building", model_id=demo.model_id, into=str(target))
@@ -37,7 +40,7 @@ def ensure_demo_model(demo: DemoModel, root: Path) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
     try:
         demo.build(scratch)
-        (scratch / _DONE).write_text(demo.model_id)
+        (scratch / _DONE).write_text(_marker(demo))
         if target.exists():
             shutil.rmtree(target)
         scratch.rename(target)
@@ -46,3 +49,15 @@ def ensure_demo_model(demo: DemoModel, root: Path) -> Path:
             shutil.rmtree(scratch, ignore_errors=True)
     _log.info("demo_model_built", model_id=demo.model_id, seconds=round(time.perf_counter() - started, 2))
     return target
+
+
+def _marker(demo: DemoModel) -> str:
+    return f"{demo.model_id}\nbuild {DEMO_BUILD_VERSION}\n"
+
+
+def _built(target: Path) -> str | None:
+    """The marker of a complete build in ``target``, or ``None``."""
+    try:
+        return (target / _DONE).read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None

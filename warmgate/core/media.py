@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUDIO_SAMPLE_RATE",
+    "DEFAULT_MAX_AUDIO_SECONDS",
     "DEFAULT_MAX_INPUT_PIXELS",
     "AudioInput",
     "ImageInput",
@@ -27,6 +29,7 @@ __all__ = [
     "encode_mp4",
     "encode_wav",
     "image_data_url",
+    "max_audio_seconds",
     "prepare_audio_input",
     "prepare_image_input",
 ]
@@ -34,17 +37,21 @@ __all__ = [
 AUDIO_SAMPLE_RATE = 16_000
 """Speech models (Whisper) take 16 kHz mono float32."""
 UNSUPPORTED_AUDIO = "Unsupported audio format or malformed file."
+DEFAULT_MAX_AUDIO_SECONDS = 3600.0
+"""Longest uploaded audio accepted unless a function configures another (``max_audio_seconds``):
+a 50 MB body of low-bitrate audio could otherwise decode to gigabytes of samples."""
 
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 """Largest uploaded image (width x height) accepted unless a function configures another."""
 
 
-def decode_image(upload: File, *, field: str = "image", max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> Image:
+def decode_image(upload: File, *, field: str = "image", max_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+                 min_side: int = 1) -> Image:
     """An upload as an RGB Pillow image, upright per its EXIF orientation.
 
     The size is read from the header and checked against ``max_pixels`` before any pixel is
     decoded, so a decompression bomb costs nothing. Not an image → 415; truncated → 400; too
-    many pixels → 413.
+    many pixels → 413; a side shorter than ``min_side`` (what the model can work on) → 400.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -64,6 +71,9 @@ def decode_image(upload: File, *, field: str = "image", max_pixels: int = DEFAUL
         if width * height > max_pixels:
             raise PayloadTooLarge(f"{field}: {width}x{height} is {width * height} pixels; "
                                   f"this function accepts at most {max_pixels}")
+        if min(width, height) < min_side:
+            raise ClientError(f"{field}: {width}x{height} is too small; this function needs at least "
+                              f"{min_side} pixels on each side")
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as exc:
@@ -83,18 +93,22 @@ class ImageInput:
     """Results per input pixel, for the price: images, or video frames."""
 
 
-def prepare_image_input(params: Any, options: dict[str, Any]) -> ImageInput:
+def prepare_image_input(params: Any, options: dict[str, Any], *, min_side: int = 1) -> ImageInput:
     """``PipelineSpec.prepare`` for requests with an ``image`` upload: decoded before a function
-    is acquired, limited by the function's ``max_input_pixels`` option."""
-    image = decode_image(params.image, max_pixels=int(options.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)))
+    is acquired, limited by the function's ``max_input_pixels`` option and ``min_side``."""
+    image = decode_image(params.image, max_pixels=int(options.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)),
+                         min_side=min_side)
     return ImageInput(params, image, getattr(params, "num_images_per_prompt", 1))
 
 
-def decode_audio(upload: File, *, field: str = "audio", rate: int = AUDIO_SAMPLE_RATE) -> Any:
+def decode_audio(upload: File, *, field: str = "audio", rate: int = AUDIO_SAMPLE_RATE,
+                 max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> Any:
     """An upload (mp3, wav, flac, ogg, webm, mp4/m4a, ... anything FFmpeg reads) as mono float32
     samples at ``rate`` Hz, decoded and resampled with PyAV: no ffmpeg binary needed.
 
-    Not audio, undecodable, or no audio stream → 415; an empty file or no samples → 400.
+    Not audio, undecodable, or no audio stream → 415; an empty file or no samples → 400; longer
+    than ``max_seconds`` → 413, from the container's duration before decoding when it states
+    one, else as soon as the decoded samples pass it.
     """
     import av
     import numpy as np
@@ -102,14 +116,20 @@ def decode_audio(upload: File, *, field: str = "audio", rate: int = AUDIO_SAMPLE
     if not upload.data:
         raise ClientError(f"{field}: the uploaded file is empty")
     chunks = []
+    limit = int(max_seconds * rate)
+    decoded = 0
     try:
         with av.open(io.BytesIO(upload.data), mode="r") as container:
             if not container.streams.audio:
                 raise UnsupportedMediaType(f"{UNSUPPORTED_AUDIO} ({field}: {_describe_upload(upload)} has no audio stream)")
+            _check_duration(field, _stated_seconds(container), max_seconds)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            for frame in container.decode(audio=0):
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+            for frame in itertools.chain(container.decode(audio=0), [None]):  # None flushes
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    decoded += chunks[-1].size
+                    if decoded > limit:
+                        _check_duration(field, decoded / rate, max_seconds)
     except (av.error.FFmpegError, ValueError, IndexError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise UnsupportedMediaType(f"{UNSUPPORTED_AUDIO} ({field}: {_describe_upload(upload)}: {reason})") from None
@@ -117,6 +137,22 @@ def decode_audio(upload: File, *, field: str = "audio", rate: int = AUDIO_SAMPLE
     if samples.size == 0:
         raise ClientError(f"{field}: the audio has no samples (zero length)")
     return samples.astype(np.float32, copy=False)
+
+
+def _stated_seconds(container: Any) -> float | None:
+    """The duration the container's header states (no packet read), or ``None``."""
+    import av
+
+    stream = container.streams.audio[0]
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration is not None else None
+
+
+def _check_duration(field: str, seconds: float | None, max_seconds: float) -> None:
+    if seconds is not None and seconds > max_seconds:
+        raise PayloadTooLarge(f"{field}: the audio is {seconds:.1f} s long; this function accepts at most "
+                              f"{max_seconds:g} s")
 
 
 @dataclass(frozen=True)
@@ -134,7 +170,12 @@ class AudioInput:
 
 def prepare_audio_input(params: Any, options: dict[str, Any]) -> AudioInput:
     """``PipelineSpec.prepare`` for requests with an ``audio`` upload."""
-    return AudioInput(params, decode_audio(params.audio))
+    return AudioInput(params, decode_audio(params.audio, max_seconds=max_audio_seconds(options)))
+
+
+def max_audio_seconds(options: dict[str, Any]) -> float:
+    """The function's ``max_audio_seconds`` option (default ``DEFAULT_MAX_AUDIO_SECONDS``)."""
+    return float(options.get("max_audio_seconds", DEFAULT_MAX_AUDIO_SECONDS))
 
 
 def _describe_upload(upload: File) -> str:

@@ -18,6 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
 from warmgate.core.auth import Authenticator, Caller
+from warmgate.core.cancel import cancellation_scope
 from warmgate.core.decode import json_decoder, multipart_decoder
 from warmgate.core.errors import ClientDisconnected, ClientError, InferenceError, PaymentRequired
 from warmgate.core.functions import Function, Lease
@@ -65,7 +66,7 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             if fn.config.executor == "ray":
                 result = await lease.runner.call(name, body)
             else:
-                result = await fn.run(lease.runner, body, invoke)
+                result = await _run_while_connected(fn, lease, body, invoke, request)
         except BaseException:
             lease.release()
             raise
@@ -128,6 +129,30 @@ async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]
     raise ClientDisconnected(f"client disconnected while queued for {fn.name!r}")
 
 
+async def _run_while_connected(fn: Function, lease: Lease, body: Any, invoke: Any,
+                               request: Request[Any, Any, Any]) -> Any:
+    """Run the request, and if the client disconnects meanwhile, set the request's cancellation
+    flag (``warmgate.core.cancel``), which runners check between steps, and wait for the runner
+    to stop: the slot is freed only once the work has ended, and the answer is a 499."""
+    with cancellation_scope() as cancellation:  # the task and its worker threads copy the context
+        run = asyncio.ensure_future(fn.run(lease.runner, body, invoke))
+    disconnected = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((run, disconnected), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler was cancelled (shutdown): stop the work too
+        cancellation.cancel()
+        run.cancel()
+        raise
+    finally:
+        disconnected.cancel()
+    if run.done():
+        return run.result()
+    cancellation.cancel()
+    with contextlib.suppress(Exception):  # the runner's own end (RequestCancelled, a result) is not sent
+        await run
+    raise ClientDisconnected(f"client disconnected while {fn.name!r} ran; the work stopped")
+
+
 async def _disconnect(request: Request[Any, Any, Any]) -> None:
     """Returns when the client goes away (the body is already read, so nothing else arrives)."""
     message = await request.receive()
@@ -159,14 +184,28 @@ async def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units
     state[QUOTE] = quote  # from here on the request is reported to on_usage exactly once
 
 
+MAX_PRICE_HEADER_CHARS = 64
+"""Longest ``X-Max-Price-Per-Unit`` accepted; with ``MAX_PRICE_EXPONENT`` this bounds the exact
+Fraction built from it (``1e10000000`` would take the event loop for seconds)."""
+MAX_PRICE_EXPONENT = 100
+_PRICE = re.compile(r"\d+(\.\d*)?(?:[eE]([-+]?\d+))?")
+
+
 def _max_price_per_unit(scope: Any) -> Fraction | None:
     """The caller's ceiling in wei per unit (a decimal number, like a Livepeer gateway's
-    ``maxPricePerUnit``), or ``None``."""
+    ``maxPricePerUnit``), or ``None``. Exact, so a ceiling equal to the price passes."""
     for name, value in scope["headers"]:
         if name == b"x-max-price-per-unit":
             text = value.decode("latin-1").strip()
-            if not re.fullmatch(r"\d+(\.\d*)?([eE][-+]?\d+)?", text):
+            if len(text) > MAX_PRICE_HEADER_CHARS:
+                raise ClientError(f"X-Max-Price-Per-Unit: at most {MAX_PRICE_HEADER_CHARS} characters, "
+                                  f"got {len(text)}")
+            match = _PRICE.fullmatch(text)
+            if match is None:
                 raise ClientError(f"X-Max-Price-Per-Unit: expected a non-negative number of wei, got {text!r}")
+            if match[2] is not None and abs(int(match[2])) > MAX_PRICE_EXPONENT:
+                raise ClientError(f"X-Max-Price-Per-Unit: the exponent must be between -{MAX_PRICE_EXPONENT} "
+                                  f"and {MAX_PRICE_EXPONENT}, got {match[2]}")
             return Fraction(text)
     return None
 

@@ -140,3 +140,31 @@ def test_a_body_over_50_mb_is_a_413(warmgate_server, tiny_whisper):
         sock.sendall(b"POST /audio-to-text HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                      b"Content-Length: %d\r\n\r\n" % (51 * 2**20))
         assert b" 413 " in sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize(("fmt", "codec", "rate"), [("wav", "pcm_s16le", 16000), ("ogg", "libopus", 48000)])
+def test_audio_longer_than_the_limit_is_a_413_before_the_model_runs(warmgate_server, tiny_whisper, fmt, codec, rate):
+    config = FunctionConfig(pipeline="audio-to-text", model_id=tiny_whisper, options={"max_audio_seconds": 2})
+    server, client = warmgate_server(Settings(functions=[config]))
+    r = transcribe(client, encode_audio(fmt, codec, rate, seconds=3), f"long.{fmt}")
+    assert r.status_code == 413, r.text
+    assert "3.0 s long" in r.json()["detail"]["msg"] and "at most 2 s" in r.json()["detail"]["msg"]
+    assert transcribe(client, encode_audio(fmt, codec, rate, seconds=1), f"short.{fmt}").status_code == 200
+
+
+def test_audio_whose_container_states_no_duration_is_stopped_while_decoding(warmgate_server, tiny_whisper):
+    import av
+
+    buffer = io.BytesIO()  # raw ADTS AAC: no header with a duration, frames only
+    with av.open(buffer, "w", format="adts") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000 * 3) / 16000)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    config = FunctionConfig(pipeline="audio-to-text", model_id=tiny_whisper, options={"max_audio_seconds": 2})
+    _, client = warmgate_server(Settings(functions=[config]))
+    r = transcribe(client, buffer.getvalue(), "stream.aac")
+    assert r.status_code == 413 and "at most 2 s" in r.json()["detail"]["msg"], r.text

@@ -96,3 +96,18 @@ def test_parler_without_its_package_says_what_to_install(tts):
     r = tts.post("/text-to-speech", json={"model_id": "parler", "text": "hi"})
     assert r.status_code == 503
     assert "parler-tts package" in r.json()["detail"]["msg"]
+
+
+@pytest.mark.parametrize("model", ["vits", "speecht5"])
+@pytest.mark.parametrize("text", ["\x07", "\x00\x1b", "你好世界", "😀🎉", "😀 你好 \x07"])
+def test_text_the_tokenizer_drops_entirely_is_a_400(tts, model, text):
+    r = tts.post("/text-to-speech", json={"model_id": model, "text": text})
+    assert r.status_code == 400, r.text
+    assert "nothing speakable remains" in r.json()["detail"]["msg"]
+
+
+def test_unspeakable_sentences_are_skipped_and_the_rest_is_spoken(tts):
+    alone = wav_of(tts.post("/text-to-speech", json={"model_id": "vits", "text": "Hello there."}))
+    mixed = tts.post("/text-to-speech", json={"model_id": "vits", "text": "😀🎉. 你好世界. Hello there."})
+    assert mixed.status_code == 200, mixed.text
+    assert wav_of(mixed)[:3] == alone[:3]

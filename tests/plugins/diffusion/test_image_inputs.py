@@ -138,3 +138,34 @@ def test_upscale_returns_four_times_the_input_and_prices_input_pixels(gateway):
     [image] = r.json()["images"]
     assert open_image(image["url"]).size == (128, 96) and image["seed"] == 4
     assert r.headers["x-warmgate-units"] == str(32 * 24)
+
+
+@pytest.mark.parametrize("route", ["image-to-image", "upscale"])
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (7, 64), (4096, 1), (1, 4096)])
+def test_images_too_small_for_the_latents_are_a_400_that_says_so(gateway, route, width, height):
+    r = gateway.post(f"/{route}", files=upload(png(width, height)), data={"prompt": "x", "num_inference_steps": "1"})
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"]["msg"] == (f"image: {width}x{height} is too small; this function needs at least "
+                                         "8 pixels on each side")
+
+
+@pytest.mark.parametrize(("route", "width", "height", "size"), [
+    ("image-to-image", 8, 8, (8, 8)), ("image-to-image", 128, 8, (128, 8)),
+    ("upscale", 8, 8, (32, 32)), ("upscale", 64, 8, (256, 32)),
+])
+def test_the_smallest_and_thinnest_accepted_images_are_served(gateway, route, width, height, size):
+    r = gateway.post(f"/{route}", files=upload(png(width, height)), data={"prompt": "x", "num_inference_steps": "1"})
+    assert r.status_code == 200, r.text
+    assert open_image(r.json()["images"][0]["url"]).size == size
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (4096, 1), (1, 4096)])
+def test_image_to_video_resizes_tiny_and_extreme_images_to_the_video_size(gateway, width, height):
+    import av
+
+    r = gateway.post("/image-to-video", files=upload(png(width, height)),
+                     data={"width": "64", "height": "48", "num_inference_steps": "1"})
+    assert r.status_code == 200, r.text
+    with av.open(io.BytesIO(decode_data_url(r.json()["images"][0]["url"], "video/mp4"))) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (64, 48)

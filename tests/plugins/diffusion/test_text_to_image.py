@@ -100,6 +100,7 @@ def test_a_lora_changes_the_picture_and_is_switched_off_for_requests_without_it(
 
 @pytest.mark.parametrize(("loras", "reason"), [
     ("{not json", "not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ('["a", "b"]', "expected a JSON object"),
     ('{"a/b": -0.5}', "must not be negative"),
     ('{"a/b": "heavy"}', "must be a number"),

@@ -73,3 +73,12 @@ def test_a_body_over_50_mb_is_a_413_from_its_content_length(warmgate_server, tin
         reply = sock.recv(4096)
         status_line = reply.split(b"\r\n", 1)[0]
     assert b" 413 " in status_line and b"larger than this route accepts" in reply
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (4096, 1), (1, 4096)])
+def test_tiny_and_extreme_images_are_captioned(warmgate_server, tiny_blip, width, height):
+    config = FunctionConfig(pipeline="image-to-text", model_id=tiny_blip, options={"max_new_tokens": 4})
+    _, client = warmgate_server(Settings(functions=[config]))
+    r = client.post("/image-to-text", files={"image": ("in.png", image_bytes(width, height))})
+    assert r.status_code == 200, r.text
+    assert isinstance(r.json()["text"], str)

@@ -98,3 +98,11 @@ def test_an_undecodable_image_is_a_415(sam):
 def test_a_bad_boolean_is_a_422(sam):
     r = segment(sam, box=[0, 0, 9, 9], multimask_output="perhaps")
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "multimask_output"]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (4096, 1), (1, 4096)])
+def test_tiny_and_extreme_images_get_masks_at_their_size(sam, width, height):
+    r = sam.post("/segment-anything-2", files={"image": ("in.png", image_bytes(width, height))},
+                 data={"point_coords": "[[0, 0]]", "point_labels": "[1]"})
+    assert r.status_code == 200, r.text
+    assert arrays(r)["masks"].shape == (3, height, width)

@@ -6,10 +6,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
+from warmgate.core.cancel import raise_if_cancelled
+from warmgate.core.decode import json_field
 from warmgate.core.errors import ClientError, ConfigError, LoadError, RequestValidationError
-from warmgate.core.media import AUDIO_SAMPLE_RATE, AudioInput, decode_audio
+from warmgate.core.media import AUDIO_SAMPLE_RATE, AudioInput, decode_audio, max_audio_seconds
 from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.audio.wire import AudioToTextParams, Chunk, TextResponse
 
@@ -33,13 +33,32 @@ def prepare_transcription(params: AudioToTextParams, options: dict[str, Any]) ->
         raise RequestValidationError.single(["body", "return_timestamps"],
                                             "Expected 'true', 'false', 'sentence' or 'word' "
                                             f"(or 1/0), got {params.return_timestamps!r}")
-    try:
-        metadata = msgspec.json.decode(params.metadata or "{}")
-    except msgspec.DecodeError as exc:
-        raise ClientError(f"metadata: not valid JSON ({exc})") from None
+    metadata = json_field("metadata", params.metadata or "{}", "a JSON object")
     if not isinstance(metadata, dict):
         raise ClientError(f"metadata: expected a JSON object, got {type(metadata).__name__}")
-    return Transcription(params, decode_audio(params.audio), timestamps)
+    return Transcription(params, decode_audio(params.audio, max_seconds=max_audio_seconds(options)), timestamps)
+
+
+def _stop_when_cancelled() -> Any:
+    """A ``generate`` stopping criterion that raises ``RequestCancelled`` at the next token once
+    the client has gone, so a long-form transcription stops within its current window."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            raise_if_cancelled("while transcribing")
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    import torch
+
+    return StoppingCriteriaList([_Cancelled()])
+
+
+def _until_cancelled(segments: Any) -> Any:
+    """faster-whisper's segments, stopping between them once the client has gone."""
+    for segment in segments:
+        raise_if_cancelled("between segments")
+        yield segment
 
 
 class AudioToTextRunner(Runner):
@@ -55,7 +74,8 @@ class AudioToTextRunner(Runner):
 
     def __call__(self, request: Transcription) -> TextResponse:
         long_form = len(request.samples) > LONG_FORM_SECONDS * AUDIO_SAMPLE_RATE
-        kwargs: dict[str, Any] = {"return_timestamps": request.timestamps, "generate_kwargs": dict(self.generate_kwargs)}
+        generate = {**self.generate_kwargs, "stopping_criteria": _stop_when_cancelled()}
+        kwargs: dict[str, Any] = {"return_timestamps": request.timestamps, "generate_kwargs": generate}
         if long_form:  # 30 s windows with overlap, transcribed in batches
             kwargs.update(chunk_length_s=LONG_FORM_SECONDS, batch_size=self.batch_size)
         with self._lock:
@@ -79,7 +99,7 @@ class FasterWhisperRunner(Runner):
         with self._lock:
             segments, _ = self.model.transcribe(request.samples, word_timestamps=request.timestamps == "word",
                                                 without_timestamps=request.timestamps is False, **self.kwargs)
-            segments = list(segments)  # a generator: the work happens while iterating
+            segments = list(_until_cancelled(segments))  # a generator: the work happens while iterating
         text = "".join(segment.text for segment in segments)
         if request.timestamps == "word":
             chunks = [Chunk(timestamp=[float(w.start), float(w.end)], text=w.word)

@@ -2,7 +2,10 @@
 (Bark, VITS/MMS, SpeechT5 with a vocoder) or Parler-TTS when its package is installed.
 
 Text longer than ``max_chars`` is split at sentence boundaries, spoken piece by piece, and
-joined, because every one of these models has a limit on what it says in one go."""
+joined, because every one of these models has a limit on what it says in one go. A piece the
+model's tokenizer turns into nothing it can say (emoji, control characters, a script the model
+has no letters for) is skipped; a text with nothing speakable left is a 400. The work stops
+between pieces when the client has gone."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from warmgate.core.cancel import raise_if_cancelled
 from warmgate.core.errors import ClientError, LoadError
 from warmgate.core.media import data_url, encode_wav
 from warmgate.core.spec import Runner, module_bytes
@@ -53,10 +57,26 @@ def _pack(pieces: list[str], units: list[str], max_chars: int, *, join_last: boo
             pieces.append(unit)
 
 
+def speakable_by(tokenizer: Any) -> Callable[[str], bool]:
+    """``speakable(text)``: whether ``tokenizer`` keeps anything of ``text`` but special tokens
+    (padding, unknown) and word boundaries: VITS drops characters outside its vocabulary,
+    SentencePiece maps them to ``<unk>``, and a model given no token fails deep inside its
+    forward pass."""
+    special = set(tokenizer.all_special_ids)
+
+    def speakable(text: str) -> bool:
+        kept = [i for i in tokenizer(text, add_special_tokens=False)["input_ids"] if i not in special]
+        return bool(kept) and bool(tokenizer.decode(kept).strip())
+
+    return speakable
+
+
 class TextToSpeechRunner(Runner):
-    def __init__(self, speak: Callable[[str, str], tuple[Any, int]], model: Any, max_chars: int) -> None:
+    def __init__(self, speak: Callable[[str, str], tuple[Any, int]], model: Any, max_chars: int,
+                 speakable: Callable[[str], bool]) -> None:
         self.speak = speak
         """``speak(text, description) -> (mono float samples, sampling rate)``."""
+        self.speakable = speakable
         self.max_chars = max_chars
         self.memory_bytes = module_bytes(model)
         self._lock = threading.Lock()
@@ -66,7 +86,13 @@ class TextToSpeechRunner(Runner):
 
         parts, rate = [], 0
         with self._lock:
-            for piece in split_sentences(params.text, self.max_chars):
+            pieces = [p for p in split_sentences(params.text, self.max_chars) if self.speakable(p)]
+            if not pieces:
+                raise ClientError("text: nothing speakable remains; the model's tokenizer drops every character "
+                                  f"of {_preview(params.text)} (emoji, control characters, or a script it "
+                                  "has no letters for)")
+            for n, piece in enumerate(pieces):
+                raise_if_cancelled(f"before piece {n + 1} of {len(pieces)}")
                 samples, rate = self.speak(piece, params.description)
                 parts.append(np.asarray(samples, dtype=np.float32).reshape(-1))
         return AudioResponse(audio=MediaURL(url=data_url(encode_wav(np.concatenate(parts), rate), "audio/wav")))
@@ -99,7 +125,7 @@ def load_text_to_speech(model_id: str, options: dict[str, Any]) -> TextToSpeechR
         out = pipe(text, forward_params=forward) if forward else pipe(text)
         return out["audio"], int(out["sampling_rate"])
 
-    return TextToSpeechRunner(speak, pipe.model, max_chars)
+    return TextToSpeechRunner(speak, pipe.model, max_chars, speakable_by(pipe.tokenizer))
 
 
 def _speecht5_voice(config: Any, options: dict[str, Any], device: str, dtype: Any) -> tuple[Any, Any]:
@@ -133,4 +159,8 @@ def _load_parler(model_id: str, device: str, dtype: Any, max_chars: int) -> Text
             audio = model.generate(input_ids=voice, prompt_input_ids=prompt)
         return audio.float().cpu().numpy().reshape(-1), int(model.config.sampling_rate)
 
-    return TextToSpeechRunner(speak, model, max_chars)
+    return TextToSpeechRunner(speak, model, max_chars, speakable_by(tokenizer))
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")

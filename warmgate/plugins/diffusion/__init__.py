@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
-from warmgate.core.media import ImageInput, prepare_image_input
+from warmgate.core.media import ImageInput
 from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
-from warmgate.plugins.diffusion.inputs import decode_video_input
+from warmgate.plugins.diffusion.inputs import decode_latent_image_input, decode_video_input
 from warmgate.plugins.diffusion.wire import (
     ImageResponse,
     ImageToImageParams,
@@ -91,7 +91,7 @@ def register_pipelines(register: Any) -> None:
             load=deferred("warmgate.plugins.diffusion.image_to_image:load_image_to_image"),
             engine_modules=("torch", "transformers.modeling_utils", "diffusers"),
             default_model_id=DEFAULT_MODELS["image-to-image"],
-            prepare=prepare_image_input,
+            prepare=decode_latent_image_input,
             price_unit=PriceUnit.PIXEL,
             units=_input_pixels,
             summary="Image To Image",
@@ -135,7 +135,7 @@ def register_pipelines(register: Any) -> None:
             load=deferred("warmgate.plugins.diffusion.upscale:load_upscale"),
             engine_modules=("torch", "transformers.modeling_utils", "diffusers"),
             default_model_id=DEFAULT_MODELS["upscale"],
-            prepare=prepare_image_input,
+            prepare=decode_latent_image_input,
             price_unit=PriceUnit.PIXEL,
             units=_input_pixels,
             summary="Upscale",

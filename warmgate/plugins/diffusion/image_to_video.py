@@ -29,7 +29,10 @@ class ImageToVideoRunner(DiffusionRunner):
     def __call__(self, request: ImageInput) -> VideoResponse | RunnerVideoResponse:
         params: ImageToVideoParams = request.params
         [seed] = pick_seeds(params.seed, 1)
-        kwargs = {"image": request.image, "height": params.height, "width": params.width, "fps": params.fps,
+        # SVD resizes the image to width x height for its latents itself; resizing first also
+        # spares its CLIP branch a tiny or thin input, which its antialiasing pad cannot take
+        image = request.image.resize((params.width, params.height))
+        kwargs = {"image": image, "height": params.height, "width": params.width, "fps": params.fps,
                   "motion_bucket_id": params.motion_bucket_id, "noise_aug_strength": params.noise_aug_strength,
                   "num_inference_steps": params.num_inference_steps, **self.extra}
         frames = self.generate(kwargs, [seed]).frames[0]

@@ -7,9 +7,9 @@ import math
 from collections import OrderedDict
 from typing import Any
 
-import msgspec
 import structlog
 
+from warmgate.core.decode import json_field
 from warmgate.core.errors import ClientError
 
 __all__ = ["MAX_LORAS_PER_REQUEST", "LoraCache", "parse_loras"]
@@ -22,11 +22,7 @@ def parse_loras(text: str) -> dict[str, float]:
     """The request's ``loras`` field, checked: a JSON object of at most four names → weight ≥ 0."""
     if not text.strip():
         return {}
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        raise ClientError(f"loras: not valid JSON ({exc}); expected an object like "
-                          '{"nerijs/pixel-art-xl": 1.0}') from None
+    value = json_field("loras", text, 'an object like {"nerijs/pixel-art-xl": 1.0}')
     if not isinstance(value, dict):
         raise ClientError(f"loras: expected a JSON object mapping LoRA ids to weights, got {type(value).__name__}")
     if len(value) > MAX_LORAS_PER_REQUEST:

@@ -1,5 +1,6 @@
 """What every diffusion runner shares: one generation at a time per pipeline, seeds, prompt
-splitting, LoRAs, step progress in the log, the NSFW flag and out-of-memory recovery."""
+splitting, LoRAs, step progress in the log, stopping at the next step when the client has gone,
+the NSFW flag and out-of-memory recovery."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from warmgate.core.cancel import current_cancellation, raise_if_cancelled
 from warmgate.core.errors import ClientError, InferenceError
 from warmgate.core.media import image_data_url
 from warmgate.core.spec import Runner, module_bytes
@@ -70,6 +72,8 @@ class DiffusionRunner(Runner):
         self.progress_interval = float(options.get("progress_interval", 5.0))
         self.memory_bytes = module_bytes(*(c for c in getattr(pipe, "components", {}).values()
                                             if hasattr(c, "parameters") and hasattr(c, "buffers")))
+        self.steps_done = 0
+        """Denoising steps the current (or last) generation has finished: its observable progress."""
         self._lock = threading.Lock()  # diffusers pipelines keep per-call state (scheduler, adapters)
 
     def generate(self, kwargs: dict[str, Any], seeds: list[int], loras: dict[str, float] | None = None) -> Any:
@@ -79,6 +83,7 @@ class DiffusionRunner(Runner):
         call = {k: v for k, v in kwargs.items() if k in self.accepts}
         call["generator"] = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         with self._lock:
+            raise_if_cancelled("before the first step")  # it may have waited for the lock
             self.loras.activate(loras or {}, self.model_id)
             self._add_progress(call)
             started = time.perf_counter()
@@ -113,11 +118,18 @@ class DiffusionRunner(Runner):
         self._free_memory()
 
     def _add_progress(self, call: dict[str, Any]) -> None:
-        """Log the step count at most every ``progress_interval`` seconds (and the last step)."""
+        """Count the steps, stop at the end of a step when the client has gone (raising from
+        the callback skips the remaining steps and the VAE decode), and log the step count at
+        most every ``progress_interval`` seconds (and the last step)."""
         state = {"last": time.perf_counter(), "logged": False}
         total = call.get("num_inference_steps")
+        self.steps_done = 0
 
         def report(step: int) -> None:
+            self.steps_done = step + 1
+            if current_cancellation().cancelled:
+                _log.info("diffusion_cancelled", model_id=self.model_id, step=step + 1, steps=total)
+                raise_if_cancelled(f"after step {step + 1} of {total}")
             now = time.perf_counter()
             if now - state["last"] >= self.progress_interval or (state["logged"] and step + 1 == total):
                 _log.info("diffusion_progress", model_id=self.model_id, step=step + 1, steps=total)

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from warmgate.core.decode import json_field
 from warmgate.core.errors import ClientError
 from warmgate.core.media import DEFAULT_MAX_INPUT_PIXELS, decode_image
 from warmgate.core.spec import Runner, module_bytes
@@ -39,10 +40,7 @@ class SegmentationRequest:
 def _json_array(field: str, text: str | None) -> Any:
     if text is None or not text.strip():
         return None
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        raise ClientError(f"{field}: not a valid JSON array ({exc})") from None
+    return json_field(field, text, "a JSON array")
 
 
 def _numbers(field: str, value: Any, shape: str) -> None:

@@ -125,8 +125,9 @@ class SqliteLedger:
             total = sums.setdefault((row_key, function), [0, 0, 0, 0, 0, 0])
             total[0] += 1
             if status >= 400 and status != ABANDONED:
-                total[1] += 1  # failed: neither units nor tokens count
-                continue
+                total[1] += 1  # failed: neither units nor tokens count, unless it was billed
+                if wei == "0":  # (a stream that failed after delivering tokens is billed those)
+                    continue
             total[2] += units
             total[3] += int(wei)  # Python ints: exact however large
             total[4] += prompt or 0

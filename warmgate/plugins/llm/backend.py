@@ -8,9 +8,21 @@ from typing import Any, Protocol
 import msgspec
 import pluggy
 
+from warmgate.core.errors import WarmgateError
 from warmgate.core.plugins import load_plugins, pm
 
-__all__ = ["BackendFactory", "Delta", "GenerationParams", "LLMBackend", "Usage", "get_backends", "hookspec"]
+__all__ = [
+    "BackendFactory",
+    "Delta",
+    "EngineFailed",
+    "EngineTimeout",
+    "EngineUnavailable",
+    "GenerationParams",
+    "LLMBackend",
+    "Usage",
+    "get_backends",
+    "hookspec",
+]
 
 hookspec = pluggy.HookspecMarker("warmgate")
 
@@ -31,14 +43,41 @@ class GenerationParams(msgspec.Struct, kw_only=True):
 class Usage(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
+    exact: bool = True
+    """False: the engine reported no count and no tokenizer was at hand; ``completion_tokens``
+    is then the engine's chunk count, shown to the client but not billed (the quote is)."""
 
 
 class Delta(msgspec.Struct):
-    """A piece of generated text; the last one carries ``finish_reason`` and ``usage``."""
+    """A piece of generated text; the last one carries ``finish_reason`` and ``usage`` (None:
+    the engine did not say, the runner counts)."""
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    tokens: int = 0
+    """Completion tokens this piece holds: what a stream that fails later is billed for."""
+
+
+class EngineUnavailable(WarmgateError):
+    """The engine behind a function cannot be reached (down, restarting): try again shortly."""
+
+    status_code = 503
+
+    def __init__(self, msg: str, retry_after: int = 5) -> None:
+        super().__init__(msg, headers={"Retry-After": str(retry_after)})
+
+
+class EngineTimeout(WarmgateError):
+    """The engine accepted the request but did not answer in time."""
+
+    status_code = 504
+
+
+class EngineFailed(WarmgateError):
+    """The engine failed while answering (it answered 5xx, or broke the stream off)."""
+
+    status_code = 502
 
 
 class LLMBackend(Protocol):
@@ -60,9 +99,11 @@ class LLMBackend(Protocol):
         ...
 
 
-# A backend may also define ``async complete(params) -> (text, finish_reason, Usage)`` for
+# A backend may also define ``async complete(params) -> (text, finish_reason, Usage | None)`` for
 # non-streaming requests when its engine answers those more cheaply than a stream; the runner
-# uses it when present. Stop sequences are then the engine's to honour.
+# uses it when present. Stop sequences are then the engine's to honour. And
+# ``count_tokens(text) -> int | None`` (may be async): the model's tokenizer, for engines that
+# report no usage.
 
 
 BackendFactory = Callable[[str, dict[str, Any]], "LLMBackend | Awaitable[LLMBackend]"]

@@ -17,7 +17,7 @@ import httpx
 import structlog
 
 from warmgate.core.functions import loading_function
-from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
+from warmgate.plugins.llm.backend import Delta, EngineFailed, EngineTimeout, EngineUnavailable, GenerationParams, Usage
 from warmgate.plugins.llm.ollama_names import ollama_name
 
 __all__ = ["DEFAULT_HOST", "OllamaBackend", "OllamaError", "load_ollama"]
@@ -177,17 +177,23 @@ class OllamaBackend:
         try:
             async for chunk in chunks:
                 if chunk.message.content:
-                    yield Delta(text=chunk.message.content)
+                    yield Delta(text=chunk.message.content, tokens=1)  # Ollama streams a token a chunk
                 if chunk.done:
                     finish = "length" if chunk.done_reason == "length" else "stop"
-                    usage = Usage(prompt_tokens=chunk.prompt_eval_count or 0, completion_tokens=chunk.eval_count or 0)
+                    usage = None if chunk.eval_count is None else Usage(chunk.prompt_eval_count or 0, chunk.eval_count)
                     yield Delta(finish_reason=finish, usage=usage)
                     return
-            raise OllamaError(f"Ollama at {self.host} ended the {self.name!r} stream without a final message")
+            raise EngineFailed(f"Ollama at {self.host} ended the {self.name!r} stream without a final message")
         except ollama.ResponseError as exc:
-            raise OllamaError(f"Ollama at {self.host} failed generating with model {self.name!r}: {exc.error}") from exc
-        except (ConnectionError, httpx.TransportError) as exc:
-            raise OllamaError(_unreachable(self.host, self.name, exc)) from exc
+            raise EngineFailed(f"Ollama at {self.host} failed generating with model {self.name!r}: {exc.error}") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError) as exc:
+            raise EngineUnavailable(_unreachable(self.host, self.name, exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"Ollama at {self.host} did not answer in time for model {self.name!r}: "
+                                f"{type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise EngineFailed(f"Ollama at {self.host} broke off generating with model {self.name!r}: "
+                               f"{type(exc).__name__}: {exc}") from exc
         finally:
             await chunks.aclose()  # closes the HTTP stream, which makes Ollama stop generating
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import inspect
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
@@ -15,7 +16,7 @@ from warmgate.core.errors import RequestValidationError, WarmgateError
 from warmgate.core.logs import access_fields
 from warmgate.core.spec import Runner
 from warmgate.plugins.llm import openai_wire as oa
-from warmgate.plugins.llm.backend import Delta, GenerationParams, LLMBackend, Usage
+from warmgate.plugins.llm.backend import Delta, EngineFailed, GenerationParams, LLMBackend, Usage
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]
@@ -81,47 +82,103 @@ class LLMRunner(Runner):
                 f"context of {limit} tokens",
             )
 
-    async def _deltas(self, params: GenerationParams) -> AsyncIterator[Delta]:
-        """The backend's deltas with stop sequences cut out; the last delta has usage."""
+    async def _deltas(self, params: GenerationParams) -> AsyncGenerator[Delta]:
+        """The backend's deltas with stop sequences cut out, each carrying the tokens whose text
+        it completes; the last one has the usage, counted here when the engine gave none."""
         scanner = StopScanner(params.stop)
         generator = self.backend.generate(params)
+        pending: collections.deque[tuple[int, int]] = collections.deque()  # (end offset, tokens) not yet out
+        fed = sent = chunks = 0
+        parts: list[str] = []
         try:
             async for delta in generator:
                 if delta.finish_reason is not None:
                     tail = scanner.flush()
                     if tail:
-                        yield Delta(text=tail)
+                        parts.append(tail)
+                        yield Delta(text=tail, tokens=sum(tokens for _, tokens in pending))
                     finish = "stop" if scanner.stopped else delta.finish_reason
-                    self._record_usage(params, delta.usage, finish)
-                    yield Delta(finish_reason=finish, usage=delta.usage)
+                    usage = await self._usage(delta.usage, "".join(parts), chunks)
+                    self._account(params, finish=finish, usage=usage)
+                    yield Delta(finish_reason=finish, usage=usage)
                     return
+                chunks += 1
+                fed += len(delta.text)
+                pending.append((fed, delta.tokens))
                 text = scanner.feed(delta.text)
                 if text:
-                    yield Delta(text=text)
+                    parts.append(text)
+                    sent += len(text)
+                    tokens = 0
+                    while pending and pending[0][0] <= sent:
+                        tokens += pending.popleft()[1]
+                    yield Delta(text=text, tokens=tokens)
         finally:
             await generator.aclose()  # type: ignore[attr-defined]
+        raise EngineFailed(f"the {self.model_id} engine ended the stream without finishing the completion")
 
-    def _record_usage(self, params: GenerationParams, usage: Usage | None, finish: str) -> None:
-        """The actual tokens, beside the max_tokens the request was quoted for, on the request's
-        access-log line (one line per request, with its request id)."""
+    async def _usage(self, usage: Usage | None, text: str, chunks: int) -> Usage:
+        """The engine's usage; when it reported none, the completion counted with the model's
+        tokenizer if one is at hand, else its chunk count marked inexact (the quote is billed)."""
+        if usage is not None and usage.exact:
+            return usage
+        prompt = usage.prompt_tokens if usage is not None else 0
+        count = getattr(self.backend, "count_tokens", None)
+        counted = count(text) if count is not None else None
+        if inspect.isawaitable(counted):
+            counted = await counted
+        if counted is not None:
+            return Usage(prompt, counted)
+        return Usage(prompt, chunks, exact=False)
+
+    def _account(self, params: GenerationParams, *, finish: str = "error", usage: Usage | None = None,
+                 failed: int | None = None, delivered: int = 0) -> None:
+        """The one writer of the request's LLM fields: its access-log line carries them, and the
+        bill (``core/usage.py``) reads them. A completed answer gives its usage (completion
+        tokens None when inexact: the quote is billed); a failed stream gives the status it
+        failed with and the completion tokens the client had received."""
         fields = access_fields.get()
-        if fields is not None:
-            fields["llm"] = {"model": self.model_id, "quoted_tokens": params.max_tokens, "finish_reason": finish,
-                             "prompt_tokens": usage.prompt_tokens if usage else None,
-                             "completion_tokens": usage.completion_tokens if usage else None}
+        if fields is None:
+            return
+        entry: dict[str, Any] = {"model": self.model_id, "quoted_tokens": params.max_tokens, "finish_reason": finish}
+        if failed is not None:
+            entry.update(failed_status=failed, prompt_tokens=None, completion_tokens=min(delivered, params.max_tokens))
+        elif usage is not None:
+            entry.update(prompt_tokens=usage.prompt_tokens,
+                         completion_tokens=usage.completion_tokens if usage.exact else None)
+        fields["llm"] = entry
 
     async def _complete(self, params: GenerationParams) -> tuple[str, str, Usage]:
         complete = getattr(self.backend, "complete", None)
         if complete is not None:  # the engine answers non-streaming requests in one piece
             text, finish, usage = await complete(params)
-            self._record_usage(params, usage, finish)
+            usage = await self._usage(usage, text, 0)
+            self._account(params, finish=finish, usage=usage)
             return text, finish, usage
         parts: list[str] = []
         async for delta in self._deltas(params):
             if delta.finish_reason is not None:
-                return "".join(parts), delta.finish_reason, delta.usage or Usage(0, 0)
+                assert delta.usage is not None
+                return "".join(parts), delta.finish_reason, delta.usage
             parts.append(delta.text)
-        raise WarmgateError(f"the {self.model_id} backend ended without finishing the completion")
+        raise EngineFailed(f"the {self.model_id} backend ended without finishing the completion")
+
+    async def _open(self, params: GenerationParams) -> tuple[Delta, AsyncGenerator[Delta]]:
+        """The deltas, once the engine gave the first: until then nothing is sent, so an engine
+        that is down or fails at once is an HTTP error status, not a 200 and an error event."""
+        deltas = self._deltas(params)
+        try:
+            return await anext(deltas), deltas
+        except BaseException:
+            await deltas.aclose()
+            raise
+
+    def _failed(self, params: GenerationParams, exc: Exception, delivered: int) -> int:
+        """Log and account a stream that failed after its 200; the status it failed with."""
+        _log.exception("llm_stream_failed", model=self.model_id, delivered_tokens=delivered)
+        status = exc.status_code if isinstance(exc, WarmgateError) else 500
+        self._account(params, failed=status, delivered=delivered)
+        return status
 
     # -- /llm (Livepeer) ---------------------------------------------------------------
 
@@ -132,32 +189,35 @@ class LLMRunner(Runner):
         await self._check_context(params, "max_tokens")
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
         if request.stream:
-            return self._livepeer_stream(params, ident, created)
+            first, deltas = await self._open(params)
+            return _Stream(self._livepeer_stream(params, first, deltas, ident, created), deltas)
         text, finish, usage = await self._complete(params)
         return LLMResponse(id=ident, model=self.model_id, created=created, usage=_livepeer_usage(usage),
                            choices=[LLMChoice(index=0, finish_reason=finish,
                                               message=LLMMessage(role="assistant", content=text))])
 
-    async def _livepeer_stream(self, params: GenerationParams, ident: str, created: int) -> AsyncIterator[bytes]:
-        completion = 0
+    async def _livepeer_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
+                               ident: str, created: int) -> AsyncIterator[bytes]:
+        completion = delivered = 0
         try:
-            async for delta in self._deltas(params):
-                if delta.finish_reason is not None:
-                    usage = delta.usage or Usage(0, completion)
-                    yield _sse(LLMResponse(id=ident, model=self.model_id, created=created,
-                                           usage=_livepeer_usage(usage),
-                                           choices=[LLMChoice(index=0, finish_reason=delta.finish_reason,
-                                                              delta=LLMMessage(role="assistant", content=""))]))
-                    yield _DONE
-                    return
+            while delta.finish_reason is None:
                 completion += 1
+                delivered += delta.tokens
                 yield _sse(LLMResponse(id=ident, model=self.model_id, created=created,
                                        usage=LLMTokenUsage(0, completion, completion),
                                        choices=[LLMChoice(index=0, delta=LLMMessage(role="assistant",
                                                                                     content=delta.text))]))
+                delta = await anext(deltas)
+            usage = delta.usage or Usage(0, completion)
+            yield _sse(LLMResponse(id=ident, model=self.model_id, created=created, usage=_livepeer_usage(usage),
+                                   choices=[LLMChoice(index=0, finish_reason=delta.finish_reason,
+                                                      delta=LLMMessage(role="assistant", content=""))]))
+            yield _DONE
         except Exception as exc:  # headers are sent: end the stream with an error event, never hang
-            _log.exception("llm_stream_failed", model=self.model_id)
+            self._failed(params, exc, delivered)
             yield b"event: error\ndata: " + _encoder.encode({"detail": {"msg": _reason(exc)}}) + b"\n\n"
+        finally:
+            await deltas.aclose()
 
     # -- OpenAI chat completions -------------------------------------------------------
 
@@ -183,32 +243,53 @@ class LLMRunner(Runner):
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return self._openai_stream(params, ident, created, include_usage)
+            first, deltas = await self._open(params)
+            return _Stream(self._openai_stream(params, first, deltas, ident, created, include_usage), deltas)
         text, finish, usage = await self._complete(params)
         return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(usage),
                                  choices=[oa.Choice(index=0, message=oa.ResponseMessage("assistant", text),
                                                     finish_reason=finish)])
 
-    async def _openai_stream(self, params: GenerationParams, ident: str, created: int,
-                             include_usage: bool) -> AsyncIterator[bytes]:
-        def chunk(delta: oa.ChunkDelta, finish: str | None = None) -> bytes:
+    async def _openai_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
+                             ident: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
+        def chunk(choice_delta: oa.ChunkDelta, finish: str | None = None) -> bytes:
             return _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id,
-                                               choices=[oa.ChunkChoice(index=0, delta=delta, finish_reason=finish)]))
+                                               choices=[oa.ChunkChoice(index=0, delta=choice_delta,
+                                                                       finish_reason=finish)]))
 
+        delivered = 0
         try:
             yield chunk(oa.ChunkDelta(role="assistant", content=""))
-            async for delta in self._deltas(params):
-                if delta.finish_reason is not None:
-                    yield chunk(oa.ChunkDelta(), delta.finish_reason)
-                    if include_usage:
-                        yield _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id, choices=[],
-                                                          usage=_openai_usage(delta.usage or Usage(0, 0))))
-                    yield _DONE
-                    return
+            while delta.finish_reason is None:
+                delivered += delta.tokens
                 yield chunk(oa.ChunkDelta(content=delta.text))
+                delta = await anext(deltas)
+            yield chunk(oa.ChunkDelta(), delta.finish_reason)
+            if include_usage:
+                yield _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id, choices=[],
+                                                  usage=_openai_usage(delta.usage or Usage(0, 0))))
+            yield _DONE
         except Exception as exc:  # the OpenAI SDK raises APIError on an "error" event
-            _log.exception("llm_stream_failed", model=self.model_id)
-            yield _sse({"error": {"message": _reason(exc), "type": "server_error", "code": 500}})
+            status = self._failed(params, exc, delivered)
+            yield _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
+        finally:
+            await deltas.aclose()
+
+
+class _Stream:
+    """A response stream whose engine already answered: closing it closes the engine's stream
+    too, even when the response never started (its client left first)."""
+
+    def __init__(self, body: AsyncGenerator[bytes], deltas: AsyncGenerator[Delta]) -> None:
+        self.body = body
+        self.deltas = deltas
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.body.__aiter__()
+
+    async def aclose(self) -> None:
+        await self.body.aclose()
+        await self.deltas.aclose()
 
 
 def _reason(exc: Exception) -> str:

@@ -30,8 +30,8 @@ import httpx
 import msgspec
 import structlog
 
-from warmgate.core.errors import ClientError
-from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
+from warmgate.core.errors import ClientError, WarmgateError
+from warmgate.plugins.llm.backend import Delta, EngineFailed, EngineTimeout, EngineUnavailable, GenerationParams, Usage
 
 __all__ = ["ManagedEngine", "OpenAICompatibleBackend", "load_vllm"]
 
@@ -42,16 +42,20 @@ _VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 async def load_vllm(model_id: str, options: dict[str, Any]) -> OpenAICompatibleBackend:
     """Connect to ``options.url``, or launch a managed engine for ``model_id`` and connect to it."""
     served = str(options.get("served_model_name") or model_id)
+    timeout = float(options.get("timeout", 600))
     if options.get("url"):
-        return await OpenAICompatibleBackend.connect(str(options["url"]), served, token=options.get("token"))
-    engine = ManagedEngine(model_id, served, options)
-    await engine.start()
-    try:
-        backend = await OpenAICompatibleBackend.connect(engine.base_url, served)
-    except BaseException:
-        await engine.stop()
-        raise
-    backend.engine = engine
+        backend = await OpenAICompatibleBackend.connect(str(options["url"]), served, token=options.get("token"),
+                                                        timeout=timeout)
+    else:
+        engine = ManagedEngine(model_id, served, options)
+        await engine.start()
+        try:
+            backend = await OpenAICompatibleBackend.connect(engine.base_url, served, timeout=timeout)
+        except BaseException:
+            await engine.stop()
+            raise
+        backend.engine = engine
+    backend.tokenizer_id = model_id
     return backend
 
 
@@ -171,16 +175,24 @@ class OpenAICompatibleBackend:
 
     def __init__(self, session: Any, root: str, served: str, context_length: int | None) -> None:
         self.session = session
+        self.root = root
         self.url = f"{root}/v1/chat/completions"
         self.served = served
         self.context_length = context_length
         self.engine: ManagedEngine | None = None
+        self.tokenizer_id: str | None = None
+        """Where the model's tokenizer may be found locally, for answers the engine sent no usage with."""
+        self._tokenizer: Any = None
+        self._tokenizer_tried = False
         self._chunk = msgspec.json.Decoder(_Chunk)
         self._completion = msgspec.json.Decoder(_Completion)
         self._encode = msgspec.json.Encoder().encode
 
     @classmethod
-    async def connect(cls, url: str, served: str, token: str | None = None) -> OpenAICompatibleBackend:
+    async def connect(cls, url: str, served: str, token: str | None = None,
+                      timeout: float = 600) -> OpenAICompatibleBackend:
+        """``timeout``: seconds the engine may stay silent (before its first byte, or between
+        two) before the request is a 504."""
         try:
             import aiohttp
         except ImportError as exc:
@@ -188,7 +200,7 @@ class OpenAICompatibleBackend:
         root = url.rstrip("/").removesuffix("/v1")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0),
-                                        timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=600))
+                                        timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout))
         try:
             async with session.get(f"{root}/v1/models") as models:
                 models.raise_for_status()
@@ -204,6 +216,17 @@ class OpenAICompatibleBackend:
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> None:
         return None  # the engine checks the context itself and answers 400, which is relayed
+
+    async def count_tokens(self, text: str) -> int | None:
+        """``text``'s tokens by the model's tokenizer when it is on this machine (a local
+        directory or the Hugging Face cache; never downloaded), else None. Loaded the first time
+        an engine answers without usage, which a well-behaved engine never does."""
+        if not self._tokenizer_tried:
+            self._tokenizer_tried = True
+            self._tokenizer = await asyncio.to_thread(_local_tokenizer, self.tokenizer_id)
+        if self._tokenizer is None:
+            return None
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     def _body(self, params: GenerationParams, stream: bool) -> bytes:
         body: dict[str, Any] = {
@@ -223,45 +246,63 @@ class OpenAICompatibleBackend:
     def _post(self, params: GenerationParams, stream: bool) -> Any:
         return self.session.post(self.url, data=self._body(params, stream), headers=_JSON_HEADERS)
 
-    async def complete(self, params: GenerationParams) -> tuple[str, str, Usage]:
+    async def complete(self, params: GenerationParams) -> tuple[str, str, Usage | None]:
         """One answer without streaming: for non-streaming requests the engine then sends one
         JSON body instead of a chunk per token, which costs it (and the relay) far less."""
-        async with self._post(params, stream=False) as response:
-            content = await response.read()
-            if response.status != 200:
-                raise _upstream_error(response.status, content)
+        with self._errors():
+            async with self._post(params, stream=False) as response:
+                content = await response.read()
+                if response.status != 200:
+                    raise _upstream_error(response.status, content)
         answer = self._completion.decode(content)
         if not answer.choices:
-            raise RuntimeError("the engine answered without a choice")
+            raise EngineFailed("the engine answered without a choice")
         choice = answer.choices[0]
-        usage = Usage(answer.usage.get("prompt_tokens") or 0, answer.usage.get("completion_tokens") or 0)
         text = (choice.get("message") or {}).get("content") or ""
-        return text, "length" if choice.get("finish_reason") == "length" else "stop", usage
+        return text, "length" if choice.get("finish_reason") == "length" else "stop", _usage(answer.usage)
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         finish: str | None = None
-        async with self._post(params, stream=True) as response:
-            if response.status != 200:
-                raise _upstream_error(response.status, await response.read())
-            async for raw in response.content:
-                if not raw.startswith(b"data: ") or raw.startswith(b"data: [DONE]"):
-                    continue
-                chunk = self._chunk.decode(raw[6:])
-                if chunk.error:
-                    raise RuntimeError(f"the engine failed: {chunk.error.get('message', chunk.error)}")
-                for choice in chunk.choices:
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield Delta(text=text)
-                    finish = choice.get("finish_reason") or finish
-                if chunk.usage:
-                    usage = Usage(chunk.usage.get("prompt_tokens") or 0, chunk.usage.get("completion_tokens") or 0)
-                    yield Delta(finish_reason="length" if finish == "length" else "stop", usage=usage)
-                    return
-        if finish is not None:  # an engine that ignores stream_options: no usage to report
-            yield Delta(finish_reason="length" if finish == "length" else "stop", usage=Usage(0, 0))
+        with self._errors():
+            async with self._post(params, stream=True) as response:
+                if response.status != 200:
+                    raise _upstream_error(response.status, await response.read())
+                async for raw in response.content:
+                    if not raw.startswith(b"data: ") or raw.startswith(b"data: [DONE]"):
+                        continue
+                    chunk = self._chunk.decode(raw[6:])
+                    if chunk.error:
+                        raise EngineFailed(f"the engine failed: {chunk.error.get('message', chunk.error)}")
+                    for choice in chunk.choices:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield Delta(text=text, tokens=1)  # an OpenAI-compatible engine streams a token a chunk
+                        finish = choice.get("finish_reason") or finish
+                    if chunk.usage:
+                        yield Delta(finish_reason="length" if finish == "length" else "stop", usage=_usage(chunk.usage))
+                        return
+        if finish is not None:  # an engine that ignores stream_options: the runner counts the tokens
+            yield Delta(finish_reason="length" if finish == "length" else "stop")
             return
-        raise RuntimeError("the engine closed the stream before finishing the completion")
+        raise EngineFailed("the engine closed the stream before finishing the completion")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Any:
+        """aiohttp's failures as the statuses they mean: unreachable 503, silent 504, cut off 502."""
+        import aiohttp
+
+        try:
+            yield
+        except WarmgateError:
+            raise
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise EngineUnavailable(f"the engine at {self.root} did not accept a connection: {exc}") from exc
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise EngineTimeout(f"the engine at {self.root} did not answer in time: {exc}") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise EngineUnavailable(f"the engine at {self.root} is unreachable: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise EngineFailed(f"the engine at {self.root} broke off: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         await self.session.close()
@@ -284,4 +325,26 @@ def _upstream_error(status: int, content: bytes) -> Exception:
     message = ((body.get("error") or {}).get("message") or body.get("message")
                or (detail.get("msg") if isinstance(detail, dict) else detail) or content.decode(errors="replace"))
     text = f"the engine answered {status}: {message}"
-    return ClientError(text) if 400 <= status < 500 else RuntimeError(text)
+    if status == 503:
+        return EngineUnavailable(text)
+    return ClientError(text) if 400 <= status < 500 else EngineFailed(text)
+
+
+def _usage(reported: dict[str, Any] | None) -> Usage | None:
+    """The engine's usage; None when it reported no completion count (the runner then counts)."""
+    if not reported or reported.get("completion_tokens") is None:
+        return Usage(reported.get("prompt_tokens") or 0, 0, exact=False) if reported else None
+    return Usage(reported.get("prompt_tokens") or 0, reported["completion_tokens"])
+
+
+def _local_tokenizer(model_id: str | None) -> Any:
+    """The model's tokenizer if transformers is installed and the files are on this machine."""
+    if not model_id:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_id, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - not at hand, for whatever reason: the quote is billed
+        _log.info("tokenizer_not_at_hand", model_id=model_id, reason=f"{type(exc).__name__}: {exc}")
+        return None

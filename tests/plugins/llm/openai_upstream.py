@@ -1,0 +1,125 @@
+"""A vLLM-style engine for relay tests: an aiohttp server speaking OpenAI chat completions (one
+JSON answer, or SSE with a chunk per token and usage when asked), run as its own process so a
+test can have it die the way an engine does when it is killed.
+
+The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``.
+
+    python openai_upstream.py --port P --model NAME [--die-after N] [--no-usage] [--hang]
+
+``--die-after N``: the first stream sends its role chunk and N tokens, then the process kills
+itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
+``stream_options``); ``--hang``: chat requests are accepted and never answered."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+__all__ = ["ANSWER_WORDS", "Upstream", "run_upstream"]
+
+ANSWER_WORDS = 8
+
+
+def _app(args: argparse.Namespace) -> web.Application:
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": args.model, "object": "model",
+                                                               "max_model_len": 4096}]})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if args.hang:
+            await asyncio.Event().wait()
+        limit = int(body.get("max_tokens") or 16)
+        words = [f" t{i}" for i in range(min(limit, ANSWER_WORDS))]
+        finish = "length" if len(words) == limit else "stop"
+        usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
+        base = {"id": "chatcmpl-upstream", "created": 0, "model": args.model}
+        if not body.get("stream"):
+            answer = {**base, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}]}
+            if not args.no_usage:
+                answer["usage"] = usage
+            return web.json_response(answer)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(delta: dict, finish: str | None = None, **extra: object) -> None:
+            chunk = {**base, "object": "chat.completion.chunk",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+        await send({"role": "assistant", "content": ""})
+        for i, word in enumerate(words):
+            if args.die_after is not None and i == args.die_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # as an engine killed mid-stream
+            await send({"content": word})
+        await send({}, finish)
+        if not args.no_usage and (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
+                                                         "usage": usage}).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+class Upstream:
+    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
+        self.process = process
+        self.url = url
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+@contextmanager
+def run_upstream(model: str, *flags: str) -> Iterator[Upstream]:
+    """The engine on a free loopback port, ready; killed on exit."""
+    from warmgate.testing.process import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--port", str(port), "--model", model, *flags])
+    upstream = Upstream(process, f"http://127.0.0.1:{port}")
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(upstream.url + "/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the upstream did not start (exit code {process.poll()})")
+            time.sleep(0.05)
+        yield upstream
+    finally:
+        upstream.kill()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--die-after", type=int)
+    parser.add_argument("--no-usage", action="store_true")
+    parser.add_argument("--hang", action="store_true")
+    options = parser.parse_args()
+    web.run_app(_app(options), host="127.0.0.1", port=options.port, print=None, handle_signals=True)
+    sys.exit(0)

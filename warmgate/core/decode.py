@@ -18,6 +18,8 @@ __all__ = ["json_body", "json_decoder", "multipart_decoder"]
 
 def json_decoder(spec: PipelineSpec) -> Callable[[bytes], Any]:
     """``decode(body)`` for a JSON pipeline (synchronous: the body is read by the caller)."""
+    if spec.decode is not None:
+        return spec.decode
     decoder = msgspec.json.Decoder(spec.request)
     return lambda body: _decode(decoder, body)
 

@@ -8,7 +8,8 @@ The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``
 
 ``--die-after N``: the first stream sends its role chunk and N tokens, then the process kills
 itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
-``stream_options``); ``--hang``: chat requests are accepted and never answered."""
+``stream_options``); ``--hang``: chat requests are accepted and never answered.
+``GET /last`` answers the body of the last chat request, as the engine received it."""
 
 from __future__ import annotations
 
@@ -35,8 +36,14 @@ def _app(args: argparse.Namespace) -> web.Application:
         return web.json_response({"object": "list", "data": [{"id": args.model, "object": "model",
                                                                "max_model_len": 4096}]})
 
+    received: list[dict] = []
+
+    async def last(request: web.Request) -> web.Response:
+        return web.json_response(received[-1] if received else None)
+
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        received.append(body)
         if args.hang:
             await asyncio.Event().wait()
         limit = int(body.get("max_tokens") or 16)
@@ -73,6 +80,7 @@ def _app(args: argparse.Namespace) -> web.Application:
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/last", last)  # the last chat request's body, for assertions
     return app
 
 

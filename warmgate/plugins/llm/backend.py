@@ -22,15 +22,23 @@ __all__ = [
     "Usage",
     "get_backends",
     "hookspec",
+    "text_messages",
 ]
 
 hookspec = pluggy.HookspecMarker("warmgate")
 
 
 class GenerationParams(msgspec.Struct, kw_only=True):
-    """One generation, whatever the wire format it came in."""
+    """One generation, whatever the wire format it came in: the whole OpenAI chat request.
 
-    messages: list[dict[str, str]]
+    A backend names itself in ``backend_name``, declares in ``features`` which of ``capabilities.FEATURES`` it honours (default
+    ``capabilities.BASIC``) and sets ``forwards_unknown_fields`` when it relays
+    ``unknown_fields`` to an engine; the runner refuses a request that needs more, so a backend
+    never sees a field it did not declare."""
+
+    messages: list[dict[str, Any]]
+    """OpenAI messages: ``content`` a string or content parts, assistant ``tool_calls``, ``tool``
+    messages with ``tool_call_id``; ``developer`` is already ``system``."""
     max_tokens: int
     temperature: float = 0.7
     top_p: float = 1.0
@@ -38,6 +46,29 @@ class GenerationParams(msgspec.Struct, kw_only=True):
     """-1: off."""
     seed: int | None = None
     stop: list[str] = []
+    n: int = 1
+    tools: list[dict[str, Any]] = []
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] = {}
+    unknown_fields: dict[str, Any] = {}
+    """Fields OpenAI does not define, for ``forwards_unknown_fields`` backends to relay verbatim."""
+
+
+def text_messages(params: GenerationParams) -> list[dict[str, str]]:
+    """The messages as role and text, for engines that take nothing else (text parts joined)."""
+    messages = []
+    for message in params.messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(part.get("text") or "" for part in content if part.get("type") == "text")
+        messages.append({"role": message["role"], "content": content or ""})
+    return messages
 
 
 class Usage(msgspec.Struct):

@@ -17,7 +17,15 @@ import httpx
 import structlog
 
 from warmgate.core.functions import loading_function
-from warmgate.plugins.llm.backend import Delta, EngineFailed, EngineTimeout, EngineUnavailable, GenerationParams, Usage
+from warmgate.plugins.llm.backend import (
+    Delta,
+    EngineFailed,
+    EngineTimeout,
+    EngineUnavailable,
+    GenerationParams,
+    Usage,
+    text_messages,
+)
 from warmgate.plugins.llm.ollama_names import ollama_name
 
 __all__ = ["DEFAULT_HOST", "OllamaBackend", "OllamaError", "load_ollama"]
@@ -143,6 +151,10 @@ class OllamaBackend:
     """One model on one Ollama server; Ollama has no tokenizer endpoint, so prompt tokens are
     known only from its answers."""
 
+    backend_name = "ollama"
+    features = frozenset({"stop", "seed", "penalties"})
+    forwards_unknown_fields = False  # Ollama's API is not OpenAI's: unknown fields would mean nothing to it
+
     def __init__(self, client: Any, *, host: str, name: str, keep_alive: int | float | str | None,
                  num_ctx: int | None, context_length: int | None, log: Any) -> None:
         self.client = client
@@ -165,6 +177,10 @@ class OllamaBackend:
             options["seed"] = params.seed
         if params.stop:
             options["stop"] = list(params.stop)
+        if params.presence_penalty:
+            options["presence_penalty"] = params.presence_penalty
+        if params.frequency_penalty:
+            options["frequency_penalty"] = params.frequency_penalty
         if self.num_ctx:
             options["num_ctx"] = self.num_ctx
         return options
@@ -172,7 +188,7 @@ class OllamaBackend:
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         import ollama
 
-        chunks = await self.client.chat(model=self.name, messages=params.messages, stream=True,
+        chunks = await self.client.chat(model=self.name, messages=text_messages(params), stream=True,
                                         options=self._options(params), keep_alive=self.keep_alive)
         try:
             async for chunk in chunks:

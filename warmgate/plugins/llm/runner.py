@@ -16,7 +16,8 @@ from warmgate.core.errors import RequestValidationError, WarmgateError
 from warmgate.core.logs import access_fields
 from warmgate.core.spec import Runner
 from warmgate.plugins.llm import openai_wire as oa
-from warmgate.plugins.llm.backend import Delta, EngineFailed, GenerationParams, LLMBackend, Usage
+from warmgate.plugins.llm.backend import Delta, EngineFailed, GenerationParams, LLMBackend, Usage, text_messages
+from warmgate.plugins.llm.capabilities import check_consistent, check_supported
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]
@@ -71,7 +72,7 @@ class LLMRunner(Runner):
         limit = self.backend.context_length
         if not limit:
             return
-        prompt = self.backend.count_prompt_tokens(params.messages)
+        prompt = self.backend.count_prompt_tokens(text_messages(params))
         if inspect.isawaitable(prompt):
             prompt = await prompt
         prompt = prompt or 0
@@ -222,23 +223,10 @@ class LLMRunner(Runner):
     # -- OpenAI chat completions -------------------------------------------------------
 
     async def chat(self, request: oa.ChatCompletionRequest) -> Any:
-        if request.n != 1:
-            raise RequestValidationError.single(["body", "n"], "only n=1 is supported by this backend")
-        messages = []
-        for i, message in enumerate(request.messages):
-            if isinstance(message.content, list) and any(p.type != "text" for p in message.content):
-                raise RequestValidationError.single(["body", "messages", i, "content"],
-                                                    "only text content parts are supported by this model")
-            role = "system" if message.role == "developer" else message.role
-            messages.append({"role": role, "content": oa.message_text(message)})
+        params = _chat_params(request)
+        check_consistent(params)
+        check_supported(params, self.backend, self.model_id)
         field = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
-        stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-        params = GenerationParams(
-            messages=messages, max_tokens=request.max_completion_tokens or request.max_tokens or 256,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
-            top_k=-1 if request.top_k is None else request.top_k, seed=request.seed, stop=stop,
-        )
         await self._check_context(params, field)
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
         if request.stream:
@@ -290,6 +278,28 @@ class _Stream:
     async def aclose(self) -> None:
         await self.body.aclose()
         await self.deltas.aclose()
+
+
+def _chat_params(request: oa.ChatCompletionRequest) -> GenerationParams:
+    """The whole OpenAI request as the backends' one request model."""
+    messages = []
+    for message in request.messages:
+        entry = msgspec.to_builtins(message)
+        if entry["role"] == "developer":
+            entry["role"] = "system"
+        messages.append(entry)
+    stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
+    return GenerationParams(
+        messages=messages, max_tokens=request.max_completion_tokens or request.max_tokens or 256,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        top_k=-1 if request.top_k is None else request.top_k, seed=request.seed, stop=stop, n=request.n,
+        tools=msgspec.to_builtins(request.tools or []), tool_choice=msgspec.to_builtins(request.tool_choice),
+        parallel_tool_calls=request.parallel_tool_calls, response_format=msgspec.to_builtins(request.response_format),
+        logprobs=bool(request.logprobs), top_logprobs=request.top_logprobs,
+        presence_penalty=request.presence_penalty or 0.0, frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias=request.logit_bias or {}, unknown_fields=getattr(request, "unknown_fields", {}),
+    )
 
 
 def _reason(exc: Exception) -> str:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from warmgate.core.spec import module_bytes
-from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
+from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage, text_messages
 
 __all__ = ["TransformersBackend", "load_transformers"]
 
@@ -80,6 +80,10 @@ def _counting_streamer(tokenizer: Any) -> Any:
 
 
 class TransformersBackend:
+    backend_name = "transformers"
+    features = frozenset({"stop", "seed"})
+    forwards_unknown_fields = False
+
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -96,7 +100,7 @@ class TransformersBackend:
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         from transformers import StoppingCriteriaList
 
-        inputs = self._encode(params.messages).to(self.model.device)
+        inputs = self._encode(text_messages(params)).to(self.model.device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         streamer = _counting_streamer(self.tokenizer)
         cancel = threading.Event()

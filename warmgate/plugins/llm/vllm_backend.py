@@ -173,6 +173,10 @@ class OpenAICompatibleBackend:
     machine where the engine needs the same cores that difference was most of the relay's cost.
     """
 
+    backend_name = "vllm"
+    features = frozenset({"stop", "seed", "image_content", "response_format", "penalties", "logit_bias"})
+    forwards_unknown_fields = True
+
     def __init__(self, session: Any, root: str, served: str, context_length: int | None) -> None:
         self.session = session
         self.root = root
@@ -229,9 +233,11 @@ class OpenAICompatibleBackend:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     def _body(self, params: GenerationParams, stream: bool) -> bytes:
+        """The request as the engine takes it: OpenAI's fields, and the ones OpenAI does not
+        define verbatim (vLLM's ``min_p``, ``chat_template_kwargs``...), which never override ours."""
         body: dict[str, Any] = {
-            "model": self.served, "messages": params.messages, "max_tokens": params.max_tokens,
-            "temperature": params.temperature, "top_p": params.top_p, "stream": stream,
+            **params.unknown_fields, "model": self.served, "messages": params.messages,
+            "max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p, "stream": stream,
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
@@ -239,8 +245,10 @@ class OpenAICompatibleBackend:
             body["top_k"] = params.top_k
         if params.seed is not None:
             body["seed"] = params.seed
-        if params.stop:
-            body["stop"] = params.stop
+        optional = {"stop": params.stop, "presence_penalty": params.presence_penalty,
+                    "frequency_penalty": params.frequency_penalty, "logit_bias": params.logit_bias,
+                    "response_format": params.response_format}
+        body.update({name: value for name, value in optional.items() if value})
         return self._encode(body)
 
     def _post(self, params: GenerationParams, stream: bool) -> Any:

@@ -1,6 +1,6 @@
 """An in-process stand-in for an Ollama server, speaking its documented HTTP API (docs/api.md in
 the Ollama repository): ``/api/chat`` (NDJSON stream or one object; load and unload with empty
-``messages``), ``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and ``/api/ps``.
+``messages``; ``tools``, see ``tool_calls_for``), ``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and ``/api/ps``.
 
 No Ollama can run in the test environment; this lets the real ``ollama`` client and the gateway
 be tested over real HTTP. Generation is deterministic: the model answers with the words of the
@@ -44,6 +44,26 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     stream: bool = True
     options: dict[str, Any] = {}
     keep_alive: int | float | str | None = None
+    tools: list[dict[str, Any]] = []
+
+
+class ToolCallsMessage(msgspec.Struct):
+    """An assistant message that calls tools: Ollama sends ``arguments`` as an object."""
+
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]]
+
+
+def tool_calls_for(request: ChatRequest) -> list[dict[str, Any]] | None:
+    """With tools and a user message last, the fake calls the first tool, each of its required
+    arguments set to that message's text; otherwise it answers in words."""
+    if not request.tools or request.messages[-1].role != "user":
+        return None
+    function = request.tools[0]["function"]
+    required = (function.get("parameters") or {}).get("required") or []
+    return [{"function": {"name": function["name"],
+                          "arguments": {name: request.messages[-1].content for name in required}}}]
 
 
 class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -286,6 +306,12 @@ class FakeOllama:
                                    done=True, done_reason=reason))
         record = ChatRecord(model=name, body=body)
         self.chats.append(record)
+        calls = tool_calls_for(request)
+        if calls is not None:
+            record.tokens_sent, record.outcome = 1, "done"
+            return self._tool_calls(request, calls)
+        if request.messages[-1].role == "tool":  # a tool's result: the fake answers with its words
+            request.messages.append(Message("user", request.messages[-1].content))
         pieces, reason, prompt_count, eval_count = plan(request.messages, request.options)
         if not request.stream:
             if self.fail_after is not None:
@@ -313,6 +339,19 @@ class FakeOllama:
         except (asyncio.CancelledError, GeneratorExit):
             record.outcome = "disconnected"  # the client closed the stream: stop generating
             raise
+
+    def _tool_calls(self, request: ChatRequest, calls: list[dict[str, Any]]) -> Response[Any]:
+        message = ToolCallsMessage("assistant", "", calls)
+        if not request.stream:
+            return _json(ChatChunk(model=request.model, created_at=_now(), message=message, done=True,  # type: ignore[arg-type]
+                                   done_reason="stop", prompt_eval_count=3, eval_count=1))
+
+        async def lines() -> AsyncIterator[bytes]:  # as Ollama streams them: the calls, then the final chunk
+            yield _encoder.encode(ChatChunk(model=request.model, created_at=_now(), message=message,  # type: ignore[arg-type]
+                                            done=False)) + b"\n"
+            yield _encoder.encode(self._final(request.model, "", "stop", 3, 1)) + b"\n"
+
+        return _ndjson(lines())
 
     @staticmethod
     def _final(model: str, content: str, reason: str, prompt_count: int, eval_count: int) -> ChatChunk:

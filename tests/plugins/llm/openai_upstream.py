@@ -9,7 +9,8 @@ The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``
 ``--die-after N``: the first stream sends its role chunk and N tokens, then the process kills
 itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
 ``stream_options``); ``--hang``: chat requests are accepted and never answered.
-``GET /last`` answers the body of the last chat request, as the engine received it."""
+With ``tools``, it calls them (see ``_tool_calls``). ``GET /last`` answers the body of the last
+chat request, as the engine received it."""
 
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def _app(args: argparse.Namespace) -> web.Application:
         received.append(body)
         if args.hang:
             await asyncio.Event().wait()
+        calls = _tool_calls(body)
+        if calls:
+            return await _answer_with_calls(request, body, calls)
         limit = int(body.get("max_tokens") or 16)
         words = [f" t{i}" for i in range(min(limit, ANSWER_WORDS))]
         finish = "length" if len(words) == limit else "stop"
@@ -82,6 +86,51 @@ def _app(args: argparse.Namespace) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/last", last)  # the last chat request's body, for assertions
     return app
+
+
+def _tool_calls(body: dict) -> list[dict]:
+    """With tools and a user message last, the engine calls each tool (the named one only, for a
+    named ``tool_choice``), every required argument set to ``"v"``, as vLLM's parsers answer."""
+    choice = body.get("tool_choice")
+    if not body.get("tools") or choice == "none" or body["messages"][-1]["role"] != "user":
+        return []
+    tools = [t["function"] for t in body["tools"]]
+    if isinstance(choice, dict):
+        tools = [t for t in tools if t["name"] == choice["function"]["name"]]
+    return [{"id": f"chatcmpl-tool-{i}", "type": "function",
+             "function": {"name": tool["name"], "arguments": json.dumps(
+                 {name: "v" for name in (tool.get("parameters") or {}).get("required") or []})}}
+            for i, tool in enumerate(tools)]
+
+
+async def _answer_with_calls(request: web.Request, body: dict, calls: list[dict]) -> web.StreamResponse:
+    base = {"id": "chatcmpl-upstream", "created": 0, "model": body["model"]}
+    usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+    if not body.get("stream"):
+        return web.json_response({**base, "object": "chat.completion", "usage": usage, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": calls},
+             "finish_reason": "tool_calls"}]})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+
+    async def send(delta: dict, finish: str | None = None) -> None:
+        chunk = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta,
+                                                                         "finish_reason": finish}]}
+        await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+    await send({"role": "assistant", "content": ""})
+    for index, call in enumerate(calls):  # id and name first, then the arguments in fragments, as vLLM streams
+        await send({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                    "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        arguments = call["function"]["arguments"]
+        for start in range(0, len(arguments), 4):
+            await send({"tool_calls": [{"index": index, "function": {"arguments": arguments[start:start + 4]}}]})
+    await send({}, "tool_calls")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await response.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
+                                                     "usage": usage}).encode() + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    return response
 
 
 class Upstream:

@@ -24,6 +24,7 @@ INERT = {"user": "u-1", "metadata": {"team": "a"}, "store": False, "service_tier
 # each request needs one feature; (feature kwargs, the field the 400 must name)
 NEEDS = {
     "tools": ({"tools": [WEATHER]}, "`tools`"),
+    "tool_choice": ({"tools": [WEATHER], "tool_choice": "required"}, "`tool_choice`"),
     "tool_history": ({"messages": [*HI, {"role": "assistant", "tool_calls": [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]}, "`messages[1].tool_calls`"),
@@ -38,9 +39,9 @@ NEEDS = {
         {"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}}]}]}, "`messages[0].content[0]`"),
 }
 UNSUPPORTED = {
-    "transformers": list(NEEDS),
-    "ollama": ["tools", "tool_history", "json_object", "logprobs", "n", "logit_bias", "image", "audio"],
-    "vllm": ["tools", "tool_history", "logprobs", "n", "audio"],
+    "transformers": [need for need in NEEDS if need != "tool_choice"],  # `tools` is refused first
+    "ollama": ["tool_choice", "json_object", "logprobs", "n", "logit_bias", "image", "audio"],
+    "vllm": ["logprobs", "n", "audio"],
 }
 
 

@@ -13,6 +13,7 @@ from warmgate.core.plugins import load_plugins, pm
 
 __all__ = [
     "BackendFactory",
+    "Completion",
     "Delta",
     "EngineFailed",
     "EngineTimeout",
@@ -23,6 +24,7 @@ __all__ = [
     "get_backends",
     "hookspec",
     "text_messages",
+    "ToolCallDelta",
 ]
 
 hookspec = pluggy.HookspecMarker("warmgate")
@@ -79,15 +81,36 @@ class Usage(msgspec.Struct):
     is then the engine's chunk count, shown to the client but not billed (the quote is)."""
 
 
+class ToolCallDelta(msgspec.Struct, kw_only=True):
+    """A piece of a tool call, as OpenAI streams them: the first piece of call ``index`` has its
+    ``id`` and ``name``, the following ones fragments of its JSON ``arguments``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
 class Delta(msgspec.Struct):
-    """A piece of generated text; the last one carries ``finish_reason`` and ``usage`` (None:
-    the engine did not say, the runner counts)."""
+    """A piece of generated text or of tool calls; the last one carries ``finish_reason`` and
+    ``usage`` (None: the engine did not say, the runner counts)."""
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
     tokens: int = 0
     """Completion tokens this piece holds: what a stream that fails later is billed for."""
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class Completion(msgspec.Struct):
+    """A whole answer, from an engine that answers non-streaming requests in one piece."""
+
+    text: str
+    finish_reason: str
+    usage: Usage | None
+    """None: the engine did not say, the runner counts."""
+    tool_calls: list[ToolCallDelta] = []
 
 
 class EngineUnavailable(WarmgateError):
@@ -130,7 +153,7 @@ class LLMBackend(Protocol):
         ...
 
 
-# A backend may also define ``async complete(params) -> (text, finish_reason, Usage | None)`` for
+# A backend may also define ``async complete(params) -> Completion`` for
 # non-streaming requests when its engine answers those more cheaply than a stream; the runner
 # uses it when present. Stop sequences are then the engine's to honour. And
 # ``count_tokens(text) -> int | None`` (may be async): the model's tokenizer, for engines that

@@ -18,6 +18,7 @@ FEATURES = {
     "seed": "a sampling seed",
     "image_content": "image content parts",
     "tools": "tool calling",
+    "tool_choice": "forcing a tool call (tool_choice `required` or a named function)",
     "response_format": "structured output (response_format)",
     "logprobs": "log probabilities",
     "n": "several choices (n > 1)",
@@ -46,6 +47,8 @@ def requested(params: GenerationParams) -> Iterator[tuple[str, str]]:
             yield "tools", f"messages[{i}]"
     if params.tools:
         yield "tools", "tools"
+        if params.tool_choice == "required" or isinstance(params.tool_choice, dict):
+            yield "tool_choice", "tool_choice"
     if params.response_format is not None and params.response_format.get("type") != "text":
         yield "response_format", "response_format"
     if params.logprobs:

@@ -7,6 +7,7 @@ Ollama to unload it, so idle models free the GPU on the Ollama host too."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import structlog
 
+from warmgate.core.errors import RequestValidationError
 from warmgate.core.functions import loading_function
 from warmgate.plugins.llm.backend import (
     Delta,
@@ -23,6 +25,7 @@ from warmgate.plugins.llm.backend import (
     EngineTimeout,
     EngineUnavailable,
     GenerationParams,
+    ToolCallDelta,
     Usage,
     text_messages,
 )
@@ -147,12 +150,36 @@ def _unreachable(host: str, name: str, exc: BaseException) -> str:
             f"is `ollama serve` running there?")
 
 
+def ollama_messages(params: GenerationParams) -> list[dict[str, Any]]:
+    """OpenAI messages as Ollama takes them: text content, assistant ``tool_calls`` with
+    ``arguments`` as objects, and ``tool`` results named by the tool they answer."""
+    names: dict[str, str] = {}
+    messages = text_messages(params)
+    for i, (message, original) in enumerate(zip(messages, params.messages, strict=True)):
+        calls = []
+        for j, call in enumerate(original.get("tool_calls") or ()):
+            names[call["id"]] = call["function"]["name"]
+            try:
+                arguments = json.loads(call["function"].get("arguments") or "{}")
+            except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):
+                raise RequestValidationError.single(["body", "messages", i, "tool_calls", j, "function", "arguments"],
+                                                    "Ollama takes a call's arguments as a JSON object")
+            calls.append({"function": {"name": call["function"]["name"], "arguments": arguments}})
+        if calls:
+            message["tool_calls"] = calls
+        if message["role"] == "tool":
+            message["tool_name"] = names.get(original.get("tool_call_id") or "", "")
+    return messages
+
+
 class OllamaBackend:
     """One model on one Ollama server; Ollama has no tokenizer endpoint, so prompt tokens are
     known only from its answers."""
 
     backend_name = "ollama"
-    features = frozenset({"stop", "seed", "penalties"})
+    features = frozenset({"stop", "seed", "penalties", "tools"})
     forwards_unknown_fields = False  # Ollama's API is not OpenAI's: unknown fields would mean nothing to it
 
     def __init__(self, client: Any, *, host: str, name: str, keep_alive: int | float | str | None,
@@ -188,12 +215,20 @@ class OllamaBackend:
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         import ollama
 
-        chunks = await self.client.chat(model=self.name, messages=text_messages(params), stream=True,
-                                        options=self._options(params), keep_alive=self.keep_alive)
+        tools = params.tools if params.tool_choice != "none" else None
+        chunks = await self.client.chat(model=self.name, messages=ollama_messages(params), tools=tools or None,
+                                        stream=True, options=self._options(params), keep_alive=self.keep_alive)
+        calls = 0
         try:
             async for chunk in chunks:
                 if chunk.message.content:
                     yield Delta(text=chunk.message.content, tokens=1)  # Ollama streams a token a chunk
+                if chunk.message.tool_calls:  # whole calls, arguments as objects: OpenAI's are JSON strings
+                    pieces = [ToolCallDelta(index=calls + i, id=f"call_{os.urandom(12).hex()}", name=call.function.name,
+                                            arguments=json.dumps(dict(call.function.arguments)))
+                              for i, call in enumerate(chunk.message.tool_calls)]
+                    calls += len(pieces)
+                    yield Delta(tool_calls=pieces, tokens=1)
                 if chunk.done:
                     finish = "length" if chunk.done_reason == "length" else "stop"
                     usage = None if chunk.eval_count is None else Usage(chunk.prompt_eval_count or 0, chunk.eval_count)

@@ -16,7 +16,16 @@ from warmgate.core.errors import RequestValidationError, WarmgateError
 from warmgate.core.logs import access_fields
 from warmgate.core.spec import Runner
 from warmgate.plugins.llm import openai_wire as oa
-from warmgate.plugins.llm.backend import Delta, EngineFailed, GenerationParams, LLMBackend, Usage, text_messages
+from warmgate.plugins.llm.backend import (
+    Completion,
+    Delta,
+    EngineFailed,
+    GenerationParams,
+    LLMBackend,
+    ToolCallDelta,
+    Usage,
+    text_messages,
+)
 from warmgate.plugins.llm.capabilities import check_consistent, check_supported
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
@@ -91,14 +100,22 @@ class LLMRunner(Runner):
         pending: collections.deque[tuple[int, int]] = collections.deque()  # (end offset, tokens) not yet out
         fed = sent = chunks = 0
         parts: list[str] = []
+        called = False
         try:
             async for delta in generator:
+                if delta.tool_calls:
+                    chunks += 1
+                    calls = [c for c in delta.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
+                    if calls:
+                        called = True
+                        yield Delta(tool_calls=calls, tokens=delta.tokens)
+                    continue
                 if delta.finish_reason is not None:
                     tail = scanner.flush()
                     if tail:
                         parts.append(tail)
                         yield Delta(text=tail, tokens=sum(tokens for _, tokens in pending))
-                    finish = "stop" if scanner.stopped else delta.finish_reason
+                    finish = "tool_calls" if called else "stop" if scanner.stopped else delta.finish_reason
                     usage = await self._usage(delta.usage, "".join(parts), chunks)
                     self._account(params, finish=finish, usage=usage)
                     yield Delta(finish_reason=finish, usage=usage)
@@ -149,19 +166,22 @@ class LLMRunner(Runner):
                          completion_tokens=usage.completion_tokens if usage.exact else None)
         fields["llm"] = entry
 
-    async def _complete(self, params: GenerationParams) -> tuple[str, str, Usage]:
+    async def _complete(self, params: GenerationParams) -> Completion:
         complete = getattr(self.backend, "complete", None)
         if complete is not None:  # the engine answers non-streaming requests in one piece
-            text, finish, usage = await complete(params)
-            usage = await self._usage(usage, text, 0)
+            answer = await complete(params)
+            usage = await self._usage(answer.usage, answer.text, 0)
+            finish = "tool_calls" if answer.tool_calls else answer.finish_reason
             self._account(params, finish=finish, usage=usage)
-            return text, finish, usage
+            calls = [c for c in answer.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
+            return Completion(answer.text, finish, usage, calls)
         parts: list[str] = []
+        calls = []
         async for delta in self._deltas(params):
             if delta.finish_reason is not None:
-                assert delta.usage is not None
-                return "".join(parts), delta.finish_reason, delta.usage
+                return Completion("".join(parts), delta.finish_reason, delta.usage, calls)
             parts.append(delta.text)
+            calls += delta.tool_calls or ()
         raise EngineFailed(f"the {self.model_id} backend ended without finishing the completion")
 
     async def _open(self, params: GenerationParams) -> tuple[Delta, AsyncGenerator[Delta]]:
@@ -192,10 +212,10 @@ class LLMRunner(Runner):
         if request.stream:
             first, deltas = await self._open(params)
             return _Stream(self._livepeer_stream(params, first, deltas, ident, created), deltas)
-        text, finish, usage = await self._complete(params)
-        return LLMResponse(id=ident, model=self.model_id, created=created, usage=_livepeer_usage(usage),
-                           choices=[LLMChoice(index=0, finish_reason=finish,
-                                              message=LLMMessage(role="assistant", content=text))])
+        answer = await self._complete(params)
+        return LLMResponse(id=ident, model=self.model_id, created=created, usage=_livepeer_usage(answer.usage),
+                           choices=[LLMChoice(index=0, finish_reason=answer.finish_reason,
+                                              message=LLMMessage(role="assistant", content=answer.text))])
 
     async def _livepeer_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
                                ident: str, created: int) -> AsyncIterator[bytes]:
@@ -233,10 +253,11 @@ class LLMRunner(Runner):
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
             first, deltas = await self._open(params)
             return _Stream(self._openai_stream(params, first, deltas, ident, created, include_usage), deltas)
-        text, finish, usage = await self._complete(params)
-        return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(usage),
-                                 choices=[oa.Choice(index=0, message=oa.ResponseMessage("assistant", text),
-                                                    finish_reason=finish)])
+        answer = await self._complete(params)
+        calls = _assembled(answer.tool_calls)
+        message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
+        return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(answer.usage),
+                                 choices=[oa.Choice(index=0, message=message, finish_reason=answer.finish_reason)])
 
     async def _openai_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
                              ident: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
@@ -250,7 +271,10 @@ class LLMRunner(Runner):
             yield chunk(oa.ChunkDelta(role="assistant", content=""))
             while delta.finish_reason is None:
                 delivered += delta.tokens
-                yield chunk(oa.ChunkDelta(content=delta.text))
+                if delta.tool_calls:
+                    yield chunk(oa.ChunkDelta(tool_calls=[_chunk_tool_call(c) for c in delta.tool_calls]))
+                else:
+                    yield chunk(oa.ChunkDelta(content=delta.text))
                 delta = await anext(deltas)
             yield chunk(oa.ChunkDelta(), delta.finish_reason)
             if include_usage:
@@ -300,6 +324,30 @@ def _chat_params(request: oa.ChatCompletionRequest) -> GenerationParams:
         presence_penalty=request.presence_penalty or 0.0, frequency_penalty=request.frequency_penalty or 0.0,
         logit_bias=request.logit_bias or {}, unknown_fields=getattr(request, "unknown_fields", {}),
     )
+
+
+def _assembled(pieces: list[ToolCallDelta]) -> list[oa.ToolCall]:
+    """Tool-call pieces joined into whole calls, in the order of their index."""
+    calls: dict[int, oa.ToolCall] = {}
+    for piece in pieces:
+        call = calls.get(piece.index)
+        if call is None:
+            calls[piece.index] = oa.ToolCall(id=piece.id or _call_id(),
+                                             function=oa.FunctionCall(name=piece.name or "", arguments=piece.arguments))
+        else:
+            call.function.arguments += piece.arguments
+    return [calls[index] for index in sorted(calls)]
+
+
+def _chunk_tool_call(piece: ToolCallDelta) -> oa.ChunkToolCall:
+    """OpenAI's streamed shape: id, type and name with the first piece, then argument fragments."""
+    first = piece.id is not None or piece.name is not None
+    return oa.ChunkToolCall(index=piece.index, id=piece.id if first else None, type="function" if first else None,
+                            function=oa.ChunkFunction(name=piece.name, arguments=piece.arguments))
+
+
+def _call_id() -> str:
+    return f"call_{os.urandom(12).hex()}"
 
 
 def _reason(exc: Exception) -> str:

@@ -11,7 +11,8 @@ CPU distribution breaks it), run by ``options.python`` so vLLM can live in its o
 environment; ``options.engine`` becomes its flags (``max_model_len: 4096`` →
 ``--max-model-len 4096``, ``enforce_eager: true`` → ``--enforce-eager``). ``options.command``
 replaces the whole command for other engines, with ``{python}``, ``{model}``, ``{served}`` and
-``{port}`` filled in.
+``{port}`` filled in. ``options.tool_parser`` (``hermes``, ``llama3_json``, ``mistral``...)
+starts it with ``--enable-auto-tool-choice --tool-call-parser <parser>``, so it answers ``tools``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ import msgspec
 import structlog
 
 from warmgate.core.errors import ClientError, WarmgateError
-from warmgate.plugins.llm.backend import Delta, EngineFailed, EngineTimeout, EngineUnavailable, GenerationParams, Usage
+from warmgate.plugins.llm.backend import (
+    Completion,
+    Delta,
+    EngineFailed,
+    EngineTimeout,
+    EngineUnavailable,
+    GenerationParams,
+    ToolCallDelta,
+    Usage,
+)
 
 __all__ = ["ManagedEngine", "OpenAICompatibleBackend", "load_vllm"]
 
@@ -90,6 +100,8 @@ class ManagedEngine:
         else:
             self.command = [python, "-m", _VLLM_MODULE, "--model", model_id, "--served-model-name", served,
                             "--host", "127.0.0.1", "--port", str(self.port), *engine_flags(options.get("engine", {}))]
+            if options.get("tool_parser"):  # vLLM parses tool calls only when told the model's format
+                self.command += ["--enable-auto-tool-choice", "--tool-call-parser", str(options["tool_parser"])]
         self.env = {**os.environ, **{k: str(v) for k, v in options.get("env", {}).items()}}
         self.startup_timeout = float(options.get("startup_timeout", 900))
         self.process: asyncio.subprocess.Process | None = None
@@ -174,7 +186,8 @@ class OpenAICompatibleBackend:
     """
 
     backend_name = "vllm"
-    features = frozenset({"stop", "seed", "image_content", "response_format", "penalties", "logit_bias"})
+    features = frozenset({"stop", "seed", "image_content", "response_format", "penalties", "logit_bias", "tools",
+                          "tool_choice"})
     forwards_unknown_fields = True
 
     def __init__(self, session: Any, root: str, served: str, context_length: int | None) -> None:
@@ -245,16 +258,17 @@ class OpenAICompatibleBackend:
             body["top_k"] = params.top_k
         if params.seed is not None:
             body["seed"] = params.seed
-        optional = {"stop": params.stop, "presence_penalty": params.presence_penalty,
-                    "frequency_penalty": params.frequency_penalty, "logit_bias": params.logit_bias,
-                    "response_format": params.response_format}
-        body.update({name: value for name, value in optional.items() if value})
+        optional = {"tools": params.tools, "tool_choice": params.tool_choice,
+                    "parallel_tool_calls": params.parallel_tool_calls, "stop": params.stop,
+                    "presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty,
+                    "logit_bias": params.logit_bias, "response_format": params.response_format}
+        body.update({name: value for name, value in optional.items() if value or value is False})
         return self._encode(body)
 
     def _post(self, params: GenerationParams, stream: bool) -> Any:
         return self.session.post(self.url, data=self._body(params, stream), headers=_JSON_HEADERS)
 
-    async def complete(self, params: GenerationParams) -> tuple[str, str, Usage | None]:
+    async def complete(self, params: GenerationParams) -> Completion:
         """One answer without streaming: for non-streaming requests the engine then sends one
         JSON body instead of a chunk per token, which costs it (and the relay) far less."""
         with self._errors():
@@ -266,8 +280,12 @@ class OpenAICompatibleBackend:
         if not answer.choices:
             raise EngineFailed("the engine answered without a choice")
         choice = answer.choices[0]
-        text = (choice.get("message") or {}).get("content") or ""
-        return text, "length" if choice.get("finish_reason") == "length" else "stop", _usage(answer.usage)
+        message = choice.get("message") or {}
+        calls = [ToolCallDelta(index=i, id=call.get("id"), name=(call.get("function") or {}).get("name"),
+                               arguments=(call.get("function") or {}).get("arguments") or "")
+                 for i, call in enumerate(message.get("tool_calls") or ())]
+        return Completion(message.get("content") or "", _finish(choice.get("finish_reason")), _usage(answer.usage),
+                          calls)
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         finish: str | None = None
@@ -282,15 +300,18 @@ class OpenAICompatibleBackend:
                     if chunk.error:
                         raise EngineFailed(f"the engine failed: {chunk.error.get('message', chunk.error)}")
                     for choice in chunk.choices:
-                        text = (choice.get("delta") or {}).get("content")
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
                         if text:
                             yield Delta(text=text, tokens=1)  # an OpenAI-compatible engine streams a token a chunk
+                        if delta.get("tool_calls"):
+                            yield Delta(tool_calls=[_tool_call_piece(call) for call in delta["tool_calls"]], tokens=1)
                         finish = choice.get("finish_reason") or finish
                     if chunk.usage:
-                        yield Delta(finish_reason="length" if finish == "length" else "stop", usage=_usage(chunk.usage))
+                        yield Delta(finish_reason=_finish(finish), usage=_usage(chunk.usage))
                         return
         if finish is not None:  # an engine that ignores stream_options: the runner counts the tokens
-            yield Delta(finish_reason="length" if finish == "length" else "stop")
+            yield Delta(finish_reason=_finish(finish))
             return
         raise EngineFailed("the engine closed the stream before finishing the completion")
 
@@ -336,6 +357,16 @@ def _upstream_error(status: int, content: bytes) -> Exception:
     if status == 503:
         return EngineUnavailable(text)
     return ClientError(text) if 400 <= status < 500 else EngineFailed(text)
+
+
+def _finish(reason: str | None) -> str:
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def _tool_call_piece(call: dict[str, Any]) -> ToolCallDelta:
+    function = call.get("function") or {}
+    return ToolCallDelta(index=call.get("index", 0), id=call.get("id"), name=function.get("name"),
+                         arguments=function.get("arguments") or "")
 
 
 def _usage(reported: dict[str, Any] | None) -> Usage | None:

@@ -1,6 +1,7 @@
 """An in-process stand-in for an Ollama server, speaking its documented HTTP API (docs/api.md in
 the Ollama repository): ``/api/chat`` (NDJSON stream or one object; load and unload with empty
-``messages``; ``tools``, see ``tool_calls_for``), ``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and ``/api/ps``.
+``messages``; ``tools``, see ``tool_calls_for``; ``format``, see ``instance_of``), ``/api/pull``
+(NDJSON progress), ``/api/show``, ``/api/tags`` and ``/api/ps``.
 
 No Ollama can run in the test environment; this lets the real ``ollama`` client and the gateway
 be tested over real HTTP. Generation is deterministic: the model answers with the words of the
@@ -45,6 +46,21 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     options: dict[str, Any] = {}
     keep_alive: int | float | str | None = None
     tools: list[dict[str, Any]] = []
+    format: str | dict[str, Any] | None = None
+
+
+def instance_of(schema: dict[str, Any], text: str) -> Any:
+    """A value valid for the (simple) JSON ``schema``, its strings ``text``: what a model
+    constrained by Ollama's ``format`` answers."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: instance_of(properties.get(name) or {}, text) for name in schema.get("required") or properties}
+    if kind == "array":
+        return [instance_of(schema.get("items") or {}, text) for _ in range(schema.get("minItems", 1))]
+    return {"string": text, "integer": len(text.split()), "number": 0.5, "boolean": True, "null": None}[kind]
 
 
 class ToolCallsMessage(msgspec.Struct):
@@ -313,6 +329,11 @@ class FakeOllama:
         if request.messages[-1].role == "tool":  # a tool's result: the fake answers with its words
             request.messages.append(Message("user", request.messages[-1].content))
         pieces, reason, prompt_count, eval_count = plan(request.messages, request.options)
+        if request.format is not None:  # constrained: the answer is JSON, one token a piece
+            schema = request.format if isinstance(request.format, dict) else {"type": "object", "required": ["answer"]}
+            answer = _encoder.encode(instance_of(schema, "".join(pieces))).decode()
+            pieces, reason = [answer[i:i + 4] for i in range(0, len(answer), 4)], "stop"
+            eval_count = len(pieces)
         if not request.stream:
             if self.fail_after is not None:
                 record.outcome = "error"

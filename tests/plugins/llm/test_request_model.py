@@ -40,7 +40,7 @@ NEEDS = {
 }
 UNSUPPORTED = {
     "transformers": [need for need in NEEDS if need != "tool_choice"],  # `tools` is refused first
-    "ollama": ["tool_choice", "json_object", "logprobs", "n", "logit_bias", "image", "audio"],
+    "ollama": ["tool_choice", "logprobs", "n", "logit_bias", "image", "audio"],
     "vllm": ["logprobs", "n", "audio"],
 }
 

@@ -150,6 +150,16 @@ def _unreachable(host: str, name: str, exc: BaseException) -> str:
             f"is `ollama serve` running there?")
 
 
+def ollama_format(params: GenerationParams) -> str | dict[str, Any] | None:
+    """``response_format`` as Ollama's ``format``: ``"json"``, or the JSON schema itself."""
+    response_format = params.response_format or {}
+    if response_format.get("type") == "json_object":
+        return "json"
+    if response_format.get("type") == "json_schema":
+        return (response_format.get("json_schema") or {}).get("schema") or "json"
+    return None
+
+
 def ollama_messages(params: GenerationParams) -> list[dict[str, Any]]:
     """OpenAI messages as Ollama takes them: text content, assistant ``tool_calls`` with
     ``arguments`` as objects, and ``tool`` results named by the tool they answer."""
@@ -179,7 +189,7 @@ class OllamaBackend:
     known only from its answers."""
 
     backend_name = "ollama"
-    features = frozenset({"stop", "seed", "penalties", "tools"})
+    features = frozenset({"stop", "seed", "penalties", "tools", "response_format"})
     forwards_unknown_fields = False  # Ollama's API is not OpenAI's: unknown fields would mean nothing to it
 
     def __init__(self, client: Any, *, host: str, name: str, keep_alive: int | float | str | None,
@@ -217,7 +227,8 @@ class OllamaBackend:
 
         tools = params.tools if params.tool_choice != "none" else None
         chunks = await self.client.chat(model=self.name, messages=ollama_messages(params), tools=tools or None,
-                                        stream=True, options=self._options(params), keep_alive=self.keep_alive)
+                                        format=ollama_format(params), stream=True, options=self._options(params),
+                                        keep_alive=self.keep_alive)
         calls = 0
         try:
             async for chunk in chunks:

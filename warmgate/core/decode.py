@@ -25,6 +25,8 @@ TOO_DEEP = "{where} is nested too deeply (arrays and objects within each other)"
 
 def json_decoder(spec: PipelineSpec) -> Callable[[bytes], Any]:
     """``decode(body)`` for a JSON pipeline (synchronous: the body is read by the caller)."""
+    if spec.decode is not None:
+        return spec.decode
     decoder = msgspec.json.Decoder(spec.request)
     return lambda body: _decode(decoder, body)
 

@@ -145,6 +145,10 @@ class PipelineSpec:
     before the function is acquired, so bad input (an undecodable upload, too many pixels) is
     rejected without a queue wait or a cold start. ``options`` are the function's configured
     options. ``units`` and the runner receive what it returns."""
+    decode: Callable[[bytes], Any] | None = None
+    """``decode(body) -> request`` for a JSON body, instead of decoding it as ``request``: for a
+    wire format that must keep what its struct does not declare (OpenAI chat's unknown fields,
+    relayed to engines that know them). It raises ``ClientError``/``RequestValidationError``."""
     invoke: Callable[[Any, Any], Any] | None = None
     """``invoke(runner, request)``: how this spec's requests call the runner; default
     ``runner(request)``. It runs on the event loop, so it returns an awaitable, an async
@@ -167,6 +171,8 @@ class PipelineSpec:
             raise TypeError(f"pipeline {self.name!r}: load must be callable, got {self.load!r}")
         if self.prepare is not None and not callable(self.prepare):
             raise TypeError(f"pipeline {self.name!r}: prepare must be callable, got {self.prepare!r}")
+        if self.decode is not None and not callable(self.decode):
+            raise TypeError(f"pipeline {self.name!r}: decode must be callable, got {self.decode!r}")
         if self.invoke is not None and not callable(self.invoke):
             raise TypeError(f"pipeline {self.name!r}: invoke must be callable, got {self.invoke!r}")
         if self.wire not in ("livepeer", "openai"):

@@ -34,7 +34,8 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
 
 class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     """One priced request. ``units`` and ``wei`` are what it is billed: the quote; the completion
-    tokens with ``settle: usage``; 0 wei when it failed."""
+    tokens with ``settle: usage``; 0 wei when it failed, except a stream that failed after
+    delivering tokens: those tokens (``completion_tokens``), with the status it failed with."""
 
     request_id: str
     time: float
@@ -59,7 +60,12 @@ async def report_usage(app: Any, quote: Quote, request_id: str, status: int, sec
     llm = access_fields.get({}).get("llm") or {}
     completion = llm.get("completion_tokens")
     units, wei = quote.units, quote.wei
-    if quote.settle_usage and completion is not None:  # an abandoned stream has none: it keeps its quote
+    failed = llm.get("failed_status")
+    if failed is not None:  # a stream that failed after its 200: the tokens it delivered, whatever the settle
+        status, billed = failed, True
+        units = completion or 0
+        wei = min(wei, _reprice(app, quote, units)) if units else 0
+    elif quote.settle_usage and completion is not None:  # an abandoned stream has none: it keeps its quote
         units, wei = completion, min(wei, _reprice(app, quote, completion))
     event = UsageEvent(request_id=request_id, time=time.time(), function=quote.function, pipeline=quote.pipeline,
                        model_id=quote.model_id, units=units, quoted_wei=quote.wei, wei=wei if billed else 0,

@@ -142,9 +142,12 @@ def sum_usage(rows: list[Any]) -> list[UsageTotal]:
     for row_key, function, status, units, wei, prompt, completion in rows:
         total = sums.setdefault((row_key, function), [0, 0, 0, 0, 0, 0])
         total[0] += 1
-        if status >= 400 and status != ABANDONED:
-            total[1] += 1  # failed: neither units nor tokens count
-            continue
+        billed = int(wei) != 0
+        if status >= 400:
+            if not (status == ABANDONED and billed):  # a client that left mid-answer used what it got
+                total[1] += 1  # failed, or abandoned before any answer
+            if not billed:  # neither units nor tokens count; a stream that failed after delivering
+                continue  # tokens is billed those, and they count
         total[2] += units
         total[3] += int(wei)  # Python ints: exact however large
         total[4] += prompt or 0

@@ -1,7 +1,7 @@
 """An in-process stand-in for an Ollama server, speaking its documented HTTP API (docs/api.md in
 the Ollama repository): ``/api/chat`` (NDJSON stream or one object; load and unload with empty
-``messages``), ``/api/embed``, ``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and
-``/api/ps``.
+``messages``; ``tools``, see ``tool_calls_for``; ``format``, see ``instance_of``), ``/api/embed``,
+``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and ``/api/ps``.
 
 No Ollama can run in the test environment; this lets the real ``ollama`` client and the gateway
 be tested over real HTTP. Generation is deterministic: the model answers with the words of the
@@ -46,6 +46,41 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     stream: bool = True
     options: dict[str, Any] = {}
     keep_alive: int | float | str | None = None
+    tools: list[dict[str, Any]] = []
+    format: str | dict[str, Any] | None = None
+
+
+def instance_of(schema: dict[str, Any], text: str) -> Any:
+    """A value valid for the (simple) JSON ``schema``, its strings ``text``: what a model
+    constrained by Ollama's ``format`` answers."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: instance_of(properties.get(name) or {}, text) for name in schema.get("required") or properties}
+    if kind == "array":
+        return [instance_of(schema.get("items") or {}, text) for _ in range(schema.get("minItems", 1))]
+    return {"string": text, "integer": len(text.split()), "number": 0.5, "boolean": True, "null": None}[kind]
+
+
+class ToolCallsMessage(msgspec.Struct):
+    """An assistant message that calls tools: Ollama sends ``arguments`` as an object."""
+
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]]
+
+
+def tool_calls_for(request: ChatRequest) -> list[dict[str, Any]] | None:
+    """With tools and a user message last, the fake calls the first tool, each of its required
+    arguments set to that message's text; otherwise it answers in words."""
+    if not request.tools or request.messages[-1].role != "user":
+        return None
+    function = request.tools[0]["function"]
+    required = (function.get("parameters") or {}).get("required") or []
+    return [{"function": {"name": function["name"],
+                          "arguments": {name: request.messages[-1].content for name in required}}}]
 
 
 class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -306,7 +341,18 @@ class FakeOllama:
                                    done=True, done_reason=reason))
         record = ChatRecord(model=name, body=body)
         self.chats.append(record)
+        calls = tool_calls_for(request)
+        if calls is not None:
+            record.tokens_sent, record.outcome = 1, "done"
+            return self._tool_calls(request, calls)
+        if request.messages[-1].role == "tool":  # a tool's result: the fake answers with its words
+            request.messages.append(Message("user", request.messages[-1].content))
         pieces, reason, prompt_count, eval_count = plan(request.messages, request.options)
+        if request.format is not None:  # constrained: the answer is JSON, one token a piece
+            schema = request.format if isinstance(request.format, dict) else {"type": "object", "required": ["answer"]}
+            answer = _encoder.encode(instance_of(schema, "".join(pieces))).decode()
+            pieces, reason = [answer[i:i + 4] for i in range(0, len(answer), 4)], "stop"
+            eval_count = len(pieces)
         if not request.stream:
             if self.fail_after is not None:
                 record.outcome = "error"
@@ -333,6 +379,19 @@ class FakeOllama:
         except (asyncio.CancelledError, GeneratorExit):
             record.outcome = "disconnected"  # the client closed the stream: stop generating
             raise
+
+    def _tool_calls(self, request: ChatRequest, calls: list[dict[str, Any]]) -> Response[Any]:
+        message = ToolCallsMessage("assistant", "", calls)
+        if not request.stream:
+            return _json(ChatChunk(model=request.model, created_at=_now(), message=message, done=True,  # type: ignore[arg-type]
+                                   done_reason="stop", prompt_eval_count=3, eval_count=1))
+
+        async def lines() -> AsyncIterator[bytes]:  # as Ollama streams them: the calls, then the final chunk
+            yield _encoder.encode(ChatChunk(model=request.model, created_at=_now(), message=message,  # type: ignore[arg-type]
+                                            done=False)) + b"\n"
+            yield _encoder.encode(self._final(request.model, "", "stop", 3, 1)) + b"\n"
+
+        return _ndjson(lines())
 
     @staticmethod
     def _final(model: str, content: str, reason: str, prompt_count: int, eval_count: int) -> ChatChunk:

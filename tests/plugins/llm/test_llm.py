@@ -150,12 +150,13 @@ def test_openai_sdk_errors_map_to_its_exceptions(llm, sdk):
     server, _ = llm
     client = sdk(server.url + "/v1", max_retries=0)
     with pytest.raises(openai.UnprocessableEntityError):
-        client.chat.completions.create(model="tiny", n=2, messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(model="tiny", n=0, messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}])
+    assert refused.value.response.json()["detail"]["msg"].startswith("`messages[0].content[0]`")
 
 
 def test_models_list_the_llm_functions(llm, tiny_chat, sdk):

@@ -300,8 +300,46 @@ def test_ollama_error_mid_stream_becomes_a_clear_error(gateway, fake, sdk):
         list(sdk(server.url + "/v1").chat.completions.create(
             model=LLAMA_ID, messages=[{"role": "user", "content": PROMPT}], stream=True))
     r = client.post("/llm", json=_chat())
-    assert r.status_code == 500 and expected in r.json()["detail"]["msg"]
+    assert r.status_code == 502 and expected in r.json()["detail"]["msg"]  # the engine failed: a bad gateway
     assert [chat.outcome for chat in fake.chats] == ["done", "error", "error", "error"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_ollama_going_down_after_the_load_is_a_503_with_retry_after(warmgate_server, ollama_backend, sdk, stream):
+    with run_fake_ollama(local=[FakeModel(name=LLAMA)]) as ollama:
+        function = FunctionConfig(pipeline="llm", model_id=LLAMA_ID, options={"backend": "ollama", "host": ollama.url})
+        server, client = warmgate_server(Settings(functions=[function]))
+        assert client.post("/llm", json=_chat(max_tokens=3)).status_code == 200  # loaded
+    with pytest.raises(openai.APIStatusError) as failure:  # a stream sends nothing before Ollama's first byte
+        sdk(server.url + "/v1").chat.completions.create(
+            model=LLAMA_ID, messages=[{"role": "user", "content": PROMPT}], stream=stream)
+    assert failure.value.status_code == 503 and int(failure.value.response.headers["retry-after"]) >= 1
+    assert f"cannot reach Ollama at {ollama.url}" in failure.value.response.read().decode()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_ollama_not_answering_in_time_is_a_504(gateway, fake, sdk, stream):
+    server, client = gateway(options={"timeout": 0.5})
+    assert client.post("/llm", json=_chat(max_tokens=3)).status_code == 200  # loaded
+    fake.token_delay = 3
+    with pytest.raises(openai.APIStatusError) as failure:
+        sdk(server.url + "/v1").chat.completions.create(
+            model=LLAMA_ID, messages=[{"role": "user", "content": PROMPT}], stream=stream)
+    assert failure.value.status_code == 504 and "did not answer in time" in failure.value.response.read().decode()
+
+
+def test_ollama_failing_mid_stream_bills_the_tokens_it_delivered(fake, warmgate_server, ollama_backend, tmp_path):
+    from warmgate.core.settings import Price, PricingSettings
+
+    function = FunctionConfig(pipeline="llm", model_id=LLAMA_ID, price=Price(price_per_unit=1000),
+                              options={"backend": "ollama", "host": fake.url})
+    _, client = warmgate_server(Settings(functions=[function], pricing=PricingSettings(ledger=str(tmp_path / "u.db"))))
+    fake.fail_after = 2
+    r = client.post("/llm", json=_chat(max_tokens=10, stream=True))
+    assert "event: error" in r.text
+    assert wait_for(lambda: client.get("/usage").json()["usage"])
+    [total] = client.get("/usage").json()["usage"]
+    assert (total["failed"], total["units"], total["wei"], total["completion_tokens"]) == (1, 2, "2000", 2)
 
 
 def test_unreachable_host_fails_the_load_fast_with_503_naming_host_and_model(gateway):

@@ -60,6 +60,14 @@ def test_engine_flags_follow_vllm_spelling():
         "--max-model-len", "4096", "--enforce-eager"]
 
 
+def test_the_managed_engine_parses_tool_calls_when_a_tool_parser_is_set():
+    from warmgate.plugins.llm.vllm_backend import ManagedEngine
+
+    command = ManagedEngine("org/m", "org/m", {"tool_parser": "hermes"}).command
+    assert command[-3:] == ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
+    assert "--enable-auto-tool-choice" not in ManagedEngine("org/m", "org/m", {}).command
+
+
 def _engine_pids(marker):
     pids = []
     for proc in Path("/proc").iterdir():

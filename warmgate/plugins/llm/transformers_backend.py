@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from warmgate.core.spec import module_bytes
-from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
+from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage, text_messages
 
 __all__ = ["TransformersBackend", "load_transformers"]
 
@@ -55,7 +55,35 @@ class _Cancelled:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+def _counting_streamer(tokenizer: Any) -> Any:
+    """A ``TextIteratorStreamer`` that hands out ``(text, tokens)``: each piece of text with the
+    generated tokens it completes (what a stream that fails later is billed for)."""
+    from transformers import TextIteratorStreamer
+
+    class CountingStreamer(TextIteratorStreamer):  # type: ignore[misc]
+        tokens = 0
+
+        def put(self, value: Any) -> None:
+            if not (self.skip_prompt and self.next_tokens_are_prompt):
+                self.tokens += int(value.numel())  # one sequence: no batching here
+            super().put(value)
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text or stream_end:  # tokens with no text yet (a partial character) go with the next piece
+                if text:
+                    self.text_queue.put((text, self.tokens), timeout=self.timeout)
+                    self.tokens = 0
+                if stream_end:
+                    self.text_queue.put(self.stop_signal, timeout=self.timeout)
+
+    return CountingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
 class TransformersBackend:
+    backend_name = "transformers"
+    features = frozenset({"stop", "seed"})
+    forwards_unknown_fields = False
+
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -70,11 +98,11 @@ class TransformersBackend:
         return int(self._encode(messages)["input_ids"].shape[1])
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteriaList
 
-        inputs = self._encode(params.messages).to(self.model.device)
+        inputs = self._encode(text_messages(params)).to(self.model.device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _counting_streamer(self.tokenizer)
         cancel = threading.Event()
         outcome: dict[str, Any] = {}
         sampling = params.temperature > 0
@@ -105,9 +133,9 @@ class TransformersBackend:
         thread.start()
         chunks = iter(streamer)
         try:
-            while (text := await asyncio.to_thread(next, chunks, _DONE)) is not _DONE:
-                if text:
-                    yield Delta(text=text)
+            while (piece := await asyncio.to_thread(next, chunks, _DONE)) is not _DONE:
+                text, tokens = piece
+                yield Delta(text=text, tokens=tokens)
             await asyncio.to_thread(thread.join)
             if "error" in outcome:
                 raise outcome["error"]

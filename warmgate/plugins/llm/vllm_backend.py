@@ -11,7 +11,8 @@ CPU distribution breaks it), run by ``options.python`` so vLLM can live in its o
 environment; ``options.engine`` becomes its flags (``max_model_len: 4096`` →
 ``--max-model-len 4096``, ``enforce_eager: true`` → ``--enforce-eager``). ``options.command``
 replaces the whole command for other engines, with ``{python}``, ``{model}``, ``{served}`` and
-``{port}`` filled in.
+``{port}`` filled in. ``options.tool_parser`` (``hermes``, ``llama3_json``, ``mistral``...)
+starts it with ``--enable-auto-tool-choice --tool-call-parser <parser>``, so it answers ``tools``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,17 @@ import httpx
 import msgspec
 import structlog
 
-from warmgate.core.errors import ClientError
-from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
+from warmgate.core.errors import ClientError, WarmgateError
+from warmgate.plugins.llm.backend import (
+    Completion,
+    Delta,
+    EngineFailed,
+    EngineTimeout,
+    EngineUnavailable,
+    GenerationParams,
+    ToolCallDelta,
+    Usage,
+)
 
 __all__ = ["ManagedEngine", "OpenAICompatibleBackend", "load_vllm"]
 
@@ -42,16 +52,20 @@ _VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 async def load_vllm(model_id: str, options: dict[str, Any]) -> OpenAICompatibleBackend:
     """Connect to ``options.url``, or launch a managed engine for ``model_id`` and connect to it."""
     served = str(options.get("served_model_name") or model_id)
+    timeout = float(options.get("timeout", 600))
     if options.get("url"):
-        return await OpenAICompatibleBackend.connect(str(options["url"]), served, token=options.get("token"))
-    engine = ManagedEngine(model_id, served, options)
-    await engine.start()
-    try:
-        backend = await OpenAICompatibleBackend.connect(engine.base_url, served)
-    except BaseException:
-        await engine.stop()
-        raise
-    backend.engine = engine
+        backend = await OpenAICompatibleBackend.connect(str(options["url"]), served, token=options.get("token"),
+                                                        timeout=timeout)
+    else:
+        engine = ManagedEngine(model_id, served, options)
+        await engine.start()
+        try:
+            backend = await OpenAICompatibleBackend.connect(engine.base_url, served, timeout=timeout)
+        except BaseException:
+            await engine.stop()
+            raise
+        backend.engine = engine
+    backend.tokenizer_id = model_id
     return backend
 
 
@@ -86,6 +100,8 @@ class ManagedEngine:
         else:
             self.command = [python, "-m", _VLLM_MODULE, "--model", model_id, "--served-model-name", served,
                             "--host", "127.0.0.1", "--port", str(self.port), *engine_flags(options.get("engine", {}))]
+            if options.get("tool_parser"):  # vLLM parses tool calls only when told the model's format
+                self.command += ["--enable-auto-tool-choice", "--tool-call-parser", str(options["tool_parser"])]
         self.env = {**os.environ, **{k: str(v) for k, v in options.get("env", {}).items()}}
         self.startup_timeout = float(options.get("startup_timeout", 900))
         self.process: asyncio.subprocess.Process | None = None
@@ -169,18 +185,31 @@ class OpenAICompatibleBackend:
     machine where the engine needs the same cores that difference was most of the relay's cost.
     """
 
+    backend_name = "vllm"
+    features = frozenset({"stop", "seed", "image_content", "response_format", "penalties", "logit_bias", "tools",
+                          "tool_choice"})
+    forwards_unknown_fields = True
+
     def __init__(self, session: Any, root: str, served: str, context_length: int | None) -> None:
         self.session = session
+        self.root = root
         self.url = f"{root}/v1/chat/completions"
         self.served = served
         self.context_length = context_length
         self.engine: ManagedEngine | None = None
+        self.tokenizer_id: str | None = None
+        """Where the model's tokenizer may be found locally, for answers the engine sent no usage with."""
+        self._tokenizer: Any = None
+        self._tokenizer_tried = False
         self._chunk = msgspec.json.Decoder(_Chunk)
         self._completion = msgspec.json.Decoder(_Completion)
         self._encode = msgspec.json.Encoder().encode
 
     @classmethod
-    async def connect(cls, url: str, served: str, token: str | None = None) -> OpenAICompatibleBackend:
+    async def connect(cls, url: str, served: str, token: str | None = None,
+                      timeout: float = 600) -> OpenAICompatibleBackend:
+        """``timeout``: seconds the engine may stay silent (before its first byte, or between
+        two) before the request is a 504."""
         try:
             import aiohttp
         except ImportError as exc:
@@ -188,7 +217,7 @@ class OpenAICompatibleBackend:
         root = url.rstrip("/").removesuffix("/v1")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0),
-                                        timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=600))
+                                        timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout))
         try:
             async with session.get(f"{root}/v1/models") as models:
                 models.raise_for_status()
@@ -205,10 +234,23 @@ class OpenAICompatibleBackend:
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> None:
         return None  # the engine checks the context itself and answers 400, which is relayed
 
+    async def count_tokens(self, text: str) -> int | None:
+        """``text``'s tokens by the model's tokenizer when it is on this machine (a local
+        directory or the Hugging Face cache; never downloaded), else None. Loaded the first time
+        an engine answers without usage, which a well-behaved engine never does."""
+        if not self._tokenizer_tried:
+            self._tokenizer_tried = True
+            self._tokenizer = await asyncio.to_thread(_local_tokenizer, self.tokenizer_id)
+        if self._tokenizer is None:
+            return None
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
     def _body(self, params: GenerationParams, stream: bool) -> bytes:
+        """The request as the engine takes it: OpenAI's fields, and the ones OpenAI does not
+        define verbatim (vLLM's ``min_p``, ``chat_template_kwargs``...), which never override ours."""
         body: dict[str, Any] = {
-            "model": self.served, "messages": params.messages, "max_tokens": params.max_tokens,
-            "temperature": params.temperature, "top_p": params.top_p, "stream": stream,
+            **params.unknown_fields, "model": self.served, "messages": params.messages,
+            "max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p, "stream": stream,
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
@@ -216,52 +258,80 @@ class OpenAICompatibleBackend:
             body["top_k"] = params.top_k
         if params.seed is not None:
             body["seed"] = params.seed
-        if params.stop:
-            body["stop"] = params.stop
+        optional = {"tools": params.tools, "tool_choice": params.tool_choice,
+                    "parallel_tool_calls": params.parallel_tool_calls, "stop": params.stop,
+                    "presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty,
+                    "logit_bias": params.logit_bias, "response_format": params.response_format}
+        body.update({name: value for name, value in optional.items() if value or value is False})
         return self._encode(body)
 
     def _post(self, params: GenerationParams, stream: bool) -> Any:
         return self.session.post(self.url, data=self._body(params, stream), headers=_JSON_HEADERS)
 
-    async def complete(self, params: GenerationParams) -> tuple[str, str, Usage]:
+    async def complete(self, params: GenerationParams) -> Completion:
         """One answer without streaming: for non-streaming requests the engine then sends one
         JSON body instead of a chunk per token, which costs it (and the relay) far less."""
-        async with self._post(params, stream=False) as response:
-            content = await response.read()
-            if response.status != 200:
-                raise _upstream_error(response.status, content)
+        with self._errors():
+            async with self._post(params, stream=False) as response:
+                content = await response.read()
+                if response.status != 200:
+                    raise _upstream_error(response.status, content)
         answer = self._completion.decode(content)
         if not answer.choices:
-            raise RuntimeError("the engine answered without a choice")
+            raise EngineFailed("the engine answered without a choice")
         choice = answer.choices[0]
-        usage = Usage(answer.usage.get("prompt_tokens") or 0, answer.usage.get("completion_tokens") or 0)
-        text = (choice.get("message") or {}).get("content") or ""
-        return text, "length" if choice.get("finish_reason") == "length" else "stop", usage
+        message = choice.get("message") or {}
+        calls = [ToolCallDelta(index=i, id=call.get("id"), name=(call.get("function") or {}).get("name"),
+                               arguments=(call.get("function") or {}).get("arguments") or "")
+                 for i, call in enumerate(message.get("tool_calls") or ())]
+        return Completion(message.get("content") or "", _finish(choice.get("finish_reason")), _usage(answer.usage),
+                          calls)
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         finish: str | None = None
-        async with self._post(params, stream=True) as response:
-            if response.status != 200:
-                raise _upstream_error(response.status, await response.read())
-            async for raw in response.content:
-                if not raw.startswith(b"data: ") or raw.startswith(b"data: [DONE]"):
-                    continue
-                chunk = self._chunk.decode(raw[6:])
-                if chunk.error:
-                    raise RuntimeError(f"the engine failed: {chunk.error.get('message', chunk.error)}")
-                for choice in chunk.choices:
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield Delta(text=text)
-                    finish = choice.get("finish_reason") or finish
-                if chunk.usage:
-                    usage = Usage(chunk.usage.get("prompt_tokens") or 0, chunk.usage.get("completion_tokens") or 0)
-                    yield Delta(finish_reason="length" if finish == "length" else "stop", usage=usage)
-                    return
-        if finish is not None:  # an engine that ignores stream_options: no usage to report
-            yield Delta(finish_reason="length" if finish == "length" else "stop", usage=Usage(0, 0))
+        with self._errors():
+            async with self._post(params, stream=True) as response:
+                if response.status != 200:
+                    raise _upstream_error(response.status, await response.read())
+                async for raw in response.content:
+                    if not raw.startswith(b"data: ") or raw.startswith(b"data: [DONE]"):
+                        continue
+                    chunk = self._chunk.decode(raw[6:])
+                    if chunk.error:
+                        raise EngineFailed(f"the engine failed: {chunk.error.get('message', chunk.error)}")
+                    for choice in chunk.choices:
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
+                        if text:
+                            yield Delta(text=text, tokens=1)  # an OpenAI-compatible engine streams a token a chunk
+                        if delta.get("tool_calls"):
+                            yield Delta(tool_calls=[_tool_call_piece(call) for call in delta["tool_calls"]], tokens=1)
+                        finish = choice.get("finish_reason") or finish
+                    if chunk.usage:
+                        yield Delta(finish_reason=_finish(finish), usage=_usage(chunk.usage))
+                        return
+        if finish is not None:  # an engine that ignores stream_options: the runner counts the tokens
+            yield Delta(finish_reason=_finish(finish))
             return
-        raise RuntimeError("the engine closed the stream before finishing the completion")
+        raise EngineFailed("the engine closed the stream before finishing the completion")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Any:
+        """aiohttp's failures as the statuses they mean: unreachable 503, silent 504, cut off 502."""
+        import aiohttp
+
+        try:
+            yield
+        except WarmgateError:
+            raise
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise EngineUnavailable(f"the engine at {self.root} did not accept a connection: {exc}") from exc
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise EngineTimeout(f"the engine at {self.root} did not answer in time: {exc}") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise EngineUnavailable(f"the engine at {self.root} is unreachable: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise EngineFailed(f"the engine at {self.root} broke off: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         await self.session.close()
@@ -284,4 +354,36 @@ def _upstream_error(status: int, content: bytes) -> Exception:
     message = ((body.get("error") or {}).get("message") or body.get("message")
                or (detail.get("msg") if isinstance(detail, dict) else detail) or content.decode(errors="replace"))
     text = f"the engine answered {status}: {message}"
-    return ClientError(text) if 400 <= status < 500 else RuntimeError(text)
+    if status == 503:
+        return EngineUnavailable(text)
+    return ClientError(text) if 400 <= status < 500 else EngineFailed(text)
+
+
+def _finish(reason: str | None) -> str:
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def _tool_call_piece(call: dict[str, Any]) -> ToolCallDelta:
+    function = call.get("function") or {}
+    return ToolCallDelta(index=call.get("index", 0), id=call.get("id"), name=function.get("name"),
+                         arguments=function.get("arguments") or "")
+
+
+def _usage(reported: dict[str, Any] | None) -> Usage | None:
+    """The engine's usage; None when it reported no completion count (the runner then counts)."""
+    if not reported or reported.get("completion_tokens") is None:
+        return Usage(reported.get("prompt_tokens") or 0, 0, exact=False) if reported else None
+    return Usage(reported.get("prompt_tokens") or 0, reported["completion_tokens"])
+
+
+def _local_tokenizer(model_id: str | None) -> Any:
+    """The model's tokenizer if transformers is installed and the files are on this machine."""
+    if not model_id:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_id, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - not at hand, for whatever reason: the quote is billed
+        _log.info("tokenizer_not_at_hand", model_id=model_id, reason=f"{type(exc).__name__}: {exc}")
+        return None

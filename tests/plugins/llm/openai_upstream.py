@@ -1,0 +1,182 @@
+"""A vLLM-style engine for relay tests: an aiohttp server speaking OpenAI chat completions (one
+JSON answer, or SSE with a chunk per token and usage when asked), run as its own process so a
+test can have it die the way an engine does when it is killed.
+
+The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``.
+
+    python openai_upstream.py --port P --model NAME [--die-after N] [--no-usage] [--hang]
+
+``--die-after N``: the first stream sends its role chunk and N tokens, then the process kills
+itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
+``stream_options``); ``--hang``: chat requests are accepted and never answered.
+With ``tools``, it calls them (see ``_tool_calls``). ``GET /last`` answers the body of the last
+chat request, as the engine received it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+__all__ = ["ANSWER_WORDS", "Upstream", "run_upstream"]
+
+ANSWER_WORDS = 8
+
+
+def _app(args: argparse.Namespace) -> web.Application:
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": args.model, "object": "model",
+                                                               "max_model_len": 4096}]})
+
+    received: list[dict] = []
+
+    async def last(request: web.Request) -> web.Response:
+        return web.json_response(received[-1] if received else None)
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        received.append(body)
+        if args.hang:
+            await asyncio.Event().wait()
+        calls = _tool_calls(body)
+        if calls:
+            return await _answer_with_calls(request, body, calls)
+        limit = int(body.get("max_tokens") or 16)
+        words = [f" t{i}" for i in range(min(limit, ANSWER_WORDS))]
+        finish = "length" if len(words) == limit else "stop"
+        usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
+        base = {"id": "chatcmpl-upstream", "created": 0, "model": args.model}
+        if not body.get("stream"):
+            answer = {**base, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}]}
+            if not args.no_usage:
+                answer["usage"] = usage
+            return web.json_response(answer)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(delta: dict, finish: str | None = None, **extra: object) -> None:
+            chunk = {**base, "object": "chat.completion.chunk",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+        await send({"role": "assistant", "content": ""})
+        for i, word in enumerate(words):
+            if args.die_after is not None and i == args.die_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # as an engine killed mid-stream
+            await send({"content": word})
+        await send({}, finish)
+        if not args.no_usage and (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
+                                                         "usage": usage}).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/last", last)  # the last chat request's body, for assertions
+    return app
+
+
+def _tool_calls(body: dict) -> list[dict]:
+    """With tools and a user message last, the engine calls each tool (the named one only, for a
+    named ``tool_choice``), every required argument set to ``"v"``, as vLLM's parsers answer."""
+    choice = body.get("tool_choice")
+    if not body.get("tools") or choice == "none" or body["messages"][-1]["role"] != "user":
+        return []
+    tools = [t["function"] for t in body["tools"]]
+    if isinstance(choice, dict):
+        tools = [t for t in tools if t["name"] == choice["function"]["name"]]
+    return [{"id": f"chatcmpl-tool-{i}", "type": "function",
+             "function": {"name": tool["name"], "arguments": json.dumps(
+                 {name: "v" for name in (tool.get("parameters") or {}).get("required") or []})}}
+            for i, tool in enumerate(tools)]
+
+
+async def _answer_with_calls(request: web.Request, body: dict, calls: list[dict]) -> web.StreamResponse:
+    base = {"id": "chatcmpl-upstream", "created": 0, "model": body["model"]}
+    usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+    if not body.get("stream"):
+        return web.json_response({**base, "object": "chat.completion", "usage": usage, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": calls},
+             "finish_reason": "tool_calls"}]})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+
+    async def send(delta: dict, finish: str | None = None) -> None:
+        chunk = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta,
+                                                                         "finish_reason": finish}]}
+        await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+    await send({"role": "assistant", "content": ""})
+    for index, call in enumerate(calls):  # id and name first, then the arguments in fragments, as vLLM streams
+        await send({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                    "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        arguments = call["function"]["arguments"]
+        for start in range(0, len(arguments), 4):
+            await send({"tool_calls": [{"index": index, "function": {"arguments": arguments[start:start + 4]}}]})
+    await send({}, "tool_calls")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await response.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
+                                                     "usage": usage}).encode() + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+class Upstream:
+    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
+        self.process = process
+        self.url = url
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+@contextmanager
+def run_upstream(model: str, *flags: str) -> Iterator[Upstream]:
+    """The engine on a free loopback port, ready; killed on exit."""
+    from warmgate.testing.process import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--port", str(port), "--model", model, *flags])
+    upstream = Upstream(process, f"http://127.0.0.1:{port}")
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(upstream.url + "/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the upstream did not start (exit code {process.poll()})")
+            time.sleep(0.05)
+        yield upstream
+    finally:
+        upstream.kill()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--die-after", type=int)
+    parser.add_argument("--no-usage", action="store_true")
+    parser.add_argument("--hang", action="store_true")
+    options = parser.parse_args()
+    web.run_app(_app(options), host="127.0.0.1", port=options.port, print=None, handle_signals=True)
+    sys.exit(0)

@@ -73,9 +73,10 @@ def test_a_hosted_session_transforms_the_stream_passes_audio_and_applies_control
                 TricklePublisher(urls["control_url"], "application/json") as control:
             async with await publisher.next() as writer:
                 await writer.write(segments[0])
-            for message in ({"keep": "alive"}, {"width": 384, "height": 448, "strength": 0.7}):
+            deep = b"[" * 100_000 + b"]" * 100_000  # nested too deeply: an error event, the session goes on
+            for message in (b'{"keep": "alive"}', deep, b'{"width": 384, "height": 448, "strength": 0.7}'):
                 async with await control.next() as writer:
-                    await writer.write(json.dumps(message).encode())
+                    await writer.write(message)
             await until_true(lambda: Inverter.updates)  # the update reaches the pipeline while the video runs
             for segment in segments[1:]:
                 async with await publisher.next() as writer:
@@ -99,6 +100,8 @@ def test_a_hosted_session_transforms_the_stream_passes_audio_and_applies_control
     assert traces == ["runner_receive_stream_request", "runner_receive_first_ingest_segment",
                       "runner_send_first_processed_segment"]
     assert statuses[0]["pipeline"] == "invert" and statuses[-1]["state"] == "OFFLINE"
+    errors = [e["event"]["message"] for e in events if e["event"]["type"] == "error"]
+    assert errors == ["control message is nested too deeply"]
     assert {"width": 384, "height": 448, "strength": 0.7} in [s["inference_status"]["last_params"] for s in statuses]
     [listed] = client.get("/live/sessions").json()["sessions"]
     assert (listed["pipeline"], listed["state"], listed["frames_in"], listed["frames_out"]) == ("invert", "OFFLINE", 72, 72)

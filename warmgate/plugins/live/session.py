@@ -318,9 +318,10 @@ class LiveSession:
                         continue
                     try:
                         update = json.loads(body)
-                    except ValueError:
+                    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+                        reason = "is not JSON" if isinstance(exc, ValueError) else "is nested too deeply"
                         await self._emit({"type": "error", "pipeline": self.pipeline,
-                                          "message": "control message is not JSON", "time": _ms(time.time())})
+                                          "message": f"control message {reason}", "time": _ms(time.time())})
                         continue
                     if not isinstance(update, dict) or update == {"keep": "alive"}:
                         continue

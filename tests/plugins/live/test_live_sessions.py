@@ -3,7 +3,6 @@ channel on the gateway, frames through a live pipeline plugin, MPEG-TS read back
 updates and events; a publisher that dies; two sessions at once; metering; auth."""
 
 import asyncio
-import json
 import sys
 
 import httpx

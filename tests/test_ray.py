@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,21 +54,16 @@ def test_first_request_is_served_from_zero_replicas_then_it_scales_back_to_zero(
     assert again.status_code == 200 and again.json()["text"] == "again"
 
 
-def test_concurrent_requests_at_zero_are_buffered_not_failed(ray_gateway):
-    assert wait_for(lambda: running_replicas("echo-echo-1") == 0, timeout=60, interval=0.5)
-
-    async def burst():
-        async with httpx.AsyncClient(base_url=str(ray_gateway.base_url), timeout=120) as client:
-            return await asyncio.gather(*[client.post("/echo", json={"prompt": f"p{i}"}) for i in range(8)])
-
-    responses = asyncio.run(burst())
-    assert [r.status_code for r in responses] == [200] * 8
-    assert sorted(r.json()["text"] for r in responses) == sorted(f"p{i}" for i in range(8))
-
-
 def replica_pids(app):
     out = subprocess.run(["pgrep", "-f", f"ServeReplica:{app}:"], capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]
+
+
+def waiting_standbys():
+    """Pids of live workers that finished their standby imports and wait for a replica (their
+    ready markers, see ``warmgate.core.ray_standby``)."""
+    pids = [int(m.name.removeprefix("warmgate-standby-")) for m in Path(tempfile.gettempdir()).glob("warmgate-standby-*")]
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 def started_at(pid):
@@ -81,12 +77,26 @@ def test_a_start_from_zero_takes_over_a_standby_worker_started_before_the_reques
     app = "echo-echo-1"
     assert ray_gateway.post("/echo", json={"prompt": "warm"}).status_code == 200  # its replica starts a standby
     assert wait_for(lambda: running_replicas(app) == 0, timeout=60, interval=0.5)
+    # on a loaded machine the standby's imports can take longer than the scale-down: wait until one waits
+    assert wait_for(waiting_standbys, timeout=60, interval=0.2), "no standby worker finished its imports"
     time.sleep(1.5)  # pid start times have clock-tick resolution
     requested = time.time()
     assert ray_gateway.post("/echo", json={"prompt": "from zero"}).json()["text"] == "from zero"
     [pid] = replica_pids(app)
     assert started_at(pid) < requested - 1  # the replica's process was waiting, not started for it
     assert "warmgate.testing" in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+
+
+def test_concurrent_requests_at_zero_are_buffered_not_failed(ray_gateway):
+    assert wait_for(lambda: running_replicas("echo-echo-1") == 0, timeout=60, interval=0.5)
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=str(ray_gateway.base_url), timeout=120) as client:
+            return await asyncio.gather(*[client.post("/echo", json={"prompt": f"p{i}"}) for i in range(8)])
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 8
+    assert sorted(r.json()["text"] for r in responses) == sorted(f"p{i}" for i in range(8))
 
 
 def test_streams_errors_and_bad_input_behave_as_for_local_functions(ray_gateway):

@@ -18,6 +18,7 @@ Usage: ``python bench/embeddings.py [--requests 200] [--rounds 3]``. A script, n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -95,12 +96,10 @@ def start(variant: str, model_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # not listening yet
             health = httpx.get(base + "/health", timeout=2)
             if health.status_code == 200 and b"LOADING" not in health.content:
                 return proc, base
-        except httpx.HTTPError:
-            pass  # not listening yet
         time.sleep(0.2)
     stop(proc)
     raise RuntimeError(f"{variant} did not become healthy")

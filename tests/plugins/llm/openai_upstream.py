@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -157,11 +158,9 @@ def run_upstream(model: str, *flags: str) -> Iterator[Upstream]:
 
         deadline = time.monotonic() + 30
         while True:
-            try:
+            with contextlib.suppress(httpx.TransportError):  # not listening yet
                 if httpx.get(upstream.url + "/v1/models", timeout=1).status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the upstream did not start (exit code {process.poll()})")
             time.sleep(0.05)

@@ -6,8 +6,8 @@ The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``
 
     python openai_upstream.py --port P --model NAME [--die-after N] [--no-usage] [--hang]
 
-``--die-after N``: the first stream sends its role chunk and N tokens, then the process kills
-itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
+``--die-after N``: the first stream sends its role chunk and N tokens, waits half a second for
+the relay to read them, then the process kills itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
 ``stream_options``); ``--hang``: chat requests are accepted and never answered.
 With ``tools``, it calls them (see ``_tool_calls``). ``GET /last`` answers the body of the last
 chat request, as the engine received it."""
@@ -73,7 +73,10 @@ def _app(args: argparse.Namespace) -> web.Application:
         await send({"role": "assistant", "content": ""})
         for i, word in enumerate(words):
             if args.die_after is not None and i == args.die_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # as an engine killed mid-stream
+                # as an engine killed mid-stream, once the relay has read what was sent: aiohttp's
+                # reader raises the broken connection before any bytes still in its buffer
+                await asyncio.sleep(0.5)
+                os.kill(os.getpid(), signal.SIGKILL)
             await send({"content": word})
         await send({}, finish)
         if not args.no_usage and (body.get("stream_options") or {}).get("include_usage"):

@@ -61,7 +61,7 @@ def replica_pids(app):
 
 def waiting_standbys():
     """Pids of live workers that finished their standby imports and wait for a replica (their
-    ready markers, see ``warmgate.core.ray_standby``)."""
+    ready markers, see ``warmgate.core.executors.ray_standby``)."""
     pids = [int(m.name.removeprefix("warmgate-standby-")) for m in Path(tempfile.gettempdir()).glob("warmgate-standby-*")]
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
@@ -125,7 +125,7 @@ def test_deploy_ray_dry_run_prints_the_serve_config(tmp_path):
     result = CliRunner().invoke(cli, ["deploy", "ray", "--config", str(config), "--dry-run"])
     assert result.exit_code == 0, result.output
     [application] = yaml.safe_load(result.output)["applications"]
-    assert application["name"] == "llm-org-chat" and application["import_path"] == "warmgate.core.ray_serve:build_app"
+    assert application["name"] == "llm-org-chat" and application["import_path"] == "warmgate.core.executors.ray_serve:build_app"
     assert application["args"] == {"config": str(config), "function": "llm:org/chat"}
     [deployment] = application["deployments"]
     assert deployment["max_ongoing_requests"] == 8
@@ -140,7 +140,7 @@ def test_deploy_ray_dry_run_prints_the_serve_config(tmp_path):
 
 
 def test_standby_off_leaves_the_replicas_runtime_environment_alone():
-    from warmgate.core.ray_serve import deployment_options
+    from warmgate.core.executors.ray_serve import deployment_options
     from warmgate.testing import EchoPipeline
 
     specs = {"echo": EchoPipeline().spec}
@@ -148,5 +148,5 @@ def test_standby_off_leaves_the_replicas_runtime_environment_alone():
     off = deployment_options(FunctionConfig(pipeline="echo", model_id="e", executor="ray",
                                             scaling=Scaling(standby=False)), specs)
     assert on["ray_actor_options"]["runtime_env"]["env_vars"]["WARMGATE_STANDBY_MODULES"] == (
-        "warmgate.core.ray_serve,warmgate.testing.pipelines")
+        "warmgate.core.executors.ray_serve,warmgate.testing.pipelines")
     assert "runtime_env" not in off["ray_actor_options"]

@@ -17,6 +17,7 @@ from warmgate.core.errors import (
     UnsupportedMediaType,
     WarmgateError,
 )
+from warmgate.core.executors import BaseExecutor, Executor
 from warmgate.core.functions import FunctionState
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.live import FrameProcessor
@@ -25,11 +26,13 @@ from warmgate.core.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner
 from warmgate.core.version import __version__
 
 __all__ = [
+    "BaseExecutor",
     "CapacityError",
     "ClientDisconnected",
     "ClientError",
     "ConfigError",
     "DemoModel",
+    "Executor",
     "File",
     "FrameProcessor",
     "FunctionConfig",

@@ -14,7 +14,8 @@ from warmgate import PipelineSpec, Settings
 from warmgate.core import hookspecs
 from warmgate.core.cli import cli
 from warmgate.core.plugins import await_me_maybe, get_pipelines, list_plugins, pm
-from warmgate.testing import EchoPipeline, EchoRequest, MockRunner, mock_pipeline
+from warmgate.core.settings import Scaling
+from warmgate.testing import EchoPipeline, EchoRequest, MockRunner, mock_pipeline, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -475,3 +476,71 @@ def test_hook_register_live_pipelines(register_plugin, warmgate_server):
     assert r.status_code == 200 and r.json()["pipeline"] == "throwaway-live"
     assert LivePlugin.made == [{"strength": 0.5}]
     assert client.delete(f"/live/sessions/{r.json()['id']}").json()["state"] == "OFFLINE"
+
+
+class ShoutingExecutor(warmgate.BaseExecutor):
+    """A third-party executor: answers the echo pipeline itself, in capitals, and counts stops."""
+
+    stopped = 0
+
+    @classmethod
+    def check_config(cls, config):
+        return ("options.volume", "volume must be loud") if config.options.get("volume") == "quiet" else None
+
+    async def start(self):
+        return self.config.model_id  # the "runner" this function holds while loaded
+
+    async def call(self, runner, call):
+        return {"text": call.body.prompt.upper(), "model_id": runner}
+
+    async def stop(self, runner):
+        ShoutingExecutor.stopped += 1
+
+
+class ExecutorPlugin:
+    @warmgate.hookimpl
+    def register_executors(self, register):
+        register("shouting", ShoutingExecutor)
+
+
+def test_hook_register_executors(register_plugin, warmgate_server):
+    from warmgate.core.executors import get_executors
+
+    register_plugin(ExecutorPlugin(), "undo-executors")
+    assert {"local", "remote", "ray", "shouting"} <= set(get_executors())
+    functions = [warmgate.FunctionConfig(pipeline="echo", model_id="loud-1", executor="shouting",
+                                         scaling=Scaling(idle_timeout=0.1))]
+    _, client = warmgate_server(Settings(functions=functions), pipelines={"echo": EchoPipeline().spec})
+    assert client.post("/echo", json={"prompt": "hi there"}).json() == {"text": "HI THERE", "model_id": "loud-1"}
+    (fn,) = client.get("/functions").json()["functions"]
+    assert fn["executor"] == "shouting" and fn["requests"] == 1
+    # idle past its timeout, the function scales to zero through the executor's stop
+    assert wait_for(lambda: client.get("/functions").json()["functions"][0]["state"] == "cold")
+    assert ShoutingExecutor.stopped == 1
+
+
+def test_an_executor_refuses_settings_and_an_unknown_one_is_a_config_error(register_plugin):
+    from warmgate.core.config import plan_functions
+
+    register_plugin(ExecutorPlugin(), "undo-executors")
+    pipelines = {"echo": EchoPipeline().spec}
+    quiet = warmgate.FunctionConfig(pipeline="echo", model_id="e", executor="shouting", options={"volume": "quiet"})
+    with pytest.raises(warmgate.ConfigError, match=r"functions\[0\].options.volume: volume must be loud"):
+        plan_functions(Settings(functions=[quiet]), pipelines)
+    unknown = warmgate.FunctionConfig(pipeline="echo", model_id="e", executor="nowhere")
+    with pytest.raises(warmgate.ConfigError, match=r"functions\[0\].executor: unknown executor 'nowhere'; "
+                                                   r"installed: local, remote, ray, shouting"):
+        plan_functions(Settings(functions=[unknown]), pipelines)
+
+
+def test_an_executor_name_registered_twice_names_both_plugins(register_plugin):
+    from warmgate.core.executors import get_executors
+
+    class LocalAgain:
+        @warmgate.hookimpl
+        def register_executors(self, register):
+            register("local", ShoutingExecutor)
+
+    register_plugin(LocalAgain(), "undo-local-again")
+    with pytest.raises(ValueError, match="executor 'local' is registered by both 'warmgate' and 'undo-local-again'"):
+        get_executors()

@@ -6,14 +6,14 @@ import subprocess
 import sys
 import time
 
-from warmgate.core import ray_standby
+from warmgate.core.executors import ray_standby
 
 
 def test_the_setup_hook_imports_what_it_can_says_what_it_cannot_and_marks_the_worker_ready(tmp_path, monkeypatch):
     import tempfile
 
     env = {**os.environ, "TMPDIR": str(tmp_path), ray_standby.MODULES_VARIABLE: "json,no_such_module_here,colorsys"}
-    code = ("import sys; from warmgate.core.ray_standby import preload; preload(); "
+    code = ("import sys; from warmgate.core.executors.ray_standby import preload; preload(); "
             "print(sorted(m for m in ('json', 'colorsys') if m in sys.modules))")
     since = time.time() - 1
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -45,6 +45,6 @@ def test_wait_ready_takes_a_fresh_marker_of_the_same_modules_once(tmp_path, monk
 
 
 def test_runtime_env_names_the_hook_and_the_modules():
-    env = ray_standby.runtime_env(["warmgate.core.ray_serve", "torch"])
-    assert env == {"env_vars": {"__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR": "warmgate.core.ray_standby.preload",
-                                "WARMGATE_STANDBY_MODULES": "warmgate.core.ray_serve,torch"}}
+    env = ray_standby.runtime_env(["warmgate.core.executors.ray_serve", "torch"])
+    assert env == {"env_vars": {"__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR": "warmgate.core.executors.ray_standby.preload",
+                                "WARMGATE_STANDBY_MODULES": "warmgate.core.executors.ray_serve,torch"}}

@@ -117,12 +117,13 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
 
     import yaml
 
-    from warmgate.core import ray_serve
     from warmgate.core.errors import LoadError
+    from warmgate.core.executors import ray_serve
+    from warmgate.core.executors.ray import ray_functions
 
     settings = load_settings(config_path)
     pipelines = get_pipelines()
-    planned = [fn for fn in plan_functions(settings, pipelines) if fn.executor == "ray"]
+    planned = ray_functions(plan_functions(settings, pipelines))
     if not planned:
         raise click.ClickException(f"{settings.source} has no function with executor: ray")
     source = str(Path(settings.source).resolve()) if Path(settings.source).is_file() else settings.source

@@ -17,6 +17,8 @@ import msgspec
 import yaml
 
 from warmgate.core.errors import ConfigError
+from warmgate.core.executors import check_config as check_executor
+from warmgate.core.executors import get_executors
 from warmgate.core.settings import FunctionConfig, GatewaySettings, Settings
 from warmgate.core.spec import PipelineSpec
 
@@ -184,6 +186,7 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
     cold default-model function for any pipeline left bare; or, with the demo profile, a tiny
     local model for every pipeline that has one, in place of the configured functions (so the
     demo runs anywhere, whatever ``serverless.yaml`` describes)."""
+    executors = get_executors()
     planned: list[FunctionConfig] = []
     for i, fn in enumerate(settings.functions if settings.profile != "demo" else ()):
         spec = pipelines.get(fn.pipeline)
@@ -192,11 +195,9 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
             hint = f" (it serves the functions of {spec.serves!r})" if spec is not None else ""
             raise ConfigError(settings.source, f"functions[{i}].pipeline",
                               f"unknown pipeline {fn.pipeline!r}{hint}; installed: {', '.join(hosts) or 'none'}")
-        if fn.executor == "remote" and not re.match(r"https?://[^/\s]+", fn.url):
-            raise ConfigError(settings.source, f"functions[{i}].url",
-                              f"executor 'remote' needs the runner's url (http://host:port), got {fn.url!r}")
-        if fn.executor != "remote" and fn.url:
-            raise ConfigError(settings.source, f"functions[{i}].url", "url is only used with executor: remote")
+        problem = check_executor(fn, executors)
+        if problem is not None:
+            raise ConfigError(settings.source, f"functions[{i}].{problem[0]}", problem[1])
         if fn.price is not None and fn.price.currency.lower() not in ("wei", "eth"):
             rates = {code.upper(): rate for code, rate in settings.pricing.eth_rates.items()}
             if fn.price.currency.upper() not in rates:

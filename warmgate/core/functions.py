@@ -7,7 +7,6 @@ import contextlib
 import contextvars
 import enum
 import gc
-import inspect
 import sys
 import time
 from collections import deque
@@ -16,7 +15,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from warmgate.core.errors import CapacityError, InferenceError, LoadError, WarmgateError
+from warmgate.core.errors import CapacityError, LoadError
+from warmgate.core.executors.base import Executor
+from warmgate.core.executors.local import describe_error as _describe
 from warmgate.core.settings import FunctionConfig
 from warmgate.core.spec import PipelineSpec
 
@@ -76,12 +77,6 @@ def _rss_bytes() -> int:
         return 0
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, WarmgateError):
-        return exc.msg
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 class Function:
     """Lifecycle and admission for one (pipeline, model) pair.
 
@@ -94,7 +89,7 @@ class Function:
         self,
         config: FunctionConfig,
         spec: PipelineSpec,
-        load: Callable[[], Awaitable[Any]],
+        executor: Executor,
         *,
         retry_after: float = 1.0,
         observer: FunctionObserver | None = None,
@@ -114,13 +109,12 @@ class Function:
         self.last_used = time.monotonic()
         self.last_used_at: float | None = None
         self.memory_bytes: int | None = config.resources.memory  # type: ignore[assignment]
-        self._load_model = load
+        self.executor = executor
         self._retry_after = retry_after
         self._observer = observer or _NullObserver()
         self._before_load = before_load
         self._after_load = after_load
         self._runner: Any = None
-        self._runner_is_async = False
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._loading: asyncio.Task[Any] | None = None
         self._unloading: asyncio.Future[None] | None = None
@@ -140,8 +134,7 @@ class Function:
     def evictable(self) -> bool:
         """Loaded, unused, and not kept warm: may be unloaded to make room or when idle."""
         return (self._runner is not None and not self.config.keep_warm and self.in_flight == 0
-                and self.waiting == 0 and self._loading is None
-                and self.config.executor != "ray")  # Ray scales its replicas to zero itself
+                and self.waiting == 0 and self._loading is None and not self.executor.scales_itself)
 
     @property
     def state(self) -> FunctionState:
@@ -242,11 +235,9 @@ class Function:
             rss_before = _rss_bytes()
             token = loading_function.set(self)
             try:
-                runner = await self._load_model()
+                runner = await self.executor.start()
             finally:
                 loading_function.reset(token)
-            if runner is None or not callable(runner):
-                raise TypeError(f"the {self.spec.name} loader returned {runner!r}, not a callable runner")
         except BaseException as exc:
             self.last_error = _describe(exc)
             self._set_state(FunctionState.ERROR)
@@ -264,8 +255,6 @@ class Function:
         self.memory_bytes = (getattr(runner, "memory_bytes", None) or max(0, _rss_bytes() - rss_before)
                              or self.memory_bytes)
         self._runner = runner
-        call = runner.__call__ if not inspect.isfunction(runner) else runner
-        self._runner_is_async = inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
         self.last_used = time.monotonic()
         self._set_state(FunctionState.IDLE)
         self._observer.loaded(self, self.load_seconds)
@@ -282,15 +271,11 @@ class Function:
         self._unloading = asyncio.get_running_loop().create_future()
         self._set_state(FunctionState.UNLOADING)
         try:
-            close = getattr(runner, "close", None)
-            if close is not None:
-                result = await asyncio.to_thread(close) if not inspect.iscoroutinefunction(close) else await close()
-                if inspect.isawaitable(result):
-                    await result
+            await self.executor.stop(runner)
         except Exception as exc:
             _log.warning("function_close_failed", function=self.name, error=_describe(exc))
         finally:
-            del runner, close
+            del runner
             await asyncio.to_thread(free_memory)
             self._set_state(FunctionState.COLD)
             self._unloading.set_result(None)
@@ -306,27 +291,6 @@ class Function:
             self._loading.cancel()
             with contextlib.suppress(BaseException):  # we only wait for it to end
                 await self._loading
-
-    # -- calling -----------------------------------------------------------------------
-
-    async def run(self, runner: Any, request: Any, invoke: Callable[[Any, Any], Any] | None = None) -> Any:
-        """Call the runner: async runners on the loop, sync ones in a worker thread, or through
-        the spec's ``invoke(runner, request)``."""
-        try:
-            if invoke is not None:
-                result = invoke(runner, request)
-            elif self._runner_is_async:
-                result = runner(request)
-            else:
-                result = await asyncio.to_thread(runner, request)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
-        except WarmgateError:
-            raise
-        except Exception as exc:
-            _log.exception("inference_failed", function=self.name)
-            raise InferenceError(f"{self.spec.name} inference failed: {_describe(exc)}") from exc
 
 
 class Lease:

@@ -37,6 +37,19 @@ def register_routes(register: Any) -> None:
 
 
 @hookspec
+def register_executors(register: Any) -> None:
+    """Register executors with ``register(name, factory)``; a function picks one with its
+    ``executor`` setting (default ``local``).
+
+    ``factory(config, pipelines, settings)`` returns a ``warmgate.core.executors.Executor`` for
+    one function (subclass ``BaseExecutor`` for the defaults); a ``check_config(config)``
+    classmethod on it may return ``(field, message)`` to refuse a function's settings. The core
+    rejects a name registered twice (``ValueError`` naming both plugins; ``local``, ``remote``
+    and ``ray`` are the core's). Return value is ignored.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``warmgate`` CLI: ``cli`` is its ``click.Group``.
 

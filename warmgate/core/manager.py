@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
-from warmgate.core.demo import ensure_demo_model
 from warmgate.core.errors import CapacityError, ClientError, NotFound
+from warmgate.core.executors import get_executors, make_executor
 from warmgate.core.functions import Function, FunctionObserver, FunctionState
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.spec import PipelineSpec
-from warmgate.core.threads import load_in_thread
 
 __all__ = ["FunctionManager"]
 
@@ -42,12 +40,13 @@ class FunctionManager:
         self._budget_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        executors = get_executors()
         for config in configs:
             spec = self.pipelines[config.pipeline]
             fn = Function(
                 config,
                 spec,
-                self._loader_for(config, spec),
+                make_executor(config, self.pipelines, settings, executors),
                 retry_after=settings.gateway.retry_after,
                 observer=observer,
                 before_load=self._make_room if self.memory_budget is not None else None,
@@ -77,31 +76,6 @@ class FunctionManager:
         return fn
 
     # -- loading -----------------------------------------------------------------------
-
-    def _loader_for(self, config: FunctionConfig, spec: PipelineSpec) -> Callable[[], Any]:
-        demo_root = self.settings.gateway.cache_path / "demo"
-
-        async def load() -> Any:
-            if config.executor == "remote":
-                from warmgate.core.remote import RemoteRunner  # aiohttp only for gateways that forward
-
-                return await RemoteRunner.connect(config)
-            if config.executor == "ray":
-                from warmgate.core import ray_serve  # ray only for gateways with ray functions
-
-                specs = ray_serve.function_specs(self.pipelines, config)
-                return await asyncio.to_thread(ray_serve.deploy, specs, config, self.settings.ray)
-            model_id, options = config.model_id, dict(config.options)
-            if config.demo and spec.demo is not None:
-                path = await load_in_thread(ensure_demo_model, spec.demo, demo_root)
-                model_id, options["served_model_id"] = str(path), config.model_id
-            assert spec.load is not None  # specs without a loader serve another pipeline's functions
-            if inspect.iscoroutinefunction(spec.load):
-                return await spec.load(model_id, options)
-            runner = await load_in_thread(spec.load, model_id, options)
-            return await runner if inspect.isawaitable(runner) else runner
-
-        return load
 
     async def _make_room(self, fn: Function) -> None:
         """Before a load: unload least recently used idle functions until ``fn``'s expected size fits."""
@@ -185,10 +159,8 @@ class FunctionManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for fn in self.functions.values():
             await fn.unload(reason="shutdown")
-        if any(fn.config.executor == "ray" and fn.loads for fn in self.functions.values()):
-            from warmgate.core import ray_serve
-
-            await asyncio.to_thread(ray_serve.shutdown)
+        for fn in self.functions.values():
+            await fn.executor.shutdown()
 
     # -- reporting ---------------------------------------------------------------------
 

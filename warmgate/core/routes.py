@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
+import functools
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from fractions import Fraction
 from typing import Any
 
@@ -18,9 +18,10 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
 from warmgate.core.auth import Authenticator, Caller
-from warmgate.core.cancel import cancellation_scope
 from warmgate.core.decode import json_decoder, multipart_decoder
 from warmgate.core.errors import ClientDisconnected, ClientError, InferenceError, PaymentRequired
+from warmgate.core.executors import Call, RawRequest
+from warmgate.core.executors.calling import chunks_of, is_stream
 from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
 from warmgate.core.middleware import EXTERNAL_SECONDS, EXTRA_HEADERS
@@ -41,11 +42,10 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
     name = spec.name
     functions_of = spec.serves or spec.name
     model_field = spec.model_field
-    invoke = spec.invoke
     units = spec.units
     prepare = spec.prepare
-    # a pipeline with a remote function keeps each request's raw body to forward it untouched
-    keep_raw = any(fn.config.executor == "remote" for fn in manager.functions.values() if fn.config.pipeline == functions_of)
+    # a pipeline with a function whose executor forwards bytes keeps each request's raw body
+    keep_raw = any(fn.executor.forwards_raw for fn in manager.functions.values() if fn.config.pipeline == functions_of)
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         caller = await auth(request.scope, request.app) if auth.enabled else None
@@ -60,21 +60,22 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             await _quote(request, fn, body, units, manager.settings, caller)
         waited = time.perf_counter()
         lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
-        if fn.config.executor == "remote":
-            return await _forward(request, lease, raw, waited)
+        executor = fn.executor
+        scope = request.scope
+        call = Call(spec, body, RawRequest(scope["path"], scope["query_string"], scope["headers"], raw)
+                    if executor.forwards_raw else None, functools.partial(_disconnect, request))
         try:
-            if fn.config.executor == "ray":
-                result = await lease.runner.call(name, body)
-            else:
-                result = await _run_while_connected(fn, lease, body, invoke, request)
+            result = await executor.call(lease.runner, call)
         except BaseException:
             lease.release()
             raise
         # queueing, loading and the model are not gateway overhead (see middleware)
-        request.scope["state"][EXTERNAL_SECONDS] = time.perf_counter() - waited
-        if _is_stream(result):
-            return Stream(_relay(result if hasattr(result, "__aiter__") else _iterate_in_thread(result), lease),
-                          media_type=spec.stream_media_type)
+        scope["state"][EXTERNAL_SECONDS] = time.perf_counter() - waited
+        if isinstance(result, Stream):  # a forwarded stream
+            result.iterator = _relay(result.iterator, lease)
+            return result
+        if is_stream(result):
+            return Stream(_relay(chunks_of(result), lease), media_type=spec.stream_media_type)
         lease.release()
         if isinstance(result, Response):
             return result
@@ -94,22 +95,6 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
     )(handle)
 
 
-async def _forward(request: Request[Any, Any, Any], lease: Lease, raw: bytes, waited: float) -> Response[Any]:
-    """Hand the validated, priced request to a remote runner; its time is not our overhead."""
-    scope = request.scope
-    try:
-        response = await lease.runner.forward(scope["path"], scope["query_string"], scope["headers"], raw)
-    except BaseException:
-        lease.release()
-        raise
-    scope["state"][EXTERNAL_SECONDS] = time.perf_counter() - waited
-    if isinstance(response, Stream):
-        response.iterator = _relay(response.iterator, lease)
-    else:
-        lease.release()
-    return response
-
-
 async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]) -> Lease:
     """Wait for a slot and the model (a queue, a cold load), but give up if the client
     disconnects meanwhile, so a request nobody waits for neither holds a queue place nor runs
@@ -127,30 +112,6 @@ async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]
         lease = await acquire
         lease.release()  # it got the slot just as the client left
     raise ClientDisconnected(f"client disconnected while queued for {fn.name!r}")
-
-
-async def _run_while_connected(fn: Function, lease: Lease, body: Any, invoke: Any,
-                               request: Request[Any, Any, Any]) -> Any:
-    """Run the request, and if the client disconnects meanwhile, set the request's cancellation
-    flag (``warmgate.core.cancel``), which runners check between steps, and wait for the runner
-    to stop: the slot is freed only once the work has ended, and the answer is a 499."""
-    with cancellation_scope() as cancellation:  # the task and its worker threads copy the context
-        run = asyncio.ensure_future(fn.run(lease.runner, body, invoke))
-    disconnected = asyncio.ensure_future(_disconnect(request))
-    try:
-        await asyncio.wait((run, disconnected), return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # this handler was cancelled (shutdown): stop the work too
-        cancellation.cancel()
-        run.cancel()
-        raise
-    finally:
-        disconnected.cancel()
-    if run.done():
-        return run.result()
-    cancellation.cancel()
-    with contextlib.suppress(Exception):  # the runner's own end (RequestCancelled, a result) is not sent
-        await run
-    raise ClientDisconnected(f"client disconnected while {fn.name!r} ran; the work stopped")
 
 
 async def _disconnect(request: Request[Any, Any, Any]) -> None:
@@ -214,10 +175,6 @@ def _wei_text(amount: Fraction) -> str:
     return str(amount.numerator) if amount.denominator == 1 else f"{float(amount):.6g}"
 
 
-def _is_stream(result: Any) -> bool:
-    return hasattr(result, "__aiter__") or inspect.isgenerator(result)
-
-
 async def _relay(chunks: AsyncIterator[Any], lease: Lease) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
@@ -227,15 +184,3 @@ async def _relay(chunks: AsyncIterator[Any], lease: Lease) -> AsyncIterator[byte
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()
-
-
-async def _iterate_in_thread(chunks: Iterator[Any]) -> AsyncIterator[Any]:
-    """A sync generator (a blocking model loop) driven from worker threads, never the event loop."""
-    done = object()
-    try:
-        while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
-            yield chunk
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)

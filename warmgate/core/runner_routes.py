@@ -33,17 +33,8 @@ def function_info(fn: Function) -> wire.FunctionInfo:
         warm=c.keep_warm, loads=fn.loads, requests=fn.requests, in_flight=fn.in_flight, queued=fn.waiting,
         max_concurrency=c.max_concurrency, max_queue=c.max_queue, idle_timeout=c.scaling.idle_timeout,
         last_error=fn.last_error, load_seconds=fn.load_seconds, last_used_at=fn.last_used_at,
-        memory_bytes=fn.memory_bytes, demo=c.demo, remote=_remote(fn),
+        memory_bytes=fn.memory_bytes, demo=c.demo, remote=fn.executor.remote_info(fn.runner, fn.last_error),
     )
-
-
-def _remote(fn: Function) -> wire.RemoteInfo | None:
-    if fn.config.executor != "remote":
-        return None
-    runner = fn.runner
-    if runner is None:
-        return wire.RemoteInfo(url=fn.config.url, status="NOT CONNECTED", error=fn.last_error)
-    return wire.RemoteInfo(url=runner.url, status=runner.status, error=runner.error)
 
 
 _HEALTH_ORDER = ("LOADING", "ERROR", "OK", "IDLE")

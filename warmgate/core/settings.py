@@ -119,7 +119,8 @@ class FunctionConfig(_Config):
     max_queue: Annotated[int, msgspec.Meta(ge=0)] = 32
     """Requests that may wait; beyond that 503 with Retry-After."""
     price: Price | None = None
-    executor: Literal["local", "ray", "remote"] = "local"
+    executor: str = "local"
+    """Where the model runs: ``local``, ``remote``, ``ray``, or one a plugin registers (``register_executors``)."""
     url: str = ""
     """Remote runner to forward to (``executor: remote``)."""
     token: str = ""

@@ -25,7 +25,7 @@ def _source(fn: Any, demo_root: Any) -> Callable[[], TokenCounter] | None:
     """In-process models check inputs with their own tokenizer and config; relayed ones count
     with ``options.tokenizer`` when it is set."""
     options, config = fn.config.options, fn.config
-    if options.get("backend", "transformers") == "transformers" and config.executor != "remote":
+    if options.get("backend", "transformers") == "transformers" and not fn.executor.forwards_raw:
         if config.demo and fn.spec.demo is not None:
             return lambda: describe(str(ensure_demo_model(fn.spec.demo, demo_root)))
         return functools.partial(describe, config.model_id)

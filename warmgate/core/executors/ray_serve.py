@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import re
 import threading
@@ -21,8 +20,10 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
-from warmgate.core import ray_standby
 from warmgate.core.errors import InferenceError, LoadError, WarmgateError
+from warmgate.core.executors import ray_standby
+from warmgate.core.executors.calling import call_runner, chunks_of, is_stream, load_runner
+from warmgate.core.executors.ray import ray_functions
 from warmgate.core.settings import FunctionConfig, RaySettings
 from warmgate.core.spec import PipelineSpec
 
@@ -110,10 +111,10 @@ def serve_config(functions: list[FunctionConfig], config_path: str,
     """A Serve config (``serve deploy`` reads it) for every ray function: ``build_app`` makes
     each application from the warmgate config."""
     return {"applications": [
-        {"name": app_name(fn), "route_prefix": None, "import_path": "warmgate.core.ray_serve:build_app",
+        {"name": app_name(fn), "route_prefix": None, "import_path": "warmgate.core.executors.ray_serve:build_app",
          "args": {"config": config_path, "function": fn.name},
          "deployments": [deployment_options(fn, function_specs(pipelines, fn))]}
-        for fn in functions if fn.executor == "ray"]}
+        for fn in ray_functions(functions)]}
 
 
 def function_specs(pipelines: Mapping[str, PipelineSpec], config: FunctionConfig) -> dict[str, PipelineSpec]:
@@ -154,41 +155,26 @@ class FunctionReplica:
             if self._runner is None:
                 load = self._specs[self._config.pipeline].load
                 assert load is not None
-                options = dict(self._config.options)
-                runner = await load(self._config.model_id, options) if inspect.iscoroutinefunction(load) \
-                    else await asyncio.to_thread(load, self._config.model_id, options)
-                self._runner = await runner if inspect.isawaitable(runner) else runner
+                self._runner = await load_runner(load, self._config.model_id, dict(self._config.options))
                 self._replace_standby()
         return self._runner
 
     async def _result(self, spec_name: str, request: Any) -> Any:
-        runner = await self._ensure()
-        invoke = self._specs[spec_name].invoke
-        if invoke is not None:
-            result = invoke(runner, request)
-        else:
-            call = runner.__call__ if not inspect.isfunction(runner) else runner
-            asynchronous = inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
-            result = runner(request) if asynchronous else await asyncio.to_thread(runner, request)
-        return await result if inspect.isawaitable(result) else result
+        return await call_runner(await self._ensure(), request, self._specs[spec_name].invoke)
 
     async def __call__(self, spec_name: str, request: Any) -> Any:
         result = await self._result(spec_name, request)
-        if hasattr(result, "__aiter__") or inspect.isgenerator(result):
+        if is_stream(result):
             raise InferenceError("the pipeline streamed an answer to a request that did not ask for a stream")
         return result
 
     async def stream(self, spec_name: str, request: Any) -> AsyncIterator[Any]:
         result = await self._result(spec_name, request)
-        if hasattr(result, "__aiter__"):
-            async for chunk in result:
-                yield chunk
-        elif inspect.isgenerator(result):
-            done = object()
-            while (chunk := await asyncio.to_thread(next, result, done)) is not done:
-                yield chunk
-        else:
+        if not is_stream(result):
             yield result
+            return
+        async for chunk in chunks_of(result):
+            yield chunk
 
 
 class RayRunner:
@@ -199,18 +185,15 @@ class RayRunner:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    async def __call__(self, request: Any) -> Any:
-        raise TypeError("a ray function is called through call(spec_name, request)")
-
     async def call(self, spec_name: str, request: Any) -> Any:
         if getattr(request, "stream", False):
-            return self._stream(spec_name, request)
+            return self.stream(spec_name, request)
         try:
             return await self.handle.remote(spec_name, request)
         except Exception as exc:
             raise _unwrap(exc) from exc
 
-    async def _stream(self, spec_name: str, request: Any) -> AsyncIterator[Any]:
+    async def stream(self, spec_name: str, request: Any) -> AsyncIterator[Any]:
         try:
             async for chunk in self.handle.options(stream=True, method_name="stream").remote(spec_name, request):
                 yield chunk

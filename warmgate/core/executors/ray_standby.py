@@ -36,7 +36,7 @@ MODULES_VARIABLE = "WARMGATE_STANDBY_MODULES"
 """Comma-separated modules a worker imports at start-up (the replica's own runtime environment)."""
 KEEP_ALIVE_S = 3600
 """How long the raylet keeps an unused standby even when it has more idle workers than CPUs."""
-_HOOK = "warmgate.core.ray_standby.preload"
+_HOOK = "warmgate.core.executors.ray_standby.preload"
 _HOOK_VARIABLE = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
 """``ray._private.ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR`` in Ray 2.60; looked up at
 runtime in case a later Ray renames it."""

@@ -1,0 +1,66 @@
+"""Calling a runner however it is written: sync (a worker thread), async (the event loop), or a
+generator of chunks (each step in a worker thread). Every executor that runs pipeline code, in
+the gateway or in a Ray replica, goes through these."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from warmgate.core.spec import Loader
+from warmgate.core.threads import load_in_thread
+
+__all__ = ["call_runner", "chunks_of", "is_async_runner", "is_stream", "load_runner"]
+
+
+async def load_runner(load: Loader, model_id: str, options: dict[str, Any]) -> Any:
+    """``load(model_id, options)``: an ``async def`` on the loop, a plain one in a worker thread
+    holding the load lock (``core.threads``); an awaitable it returns is awaited."""
+    if inspect.iscoroutinefunction(load):
+        return await load(model_id, options)
+    runner = await load_in_thread(load, model_id, options)
+    return await runner if inspect.isawaitable(runner) else runner
+
+
+def is_async_runner(runner: Any) -> bool:
+    """Whether calling ``runner`` returns a coroutine or an async generator (run it on the loop)."""
+    call = runner if inspect.isfunction(runner) else getattr(runner, "__call__", None)  # noqa: B004
+    return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+
+
+async def call_runner(runner: Any, request: Any, invoke: Callable[[Any, Any], Any] | None = None, *,
+                      asynchronous: bool | None = None) -> Any:
+    """``runner(request)``, or the spec's ``invoke(runner, request)``: async runners on the loop,
+    sync ones in a worker thread (``asynchronous`` saves the check when the caller knows).
+    The result may be a stream (``is_stream``): pass it to ``chunks_of``."""
+    if invoke is not None:
+        result = invoke(runner, request)
+    elif asynchronous if asynchronous is not None else is_async_runner(runner):
+        result = runner(request)
+    else:
+        result = await asyncio.to_thread(runner, request)
+    return await result if inspect.isawaitable(result) else result
+
+
+def is_stream(result: Any) -> bool:
+    """A runner's result that is streamed: an async iterator or a (sync) generator."""
+    return hasattr(result, "__aiter__") or inspect.isgenerator(result)
+
+
+def chunks_of(result: Any) -> AsyncIterator[Any]:
+    """A streamed result as an async iterator; a sync generator (a blocking model loop) is
+    driven from worker threads, never the event loop."""
+    return result if hasattr(result, "__aiter__") else _iterate_in_thread(result)
+
+
+async def _iterate_in_thread(chunks: Iterator[Any]) -> AsyncIterator[Any]:
+    done = object()
+    try:
+        while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)

@@ -1,0 +1,46 @@
+"""The ray executor: the function is a Ray Serve application (``ray_serve``) that scales its
+replicas from zero by itself; the gateway holds its deployment handle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from warmgate.core.executors.base import BaseExecutor, Call
+from warmgate.core.settings import FunctionConfig
+
+__all__ = ["RayExecutor", "ray_functions"]
+
+NAME = "ray"
+
+
+def ray_functions(configs: Iterable[FunctionConfig]) -> list[FunctionConfig]:
+    """The functions that run on Ray (``warmgate deploy ray`` deploys them)."""
+    return [fn for fn in configs if fn.executor == NAME]
+
+
+class RayExecutor(BaseExecutor):
+    scales_itself = True  # Ray scales its replicas to zero itself
+
+    _deployed = False
+
+    async def start(self) -> Any:
+        from warmgate.core.executors import ray_serve  # ray only for gateways with ray functions
+
+        specs = ray_serve.function_specs(self.pipelines, self.config)
+        runner = await asyncio.to_thread(ray_serve.deploy, specs, self.config, self.settings.ray)
+        self._deployed = True
+        return runner
+
+    async def call(self, runner: Any, call: Call) -> Any:
+        return await runner.call(call.spec.name, call.body)
+
+    def stream(self, runner: Any, call: Call) -> AsyncIterator[Any]:
+        return runner.stream(call.spec.name, call.body)
+
+    async def shutdown(self) -> None:
+        if self._deployed:
+            from warmgate.core.executors import ray_serve
+
+            await asyncio.to_thread(ray_serve.shutdown)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from warmgate.core.plugins import load_plugins, pm
+from warmgate.core.registry import Registry, collect
 from warmgate.core.settings import Price, Settings
 from warmgate.core.spec import DemoModel
 
@@ -72,17 +73,12 @@ class LivePipeline:
 
 def get_live_pipelines() -> dict[str, LivePipeline]:
     load_plugins()
-    pipelines: dict[str, LivePipeline] = {}
-    for impl in pm.hook.register_live_pipelines.get_hookimpls():
+    pipelines: Registry[LivePipeline] = Registry("live pipeline")
 
-        def register(name: str, factory: ProcessorFactory, *, demo: DemoModel | None = None,
-                     _plugin: str = impl.plugin_name) -> None:
-            if not callable(factory):
-                raise TypeError(f"live pipeline {name!r} (plugin {_plugin!r}): factory must be callable")
-            if name in pipelines:
-                raise ValueError(f"live pipeline {name!r} is registered by both {pipelines[name].plugin!r} "
-                                 f"and {_plugin!r}")
-            pipelines[name] = LivePipeline(name=name, factory=factory, demo=demo, plugin=_plugin)
+    def register(plugin: str, name: str, factory: ProcessorFactory, *, demo: DemoModel | None = None) -> None:
+        if not callable(factory):
+            raise TypeError(f"live pipeline {name!r} (plugin {plugin!r}): factory must be callable")
+        pipelines.add(plugin, name, LivePipeline(name=name, factory=factory, demo=demo, plugin=plugin))
 
-        impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
-    return pipelines
+    collect(pm.hook.register_live_pipelines, register)
+    return pipelines.items

@@ -15,6 +15,7 @@ import pluggy
 import structlog
 
 from warmgate.core import hookspecs
+from warmgate.core.registry import Registry, collect
 from warmgate.core.spec import PipelineSpec
 
 __all__ = [
@@ -121,34 +122,28 @@ def list_plugins() -> list[dict[str, Any]]:
 def get_pipelines() -> dict[str, PipelineSpec]:
     """Collect every plugin's pipelines, keyed by name, rejecting duplicates and wrong types."""
     load_plugins()
-    specs: dict[str, PipelineSpec] = {}
-    owners: dict[str, str] = {}
-    for impl in pm.hook.register_pipelines.get_hookimpls():  # in registration order
-        plugin_name = impl.plugin_name
+    specs: Registry[PipelineSpec] = Registry("pipeline")
+    paths: dict[str, str] = {}
 
-        def register(spec: PipelineSpec, _plugin: str = plugin_name) -> None:
-            if not isinstance(spec, PipelineSpec):
-                raise TypeError(f"plugin {_plugin!r} registered {spec!r}, which is not a warmgate.PipelineSpec")
-            if spec.name in specs:
-                raise ValueError(
-                    f"pipeline {spec.name!r} is registered by both {specs[spec.name].plugin!r} and {_plugin!r}"
-                )
-            for path in spec.paths:
-                if path in owners:
-                    raise ValueError(f"path {path} is claimed by both {owners[path]!r} and {_plugin!r}")
-            for path in spec.paths:
-                owners[path] = _plugin
-            if spec.serves and spec.serves == spec.name:
-                raise ValueError(f"pipeline {spec.name!r} cannot serve itself")
-            specs[spec.name] = dataclasses.replace(spec, plugin=_plugin)
+    def register(plugin: str, spec: PipelineSpec) -> None:
+        if not isinstance(spec, PipelineSpec):
+            raise TypeError(f"plugin {plugin!r} registered {spec!r}, which is not a warmgate.PipelineSpec")
+        specs.add(plugin, spec.name, dataclasses.replace(spec, plugin=plugin))
+        for path in spec.paths:
+            if path in paths:
+                raise ValueError(f"path {path} is claimed by both {paths[path]!r} and {plugin!r}")
+        for path in spec.paths:
+            paths[path] = plugin
+        if spec.serves and spec.serves == spec.name:
+            raise ValueError(f"pipeline {spec.name!r} cannot serve itself")
 
-        impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
-    for spec in specs.values():
-        host = specs.get(spec.serves) if spec.serves else spec
+    collect(pm.hook.register_pipelines, register)  # in registration order
+    for spec in specs.items.values():
+        host = specs.items.get(spec.serves) if spec.serves else spec
         if host is None or host.serves:
             raise ValueError(f"pipeline {spec.name!r} (plugin {spec.plugin!r}) serves {spec.serves!r}, "
                              "which is not a registered pipeline with functions of its own")
-    return specs
+    return specs.items
 
 
 def get_routes() -> list[Any]:
@@ -158,12 +153,11 @@ def get_routes() -> list[Any]:
 
     load_plugins()
     routes: list[Any] = []
-    for impl in pm.hook.register_routes.get_hookimpls():
 
-        def register(handler: Any, _plugin: str = impl.plugin_name) -> None:
-            if not isinstance(handler, (BaseRouteHandler, Router)):
-                raise TypeError(f"plugin {_plugin!r} registered {handler!r}, which is not a Litestar route handler")
-            routes.append(handler)
+    def register(plugin: str, handler: Any) -> None:
+        if not isinstance(handler, (BaseRouteHandler, Router)):
+            raise TypeError(f"plugin {plugin!r} registered {handler!r}, which is not a Litestar route handler")
+        routes.append(handler)
 
-        impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
+    collect(pm.hook.register_routes, register)
     return routes

@@ -10,6 +10,7 @@ import pluggy
 
 from warmgate.core.errors import WarmgateError
 from warmgate.core.plugins import load_plugins, pm
+from warmgate.core.registry import Registry, collect
 
 __all__ = [
     "BackendFactory",
@@ -177,16 +178,12 @@ pm.add_hookspecs(LLMBackendSpecs)
 def get_backends() -> dict[str, BackendFactory]:
     """Every registered backend by name; a name registered twice is an error naming both."""
     load_plugins()
-    backends: dict[str, BackendFactory] = {}
-    owners: dict[str, str] = {}
-    for impl in pm.hook.register_llm_backends.get_hookimpls():
+    backends: Registry[BackendFactory] = Registry("LLM backend")
 
-        def register(name: str, factory: BackendFactory, _plugin: str = impl.plugin_name) -> None:
-            if not callable(factory):
-                raise TypeError(f"plugin {_plugin!r} registered LLM backend {name!r} with {factory!r}, not a callable")
-            if name in backends:
-                raise ValueError(f"LLM backend {name!r} is registered by both {owners[name]!r} and {_plugin!r}")
-            backends[name], owners[name] = factory, _plugin
+    def register(plugin: str, name: str, factory: BackendFactory) -> None:
+        if not callable(factory):
+            raise TypeError(f"plugin {plugin!r} registered LLM backend {name!r} with {factory!r}, not a callable")
+        backends.add(plugin, name, factory)
 
-        impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
-    return backends
+    collect(pm.hook.register_llm_backends, register)
+    return backends.items

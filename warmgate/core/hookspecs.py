@@ -76,11 +76,14 @@ def health(app: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def price_request(function: Any, request: Any, units: int, settings: Any) -> Any:
+def price_request(function: Any, config: Any, request: Any, units: int, settings: Any) -> Any:
     """Quote a request: return its price in wei (an ``int``), or None to leave it to the next plugin.
 
     Called for requests to functions that have a ``price``, after validation and before the
-    function is acquired; ``units`` comes from the pipeline's ``units(request)``; ``settings`` are
+    function is acquired, and again to bill what was used (``request`` None: an LLM call's
+    completion tokens, a live session's output pixels). ``config`` is the ``FunctionConfig``
+    priced; ``function`` its ``Function``, or None for a live session (which runs no function).
+    ``units`` comes from the pipeline's ``units(request)``; ``settings`` are
     the gateway's (``settings.pricing.eth_rates`` converts fiat prices). firstresult:
     the first non-None answer wins, and the built-in pricing plugin answers last.
     """

@@ -15,16 +15,10 @@ from typing import Any
 import msgspec
 import structlog
 
-__all__ = ["AccessLog", "access_fields", "configure_logging", "json_lines", "request_id_var"]
+__all__ = ["AccessLog", "configure_logging", "json_lines", "request_id_var"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("warmgate_request_id", default=None)
 """The id of the request being served; set by the request middleware, copied into worker threads."""
-
-
-access_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("warmgate_access_fields",
-                                                                                     default=None)
-"""Fields to add to the current request's access-log line (e.g. an LLM's token usage): one line
-per request carries them, instead of a log event of their own."""
 
 
 def _add_request_id(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -8,22 +8,16 @@ import os
 import time
 from typing import Any
 
-from warmgate.core.logs import AccessLog, access_fields, request_id_var
+from warmgate.core.context import RequestContext, request_context
+from warmgate.core.logs import AccessLog, request_id_var
 from warmgate.core.metrics import Metrics
-from warmgate.core.usage import QUOTE, report_usage
+from warmgate.core.usage import report_usage
 
-__all__ = ["EXTERNAL_SECONDS", "EXTRA_HEADERS", "OVERHEAD_HEADER", "wrap_asgi"]
+__all__ = ["OVERHEAD_HEADER", "wrap_asgi"]
 
 OVERHEAD_HEADER = "X-Warmgate-Overhead-Ms"
-EXTERNAL_SECONDS = "warmgate.external"
-"""Key in ``scope["state"]``: seconds a pipeline route spent outside the gateway (queue, load,
-model); when set, the response gets ``X-Warmgate-Overhead-Ms`` = elapsed minus that."""
-EXTRA_HEADERS = "warmgate.headers"
-"""Key in ``scope["state"]``: ``[(name, value), ...]`` byte pairs a route wants on its response,
-whatever the response turns out to be (JSON, a stream, an error)."""
+"""Elapsed minus the request's ``external_seconds`` (queue, load, model), when a route set them."""
 _OVERHEAD = OVERHEAD_HEADER.lower().encode()
-
-
 
 _ID_PREFIX = os.urandom(8).hex()
 _id_counter = itertools.count(1)
@@ -41,15 +35,16 @@ def _request_id(scope: dict[str, Any]) -> str:
 
 
 def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
-    """Wrap Litestar's ASGI handler so that 404s and 405s are counted and logged too."""
+    """Wrap Litestar's ASGI handler so that 404s and 405s are counted and logged too. Each
+    request gets its ``RequestContext`` here, and its bill, headers and log line come from it."""
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         start = time.perf_counter()
-        state = scope["state"]
         request_id = _request_id(scope)
+        context = RequestContext(request_id, start)
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
         responded = False
@@ -58,10 +53,9 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
 
         async def report(final_status: int, billed: bool) -> None:
             nonlocal reported
-            quote = state.get(QUOTE)
-            if quote is not None and not reported:
+            if context.quote is not None and not reported:
                 reported = True
-                await report_usage(scope.get("app"), quote, request_id, final_status, time.perf_counter() - start,
+                await report_usage(scope.get("app"), context, final_status, time.perf_counter() - start,
                                    billed=billed)
 
         async def send_with_id(message: dict[str, Any]) -> None:
@@ -70,8 +64,8 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
                 await report(status, billed=status < 400)  # before the last byte: no answer goes out unrecorded
             elif message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                added = [id_header, *state.get(EXTRA_HEADERS, ())]
-                external = state.get(EXTERNAL_SECONDS)
+                added = [id_header, *context.headers]
+                external = context.external_seconds
                 if external is not None:
                     overhead = max(0.0, time.perf_counter() - start - external) * 1000
                     added.append((_OVERHEAD, f"{overhead:.3f}".encode()))
@@ -83,21 +77,21 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
             await send(message)
 
         token = request_id_var.set(request_id)
-        fields: dict[str, Any] = {}
-        fields_token = access_fields.set(fields)
+        context_token = request_context.set(context)
         try:
             await app(scope, receive, send_with_id)
             if not responded:  # the app returned without answering: its client had gone (a long poll)
                 status = 499
         finally:
-            if not reported and state.get(QUOTE) is not None:  # the client left mid-answer, or no answer at all
+            if not reported and context.quote is not None:  # the client left mid-answer, or no answer at all
                 answered = status < 400  # a successful response had started (status stays 500 otherwise)
                 await asyncio.shield(report(499 if answered else status, billed=answered))
             seconds = time.perf_counter() - start
             metrics.observe_request(scope.get("path_template") or "<unmatched>", scope["method"], status, seconds)
             if access_log is not None:
-                access_log(scope["method"], scope["path"], status, round(seconds * 1000, 3), request_id, fields)
-            access_fields.reset(fields_token)
+                access_log(scope["method"], scope["path"], status, round(seconds * 1000, 3), request_id,
+                           context.log_fields)
+            request_context.reset(context_token)
             request_id_var.reset(token)
 
     return middleware

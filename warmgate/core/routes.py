@@ -17,17 +17,17 @@ from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
-from warmgate.core.auth import Authenticator, Caller
+from warmgate.core.auth import Authenticator
+from warmgate.core.context import RequestContext, current_request
 from warmgate.core.decode import json_decoder, multipart_decoder
 from warmgate.core.errors import ClientDisconnected, ClientError, InferenceError, PaymentRequired
 from warmgate.core.executors import Call, RawRequest
 from warmgate.core.executors.calling import chunks_of, is_stream
 from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
-from warmgate.core.middleware import EXTERNAL_SECONDS, EXTRA_HEADERS
 from warmgate.core.plugins import await_me_maybe, pm
 from warmgate.core.spec import PipelineSpec
-from warmgate.core.usage import QUOTE, Quote
+from warmgate.core.usage import Quote, price_wei
 
 __all__ = ["pipeline_route"]
 
@@ -48,16 +48,18 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
     keep_raw = any(fn.executor.forwards_raw for fn in manager.functions.values() if fn.config.pipeline == functions_of)
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
-        caller = await auth(request.scope, request.app) if auth.enabled else None
+        context = current_request() or RequestContext("")  # the middleware makes it; bare use has none
+        caller = context.caller = await auth(request.scope, request.app) if auth.enabled else None
         raw = await request.body() if keep_raw or decode_json is not None else b""
         body = decode_json(raw) if decode_json is not None else await decode_form(request)
-        fn = manager.resolve(functions_of, getattr(body, model_field, "") or "", spec.wire)
+        fn = context.function = manager.resolve(functions_of, getattr(body, model_field, "") or "", spec.wire)
+        context.config = fn.config
         if caller is not None:
             caller.check_allowed(fn.name, fn.config.aliases, fn.config.pipeline)
         if prepare is not None:
             body = await asyncio.to_thread(prepare, body, fn.config.options)
         if fn.config.price is not None:
-            await _quote(request, fn, body, units, manager.settings, caller)
+            await _quote(request, context, body, units, manager.settings)
         waited = time.perf_counter()
         lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
         executor = fn.executor
@@ -70,7 +72,7 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             lease.release()
             raise
         # queueing, loading and the model are not gateway overhead (see middleware)
-        scope["state"][EXTERNAL_SECONDS] = time.perf_counter() - waited
+        context.external_seconds = time.perf_counter() - waited
         if isinstance(result, Stream):  # a forwarded stream
             result.iterator = _relay(result.iterator, lease)
             return result
@@ -121,13 +123,15 @@ async def _disconnect(request: Request[Any, Any, Any]) -> None:
         message = await request.receive()
 
 
-async def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units: Any, settings: Any,
-                 caller: Caller | None) -> None:
+async def _quote(request: Request[Any, Any, Any], context: RequestContext, body: Any, units: Any,
+                 settings: Any) -> None:
     """Price the request (``price_request`` hooks), refuse it (402) when the caller's
     ``X-Max-Price-Per-Unit`` is lower than the price per unit, hold it against the caller's
     balance (``reserve`` hooks, 402 when short), and put units and wei on the response."""
+    fn, caller = context.function, context.caller
+    assert fn is not None
     count = int(units(body)) if units is not None else 1
-    wei = pm.hook.price_request(function=fn, request=body, units=count, settings=settings)
+    wei = price_wei(fn.config, count, settings, function=fn, request=body)
     if wei is None:
         return
     ceiling = _max_price_per_unit(request.scope)
@@ -140,9 +144,8 @@ async def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units
                   settle_usage=fn.config.price is not None and fn.config.price.settle == "usage")
     for held in pm.hook.reserve(quote=quote, app=request.app):
         await await_me_maybe(held)
-    state = request.scope["state"]
-    state[EXTRA_HEADERS] = [(b"x-warmgate-units", str(count).encode()), (b"x-warmgate-price", str(int(wei)).encode())]
-    state[QUOTE] = quote  # from here on the request is reported to on_usage exactly once
+    context.headers += [(b"x-warmgate-units", str(count).encode()), (b"x-warmgate-price", str(int(wei)).encode())]
+    context.quote = quote  # from here on the request is reported to on_usage exactly once
 
 
 MAX_PRICE_HEADER_CHARS = 64

@@ -9,13 +9,11 @@ from typing import Any
 import msgspec
 import structlog
 
-from warmgate.core.logs import access_fields
+from warmgate.core.context import RequestContext
 from warmgate.core.plugins import await_me_maybe, pm
+from warmgate.core.settings import FunctionConfig
 
-__all__ = ["QUOTE", "Quote", "UsageEvent", "record_usage", "report_usage"]
-
-QUOTE = "warmgate.quote"
-"""Key in ``scope["state"]``: the ``Quote`` of a priced request, set by its route."""
+__all__ = ["Quote", "UsageEvent", "price_wei", "record_usage", "report_usage"]
 
 _log = structlog.get_logger("warmgate.usage")
 
@@ -53,25 +51,38 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     completion_tokens: int | None = None
 
 
-async def report_usage(app: Any, quote: Quote, request_id: str, status: int, seconds: float, *, billed: bool) -> None:
-    """Build the event, call the ``on_usage`` hooks and await what they return (a ledger's
-    commit). ``billed``: the caller got an answer (a stream cut short by its client counts).
-    A hook that fails is logged; the response still goes out."""
-    llm = access_fields.get({}).get("llm") or {}
-    completion = llm.get("completion_tokens")
+def price_wei(config: FunctionConfig, units: int, settings: Any, *, function: Any = None,
+              request: Any = None) -> int | None:
+    """What ``units`` of ``config`` cost by the ``price_request`` hooks (None: no plugin prices it).
+    ``function`` is the ``Function`` when there is one (a live session has none)."""
+    wei = pm.hook.price_request(function=function, config=config, request=request, units=units, settings=settings)
+    return None if wei is None else int(wei)
+
+
+async def report_usage(app: Any, context: RequestContext, status: int, seconds: float, *,
+                       billed: bool) -> UsageEvent:
+    """Build the event from the request's quote and usage, call the ``on_usage`` hooks and await
+    what they return (a ledger's commit). ``billed``: the caller got an answer (a stream cut
+    short by its client counts). A hook that fails is logged; the response still goes out."""
+    quote, usage = context.quote, context.usage
+    assert quote is not None
+    completion = usage.completion_tokens
     units, wei = quote.units, quote.wei
-    failed = llm.get("failed_status")
-    if failed is not None:  # a stream that failed after its 200: the tokens it delivered, whatever the settle
-        status, billed = failed, True
+    if usage.failed_status is not None:  # a stream that failed after its 200: the tokens it delivered
+        status, billed = usage.failed_status, True
         units = completion or 0
-        wei = min(wei, _reprice(app, quote, units)) if units else 0
+        wei = min(wei, _reprice(app, context, units)) if units else 0
     elif quote.settle_usage and completion is not None:  # an abandoned stream has none: it keeps its quote
-        units, wei = completion, min(wei, _reprice(app, quote, completion))
-    event = UsageEvent(request_id=request_id, time=time.time(), function=quote.function, pipeline=quote.pipeline,
-                       model_id=quote.model_id, units=units, quoted_wei=quote.wei, wei=wei if billed else 0,
-                       status=status, duration_ms=round(seconds * 1000, 3), key=quote.key,
-                       prompt_tokens=llm.get("prompt_tokens"), completion_tokens=completion)
+        units, wei = completion, min(wei, _reprice(app, context, completion))
+    elif usage.units is not None:  # metered as it ran (a live segment): what it used, not the hold
+        units = usage.units
+        wei = _reprice(app, context, units, default=0)
+    event = UsageEvent(request_id=context.request_id, time=time.time(), function=quote.function,
+                       pipeline=quote.pipeline, model_id=quote.model_id, units=units, quoted_wei=quote.wei,
+                       wei=wei if billed else 0, status=status, duration_ms=round(seconds * 1000, 3), key=quote.key,
+                       prompt_tokens=usage.prompt_tokens, completion_tokens=completion)
     await record_usage(app, event)
+    return event
 
 
 async def record_usage(app: Any, event: UsageEvent) -> None:
@@ -84,9 +95,11 @@ async def record_usage(app: Any, event: UsageEvent) -> None:
         _log.exception("usage_report_failed", function=event.function)
 
 
-def _reprice(app: Any, quote: Quote, units: int) -> int:
-    """The same function's price for ``units`` (an LLM call's actual completion tokens)."""
-    manager = app.state.functions
-    wei = pm.hook.price_request(function=manager.functions[quote.function], request=None, units=units,
-                                settings=manager.settings)
-    return quote.wei if wei is None else int(wei)
+def _reprice(app: Any, context: RequestContext, units: int, *, default: int | None = None) -> int:
+    """The same function's price for ``units`` (an LLM call's actual completion tokens); the
+    quote's (or ``default``) when no plugin prices it."""
+    assert context.config is not None and context.quote is not None
+    wei = price_wei(context.config, units, app.state.functions.settings, function=context.function)
+    if wei is None:
+        return context.quote.wei if default is None else default
+    return wei

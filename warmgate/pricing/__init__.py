@@ -23,8 +23,8 @@ _rates = RateCache()
 
 
 @hookimpl(trylast=True)
-def price_request(function: Any, request: Any, units: int, settings: Any) -> int | None:
-    price = function.config.price
+def price_request(config: Any, units: int, settings: Any) -> int | None:
+    price = config.price
     if price is None:
         return None
     return _rates.price_wei(price, units, settings.pricing.eth_rates)

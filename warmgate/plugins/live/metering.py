@@ -12,13 +12,13 @@ requests.
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from typing import Any
 
+from warmgate.core.context import RequestContext
 from warmgate.core.live import LIVE_PIPELINE, live_function_name, live_price
 from warmgate.core.plugins import await_me_maybe, pm
 from warmgate.core.settings import FunctionConfig, Settings
-from warmgate.core.usage import Quote, UsageEvent, record_usage
+from warmgate.core.usage import Quote, price_wei, report_usage
 
 __all__ = ["LiveMeter"]
 
@@ -36,9 +36,9 @@ class LiveMeter:
         self._pixels = width * height
         self._key = key
         self._function = live_function_name(pipeline)
-        # what the price_request hooks read: a function's name and config
-        self._priced = SimpleNamespace(name=self._function, config=FunctionConfig(
-            pipeline=LIVE_PIPELINE, model_id=pipeline, name=self._function, price=live_price(settings)))
+        self._config = FunctionConfig(pipeline=LIVE_PIPELINE, model_id=pipeline, name=self._function,
+                                      price=live_price(settings))
+        """What is priced and billed: a session runs no function, so the hooks get ``function=None``."""
         self._pipeline = pipeline
         self._hold: Quote | None = None
         self._held_at = 0.0
@@ -48,12 +48,12 @@ class LiveMeter:
 
     @property
     def priced(self) -> bool:
-        return self._priced.config.price is not None
+        return self._config.price is not None
 
     def _quote(self, units: int) -> Quote:
-        wei = pm.hook.price_request(function=self._priced, request=None, units=units, settings=self._settings)
+        wei = price_wei(self._config, units, self._settings)
         return Quote(function=self._function, pipeline=LIVE_PIPELINE, model_id=self._pipeline, units=units,
-                     wei=int(wei or 0), key=self._key)
+                     wei=wei or 0, key=self._key)
 
     async def hold(self) -> None:
         """Hold the next segment's worth; ``PaymentRequired`` when the key cannot cover it."""
@@ -65,18 +65,16 @@ class LiveMeter:
         self._hold, self._held_at = quote, time.monotonic()
 
     async def bill(self, frames: int, *, status: int = 200) -> None:
-        """Settle the hold with what ``frames`` output frames cost (0 frames: release it)."""
+        """Settle the hold with what ``frames`` output frames cost (0 frames: release it): one
+        segment is one request context, billed as any request is (``report_usage``)."""
         if not self.priced or (self._hold is None and not frames):
             return
-        units = self._pixels * frames
-        billed = self._quote(units)
-        held = self._hold
-        self._hold = None
+        held, self._hold = self._hold, None
         self._segments += 1
-        self.units += units
-        self.wei += billed.wei
-        await record_usage(self._app, UsageEvent(
-            request_id=f"{self._session_id}-{self._segments}", time=time.time(), function=self._function,
-            pipeline=LIVE_PIPELINE, model_id=self._pipeline, units=units, quoted_wei=held.wei if held else 0,
-            wei=billed.wei, status=status, duration_ms=round((time.monotonic() - self._held_at) * 1000, 3),
-            key=self._key))
+        segment = RequestContext(f"{self._session_id}-{self._segments}")
+        segment.config = self._config
+        segment.quote = held or self._quote(0)
+        segment.usage.units = self._pixels * frames
+        event = await report_usage(self._app, segment, status, time.monotonic() - self._held_at, billed=True)
+        self.units += event.units
+        self.wei += event.wei

@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 import structlog
 
+from warmgate.core.context import current_request
 from warmgate.core.errors import RequestValidationError, WarmgateError
-from warmgate.core.logs import access_fields
 from warmgate.core.spec import Runner
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import (
@@ -151,20 +151,21 @@ class LLMRunner(Runner):
 
     def _account(self, params: GenerationParams, *, finish: str = "error", usage: Usage | None = None,
                  failed: int | None = None, delivered: int = 0) -> None:
-        """The one writer of the request's LLM fields: its access-log line carries them, and the
-        bill (``core/usage.py``) reads them. A completed answer gives its usage (completion
-        tokens None when inexact: the quote is billed); a failed stream gives the status it
-        failed with and the completion tokens the client had received."""
-        fields = access_fields.get()
-        if fields is None:
+        """The one reporter of the request's LLM usage, on its request context: the bill
+        (``core/usage.py``) reads it and the access-log line carries it. A completed answer gives
+        its usage (completion tokens None when inexact: the quote is billed); a failed stream
+        gives the status it failed with and the completion tokens the client had received."""
+        context = current_request()
+        if context is None:
             return
         entry: dict[str, Any] = {"model": self.model_id, "quoted_tokens": params.max_tokens, "finish_reason": finish}
         if failed is not None:
-            entry.update(failed_status=failed, prompt_tokens=None, completion_tokens=min(delivered, params.max_tokens))
+            context.report_failed_stream(failed, min(delivered, params.max_tokens))
+            entry.update(failed_status=failed, prompt_tokens=None, completion_tokens=context.usage.completion_tokens)
         elif usage is not None:
-            entry.update(prompt_tokens=usage.prompt_tokens,
-                         completion_tokens=usage.completion_tokens if usage.exact else None)
-        fields["llm"] = entry
+            context.report_tokens(usage.prompt_tokens, usage.completion_tokens if usage.exact else None)
+            entry.update(prompt_tokens=usage.prompt_tokens, completion_tokens=context.usage.completion_tokens)
+        context.log_fields["llm"] = entry
 
     async def _complete(self, params: GenerationParams) -> Completion:
         complete = getattr(self.backend, "complete", None)

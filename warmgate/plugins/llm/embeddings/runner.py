@@ -8,7 +8,7 @@ import sys
 from array import array
 from typing import Any, Protocol
 
-from warmgate.core.logs import access_fields
+from warmgate.core.context import current_request
 from warmgate.core.spec import Runner
 from warmgate.plugins.llm.embeddings.wire import Embedding, EmbeddingJob, EmbeddingList, EmbeddingUsage
 
@@ -51,9 +51,10 @@ class EmbeddingsRunner(Runner):
             else:
                 value = vector.tolist() if hasattr(vector, "tolist") else vector
             data.append(Embedding(index=index, embedding=value))
-        fields = access_fields.get()
-        if fields is not None:  # no completion tokens: a ``settle: usage`` price keeps its exact quote
-            fields["llm"] = {"model": self.model_id, "inputs": len(data), "prompt_tokens": prompt_tokens}
+        context = current_request()
+        if context is not None:  # no completion tokens: a ``settle: usage`` price keeps its exact quote
+            context.report_tokens(prompt_tokens, None)
+            context.log_fields["llm"] = {"model": self.model_id, "inputs": len(data), "prompt_tokens": prompt_tokens}
         return EmbeddingList(data=data, model=self.model_id,
                              usage=EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens))
 

@@ -1,0 +1,81 @@
+"""One request's own record: who calls, which function, its quote, the headers it adds, what it
+used and how long it spent outside the gateway.
+
+The request middleware makes it and reads it when the answer ends (the bill, the overhead
+header, the access log); the route fills in the caller, the function and the quote; runners
+report what they used with ``current_request()``. Nothing else carries billing data. It lives in
+a context variable, so a runner's worker thread and a streamed answer see the same record.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from warmgate.core.auth import Caller
+    from warmgate.core.functions import Function
+    from warmgate.core.settings import FunctionConfig
+    from warmgate.core.usage import Quote
+
+__all__ = ["RequestContext", "Usage", "current_request", "request_context"]
+
+
+class Usage:
+    """What a request used, as its runner reports it; None where it reported nothing (the quote
+    is billed)."""
+
+    __slots__ = ("completion_tokens", "failed_status", "prompt_tokens", "units")
+
+    def __init__(self) -> None:
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        """Tokens the model produced (with ``failed_status``: the ones the client received)."""
+        self.failed_status: int | None = None
+        """A stream that failed after its 200: the status it failed with; its delivered tokens are billed."""
+        self.units: int | None = None
+        """Units metered as the work ran (a live session's output pixels), billed in place of the quote's."""
+
+
+class RequestContext:
+    """One request, from the middleware's first look at it to its last byte."""
+
+    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "log_fields", "quote",
+                 "request_id", "started", "usage")
+
+    def __init__(self, request_id: str, started: float | None = None) -> None:
+        self.request_id = request_id
+        self.started = time.perf_counter() if started is None else started
+        """``perf_counter()`` when the gateway first saw the request."""
+        self.caller: Caller | None = None
+        self.function: Function | None = None
+        self.config: FunctionConfig | None = None
+        """What is priced: the function's config (or a live pipeline's, which has no ``Function``)."""
+        self.quote: Quote | None = None
+        """Set once the request is priced and held: from then on it is billed exactly once."""
+        self.headers: list[tuple[bytes, bytes]] = []
+        """Added to the response whatever it turns out to be (JSON, a stream, an error)."""
+        self.external_seconds: float | None = None
+        """Time spent outside the gateway (queue, load, model); set: ``X-Warmgate-Overhead-Ms`` is sent."""
+        self.usage = Usage()
+        self.log_fields: dict[str, Any] = {}
+        """Extra fields of the request's access-log line (an LLM's model and finish reason)."""
+
+    def report_tokens(self, prompt: int | None, completion: int | None) -> None:
+        """What an LLM call used (``completion`` None when inexact: the quote is billed)."""
+        self.usage.prompt_tokens, self.usage.completion_tokens = prompt, completion
+
+    def report_failed_stream(self, status: int, delivered_tokens: int) -> None:
+        """A stream that failed after its 200: billed for the tokens the client received."""
+        usage = self.usage
+        usage.failed_status, usage.prompt_tokens, usage.completion_tokens = status, None, delivered_tokens
+
+
+request_context: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("warmgate_request",
+                                                                                       default=None)
+
+
+def current_request() -> RequestContext | None:
+    """The request being served (None outside one: a warm-up, a test calling a runner directly)."""
+    return request_context.get()

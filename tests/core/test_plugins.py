@@ -544,3 +544,37 @@ def test_an_executor_name_registered_twice_names_both_plugins(register_plugin):
     register_plugin(LocalAgain(), "undo-local-again")
     with pytest.raises(ValueError, match="executor 'local' is registered by both 'warmgate' and 'undo-local-again'"):
         get_executors()
+
+
+def test_docs_name_only_the_public_api():
+    """docs/plugins.md sends authors to ``warmgate``'s public names (and the ``warmgate.testing``
+    kit), never into internals; the built-in plugins are named by their modules."""
+    from warmgate.core.plugins import DEFAULT_PLUGINS
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    imported = re.findall(r"^\s*from (warmgate[\w.]*) import ([\w, ]+)", docs, re.MULTILINE)
+    assert imported, "the docs import nothing: the check reads nothing"
+    for module, names in imported:
+        if module == "warmgate":
+            assert {n.strip() for n in names.split(",")} <= set(warmgate.__all__), names
+        else:
+            assert module.startswith("warmgate.testing"), module
+    plugin_modules = {m.removeprefix("warmgate.") for m in DEFAULT_PLUGINS}
+    for dotted in re.findall(r"\bwarmgate\.(\w+)", docs):
+        assert dotted in warmgate.__all__ or dotted == "testing" or dotted in plugin_modules, f"warmgate.{dotted}"
+
+
+def test_the_smallest_third_party_pipeline_is_at_most_30_lines():
+    source = (ROOT / "tests" / "fixtures" / "warmgate-shout" / "warmgate_shout.py").read_text()
+    code = [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith(('"""', "#"))]
+    assert len(code) <= 30
+
+
+def test_spec_base_shares_fields_and_names_the_operation():
+    base = warmgate.IMAGE_INPUT.extend(response=EchoRequest, engine_modules=("torch",))
+    spec = base.spec(name="image-to-echo", request=EchoRequest, load=lambda model_id, options: None)
+    assert (spec.encoding, spec.price_unit, spec.engine_modules) == ("multipart", warmgate.PriceUnit.PIXEL, ("torch",))
+    assert (spec.summary, spec.operation_id) == ("Image To Echo", "genImageToEcho")
+    assert base.spec(name="x", request=EchoRequest, load=print, summary="Mine").operation_id == "genMine"
+    with pytest.raises(TypeError, match="colour not PipelineSpec fields"):
+        warmgate.SpecBase(colour="red")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from warmgate.core.errors import ClientError, PayloadTooLarge, UnsupportedMediaType
-from warmgate.core.spec import File
+from warmgate.core.spec import File, PriceUnit, SpecBase
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -31,6 +31,8 @@ __all__ = [
     "image_data_url",
     "max_audio_seconds",
     "prepare_audio_input",
+    "IMAGE_INPUT",
+    "input_pixels",
     "prepare_image_input",
 ]
 
@@ -99,6 +101,17 @@ def prepare_image_input(params: Any, options: dict[str, Any], *, min_side: int =
     image = decode_image(params.image, max_pixels=int(options.get("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS)),
                          min_side=min_side)
     return ImageInput(params, image, getattr(params, "num_images_per_prompt", 1))
+
+
+def input_pixels(request: Any) -> int:
+    """Billed pixels of an image-input request: the input's width x height x its outputs."""
+    width, height = request.image.size
+    return width * height * getattr(request, "outputs", 1)
+
+
+IMAGE_INPUT = SpecBase(encoding="multipart", prepare=prepare_image_input, price_unit=PriceUnit.PIXEL,
+                       units=input_pixels)
+"""The base of pipelines that take an ``image`` upload, priced per input pixel."""
 
 
 def decode_audio(upload: File, *, field: str = "audio", rate: int = AUDIO_SAMPLE_RATE,

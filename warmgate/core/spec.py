@@ -7,7 +7,7 @@ import importlib
 import types
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -15,7 +15,7 @@ import msgspec
 
 from warmgate.core.settings import Price
 
-__all__ = ["DemoModel", "File", "Loader", "PipelineSpec", "PriceUnit", "Runner", "deferred", "module_bytes"]
+__all__ = ["DemoModel", "File", "Loader", "PipelineSpec", "PriceUnit", "Runner", "SpecBase", "deferred", "module_bytes"]
 
 
 class File(msgspec.Struct, frozen=True):
@@ -196,6 +196,31 @@ class PipelineSpec:
     @property
     def request_fields(self) -> tuple[msgspec.structs.FieldInfo, ...]:
         return msgspec.structs.fields(self.request)
+
+
+class SpecBase:
+    """The fields several pipelines share, declared once: ``base.spec(name=..., request=...,
+    load=...)`` is a ``PipelineSpec`` with the base's fields under the ones given, and
+    ``base.extend(...)`` a narrower base. A spec made from a base that leaves ``summary`` and
+    ``operation_id`` blank gets them from its name, as Livepeer spells them (``image-to-video``:
+    ``Image To Video``, ``genImageToVideo``)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, **shared: Any) -> None:
+        unknown = set(shared) - {f.name for f in fields(PipelineSpec)}
+        if unknown:
+            raise TypeError(f"SpecBase: {', '.join(sorted(unknown))} not PipelineSpec fields")
+        self.fields = shared
+
+    def extend(self, **shared: Any) -> SpecBase:
+        return SpecBase(**{**self.fields, **shared})
+
+    def spec(self, **own: Any) -> PipelineSpec:
+        merged = {**self.fields, **own}
+        summary = merged.setdefault("summary", merged["name"].replace("-", " ").title())
+        merged.setdefault("operation_id", "gen" + summary.replace(" ", ""))
+        return PipelineSpec(**merged)
 
 
 def _is_file_type(annotation: Any) -> bool:

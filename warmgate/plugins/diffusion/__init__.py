@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from warmgate.core.hookspecs import hookimpl
-from warmgate.core.media import ImageInput
+from warmgate.core.media import IMAGE_INPUT, ImageInput
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
+from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, SpecBase, deferred
 from warmgate.plugins.diffusion.inputs import decode_latent_image_input, decode_video_input
 from warmgate.plugins.diffusion.wire import (
     ImageResponse,
@@ -34,27 +34,30 @@ def _text_to_image_pixels(request: TextToImageParams) -> int:
     return request.width * request.height * request.num_images_per_prompt
 
 
-def _input_pixels(request: ImageInput) -> int:
-    """Input width x height x outputs (images for image-to-image, 1 for upscale)."""
-    width, height = request.image.size
-    return width * height * request.outputs
-
-
 def _video_pixels(request: ImageInput) -> int:
     return request.params.width * request.params.height * request.outputs
 
 
-TINY_SD = DemoModel(
-    model_id="warmgate-demo/tiny-sd",
-    build=deferred("warmgate.plugins.diffusion.demo:build_tiny_sd"),
-    price=Price(price_per_unit=4_768_371),
-)
+def _demo(name: str, builder: str, price: int | None = 4_768_371) -> DemoModel:
+    return DemoModel(model_id=f"warmgate-demo/{name}", build=deferred(f"warmgate.plugins.diffusion.demo:{builder}"),
+                     price=Price(price_per_unit=price) if price is not None else None)
 
 
-TINY_SD_TURBO = DemoModel(
-    model_id="warmgate-demo/tiny-sd-turbo",
-    build=deferred("warmgate.plugins.diffusion.demo:build_tiny_sd_turbo"),
-)
+TINY_SD = _demo("tiny-sd", "build_tiny_sd")
+TINY_SD_TURBO = _demo("tiny-sd-turbo", "build_tiny_sd_turbo", price=None)
+
+
+def _diffusers(name: str, **fields: Any) -> PipelineSpec:
+    """A diffusers pipeline: its loader is ``<name>.py:load_<name>``, its model the default one."""
+    module = name.replace("-", "_")
+    return fields.pop("base", _DIFFUSERS).spec(
+        name=name, load=deferred(f"warmgate.plugins.diffusion.{module}:load_{module}"),
+        default_model_id=DEFAULT_MODELS[name], **fields)
+
+
+_DIFFUSERS = SpecBase(response=ImageResponse, price_unit=PriceUnit.PIXEL,
+                      engine_modules=("torch", "transformers.modeling_utils", "diffusers"))
+_IMAGE_IN = IMAGE_INPUT.extend(**_DIFFUSERS.fields, prepare=decode_latent_image_input)
 
 
 @hookimpl
@@ -66,85 +69,15 @@ def register_live_pipelines(register: Any) -> None:
 
 @hookimpl
 def register_pipelines(register: Any) -> None:
-    register(
-        PipelineSpec(
-            name="text-to-image",
-            request=TextToImageParams,
-            response=ImageResponse,
-            load=deferred("warmgate.plugins.diffusion.text_to_image:load_text_to_image"),
-            engine_modules=("torch", "transformers.modeling_utils", "diffusers"),
-            default_model_id=DEFAULT_MODELS["text-to-image"],
-            price_unit=PriceUnit.PIXEL,
-            units=_text_to_image_pixels,
-            summary="Text To Image",
-            operation_id="genTextToImage",
-            description="Generate images from text prompts.",
-            demo=TINY_SD,
-        )
-    )
-    register(
-        PipelineSpec(
-            name="image-to-image",
-            request=ImageToImageParams,
-            response=ImageResponse,
-            encoding="multipart",
-            load=deferred("warmgate.plugins.diffusion.image_to_image:load_image_to_image"),
-            engine_modules=("torch", "transformers.modeling_utils", "diffusers"),
-            default_model_id=DEFAULT_MODELS["image-to-image"],
-            prepare=decode_latent_image_input,
-            price_unit=PriceUnit.PIXEL,
-            units=_input_pixels,
-            summary="Image To Image",
-            operation_id="genImageToImage",
-            description="Apply image transformations to a provided image.",
-            demo=DemoModel(
-                model_id="warmgate-demo/tiny-pix2pix",
-                build=deferred("warmgate.plugins.diffusion.demo:build_tiny_pix2pix"),
-                price=Price(price_per_unit=4_768_371),
-            ),
-        )
-    )
-    register(
-        PipelineSpec(
-            name="image-to-video",
-            request=ImageToVideoParams,
-            response=VideoResponse,
-            encoding="multipart",
-            load=deferred("warmgate.plugins.diffusion.image_to_video:load_image_to_video"),
-            engine_modules=("torch", "transformers.modeling_utils", "diffusers"),
-            default_model_id=DEFAULT_MODELS["image-to-video"],
-            prepare=decode_video_input,
-            price_unit=PriceUnit.PIXEL,
-            units=_video_pixels,
-            summary="Image To Video",
-            operation_id="genImageToVideo",
-            description="Generate a video from a provided image.",
-            demo=DemoModel(
-                model_id="warmgate-demo/tiny-svd",
-                build=deferred("warmgate.plugins.diffusion.demo:build_tiny_svd"),
-                price=Price(price_per_unit=3_390_842),
-            ),
-        )
-    )
-    register(
-        PipelineSpec(
-            name="upscale",
-            request=UpscaleParams,
-            response=ImageResponse,
-            encoding="multipart",
-            load=deferred("warmgate.plugins.diffusion.upscale:load_upscale"),
-            engine_modules=("torch", "transformers.modeling_utils", "diffusers"),
-            default_model_id=DEFAULT_MODELS["upscale"],
-            prepare=decode_latent_image_input,
-            price_unit=PriceUnit.PIXEL,
-            units=_input_pixels,
-            summary="Upscale",
-            operation_id="genUpscale",
-            description="Upscale an image by increasing its resolution.",
-            demo=DemoModel(
-                model_id="warmgate-demo/tiny-x4-upscaler",
-                build=deferred("warmgate.plugins.diffusion.demo:build_tiny_upscaler"),
-                price=Price(price_per_unit=4_768_371),
-            ),
-        )
-    )
+    register(_diffusers("text-to-image", request=TextToImageParams, units=_text_to_image_pixels, demo=TINY_SD,
+                        description="Generate images from text prompts."))
+    register(_diffusers("image-to-image", base=_IMAGE_IN, request=ImageToImageParams,
+                        description="Apply image transformations to a provided image.",
+                        demo=_demo("tiny-pix2pix", "build_tiny_pix2pix")))
+    register(_diffusers("image-to-video", base=_IMAGE_IN, request=ImageToVideoParams, response=VideoResponse,
+                        prepare=decode_video_input, units=_video_pixels,
+                        description="Generate a video from a provided image.",
+                        demo=_demo("tiny-svd", "build_tiny_svd", price=3_390_842)))
+    register(_diffusers("upscale", base=_IMAGE_IN, request=UpscaleParams,
+                        description="Upscale an image by increasing its resolution.",
+                        demo=_demo("tiny-x4-upscaler", "build_tiny_upscaler")))

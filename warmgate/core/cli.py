@@ -119,11 +119,10 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
 
     from warmgate.core.errors import LoadError
     from warmgate.core.executors import ray_serve
-    from warmgate.core.executors.ray import ray_functions
 
     settings = load_settings(config_path)
     pipelines = get_pipelines()
-    planned = ray_functions(plan_functions(settings, pipelines))
+    planned = ray_serve.ray_functions(plan_functions(settings, pipelines))
     if not planned:
         raise click.ClickException(f"{settings.source} has no function with executor: ray")
     source = str(Path(settings.source).resolve()) if Path(settings.source).is_file() else settings.source

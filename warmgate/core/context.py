@@ -13,13 +13,28 @@ import contextvars
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 if TYPE_CHECKING:
     from warmgate.core.auth import Caller
     from warmgate.core.functions import Function
     from warmgate.core.settings import FunctionConfig
-    from warmgate.core.usage import Quote
 
-__all__ = ["RequestContext", "Usage", "current_request", "request_context"]
+__all__ = ["Quote", "RequestContext", "Usage", "current_request", "request_context"]
+
+
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
+    """What a priced request is quoted and held for (``reserve``), before it runs."""
+
+    function: str
+    pipeline: str
+    model_id: str
+    units: int
+    wei: int
+    key: str | None = None
+    """The caller's key (``authenticate``), whose balance holds ``wei`` until the request ends."""
+    settle_usage: bool = False
+    """Bill an LLM call by the completion tokens it produced (``price.settle: usage``)."""
 
 
 class Usage:

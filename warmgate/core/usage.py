@@ -9,25 +9,13 @@ from typing import Any
 import msgspec
 import structlog
 
-from warmgate.core.context import RequestContext
+from warmgate.core.context import Quote, RequestContext
 from warmgate.core.plugins import await_me_maybe, pm
 from warmgate.core.settings import FunctionConfig
 
 __all__ = ["Quote", "UsageEvent", "price_wei", "record_usage", "report_usage"]
 
 _log = structlog.get_logger("warmgate.usage")
-
-
-class Quote(msgspec.Struct, frozen=True, kw_only=True):
-    function: str
-    pipeline: str
-    model_id: str
-    units: int
-    wei: int
-    key: str | None = None
-    """The caller's key (``authenticate``), whose balance holds ``wei`` until the request ends."""
-    settle_usage: bool = False
-    """Bill an LLM call by the completion tokens it produced (``price.settle: usage``)."""
 
 
 class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):

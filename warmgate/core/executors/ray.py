@@ -4,20 +4,12 @@ replicas from zero by itself; the gateway holds its deployment handle."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from warmgate.core.executors.base import BaseExecutor, Call
-from warmgate.core.settings import FunctionConfig
 
-__all__ = ["RayExecutor", "ray_functions"]
-
-NAME = "ray"
-
-
-def ray_functions(configs: Iterable[FunctionConfig]) -> list[FunctionConfig]:
-    """The functions that run on Ray (``warmgate deploy ray`` deploys them)."""
-    return [fn for fn in configs if fn.executor == NAME]
+__all__ = ["RayExecutor"]
 
 
 class RayExecutor(BaseExecutor):

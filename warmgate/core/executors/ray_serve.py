@@ -17,18 +17,17 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from warmgate.core.errors import InferenceError, LoadError, WarmgateError
 from warmgate.core.executors import ray_standby
 from warmgate.core.executors.calling import call_runner, chunks_of, is_stream, load_runner
-from warmgate.core.executors.ray import ray_functions
 from warmgate.core.settings import FunctionConfig, RaySettings
 from warmgate.core.spec import PipelineSpec
 
 __all__ = ["FunctionReplica", "RayRunner", "app_name", "build_app", "deploy", "deployment_options", "function_specs",
-           "serve_config", "shutdown", "standby_modules"]
+           "ray_functions", "serve_config", "shutdown", "standby_modules"]
 
 EXTRA = "the ray executor needs Ray Serve: pip install 'warmgate[ray]'"
 STANDBY_WAIT_S = 30.0
@@ -115,6 +114,11 @@ def serve_config(functions: list[FunctionConfig], config_path: str,
          "args": {"config": config_path, "function": fn.name},
          "deployments": [deployment_options(fn, function_specs(pipelines, fn))]}
         for fn in ray_functions(functions)]}
+
+
+def ray_functions(configs: Iterable[FunctionConfig]) -> list[FunctionConfig]:
+    """The functions that run on Ray (``warmgate deploy ray`` deploys them)."""
+    return [fn for fn in configs if fn.executor == "ray"]
 
 
 def function_specs(pipelines: Mapping[str, PipelineSpec], config: FunctionConfig) -> dict[str, PipelineSpec]:

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Registry", "collect"]
+__all__ = ["Registry", "collect", "collect_factories"]
 
 T = TypeVar("T")
 
@@ -19,6 +19,22 @@ def collect(hook: Any, register: Callable[..., None]) -> None:
     for impl in hook.get_hookimpls():
         bound = functools.partial(register, impl.plugin_name)
         impl.function(**{arg: bound for arg in impl.argnames if arg == "register"})
+
+
+def collect_factories(hook: Any, kind: str, built_in: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``register(name, factory)`` hooks (executors, LLM backends): callables by name, after the
+    core's own ``built_in`` ones."""
+    registry: Registry[Any] = Registry(kind)
+    for name, factory in (built_in or {}).items():
+        registry.add("warmgate", name, factory)
+
+    def register(plugin: str, name: str, factory: Any) -> None:
+        if not callable(factory):
+            raise TypeError(f"plugin {plugin!r} registered {kind} {name!r} with {factory!r}, not a callable")
+        registry.add(plugin, name, factory)
+
+    collect(hook, register)
+    return registry.items
 
 
 class Registry(Generic[T]):

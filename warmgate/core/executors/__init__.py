@@ -10,7 +10,7 @@ from warmgate.core.executors.local import LocalExecutor
 from warmgate.core.executors.ray import RayExecutor
 from warmgate.core.executors.remote import RemoteExecutor
 from warmgate.core.plugins import load_plugins, pm
-from warmgate.core.registry import Registry, collect
+from warmgate.core.registry import collect_factories
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.spec import PipelineSpec
 
@@ -25,17 +25,7 @@ def get_executors() -> dict[str, ExecutorFactory]:
     """Every executor by name: the built-ins, then those plugins register (``register_executors``);
     a name registered twice is an error naming both."""
     load_plugins()
-    registry: Registry[ExecutorFactory] = Registry("executor")
-    for name, factory in BUILT_IN.items():
-        registry.add("warmgate", name, factory)
-
-    def register(plugin: str, name: str, factory: ExecutorFactory) -> None:
-        if not callable(factory):
-            raise TypeError(f"plugin {plugin!r} registered executor {name!r} with {factory!r}, not a callable")
-        registry.add(plugin, name, factory)
-
-    collect(pm.hook.register_executors, register)
-    return registry.items
+    return collect_factories(pm.hook.register_executors, "executor", BUILT_IN)
 
 
 def make_executor(config: FunctionConfig, pipelines: Mapping[str, PipelineSpec], settings: Settings,

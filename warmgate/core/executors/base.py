@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from warmgate.core import wire
-from warmgate.core.executors.calling import chunks_of, is_stream
+from warmgate.core.executors.calling import as_chunks
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.spec import PipelineSpec
 
@@ -107,11 +107,7 @@ class BaseExecutor:
         raise NotImplementedError(f"{type(self).__name__} must implement call()")
 
     async def stream(self, runner: Any, call: Call) -> AsyncIterator[Any]:
-        result = await self.call(runner, call)
-        if not is_stream(result):
-            yield result
-            return
-        async for chunk in chunks_of(result):
+        async for chunk in as_chunks(await self.call(runner, call)):
             yield chunk
 
     async def stop(self, runner: Any) -> None:

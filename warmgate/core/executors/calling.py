@@ -12,7 +12,7 @@ from typing import Any
 from warmgate.core.spec import Loader
 from warmgate.core.threads import load_in_thread
 
-__all__ = ["call_runner", "chunks_of", "is_async_runner", "is_stream", "load_runner"]
+__all__ = ["as_chunks", "call_runner", "chunks_of", "is_async_runner", "is_stream", "load_runner"]
 
 
 async def load_runner(load: Loader, model_id: str, options: dict[str, Any]) -> Any:
@@ -53,6 +53,15 @@ def chunks_of(result: Any) -> AsyncIterator[Any]:
     """A streamed result as an async iterator; a sync generator (a blocking model loop) is
     driven from worker threads, never the event loop."""
     return result if hasattr(result, "__aiter__") else _iterate_in_thread(result)
+
+
+async def as_chunks(result: Any) -> AsyncIterator[Any]:
+    """A result as chunks: a stream's own, or the whole result as one."""
+    if not is_stream(result):
+        yield result
+        return
+    async for chunk in chunks_of(result):
+        yield chunk
 
 
 async def _iterate_in_thread(chunks: Iterator[Any]) -> AsyncIterator[Any]:

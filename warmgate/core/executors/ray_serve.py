@@ -22,7 +22,7 @@ from typing import Any
 
 from warmgate.core.errors import InferenceError, LoadError, WarmgateError
 from warmgate.core.executors import ray_standby
-from warmgate.core.executors.calling import call_runner, chunks_of, is_stream, load_runner
+from warmgate.core.executors.calling import as_chunks, call_runner, is_stream, load_runner
 from warmgate.core.settings import FunctionConfig, RaySettings
 from warmgate.core.spec import PipelineSpec
 
@@ -173,11 +173,7 @@ class FunctionReplica:
         return result
 
     async def stream(self, spec_name: str, request: Any) -> AsyncIterator[Any]:
-        result = await self._result(spec_name, request)
-        if not is_stream(result):
-            yield result
-            return
-        async for chunk in chunks_of(result):
+        async for chunk in as_chunks(await self._result(spec_name, request)):
             yield chunk
 
 

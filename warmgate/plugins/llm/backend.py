@@ -10,7 +10,7 @@ import pluggy
 
 from warmgate.core.errors import WarmgateError
 from warmgate.core.plugins import load_plugins, pm
-from warmgate.core.registry import Registry, collect
+from warmgate.core.registry import collect_factories
 
 __all__ = [
     "BackendFactory",
@@ -178,12 +178,4 @@ pm.add_hookspecs(LLMBackendSpecs)
 def get_backends() -> dict[str, BackendFactory]:
     """Every registered backend by name; a name registered twice is an error naming both."""
     load_plugins()
-    backends: Registry[BackendFactory] = Registry("LLM backend")
-
-    def register(plugin: str, name: str, factory: BackendFactory) -> None:
-        if not callable(factory):
-            raise TypeError(f"plugin {plugin!r} registered LLM backend {name!r} with {factory!r}, not a callable")
-        backends.add(plugin, name, factory)
-
-    collect(pm.hook.register_llm_backends, register)
-    return backends.items
+    return collect_factories(pm.hook.register_llm_backends, "LLM backend")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -69,7 +70,7 @@ class RequestContext:
         """What is priced: the function's config (or a live pipeline's, which has no ``Function``)."""
         self.quote: Quote | None = None
         """Set once the request is priced and held: from then on it is billed exactly once."""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: Sequence[tuple[bytes, bytes]] = ()
         """Added to the response whatever it turns out to be (JSON, a stream, an error)."""
         self.external_seconds: float | None = None
         """Time spent outside the gateway (queue, load, model); set: ``X-Warmgate-Overhead-Ms`` is sent."""

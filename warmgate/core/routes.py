@@ -144,7 +144,8 @@ async def _quote(request: Request[Any, Any, Any], context: RequestContext, body:
                   settle_usage=fn.config.price is not None and fn.config.price.settle == "usage")
     for held in pm.hook.reserve(quote=quote, app=request.app):
         await await_me_maybe(held)
-    context.headers += [(b"x-warmgate-units", str(count).encode()), (b"x-warmgate-price", str(int(wei)).encode())]
+    context.headers = [*context.headers, (b"x-warmgate-units", str(count).encode()),
+                       (b"x-warmgate-price", str(int(wei)).encode())]
     context.quote = quote  # from here on the request is reported to on_usage exactly once
 
 

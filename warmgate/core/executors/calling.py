@@ -12,7 +12,7 @@ from typing import Any
 from warmgate.core.spec import Loader
 from warmgate.core.threads import load_in_thread
 
-__all__ = ["as_chunks", "call_runner", "chunks_of", "is_async_runner", "is_stream", "load_runner"]
+__all__ = ["as_chunks", "call_runner", "start_call", "chunks_of", "is_async_runner", "is_stream", "load_runner"]
 
 
 async def load_runner(load: Loader, model_id: str, options: dict[str, Any]) -> Any:
@@ -30,17 +30,23 @@ def is_async_runner(runner: Any) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
 
 
-async def call_runner(runner: Any, request: Any, invoke: Callable[[Any, Any], Any] | None = None, *,
-                      asynchronous: bool | None = None) -> Any:
+def start_call(runner: Any, request: Any, invoke: Callable[[Any, Any], Any] | None = None, *,
+               asynchronous: bool | None = None) -> Any:
     """``runner(request)``, or the spec's ``invoke(runner, request)``: async runners on the loop,
     sync ones in a worker thread (``asynchronous`` saves the check when the caller knows).
-    The result may be a stream (``is_stream``): pass it to ``chunks_of``."""
+    Returns the result or an awaitable of it (no coroutine of its own: the hot path of every
+    request); the result may be a stream (``is_stream``): pass it to ``chunks_of``."""
     if invoke is not None:
-        result = invoke(runner, request)
-    elif asynchronous if asynchronous is not None else is_async_runner(runner):
-        result = runner(request)
-    else:
-        result = await asyncio.to_thread(runner, request)
+        return invoke(runner, request)
+    if asynchronous if asynchronous is not None else is_async_runner(runner):
+        return runner(request)
+    return asyncio.to_thread(runner, request)
+
+
+async def call_runner(runner: Any, request: Any, invoke: Callable[[Any, Any], Any] | None = None, *,
+                      asynchronous: bool | None = None) -> Any:
+    """``start_call`` awaited: the runner's result."""
+    result = start_call(runner, request, invoke, asynchronous=asynchronous)
     return await result if inspect.isawaitable(result) else result
 
 

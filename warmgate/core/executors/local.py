@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -14,7 +15,7 @@ from warmgate.core.cancel import cancellation_scope
 from warmgate.core.demo import ensure_demo_model
 from warmgate.core.errors import ClientDisconnected, InferenceError, WarmgateError
 from warmgate.core.executors.base import BaseExecutor, Call
-from warmgate.core.executors.calling import call_runner, is_async_runner, load_runner
+from warmgate.core.executors.calling import is_async_runner, load_runner, start_call
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.spec import PipelineSpec
 from warmgate.core.threads import load_in_thread
@@ -50,14 +51,16 @@ class LocalExecutor(BaseExecutor):
         self._asynchronous = is_async_runner(runner)
         return runner
 
-    async def call(self, runner: Any, call: Call) -> Any:
+    def call(self, runner: Any, call: Call) -> Awaitable[Any]:  # type: ignore[override]
+        """An awaitable, not a coroutine of its own: one frame fewer on every request."""
         if call.disconnected is None:
-            return await self._run(runner, call)
-        return await run_while_connected(self.config.name, lambda: self._run(runner, call), call.disconnected)
+            return self._run(runner, call)
+        return run_while_connected(self.config.name, self._run(runner, call), call.disconnected)
 
     async def _run(self, runner: Any, call: Call) -> Any:
         try:
-            return await call_runner(runner, call.body, call.spec.invoke, asynchronous=self._asynchronous)
+            result = start_call(runner, call.body, call.spec.invoke, asynchronous=self._asynchronous)
+            return await result if inspect.isawaitable(result) else result
         except WarmgateError:
             raise
         except Exception as exc:
@@ -65,13 +68,13 @@ class LocalExecutor(BaseExecutor):
             raise InferenceError(f"{self.spec.name} inference failed: {describe_error(exc)}") from exc
 
 
-async def run_while_connected(name: str, work: Callable[[], Awaitable[Any]],
+async def run_while_connected(name: str, work: Coroutine[Any, Any, Any],
                               disconnected: Callable[[], Awaitable[None]]) -> Any:
     """Run the request, and if the client disconnects meanwhile, set the request's cancellation
     flag (``warmgate.core.cancel``), which runners check between steps, and wait for the runner
     to stop: the slot is freed only once the work has ended, and the answer is a 499."""
     with cancellation_scope() as cancellation:  # the task and its worker threads copy the context
-        run = asyncio.ensure_future(work())
+        run = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait((run, gone), return_when=asyncio.FIRST_COMPLETED)

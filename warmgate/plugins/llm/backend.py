@@ -24,7 +24,9 @@ __all__ = [
     "get_backends",
     "hookspec",
     "text_messages",
+    "TokenLogprob",
     "ToolCallDelta",
+    "TopLogprob",
 ]
 
 hookspec = pluggy.HookspecMarker("warmgate")
@@ -91,6 +93,23 @@ class ToolCallDelta(msgspec.Struct, kw_only=True):
     arguments: str = ""
 
 
+class TopLogprob(msgspec.Struct):
+    """A candidate token and its log-probability, as OpenAI's ``top_logprobs`` lists them."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(msgspec.Struct):
+    """A generated token's log-probability, in OpenAI's ``logprobs.content`` shape."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob] = []
+
+
 class Delta(msgspec.Struct):
     """A piece of generated text or of tool calls; the last one carries ``finish_reason`` and
     ``usage`` (None: the engine did not say, the runner counts)."""
@@ -101,6 +120,8 @@ class Delta(msgspec.Struct):
     tokens: int = 0
     """Completion tokens this piece holds: what a stream that fails later is billed for."""
     tool_calls: list[ToolCallDelta] | None = None
+    logprobs: list[TokenLogprob] | None = None
+    """One per token of ``text``, when the request asked for ``logprobs``."""
 
 
 class Completion(msgspec.Struct):
@@ -111,6 +132,7 @@ class Completion(msgspec.Struct):
     usage: Usage | None
     """None: the engine did not say, the runner counts."""
     tool_calls: list[ToolCallDelta] = []
+    logprobs: list[TokenLogprob] | None = None
 
 
 class EngineUnavailable(WarmgateError):

@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from warmgate.core.errors import RequestValidationError
+from warmgate.plugins.llm.backend import TokenLogprob
 
 __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
     "ChatMessage",
+    "ChoiceLogprobs",
     "ChunkChoice",
     "Choice",
     "CompletionUsage",
@@ -152,11 +154,16 @@ class ResponseMessage(msgspec.Struct, omit_defaults=True):
     tool_calls: list[ToolCall] | None = None
 
 
+class ChoiceLogprobs(msgspec.Struct):
+    content: list[TokenLogprob] | None
+    refusal: None = None
+
+
 class Choice(msgspec.Struct):
     index: int
     message: ResponseMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class CompletionUsage(msgspec.Struct):
@@ -197,7 +204,7 @@ class ChunkChoice(msgspec.Struct):
     index: int
     delta: ChunkDelta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct):

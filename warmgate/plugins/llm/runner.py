@@ -22,6 +22,7 @@ from warmgate.plugins.llm.backend import (
     EngineFailed,
     GenerationParams,
     LLMBackend,
+    TokenLogprob,
     ToolCallDelta,
     Usage,
     text_messages,
@@ -81,7 +82,8 @@ class LLMRunner(Runner):
         limit = self.backend.context_length
         if not limit:
             return
-        prompt = self.backend.count_prompt_tokens(text_messages(params))
+        count_request = getattr(self.backend, "count_request_tokens", None)  # counts tools and calls too
+        prompt = count_request(params) if count_request else self.backend.count_prompt_tokens(text_messages(params))
         if inspect.isawaitable(prompt):
             prompt = await prompt
         prompt = prompt or 0
@@ -97,7 +99,8 @@ class LLMRunner(Runner):
         it completes; the last one has the usage, counted here when the engine gave none."""
         scanner = StopScanner(params.stop)
         generator = self.backend.generate(params)
-        pending: collections.deque[tuple[int, int]] = collections.deque()  # (end offset, tokens) not yet out
+        # (end offset, tokens, their logprobs) not yet out
+        pending: collections.deque[tuple[int, int, list[TokenLogprob]]] = collections.deque()
         fed = sent = chunks = 0
         parts: list[str] = []
         called = False
@@ -114,7 +117,8 @@ class LLMRunner(Runner):
                     tail = scanner.flush()
                     if tail:
                         parts.append(tail)
-                        yield Delta(text=tail, tokens=sum(tokens for _, tokens in pending))
+                        yield Delta(text=tail, tokens=sum(tokens for _, tokens, _ in pending),
+                                    logprobs=_logprobs(params, [e for *_, entries in pending for e in entries]))
                     finish = "tool_calls" if called else "stop" if scanner.stopped else delta.finish_reason
                     usage = await self._usage(delta.usage, "".join(parts), chunks)
                     self._account(params, finish=finish, usage=usage)
@@ -122,15 +126,17 @@ class LLMRunner(Runner):
                     return
                 chunks += 1
                 fed += len(delta.text)
-                pending.append((fed, delta.tokens))
+                pending.append((fed, delta.tokens, delta.logprobs or []))
                 text = scanner.feed(delta.text)
                 if text:
                     parts.append(text)
                     sent += len(text)
-                    tokens = 0
+                    tokens, entries = 0, []
                     while pending and pending[0][0] <= sent:
-                        tokens += pending.popleft()[1]
-                    yield Delta(text=text, tokens=tokens)
+                        _, count, logprobs = pending.popleft()
+                        tokens += count
+                        entries += logprobs
+                    yield Delta(text=text, tokens=tokens, logprobs=_logprobs(params, entries))
         finally:
             await generator.aclose()  # type: ignore[attr-defined]
         raise EngineFailed(f"the {self.model_id} engine ended the stream without finishing the completion")
@@ -174,14 +180,16 @@ class LLMRunner(Runner):
             finish = "tool_calls" if answer.tool_calls else answer.finish_reason
             self._account(params, finish=finish, usage=usage)
             calls = [c for c in answer.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
-            return Completion(answer.text, finish, usage, calls)
+            return Completion(answer.text, finish, usage, calls, _logprobs(params, answer.logprobs or []))
         parts: list[str] = []
         calls = []
+        entries: list[TokenLogprob] = []
         async for delta in self._deltas(params):
             if delta.finish_reason is not None:
-                return Completion("".join(parts), delta.finish_reason, delta.usage, calls)
+                return Completion("".join(parts), delta.finish_reason, delta.usage, calls, _logprobs(params, entries))
             parts.append(delta.text)
             calls += delta.tool_calls or ()
+            entries += delta.logprobs or ()
         raise EngineFailed(f"the {self.model_id} backend ended without finishing the completion")
 
     async def _open(self, params: GenerationParams) -> tuple[Delta, AsyncGenerator[Delta]]:
@@ -257,14 +265,16 @@ class LLMRunner(Runner):
         calls = _assembled(answer.tool_calls)
         message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
         return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(answer.usage),
-                                 choices=[oa.Choice(index=0, message=message, finish_reason=answer.finish_reason)])
+                                 choices=[oa.Choice(index=0, message=message, finish_reason=answer.finish_reason,
+                                                    logprobs=_choice_logprobs(answer.logprobs))])
 
     async def _openai_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
                              ident: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
-        def chunk(choice_delta: oa.ChunkDelta, finish: str | None = None) -> bytes:
+        def chunk(choice_delta: oa.ChunkDelta, finish: str | None = None,
+                  logprobs: list[TokenLogprob] | None = None) -> bytes:
             return _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id,
-                                               choices=[oa.ChunkChoice(index=0, delta=choice_delta,
-                                                                       finish_reason=finish)]))
+                                               choices=[oa.ChunkChoice(index=0, delta=choice_delta, finish_reason=finish,
+                                                                       logprobs=_choice_logprobs(logprobs))]))
 
         delivered = 0
         try:
@@ -274,7 +284,7 @@ class LLMRunner(Runner):
                 if delta.tool_calls:
                     yield chunk(oa.ChunkDelta(tool_calls=[_chunk_tool_call(c) for c in delta.tool_calls]))
                 else:
-                    yield chunk(oa.ChunkDelta(content=delta.text))
+                    yield chunk(oa.ChunkDelta(content=delta.text), logprobs=delta.logprobs)
                 delta = await anext(deltas)
             yield chunk(oa.ChunkDelta(), delta.finish_reason)
             if include_usage:
@@ -344,6 +354,20 @@ def _chunk_tool_call(piece: ToolCallDelta) -> oa.ChunkToolCall:
     first = piece.id is not None or piece.name is not None
     return oa.ChunkToolCall(index=piece.index, id=piece.id if first else None, type="function" if first else None,
                             function=oa.ChunkFunction(name=piece.name, arguments=piece.arguments))
+
+
+def _logprobs(params: GenerationParams, entries: list[TokenLogprob]) -> list[TokenLogprob] | None:
+    """The entries when the request asked for logprobs, cut to its ``top_logprobs`` (an engine
+    may give more), else None."""
+    if not params.logprobs:
+        return None
+    top = params.top_logprobs or 0
+    return [e if len(e.top_logprobs) <= top else TokenLogprob(e.token, e.logprob, e.bytes, e.top_logprobs[:top])
+            for e in entries]
+
+
+def _choice_logprobs(entries: list[TokenLogprob] | None) -> oa.ChoiceLogprobs | None:
+    return None if entries is None else oa.ChoiceLogprobs(content=entries)
 
 
 def _call_id() -> str:

@@ -13,7 +13,11 @@ Measured: requests/s at c=1 and c=64 (``wrk``, non-streaming, 16 tokens), time t
 vLLM server (tiny model, ``--enforce-eager``) hit directly and through warmgate's vllm backend
 relaying to it, at c=16 (``wrk``, non-streaming).
 
-    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python]
+(c) With ``--constrained``: the in-process transformers backend on the tiny demo model, free
+decoding against JSON-schema constrained decoding (llguidance), tokens/s of the same budget in
+interleaved rounds; and the grammar's compile time, first request and cached.
+
+    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python] [--constrained[-only]]
 """
 
 from __future__ import annotations
@@ -249,6 +253,61 @@ def vllm(duration: int, python: str, rounds: int) -> None:
           f"added p50 {relayed['p50_ms'] - direct['p50_ms']:+.2f} ms (target <= 1 ms)")
 
 
+FORECAST = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                                             "unit": {"enum": ["C", "F"]},
+                                             "tags": {"type": "array", "items": {"type": "string"}}},
+            "required": ["city", "days", "unit"], "additionalProperties": False}
+
+
+def constrained(rounds: int, max_tokens: int = 200) -> None:
+    import asyncio
+
+    import torch
+
+    from warmgate.plugins.llm.backend import GenerationParams
+    from warmgate.plugins.llm.demo import build_tiny_chat_model
+    from warmgate.plugins.llm.transformers_backend import load_transformers
+
+    torch.set_num_threads(1)
+
+    async def tokens_per_second(backend: Any, seed: int, **fields: Any) -> float:
+        params = GenerationParams(messages=[{"role": "user", "content": "three days in Paris"}],
+                                  max_tokens=max_tokens, temperature=1.0, seed=seed, **fields)
+        began = time.perf_counter()
+        async for delta in backend.generate(params):
+            if delta.usage is not None:
+                return delta.usage.completion_tokens / (time.perf_counter() - began)
+        raise RuntimeError("no usage")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tiny_chat_model(Path(tmp))
+        backend = load_transformers(tmp, {"device": "cpu"})
+    schema = {"type": "json_schema", "json_schema": {"name": "forecast", "schema": FORECAST}}
+    began = time.perf_counter()
+    backend._sampler(GenerationParams(messages=[], max_tokens=max_tokens, response_format=schema),
+                     ("response", FORECAST, "schema"))
+    first_ms = (time.perf_counter() - began) * 1000  # the tokenizer's llguidance view and the compile
+    other = {**FORECAST, "properties": {**FORECAST["properties"], "note": {"type": "string"}}}
+    began = time.perf_counter()
+    backend._grammars.matcher(other, "schema")
+    compile_ms = (time.perf_counter() - began) * 1000
+    began = time.perf_counter()
+    for _ in range(100):
+        backend._grammars.matcher(other, "schema")
+    cached_ms = (time.perf_counter() - began) * 10
+    runs: dict[str, list[float]] = {"free": [], "json_schema": []}
+    asyncio.run(tokens_per_second(backend, 0))  # warm-up
+    for seed in range(rounds):  # interleaved, so drift hits both alike
+        runs["free"].append(asyncio.run(tokens_per_second(backend, seed)))
+        runs["json_schema"].append(asyncio.run(tokens_per_second(backend, seed, response_format=schema)))
+    free, json_tps = (statistics.median(runs[k]) for k in ("free", "json_schema"))
+    print(f"\n{'transformers (tiny)':<22}{'tokens/s':>10}   (median of {rounds} rounds, {max_tokens} tokens)")
+    print(f"{'free decoding':<22}{free:>10.0f}\n{'json_schema':<22}{json_tps:>10.0f}")
+    print(f"constrained/free {json_tps / free:.3f} (target >= 0.8)")
+    print(f"grammar: first request {first_ms:.2f} ms (tokenizer + compile), a new schema {compile_ms:.2f} ms, "
+          f"cached {cached_ms:.3f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8)
@@ -256,11 +315,16 @@ def main() -> None:
     parser.add_argument("--vllm", metavar="PYTHON", help="also measure vLLM managed mode with this interpreter")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the vLLM comparison")
     parser.add_argument("--vllm-only", action="store_true", help="skip (a), run only the vLLM comparison")
+    parser.add_argument("--constrained", action="store_true", help="also measure constrained decoding (c)")
+    parser.add_argument("--constrained-only", action="store_true", help="run only (c)")
     parser.add_argument("--serve", choices=["direct", "gateway"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
+        return
+    if args.constrained_only:
+        constrained(args.rounds)
         return
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
@@ -268,6 +332,8 @@ def main() -> None:
         relay(args.duration, args.stream_tokens)
     if args.vllm:
         vllm(args.duration, args.vllm, args.rounds)
+    if args.constrained:
+        constrained(args.rounds)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``
 ``--die-after N``: the first stream sends its role chunk and N tokens, waits half a second for
 the relay to read them, then the process kills itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
 ``stream_options``); ``--hang``: chat requests are accepted and never answered.
-With ``tools``, it calls them (see ``_tool_calls``). ``GET /last`` answers the body of the last
+With ``tools``, it calls them (see ``_tool_calls``); with ``logprobs``, it answers them
+(``_logprob``). ``GET /last`` answers the body of the last
 chat request, as the engine received it."""
 
 from __future__ import annotations
@@ -56,18 +57,21 @@ def _app(args: argparse.Namespace) -> web.Application:
         finish = "length" if len(words) == limit else "stop"
         usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
         base = {"id": "chatcmpl-upstream", "created": 0, "model": args.model}
+        logprobs = [_logprob(word, i, body) for i, word in enumerate(words)] if body.get("logprobs") else None
         if not body.get("stream"):
             answer = {**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}]}
+                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish,
+                 "logprobs": logprobs and {"content": logprobs}}]}
             if not args.no_usage:
                 answer["usage"] = usage
             return web.json_response(answer)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
-        async def send(delta: dict, finish: str | None = None, **extra: object) -> None:
+        async def send(delta: dict, finish: str | None = None, logprob: dict | None = None) -> None:
             chunk = {**base, "object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                  "logprobs": logprob and {"content": [logprob]}}]}
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
         await send({"role": "assistant", "content": ""})
@@ -77,7 +81,7 @@ def _app(args: argparse.Namespace) -> web.Application:
                 # reader raises the broken connection before any bytes still in its buffer
                 await asyncio.sleep(0.5)
                 os.kill(os.getpid(), signal.SIGKILL)
-            await send({"content": word})
+            await send({"content": word}, logprob=logprobs[i] if logprobs else None)
         await send({}, finish)
         if not args.no_usage and (body.get("stream_options") or {}).get("include_usage"):
             await response.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
@@ -90,6 +94,13 @@ def _app(args: argparse.Namespace) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/last", last)  # the last chat request's body, for assertions
     return app
+
+
+def _logprob(word: str, i: int, body: dict) -> dict:
+    """Word ``i``'s logprobs as vLLM answers them: -0.5 - i/10, and ``top_logprobs`` candidates."""
+    tops = [{"token": f" c{j}", "logprob": -0.1 * (j + 1), "bytes": list(f" c{j}".encode())}
+            for j in range(body.get("top_logprobs") or 0)]
+    return {"token": word, "logprob": -0.5 - i / 10, "bytes": list(word.encode()), "top_logprobs": tops}
 
 
 def _tool_calls(body: dict) -> list[dict]:

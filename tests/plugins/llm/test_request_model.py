@@ -41,7 +41,7 @@ NEEDS = {
 UNSUPPORTED = {
     "transformers": ["n", "image", "audio"],
     "ollama": ["tool_choice", "logprobs", "n", "logit_bias", "image", "audio"],
-    "vllm": ["logprobs", "n", "audio"],
+    "vllm": ["n", "audio"],
 }
 
 
@@ -160,3 +160,19 @@ def test_inconsistent_requests_are_422s_naming_the_field_on_every_backend(gatewa
             _create(sdk, models[backend], **body)
         [error] = refused.value.response.json()["detail"]
         assert error["loc"] == loc, (body, error)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_relay_passes_logprobs_through_in_the_openai_shape(gateway, engines, stream):
+    sdk, models = gateway
+    upstream, _ = engines
+    answer = _create(sdk, models["vllm"], logprobs=True, top_logprobs=2, stream=stream)
+    if stream:
+        entries = [e for c in answer if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    else:
+        entries = answer.choices[0].logprobs.content
+    assert [(e.token, e.logprob, bytes(e.bytes).decode()) for e in entries] == [
+        (f" t{i}", -0.5 - i / 10, f" t{i}") for i in range(4)]
+    assert all([top.token for top in e.top_logprobs] == [" c0", " c1"] for e in entries)
+    sent = httpx.get(upstream.url + "/last").json()
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)

@@ -39,6 +39,7 @@ from warmgate.plugins.llm.backend import (
     EngineTimeout,
     EngineUnavailable,
     GenerationParams,
+    TokenLogprob,
     ToolCallDelta,
     Usage,
 )
@@ -177,6 +178,17 @@ class _Completion(msgspec.Struct):
     usage: dict[str, Any] = {}
 
 
+def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
+    """The engine's ``logprobs.content`` of a choice, checked into the runner's shape."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if content is None:
+        return None
+    try:
+        return msgspec.convert(content, list[TokenLogprob])
+    except msgspec.ValidationError as exc:
+        raise EngineFailed(f"the engine answered logprobs warmgate cannot read: {exc}") from None
+
+
 class OpenAICompatibleBackend:
     """Relays chat to an OpenAI-compatible server, asking for usage in streams.
 
@@ -187,7 +199,7 @@ class OpenAICompatibleBackend:
 
     backend_name = "vllm"
     features = frozenset({"stop", "seed", "image_content", "response_format", "penalties", "logit_bias", "tools",
-                          "tool_choice"})
+                          "tool_choice", "logprobs"})
     forwards_unknown_fields = True
 
     def __init__(self, session: Any, root: str, served: str, context_length: int | None) -> None:
@@ -258,6 +270,8 @@ class OpenAICompatibleBackend:
             body["top_k"] = params.top_k
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.logprobs:
+            body.update(logprobs=True, top_logprobs=params.top_logprobs or 0)
         optional = {"tools": params.tools, "tool_choice": params.tool_choice,
                     "parallel_tool_calls": params.parallel_tool_calls, "stop": params.stop,
                     "presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty,
@@ -285,7 +299,7 @@ class OpenAICompatibleBackend:
                                arguments=(call.get("function") or {}).get("arguments") or "")
                  for i, call in enumerate(message.get("tool_calls") or ())]
         return Completion(message.get("content") or "", _finish(choice.get("finish_reason")), _usage(answer.usage),
-                          calls)
+                          calls, _logprobs(choice))
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         finish: str | None = None
@@ -303,7 +317,8 @@ class OpenAICompatibleBackend:
                         delta = choice.get("delta") or {}
                         text = delta.get("content")
                         if text:
-                            yield Delta(text=text, tokens=1)  # an OpenAI-compatible engine streams a token a chunk
+                            # an OpenAI-compatible engine streams a token a chunk
+                            yield Delta(text=text, tokens=1, logprobs=_logprobs(choice))
                         if delta.get("tool_calls"):
                             yield Delta(tool_calls=[_tool_call_piece(call) for call in delta["tool_calls"]], tokens=1)
                         finish = choice.get("finish_reason") or finish

@@ -210,7 +210,15 @@ def test_a_frequency_penalty_makes_greedy_output_repeat_less(gateway):
     assert penalised.most_common(1)[0][1] < free
 
 
+def test_a_repetition_penalty_makes_greedy_output_repeat_less(gateway):
+    sdk, model = gateway
+    free = collections.Counter(_greedy_tokens(sdk, model)).most_common(1)[0][1]
+    penalised = collections.Counter(_greedy_tokens(sdk, model, extra_body={"repetition_penalty": 5.0}))
+    assert penalised.most_common(1)[0][1] < free
+
+
 BAD = [
+    ({"extra_body": {"repetition_penalty": 0}}, openai.BadRequestError, "`repetition_penalty`"),
     ({"logprobs": True, "top_logprobs": 21}, openai.UnprocessableEntityError, ["body", "top_logprobs"]),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "banana"}}}]},
      openai.UnprocessableEntityError, ["body", "tools", 0, "function", "parameters"]),

@@ -37,8 +37,8 @@ class GenerationParams(msgspec.Struct, kw_only=True):
 
     A backend names itself in ``backend_name``, declares in ``features`` which of ``capabilities.FEATURES`` it honours (default
     ``capabilities.BASIC``) and sets ``forwards_unknown_fields`` when it relays
-    ``unknown_fields`` to an engine; the runner refuses a request that needs more, so a backend
-    never sees a field it did not declare."""
+    ``unknown_fields`` to an engine (or lists in ``extra_fields`` those it honours itself); the
+    runner refuses a request that needs more, so a backend never sees a field it did not declare."""
 
     messages: list[dict[str, Any]]
     """OpenAI messages: ``content`` a string or content parts, assistant ``tool_calls``, ``tool``

@@ -68,15 +68,17 @@ def requested(params: GenerationParams) -> Iterator[tuple[str, str]]:
 
 def check_supported(params: GenerationParams, backend: Any, model_id: str) -> None:
     """400 for the first field the backend cannot honour, and for fields OpenAI does not define
-    unless the backend relays them verbatim to an engine that may know them."""
+    unless the backend relays them verbatim to an engine that may know them, or names them in
+    its ``extra_fields`` (it honours them itself)."""
     name = getattr(backend, "backend_name", type(backend).__name__)
     features = getattr(backend, "features", BASIC)
     for feature, field in requested(params):
         if feature not in features:
             what = FEATURES.get(feature, f"{feature.partition(':')[2]} content parts")
             raise ClientError(f"`{field}`: the {name} backend serving {model_id} does not support {what}")
-    if params.unknown_fields and not getattr(backend, "forwards_unknown_fields", False):
-        listed = ", ".join(f"`{field}`" for field in sorted(params.unknown_fields))
+    unknown = set(params.unknown_fields) - getattr(backend, "extra_fields", frozenset())
+    if unknown and not getattr(backend, "forwards_unknown_fields", False):
+        listed = ", ".join(f"`{field}`" for field in sorted(unknown))
         raise ClientError(f"unknown fields {listed}: the {name} backend serving {model_id} takes only the fields "
                           f"of OpenAI's chat completions (an OpenAI-compatible relay forwards others to its engine)")
 

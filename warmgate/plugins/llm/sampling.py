@@ -1,5 +1,5 @@
 """Logits processors for the transformers backend: OpenAI's presence and frequency penalties and
-``logit_bias``, and the recorder behind ``logprobs``. torch is imported when one runs."""
+``logit_bias``, vLLM's ``repetition_penalty``, and the recorder behind ``logprobs``. torch is imported when one runs."""
 
 from __future__ import annotations
 
@@ -69,9 +69,15 @@ class LogprobRecorder:
 def processors(params: GenerationParams, prompt_tokens: int, vocab_size: int) -> list[Any]:
     """The processors ``params`` asks for, in the order they apply (logprobs see the model's own
     scores); a ``logit_bias`` key that is no token id of this model is a 400."""
-    from transformers import SequenceBiasLogitsProcessor
+    from transformers import RepetitionPenaltyLogitsProcessor, SequenceBiasLogitsProcessor
 
     chain: list[Any] = []
+    repetition = params.unknown_fields.get("repetition_penalty")
+    if repetition is not None:
+        if isinstance(repetition, bool) or not isinstance(repetition, (int, float)) or repetition <= 0:
+            raise ClientError(f"`repetition_penalty`: {repetition!r} is not a number above 0 (1: no penalty)")
+        if repetition != 1:
+            chain.append(RepetitionPenaltyLogitsProcessor(float(repetition)))
     if params.presence_penalty or params.frequency_penalty:
         chain.append(PenaltyProcessor(prompt_tokens, params.presence_penalty, params.frequency_penalty))
     if params.logit_bias:

@@ -94,6 +94,8 @@ class TransformersBackend:
     features = frozenset({"stop", "seed", "tools", "tool_choice", "response_format", "logprobs", "penalties",
                           "logit_bias"})
     forwards_unknown_fields = False
+    extra_fields = frozenset({"repetition_penalty"})
+    """vLLM's multiplicative penalty (1: off), which transformers ships as a logits processor."""
 
     def __init__(self, model: Any, tokenizer: Any, tool_parser: str | None = None) -> None:
         self.model = model

@@ -195,15 +195,25 @@ class ConstrainedSampler:
             if self.plan and token == self.plan[0]:
                 self.plan = self.plan[1:]
             elif token != self.grammars.eos or not self.matcher.is_accepting():
-                probe = self.matcher.deep_copy()
-                state = lex(self.state, self.grammars.text([token]))
-                after = closing(self.grammars, probe, state, left - 1) if probe.consume_token(token) else None
+                after = self._plan_after(token, left - 1)
                 if after is None:  # no room left for this token: follow the plan (or end, when done)
                     token, after = (self.plan[0], self.plan[1:]) if self.plan else (self.grammars.eos, [])
                 self.plan = after
         forced = torch.full_like(scores, float("-inf"))
         forced[:, token] = 0.0
         return forced
+
+    def _plan_after(self, token: int, room: int) -> list[int] | None:
+        """A way to finish the document after ``token`` in ``room`` tokens, or None. The current
+        plan usually still finishes it (text inside a string changes nothing about what closes
+        it), and checking that is one cheap call where planning anew consumes each token of the plan."""
+        probe = self.matcher.deep_copy()
+        if not probe.consume_token(token):
+            return None
+        plan = self.plan
+        if len(plan) <= room and probe.validate_tokens([*plan, self.grammars.eos]) == len(plan) + 1:
+            return plan  # the end of text is allowed only where the document is complete
+        return closing(self.grammars, probe, lex(self.state, self.grammars.text([token])), room)
 
     def _sample(self, logits: Any) -> int:
         import torch
@@ -220,4 +230,4 @@ class ConstrainedSampler:
             ordered, order = torch.sort(probs, descending=True)
             drop = ordered.cumsum(0) - ordered > self.top_p
             probs = probs.index_fill(0, order[drop], 0.0)
-        return int(torch.multinomial(probs, 1))
+        return int((probs / torch.empty_like(probs).exponential_()).argmax())  # a draw, cheaper than multinomial

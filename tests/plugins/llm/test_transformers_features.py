@@ -77,6 +77,39 @@ def test_a_json_schema_answer_always_validates_even_when_the_budget_is_tight(gat
         jsonschema.validate(json.loads(text), FORECAST)
 
 
+HARD = [
+    {"type": "object", "properties": {"items": {"type": "array", "minItems": 2, "items": {
+        "type": "object", "properties": {"n": {"type": "number"}, "ok": {"type": "boolean"}}, "required": ["n", "ok"]}}},
+     "required": ["items"]},
+    {"type": "object", "properties": {"name": {"type": "string", "minLength": 3, "maxLength": 10},
+                                      "kind": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+     "required": ["name", "kind"]},
+    {"type": "array", "items": {"type": "string"}},
+    {"type": "object", "properties": {"deep": {"type": "object", "properties": {"deeper": {
+        "type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}}, "required": ["deeper"]}},
+     "required": ["deep"]},
+    {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2}$"}}, "required": ["code"]},
+]
+
+
+@pytest.mark.parametrize("schema", HARD)
+def test_every_budget_either_holds_a_valid_answer_or_is_refused_up_front(gateway, schema):
+    sdk, model = gateway
+    answered = 0
+    for max_tokens in (8, 15, 25, 40, 80):
+        for seed in range(2):
+            try:
+                answer = sdk.chat.completions.create(
+                    model=model, messages=ASK, max_tokens=max_tokens, seed=seed,
+                    response_format={"type": "json_schema", "json_schema": {"name": "hard", "schema": schema}})
+            except openai.BadRequestError as refused:
+                assert refused.response.json()["detail"]["msg"].startswith(f"`max_tokens`: {max_tokens} tokens")
+                continue
+            jsonschema.validate(json.loads(answer.choices[0].message.content), schema)
+            answered += 1
+    assert answered >= 4
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_json_object_answers_a_json_object(gateway, stream):
     sdk, model = gateway

@@ -6,9 +6,11 @@ a banned token that never appears."""
 
 import collections
 import json
+import typing
 
 import jsonschema
 import openai
+import pydantic
 import pytest
 from transformers import AutoTokenizer
 
@@ -73,8 +75,22 @@ def test_a_json_schema_answer_always_validates_even_when_the_budget_is_tight(gat
             response_format={"type": "json_schema", "json_schema": {"name": "forecast", "schema": FORECAST,
                                                                     "strict": True}})
         text = _text(answer, stream)
+        if not stream:  # a document closed on the budget's last token is complete: not cut off
+            assert answer.choices[0].finish_reason == "stop"
         assert not _whitespace_outside_strings(text)
         jsonschema.validate(json.loads(text), FORECAST)
+
+
+class Forecast(pydantic.BaseModel):
+    city: str
+    days: int
+    unit: typing.Literal["C", "F"]
+
+
+def test_the_sdk_parses_a_pydantic_response_format(gateway):
+    sdk, model = gateway
+    answer = sdk.chat.completions.parse(model=model, messages=ASK, response_format=Forecast, max_tokens=40, seed=1)
+    assert isinstance(answer.choices[0].message.parsed, Forecast)
 
 
 HARD = [

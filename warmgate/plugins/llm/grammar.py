@@ -203,6 +203,13 @@ class ConstrainedSampler:
         forced[:, token] = 0.0
         return forced
 
+    def finished_with(self, last: int) -> bool:
+        """Whether the document is complete once ``last`` (the final token, which generation
+        took after the last call here) is in: an answer that used its whole budget to close its
+        JSON did not stop for ``length``."""
+        probe = self.matcher.deep_copy()
+        return last == self.grammars.eos or (probe.consume_token(last) and probe.is_accepting())
+
     def _plan_after(self, token: int, room: int) -> list[int] | None:
         """A way to finish the document after ``token`` in ``room`` tokens, or None. The current
         plan usually still finishes it (text inside a string changes nothing about what closes

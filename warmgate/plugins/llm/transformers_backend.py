@@ -183,6 +183,8 @@ class TransformersBackend:
                 yield delta
             completion = int(outcome["sequences"].shape[1]) - prompt_tokens
             finish = "length" if completion >= params.max_tokens else "stop"
+            if sampler is not None and sampler.finished_with(int(outcome["sequences"][0, -1])):
+                finish = "stop"
             yield Delta(finish_reason=finish, usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion))
         finally:
             cancel.set()  # the client left or we are done: stop generating either way

@@ -312,3 +312,19 @@ def test_text_that_is_no_call_stays_content():
     assert parse_calls("llama3_json", "{not a call}") == ("{not a call}", [])
     splitter = ToolCallSplitter("hermes")
     assert splitter.feed("plain <tool") == "plain " and splitter.feed(" words") == "<tool words"
+
+
+def test_the_answer_shaper_streams_content_then_the_calls_it_found():
+    from warmgate.plugins.llm.backend import GenerationParams
+    from warmgate.plugins.llm.tool_output import AnswerShaper
+
+    tokenizer = type("Tokenizer", (), {"eos_token": "<|im_end|>", "pad_token": None, "bos_token": None})()
+    shaper = AnswerShaper(GenerationParams(messages=ASK, max_tokens=50, tools=[WEATHER]), None, "hermes", tokenizer)
+    text = f'Sure.<tool_call>\n{json.dumps(CALL)}\n</tool_call>\n<tool_call>\n{json.dumps(CALL)}\n</tool_call>'
+    deltas = [d for i in range(0, len(text), 5) for d in shaper.feed(text[i:i + 5], 1, None)] + shaper.finish()
+    assert "".join(d.text for d in deltas) == "Sure."
+    pieces = [piece for d in deltas for piece in d.tool_calls or ()]
+    assert [(p.index, p.name, p.arguments) for p in pieces] == [
+        (0, "get_weather", ""), (0, None, '{"city": "Paris"}'), (1, "get_weather", ""), (1, None, '{"city": "Paris"}')]
+    assert pieces[0].id != pieces[2].id and all(p.id for p in pieces[::2])
+    assert sum(d.tokens for d in deltas) == len(range(0, len(text), 5))  # every token billed once

@@ -70,9 +70,10 @@ class Grammars:
         self.vocab_size = vocab_size
         self.eos = self.tokenizer.eos_token
         self.size = size
-        self.closers = [ids[0] for ids in (tokenizer.encode(text, add_special_tokens=False) for text in _CLOSERS)
-                        if len(ids) == 1]
-        self.quote = self.closers[_CLOSERS.index('"')]
+        single = {text: ids[0] for text in _CLOSERS
+                  if len(ids := tokenizer.encode(text, add_special_tokens=False)) == 1}
+        self.closers = list(single.values())
+        self.quote = single.get('"')
         self._tokenizer = tokenizer
         self._texts: dict[int, str] = {}
         self._cache: OrderedDict[str, Any] = OrderedDict()
@@ -146,7 +147,8 @@ def closing(grammars: Grammars, matcher: Any, state: Lexed, limit: int) -> list[
     while not probe.is_accepting():
         step = probe.compute_ff_tokens()[:max(limit - len(plan), 1)]
         if not step:
-            closers = [grammars.quote] if state[0] and not state[1] else grammars.closers
+            in_string = state[0] and not state[1] and grammars.quote is not None
+            closers = [grammars.quote] if in_string else grammars.closers
             step = next(([t] for t in closers if probe.validate_tokens([t])), None)
         if not step:
             allowed = grammars.allowed(probe)

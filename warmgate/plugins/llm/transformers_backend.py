@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from warmgate.core.errors import ClientError
 from warmgate.core.spec import module_bytes
 from warmgate.plugins.llm.backend import Delta, GenerationParams, TokenLogprob, Usage
 from warmgate.plugins.llm.grammar import ConstrainedSampler, Grammars, constraint
@@ -123,9 +124,13 @@ class TransformersBackend:
         return int(self._encode_request(params)["input_ids"].shape[1])
 
     def _sampler(self, params: GenerationParams, constrained: tuple[str, dict[str, Any], str]) -> ConstrainedSampler:
-        if self._grammars is None:
-            self._grammars = Grammars(self.tokenizer, self.vocab_size)
         _, schema, field = constrained
+        if self._grammars is None:
+            try:
+                self._grammars = Grammars(self.tokenizer, self.vocab_size)
+            except Exception as exc:  # llguidance takes fast (tokenizers) tokenizers only
+                raise ClientError(f"`{field.partition('.')[0].partition('[')[0]}`: constrained decoding is not "
+                                  f"available for this model's tokenizer: {exc}") from exc
         return ConstrainedSampler(self._grammars, self._grammars.matcher(schema, field), params, field)
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:

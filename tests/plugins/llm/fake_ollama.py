@@ -1,6 +1,7 @@
 """An in-process stand-in for an Ollama server, speaking its documented HTTP API (docs/api.md in
 the Ollama repository): ``/api/chat`` (NDJSON stream or one object; load and unload with empty
-``messages``; ``tools``, see ``tool_calls_for``; ``format``, see ``instance_of``), ``/api/embed``,
+``messages``; ``tools``, see ``tool_calls_for``; ``format``, see ``instance_of``), ``/api/generate``
+(a prompt; with ``raw`` it is answered as it is, else through the model's template), ``/api/embed``,
 ``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and ``/api/ps``.
 
 No Ollama can run in the test environment; this lets the real ``ollama`` client and the gateway
@@ -26,6 +27,8 @@ from litestar.response import Stream
 
 from warmgate.testing import serve
 
+from .json_instances import instance_of
+
 __all__ = ["ChatRecord", "FakeModel", "FakeOllama", "embedding", "run_fake_ollama"]
 
 _encoder = msgspec.json.Encoder()
@@ -50,18 +53,29 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     format: str | dict[str, Any] | None = None
 
 
-def instance_of(schema: dict[str, Any], text: str) -> Any:
-    """A value valid for the (simple) JSON ``schema``, its strings ``text``: what a model
-    constrained by Ollama's ``format`` answers."""
-    if "enum" in schema:
-        return schema["enum"][0]
-    kind = schema.get("type", "object")
-    if kind == "object":
-        properties = schema.get("properties") or {}
-        return {name: instance_of(properties.get(name) or {}, text) for name in schema.get("required") or properties}
-    if kind == "array":
-        return [instance_of(schema.get("items") or {}, text) for _ in range(schema.get("minItems", 1))]
-    return {"string": text, "integer": len(text.split()), "number": 0.5, "boolean": True, "null": None}[kind]
+class GenerateRequest(msgspec.Struct, kw_only=True):
+    model: str
+    prompt: str = ""
+    raw: bool = False
+    stream: bool = True
+    options: dict[str, Any] = {}
+    keep_alive: int | float | str | None = None
+
+
+class GenerateChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+    model: str
+    created_at: str
+    response: str
+    done: bool
+    done_reason: str | None = None
+    total_duration: int | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+
+
+TEMPLATE = "<|user|>{prompt}<|assistant|>"
+"""The fake model's template, applied to a ``generate`` prompt unless it is ``raw``."""
 
 
 class ToolCallsMessage(msgspec.Struct):
@@ -400,6 +414,40 @@ class FakeOllama:
                          load_duration=_NS, prompt_eval_count=prompt_count, prompt_eval_duration=prompt_count * _NS,
                          eval_count=eval_count, eval_duration=eval_count * _NS)
 
+    async def generate(self, body: dict[str, Any]) -> Response[Any]:
+        """A completion of ``prompt`` (templated unless ``raw``): its words, as ``chat`` answers."""
+        self.calls.append(("/api/generate", body))
+        try:
+            request = msgspec.convert(body, GenerateRequest)
+            _keep_alive_seconds(request.keep_alive)
+        except (msgspec.ValidationError, ValueError) as exc:
+            return _error(str(exc), 400)
+        name = canonical(request.model)
+        if name not in self.local:
+            return _error(f'model "{request.model}" not found, try pulling it first', 404)
+        self._keep(name, request.keep_alive)
+        prompt = request.prompt if request.raw else TEMPLATE.format(prompt=request.prompt)
+        pieces, reason, prompt_count, eval_count = plan([Message("user", prompt)], request.options)
+
+        def chunk(text: str, done: bool = False) -> GenerateChunk:
+            if not done:
+                return GenerateChunk(model=request.model, created_at=_now(), response=text, done=False)
+            return GenerateChunk(model=request.model, created_at=_now(), response=text, done=True, done_reason=reason,
+                                 total_duration=(prompt_count + eval_count + 1) * _NS, prompt_eval_count=prompt_count,
+                                 eval_count=eval_count, eval_duration=eval_count * _NS)
+
+        if not request.stream:
+            return _json(chunk("".join(pieces), done=True))
+
+        async def lines() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                if self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+                yield _encoder.encode(chunk(piece)) + b"\n"
+            yield _encoder.encode(chunk("", done=True)) + b"\n"
+
+        return _ndjson(lines())
+
     async def embed(self, body: dict[str, Any]) -> Response[Any]:
         self.calls.append(("/api/embed", body))
         try:
@@ -489,6 +537,10 @@ class FakeOllama:
         async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
             return await fake.chat(await _body(request))
 
+        @post("/api/generate")
+        async def generate(request: Request[Any, Any, Any]) -> Response[Any]:
+            return await fake.generate(await _body(request))
+
         @post("/api/embed")
         async def embed(request: Request[Any, Any, Any]) -> Response[Any]:
             return await fake.embed(await _body(request))
@@ -509,7 +561,7 @@ class FakeOllama:
         async def ps() -> Response[Any]:
             return await fake.ps()
 
-        return Litestar([chat, embed, pull, show, tags, ps])
+        return Litestar([chat, generate, embed, pull, show, tags, ps])
 
 
 async def _body(request: Request[Any, Any, Any]) -> dict[str, Any]:

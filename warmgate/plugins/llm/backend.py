@@ -42,6 +42,9 @@ class GenerationParams(msgspec.Struct, kw_only=True):
     """OpenAI messages: ``content`` a string or content parts, assistant ``tool_calls``, ``tool``
     messages with ``tool_call_id``; ``developer`` is already ``system``."""
     max_tokens: int
+    prompt: str | None = None
+    """A raw text prompt (the legacy completions), generated from without the chat template;
+    ``messages`` is then empty. Only backends that declare ``prompt`` receive one."""
     temperature: float = 0.7
     top_p: float = 1.0
     top_k: int = -1

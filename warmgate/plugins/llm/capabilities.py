@@ -14,6 +14,7 @@ from warmgate.plugins.llm.backend import GenerationParams
 __all__ = ["BASIC", "FEATURES", "check_consistent", "check_supported", "requested"]
 
 FEATURES = {
+    "prompt": "raw text prompts (completions)",
     "stop": "stop sequences",
     "seed": "a sampling seed",
     "image_content": "image content parts",
@@ -21,11 +22,12 @@ FEATURES = {
     "tool_choice": "forcing a tool call (tool_choice `required` or a named function)",
     "response_format": "structured output (response_format)",
     "logprobs": "log probabilities",
-    "n": "several choices (n > 1)",
+    "n": "several choices (n > 1) natively",
     "penalties": "presence and frequency penalties",
     "logit_bias": "logit_bias",
 }
-"""Every feature a backend may declare in its ``features``, with how an error names it."""
+"""Every feature a backend may declare in its ``features``, with how an error names it. ``n`` is
+never required: the runner fans several choices out into single generations (``choices.py``)."""
 
 BASIC = frozenset({"stop", "seed"})
 """What a backend that declares nothing is assumed to honour (besides plain text chat)."""
@@ -33,6 +35,8 @@ BASIC = frozenset({"stop", "seed"})
 
 def requested(params: GenerationParams) -> Iterator[tuple[str, str]]:
     """``(feature, field)`` for each feature the request uses beyond plain text chat."""
+    if params.prompt is not None:
+        yield "prompt", "prompt"
     for i, message in enumerate(params.messages):
         content = message.get("content")
         if isinstance(content, list):
@@ -53,8 +57,6 @@ def requested(params: GenerationParams) -> Iterator[tuple[str, str]]:
         yield "response_format", "response_format"
     if params.logprobs:
         yield "logprobs", "logprobs"
-    if params.n > 1:
-        yield "n", "n"
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(params, name):
             yield "penalties", name

@@ -81,7 +81,8 @@ def _counting_streamer(tokenizer: Any) -> Any:
 
 class TransformersBackend:
     backend_name = "transformers"
-    features = frozenset({"stop", "seed"})
+    features = frozenset({"prompt", "stop", "seed"})
+    concurrent_choices = False  # one generate at a time: a process-wide seed stays reproducible
     forwards_unknown_fields = False
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
@@ -97,10 +98,20 @@ class TransformersBackend:
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return int(self._encode(messages)["input_ids"].shape[1])
 
+    def _encode_prompt(self, prompt: str) -> Any:
+        """A raw prompt (completions): tokenized as it is, without the chat template."""
+        return self.tokenizer(prompt, return_tensors="pt")
+
+    def count_raw_prompt_tokens(self, prompt: str) -> int:
+        return int(self._encode_prompt(prompt)["input_ids"].shape[1])
+
+    def _inputs(self, params: GenerationParams) -> Any:
+        return self._encode(text_messages(params)) if params.prompt is None else self._encode_prompt(params.prompt)
+
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         from transformers import StoppingCriteriaList
 
-        inputs = self._encode(text_messages(params)).to(self.model.device)
+        inputs = self._inputs(params).to(self.model.device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         streamer = _counting_streamer(self.tokenizer)
         cancel = threading.Event()

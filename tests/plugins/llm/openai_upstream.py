@@ -116,6 +116,17 @@ async def _text_completion(request: web.Request, body: dict, args: argparse.Name
     limit = int(body.get("max_tokens") or 16)
     words = [f" {tag}{i}" for i in range(min(limit, ANSWER_WORDS))]
     finish = "length" if len(words) == limit else "stop"
+    text = "".join(words)
+    cut = min((i for i in (text.find(stop) for stop in body.get("stop") or [] if stop) if i >= 0), default=-1)
+    if cut >= 0:  # as vLLM honours stop sequences: the text up to the first one
+        kept, used = [], 0
+        for word in words:
+            if used + len(word) > cut:
+                kept.append(word[:cut - used])
+                break
+            kept.append(word)
+            used += len(word)
+        words, finish = [word for word in kept if word], "stop"
     usage = {"prompt_tokens": len(str(body["prompt"]).split()), "completion_tokens": len(words)}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     base = {"id": "cmpl-upstream", "object": "text_completion", "created": 0, "model": args.model}

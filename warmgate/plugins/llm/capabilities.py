@@ -80,7 +80,7 @@ def check_supported(params: GenerationParams, backend: Any, model_id: str) -> No
     if params.unknown_fields and not getattr(backend, "forwards_unknown_fields", False):
         listed = ", ".join(f"`{field}`" for field in sorted(params.unknown_fields))
         raise ClientError(f"unknown fields {listed}: the {name} backend serving {model_id} takes only the fields "
-                          f"of OpenAI's chat completions (an OpenAI-compatible relay forwards others to its engine)")
+                          f"OpenAI defines (an OpenAI-compatible relay forwards others to its engine)")
 
 
 def check_consistent(params: GenerationParams) -> None:

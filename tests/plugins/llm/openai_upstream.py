@@ -3,8 +3,8 @@ JSON answer, or SSE with a chunk per token and usage when asked), run as its own
 test can have it die the way an engine does when it is killed.
 
 The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``; asked for a
-``json_schema`` (``response_format``), a JSON document valid for it (strings ``"v"``) in 4-character
-tokens. ``/v1/completions`` answers a raw prompt ending in WORD with ``" WORD0 WORD1 ... WORD7"``
+``json_schema`` (``response_format``; for ``json_object``, ``{"answer": "v"}``), a JSON document valid for it
+(strings ``"v"``) in 4-character tokens. ``/v1/completions`` answers a raw prompt ending in WORD with ``" WORD0 WORD1 ... WORD7"``
 in ``text_completion`` chunks.
 
     python openai_upstream.py --port P --model NAME [--die-after N] [--no-usage] [--hang]
@@ -62,7 +62,10 @@ def _app(args: argparse.Namespace) -> web.Application:
         limit = int(body.get("max_tokens") or 16)
         words = [f" t{i}" for i in range(min(limit, ANSWER_WORDS))]
         finish = "length" if len(words) == limit else "stop"
-        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        response_format = body.get("response_format") or {}
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if response_format.get("type") == "json_object":
+            schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
         if schema is not None:  # constrained, as vLLM's guided decoding answers
             document = json.dumps(instance_of(schema, "v"))
             words, finish = [document[i:i + 4] for i in range(0, len(document), 4)], "stop"

@@ -5,8 +5,11 @@ results that match, a ``tool_choice`` that names a tool), which hold on every ba
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
+
+import msgspec
 
 from warmgate.core.errors import ClientError, RequestValidationError
 from warmgate.plugins.llm.backend import GenerationParams
@@ -92,7 +95,7 @@ def check_consistent(params: GenerationParams) -> None:
         function = tool["function"]
         parameters = function.get("parameters")
         if parameters is not None:
-            problem = _schema_problem(parameters)
+            problem = _known_schema_problem(msgspec.json.encode(parameters, order="sorted"))
             if problem:
                 _invalid(["tools", i, "function", "parameters"], f"not a JSON schema: {problem}")
         names.add(function["name"])
@@ -115,6 +118,13 @@ def check_consistent(params: GenerationParams) -> None:
                                                           f"assistant message")
     if params.top_logprobs and not params.logprobs:
         _invalid(["top_logprobs"], "needs `logprobs: true`")
+
+
+@functools.lru_cache(maxsize=1024)
+def _known_schema_problem(canonical: bytes) -> str | None:
+    """``_schema_problem`` once per distinct schema: checking one against the meta-schema takes
+    milliseconds, and an agent sends the same tools with every turn."""
+    return _schema_problem(msgspec.json.decode(canonical))
 
 
 def _schema_problem(schema: Any) -> str | None:

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
@@ -32,6 +32,7 @@ from .json_instances import instance_of
 __all__ = ["ChatRecord", "FakeModel", "FakeOllama", "embedding", "run_fake_ollama"]
 
 _encoder = msgspec.json.Encoder()
+R = TypeVar("R", bound=msgspec.Struct)
 _NS = 1_000_000  # durations are nanoseconds; the fake reports 1 ms per token
 
 
@@ -338,17 +339,25 @@ class FakeOllama:
                 del self.loaded[name]
         return self.loaded
 
-    async def chat(self, body: dict[str, Any]) -> Response[Any]:
-        self.calls.append(("/api/chat", body))
+    def _generating(self, path: str, body: dict[str, Any], kind: type[R]) -> R | Response[Any]:
+        """The recorded request as ``kind`` with its model kept loaded, or the error Ollama answers."""
+        self.calls.append((path, body))
         try:
-            request = msgspec.convert(body, ChatRequest)
-            _keep_alive_seconds(request.keep_alive)
+            request = msgspec.convert(body, kind)
+            _keep_alive_seconds(request.keep_alive)  # type: ignore[attr-defined]
         except (msgspec.ValidationError, ValueError) as exc:
             return _error(str(exc), 400)
+        model = request.model  # type: ignore[attr-defined]
+        if canonical(model) not in self.local:
+            return _error(f'model "{model}" not found, try pulling it first', 404)
+        self._keep(canonical(model), request.keep_alive)  # type: ignore[attr-defined]
+        return request
+
+    async def chat(self, body: dict[str, Any]) -> Response[Any]:
+        request = self._generating("/api/chat", body, ChatRequest)
+        if isinstance(request, Response):
+            return request
         name = canonical(request.model)
-        if name not in self.local:
-            return _error(f'model "{request.model}" not found, try pulling it first', 404)
-        self._keep(name, request.keep_alive)
         if not request.messages:  # load, or unload with keep_alive 0
             reason = "unload" if name not in self.loaded else "load"
             return _json(ChatChunk(model=request.model, created_at=_now(), message=Message("assistant", ""),
@@ -416,16 +425,9 @@ class FakeOllama:
 
     async def generate(self, body: dict[str, Any]) -> Response[Any]:
         """A completion of ``prompt`` (templated unless ``raw``): its words, as ``chat`` answers."""
-        self.calls.append(("/api/generate", body))
-        try:
-            request = msgspec.convert(body, GenerateRequest)
-            _keep_alive_seconds(request.keep_alive)
-        except (msgspec.ValidationError, ValueError) as exc:
-            return _error(str(exc), 400)
-        name = canonical(request.model)
-        if name not in self.local:
-            return _error(f'model "{request.model}" not found, try pulling it first', 404)
-        self._keep(name, request.keep_alive)
+        request = self._generating("/api/generate", body, GenerateRequest)
+        if isinstance(request, Response):
+            return request
         prompt = request.prompt if request.raw else TEMPLATE.format(prompt=request.prompt)
         pieces, reason, prompt_count, eval_count = plan([Message("user", prompt)], request.options)
 

@@ -3,64 +3,26 @@ and stream chunks carry their index, usage sums the choices, the quote is n × m
 the ledger row bills what the choices produced, or what was delivered when a stream fails."""
 
 import collections
-import sqlite3
 
 import openai
 import pytest
 
 from warmgate import FunctionConfig, Settings
-from warmgate.core.plugins import get_pipelines
 from warmgate.core.settings import Price, PricingSettings
-from warmgate.testing import wait_for
 
-from .fake_ollama import FakeModel, run_fake_ollama
+from .every_backend import BACKENDS, PRICE, ledger_rows, priced_gateway
 from .openai_upstream import ANSWER_WORDS, run_upstream
 
-PRICE = 1000
-OLLAMA_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 ASK = [{"role": "user", "content": "one two three"}]
-BACKENDS = ["transformers", "vllm", "ollama"]
-
-
-@pytest.fixture(scope="session")
-def tiny_chat(tiny_model_dir):
-    return str(tiny_model_dir(get_pipelines()["llm"]))
-
-
-@pytest.fixture(scope="module")
-def engines():
-    with run_upstream("org/relayed") as upstream, run_fake_ollama(local=[FakeModel(name="llama3.1:8b")]) as ollama:
-        yield upstream, ollama
 
 
 @pytest.fixture
 def gateway(warmgate_server, tiny_chat, engines, tmp_path):
-    """A priced function on each backend and a ledger -> (openai client, httpx client, models, ledger path)."""
-    upstream, ollama = engines
+    """A priced function on each backend -> (openai client, httpx client, models by backend, ledger path)."""
     ledger = tmp_path / "usage.sqlite"
-    price = Price(price_per_unit=PRICE, settle="usage")
-    functions = [
-        FunctionConfig(pipeline="llm", model_id=tiny_chat, price=price),
-        FunctionConfig(pipeline="llm", model_id="org/relayed", price=price,
-                       options={"backend": "vllm", "url": upstream.url}),
-        FunctionConfig(pipeline="llm", model_id=OLLAMA_MODEL, price=price,
-                       options={"backend": "ollama", "host": ollama.url}),
-    ]
-    server, client = warmgate_server(Settings(functions=functions, pricing=PricingSettings(ledger=str(ledger))))
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as sdk:
-        yield sdk, client, {"transformers": tiny_chat, "vllm": "org/relayed", "ollama": OLLAMA_MODEL}, ledger
-
-
-def ledger_rows(ledger, count):
-    """``(status, units, wei, prompt_tokens, completion_tokens)`` of the ledger's rows, once ``count`` are in."""
-
-    def read():
-        with sqlite3.connect(ledger) as db:
-            return db.execute("SELECT status, units, wei, prompt_tokens, completion_tokens FROM usage "
-                              "ORDER BY time").fetchall()
-
-    assert wait_for(lambda: len(read()) >= count)
-    return read()
+    sdk, client, models = priced_gateway(warmgate_server, tiny_chat, *engines, ledger)
+    with sdk:
+        yield sdk, client, models, ledger
 
 
 def expected_completion(backend, max_tokens):

@@ -3,61 +3,22 @@ model in-process (a raw prompt, no chat template), the vLLM relay (the engine's
 ``/v1/completions``) and Ollama (``/api/generate`` with ``raw``, through the fake)."""
 
 import collections
-import sqlite3
 
 import httpx
 import openai
 import pytest
 
-from warmgate import FunctionConfig, Settings
-from warmgate.core.plugins import get_pipelines
-from warmgate.core.settings import Price, PricingSettings
-from warmgate.testing import wait_for
-
-from .fake_ollama import TEMPLATE, FakeModel, run_fake_ollama
-from .openai_upstream import run_upstream
-
-PRICE = 1000
-OLLAMA_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
-BACKENDS = ["transformers", "vllm", "ollama"]
-
-
-@pytest.fixture(scope="session")
-def tiny_chat(tiny_model_dir):
-    return str(tiny_model_dir(get_pipelines()["llm"]))
-
-
-@pytest.fixture(scope="module")
-def engines():
-    with run_upstream("org/relayed") as upstream, run_fake_ollama(local=[FakeModel(name="llama3.1:8b")]) as ollama:
-        yield upstream, ollama
+from .every_backend import BACKENDS, PRICE, ledger_rows, priced_gateway
+from .fake_ollama import TEMPLATE
 
 
 @pytest.fixture
 def gateway(warmgate_server, tiny_chat, engines, tmp_path):
     """A priced function on each backend -> (openai client, httpx client, models by backend, ledger path)."""
-    upstream, ollama = engines
     ledger = tmp_path / "usage.sqlite"
-    price = Price(price_per_unit=PRICE, settle="usage")
-    functions = [
-        FunctionConfig(pipeline="llm", model_id=tiny_chat, price=price),
-        FunctionConfig(pipeline="llm", model_id="org/relayed", price=price,
-                       options={"backend": "vllm", "url": upstream.url}),
-        FunctionConfig(pipeline="llm", model_id=OLLAMA_MODEL, price=price,
-                       options={"backend": "ollama", "host": ollama.url}),
-    ]
-    server, client = warmgate_server(Settings(functions=functions, pricing=PricingSettings(ledger=str(ledger))))
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as sdk:
-        yield sdk, client, {"transformers": tiny_chat, "vllm": "org/relayed", "ollama": OLLAMA_MODEL}, ledger
-
-
-def ledger_rows(ledger, count):
-    def read():
-        with sqlite3.connect(ledger) as db:
-            return db.execute("SELECT status, units, prompt_tokens, completion_tokens FROM usage ORDER BY time").fetchall()
-
-    assert wait_for(lambda: len(read()) >= count)
-    return read()
+    sdk, client, models = priced_gateway(warmgate_server, tiny_chat, *engines, ledger)
+    with sdk:
+        yield sdk, client, models, ledger
 
 
 def expected_text(backend, prompt, max_tokens):
@@ -93,8 +54,8 @@ def test_a_completion_of_a_raw_prompt(gateway, backend, engines):
         assert (body["prompt"], body["raw"], body["options"]["num_predict"]) == ("the cat sat", True, 6)
         assert TEMPLATE.split("{")[0] not in choice.text
     [row] = ledger_rows(ledger, 1)
-    assert row == (200, completion.usage.completion_tokens, completion.usage.prompt_tokens,
-                   completion.usage.completion_tokens)
+    used = completion.usage.completion_tokens
+    assert row == (200, used, str(used * PRICE), completion.usage.prompt_tokens, used)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -112,7 +73,7 @@ def test_a_streamed_completion_in_text_completion_chunks(gateway, backend):
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and 1 <= usage.completion_tokens <= 5
     [row] = ledger_rows(ledger, 1)
-    assert row[1] == row[3] == usage.completion_tokens
+    assert row[1] == row[4] == usage.completion_tokens
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -148,7 +109,7 @@ def test_a_list_of_prompts_with_n_answers_n_choices_per_prompt_in_order(gateway,
     if backend == "vllm":
         assert (usage.prompt_tokens, usage.completion_tokens) == (2 + 3, 4 * 4)  # each prompt once
     [row] = ledger_rows(ledger, 1)
-    assert row[1:] == (usage.completion_tokens, usage.prompt_tokens, usage.completion_tokens)
+    assert (row[1], *row[3:]) == (usage.completion_tokens, usage.prompt_tokens, usage.completion_tokens)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -10,10 +10,6 @@ import openai
 import pytest
 
 from warmgate import FunctionConfig, Settings
-from warmgate.core.plugins import get_pipelines
-
-from .fake_ollama import FakeModel, run_fake_ollama
-from .openai_upstream import run_upstream
 
 HI = [{"role": "user", "content": "hi"}]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
@@ -44,18 +40,6 @@ UNSUPPORTED = {
     "ollama": ["tool_choice", "logprobs", "logit_bias", "image", "audio"],
     "vllm": ["logprobs", "audio"],
 }
-
-
-@pytest.fixture(scope="session")
-def tiny_chat(tiny_model_dir):
-    return str(tiny_model_dir(get_pipelines()["llm"]))
-
-
-@pytest.fixture(scope="module")
-def engines():
-    """The engines behind the relay and Ollama backends, shared by the module's tests."""
-    with run_upstream("org/relayed") as upstream, run_fake_ollama(local=[FakeModel(name="llama3.1:8b")]) as ollama:
-        yield upstream, ollama
 
 
 @pytest.fixture

@@ -160,7 +160,9 @@ class LLMBackend(Protocol):
 # non-streaming requests when its engine answers those more cheaply than a stream; the runner
 # uses it when present. Stop sequences are then the engine's to honour. And
 # ``count_tokens(text) -> int | None`` (may be async): the model's tokenizer, for engines that
-# report no usage.
+# report no usage. ``count_raw_prompt_tokens(prompt) -> int``: a raw prompt's tokens (completions),
+# for the context check. ``concurrent_choices = False``: the choices of one request (``n``) run
+# one after another instead of at once (``choices.py``).
 
 
 BackendFactory = Callable[[str, dict[str, Any]], "LLMBackend | Awaitable[LLMBackend]"]

@@ -196,3 +196,43 @@ def test_completions_are_in_the_openapi_document(gateway):
     paths = client.get("/openapi.json").json()["paths"]
     assert paths["/v1/completions"]["post"]["operationId"] == "createCompletion"
     assert "/llm/completions" in paths
+
+
+def test_the_transformers_backend_tokenizes_the_prompt_raw(gateway, tiny_chat):
+    from transformers import AutoTokenizer
+
+    sdk, _, models, _ = gateway
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
+    completion = sdk.completions.create(model=models["transformers"], prompt="the cat sat", max_tokens=2)
+    chat = sdk.chat.completions.create(model=models["transformers"], max_tokens=2,
+                                       messages=[{"role": "user", "content": "the cat sat"}])
+    assert completion.usage.prompt_tokens == len(tokenizer("the cat sat")["input_ids"])
+    assert chat.usage.prompt_tokens > completion.usage.prompt_tokens  # the chat template adds its markup
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_key_is_billed_what_the_choices_used_and_its_hold_released(warmgate_server, engines, tmp_path, stream):
+    from warmgate import FunctionConfig, Settings
+    from warmgate.core.settings import AuthSettings, Price, PricingSettings
+    from warmgate.pricing.keys import KeyStore
+
+    upstream, _ = engines
+    ledger = tmp_path / "usage.sqlite"
+    config = FunctionConfig(pipeline="llm", model_id="org/relayed", price=Price(price_per_unit=PRICE, settle="usage"),
+                            options={"backend": "vllm", "url": upstream.url})
+    _, client = warmgate_server(Settings(functions=[config], auth=AuthSettings(keys=True, api_keys=["operator"]),
+                                         pricing=PricingSettings(ledger=str(ledger))))
+    store = KeyStore(ledger)
+    _, token = store.create(credit=120 * PRICE)  # one quote of 2 prompts x 2 choices x 20 tokens, not two
+    store.close()
+    keyed = {"Authorization": f"Bearer {token}"}
+    body = {"model": "org/relayed", "prompt": ["a b", "c d"], "n": 2, "max_tokens": 20, "stream": stream,
+            "stream_options": {"include_usage": True}}
+    first = client.post("/v1/completions", json=body, headers=keyed)
+    assert first.status_code == 200 and first.headers["x-warmgate-price"] == str(80 * PRICE)
+    second = client.post("/v1/completions", json=body, headers=keyed)  # fits only because the hold came back
+    assert second.status_code == 200, second.text
+    rows = ledger_rows(ledger, 2)
+    assert [row[1] for row in rows] == [4 * 8, 4 * 8]  # the engine answers 8 tokens a choice
+    balance = client.get("/usage", headers=keyed).json()["balance"]
+    assert (balance["available_wei"], balance["held_wei"]) == (str(120 * PRICE - 2 * 32 * PRICE), "0")

@@ -255,10 +255,8 @@ class LLMRunner(Runner):
             first, deltas = await self._open(params)
             return _Stream(self._openai_stream(params, first, deltas, ident, created, include_usage), deltas)
         answer = await self._complete(params)
-        calls = _assembled(answer.tool_calls)
-        message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
         return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(answer.usage),
-                                 choices=[oa.Choice(index=0, message=message, finish_reason=answer.finish_reason)])
+                                 choices=[_chat_choice(0, answer)])
 
     async def _openai_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
                              ident: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:

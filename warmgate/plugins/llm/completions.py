@@ -14,7 +14,7 @@ import msgspec
 from warmgate.core.errors import RequestValidationError
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
 from warmgate.plugins.llm.capabilities import check_supported
-from warmgate.plugins.llm.choices import choice_params
+from warmgate.plugins.llm.choices import choice_params, refuse_logprobs
 from warmgate.plugins.llm.completions_wire import CompletionRequest, TextChoice, TextCompletion
 from warmgate.plugins.llm.runner import LLMRunner, _openai_error, _openai_usage, _sse, _Stream
 
@@ -55,7 +55,8 @@ def _check_context(runner: LLMRunner, prompts: list[str], max_tokens: int) -> No
 
 async def complete_text(runner: LLMRunner, request: CompletionRequest) -> Any:
     base = _params(request)
-    check_supported(base, runner.backend, runner.model_id)
+    check_supported(base, runner.backend, runner.model_id)  # logprobs on a backend without them: 400 naming it
+    refuse_logprobs(base, "text completions")
     prompts = request.prompts
     _check_context(runner, prompts, request.max_tokens)
     choices = [choice_params(msgspec.structs.replace(base, prompt=prompt), i)

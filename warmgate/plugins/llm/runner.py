@@ -28,7 +28,7 @@ from warmgate.plugins.llm.backend import (
     text_messages,
 )
 from warmgate.plugins.llm.capabilities import check_consistent, check_supported
-from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, summed
+from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, refuse_logprobs, summed
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]
@@ -339,6 +339,7 @@ class LLMRunner(Runner):
 
     async def _chat_choices(self, params: GenerationParams, request: oa.ChatCompletionRequest, ident: str,
                             created: int) -> Any:
+        refuse_logprobs(params, "several choices (n > 1)")
         choices = [choice_params(params, index) for index in range(params.n)]
         if not request.stream:
             answers, usage = await self._answers(params, choices)

@@ -17,7 +17,14 @@ relaying to it, at c=16 (``wrk``, non-streaming).
 decoding against JSON-schema constrained decoding (llguidance), tokens/s of the same budget in
 interleaved rounds; and the grammar's compile time, first request and cached.
 
+(d) With ``--tools``: tool-calling chat requests (two tools, non-streaming, c=1), and plain chat
+for comparison, sent directly
+to an OpenAI-compatible engine that answers them with a tool call (the fake engine of the tests,
+``tests/plugins/llm/openai_upstream.py``, its own process) and through warmgate's vllm relay to
+it, in interleaved rounds. Target: added p50 <= 0.5 ms.
+
     python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python] [--constrained[-only]]
+                       [--tools[-only]]
 """
 
 from __future__ import annotations
@@ -308,6 +315,48 @@ def constrained(rounds: int, max_tokens: int = 200) -> None:
           f"cached {cached_ms:.3f} ms")
 
 
+TOOLS = [{"type": "function", "function": {"name": name, "description": f"The {name} of a city", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["C", "F"]}}, "required": ["city"]}}}
+    for name in ("weather", "time")]
+
+
+def tool_calls(duration: int, rounds: int) -> None:
+    """Direct to the fake engine against through the relay, tool-calling requests at c=1."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.plugins.llm.openai_upstream import run_upstream
+
+    bodies = {"plain": {**CHAT, "model": "org/tools"}, "tools": {**CHAT, "model": "org/tools", "tools": TOOLS}}
+    with run_upstream("org/tools") as upstream, tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "serverless.yaml"
+        config.write_text(json.dumps({"gateway": {"access_log": False}, "functions": [{
+            "pipeline": "llm", "model_id": "org/tools", "warm": True,
+            "options": {"backend": "vllm", "url": upstream.url}}]}))
+        port = free_port()
+        gateway = start([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
+                        f"http://127.0.0.1:{port}")
+        urls = {"direct": upstream.url + "/v1/chat/completions",
+                "warmgate": f"http://127.0.0.1:{port}/v1/chat/completions"}
+        answer = httpx.post(urls["warmgate"], json=bodies["tools"], timeout=30).json()
+        if answer["choices"][0]["finish_reason"] != "tool_calls":
+            sys.exit(f"error: the relay answered no tool call: {answer}")
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {(b, u): [] for b in bodies for u in urls}
+        try:
+            wrk(urls["warmgate"], bodies["tools"], 1, 2)  # warm-up
+            for _ in range(rounds):  # interleaved, so drift on a shared machine hits every row alike
+                for kind, url in runs:
+                    runs[kind, url].append(wrk(urls[url], bodies[kind], 1, duration))
+        finally:
+            stop(gateway)
+    print(f"{'c=1':<16}{'req/s':>8}{'p50 ms':>9}   (median of {rounds} interleaved rounds of {duration} s)")
+    medians = {}
+    for (kind, url), samples in runs.items():
+        medians[kind, url] = {k: statistics.median(s[k] for s in samples) for k in ("rps", "p50_ms")}
+        print(f"{kind + ' ' + url:<16}{medians[kind, url]['rps']:>8.1f}{medians[kind, url]['p50_ms']:>9.3f}")
+    for kind in bodies:
+        added = medians[kind, "warmgate"]["p50_ms"] - medians[kind, "direct"]["p50_ms"]
+        print(f"{kind}: added p50 {added:+.3f} ms" + (" (target <= 0.5 ms)" if kind == "tools" else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8)
@@ -317,6 +366,8 @@ def main() -> None:
     parser.add_argument("--vllm-only", action="store_true", help="skip (a), run only the vLLM comparison")
     parser.add_argument("--constrained", action="store_true", help="also measure constrained decoding (c)")
     parser.add_argument("--constrained-only", action="store_true", help="run only (c)")
+    parser.add_argument("--tools", action="store_true", help="also measure tool-calling requests through the relay")
+    parser.add_argument("--tools-only", action="store_true", help="skip (a), run only the tool-calling comparison")
     parser.add_argument("--serve", choices=["direct", "gateway"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -328,12 +379,14 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
-    if not args.vllm_only:
+    if not (args.vllm_only or args.tools_only):
         relay(args.duration, args.stream_tokens)
     if args.vllm:
         vllm(args.duration, args.vllm, args.rounds)
     if args.constrained:
         constrained(args.rounds)
+    if args.tools or args.tools_only:
+        tool_calls(args.duration, args.rounds)
 
 
 if __name__ == "__main__":

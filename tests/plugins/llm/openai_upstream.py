@@ -2,7 +2,10 @@
 JSON answer, or SSE with a chunk per token and usage when asked), run as its own process so a
 test can have it die the way an engine does when it is killed.
 
-The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``.
+The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``; asked for a
+``json_schema`` (``response_format``; for ``json_object``, ``{"answer": "v"}``), a JSON document valid for it
+(strings ``"v"``) in 4-character tokens. ``/v1/completions`` answers a raw prompt ending in WORD with ``" WORD0 WORD1 ... WORD7"``
+in ``text_completion`` chunks.
 
     python openai_upstream.py --port P --model NAME [--die-after N] [--no-usage] [--hang]
 
@@ -10,8 +13,8 @@ The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``
 the relay to read them, then the process kills itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
 ``stream_options``); ``--hang``: chat requests are accepted and never answered.
 With ``tools``, it calls them (see ``_tool_calls``); with ``logprobs``, it answers them
-(``_logprob``). ``GET /last`` answers the body of the last
-chat request, as the engine received it."""
+(``_logprob``). ``GET /last`` answers the body of the last chat or completions request, as the
+engine received it."""
 
 from __future__ import annotations
 
@@ -28,6 +31,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aiohttp import web
+
+try:
+    from .json_instances import instance_of
+except ImportError:  # run as a script
+    from json_instances import instance_of  # type: ignore[no-redef]
 
 __all__ = ["ANSWER_WORDS", "Upstream", "run_upstream"]
 
@@ -55,6 +63,13 @@ def _app(args: argparse.Namespace) -> web.Application:
         limit = int(body.get("max_tokens") or 16)
         words = [f" t{i}" for i in range(min(limit, ANSWER_WORDS))]
         finish = "length" if len(words) == limit else "stop"
+        response_format = body.get("response_format") or {}
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if response_format.get("type") == "json_object":
+            schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+        if schema is not None:  # constrained, as vLLM's guided decoding answers
+            document = json.dumps(instance_of(schema, "v"))
+            words, finish = [document[i:i + 4] for i in range(0, len(document), 4)], "stop"
         usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
         base = {"id": "chatcmpl-upstream", "created": 0, "model": args.model}
         logprobs = [_logprob(word, i, body) for i, word in enumerate(words)] if body.get("logprobs") else None
@@ -89,9 +104,15 @@ def _app(args: argparse.Namespace) -> web.Application:
         await response.write(b"data: [DONE]\n\n")
         return response
 
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        received.append(body)
+        return await _text_completion(request, body, args)
+
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
     app.router.add_get("/last", last)  # the last chat request's body, for assertions
     return app
 
@@ -103,9 +124,48 @@ def _logprob(word: str, i: int, body: dict) -> dict:
     return {"token": word, "logprob": -0.5 - i / 10, "bytes": list(word.encode()), "top_logprobs": tops}
 
 
+async def _text_completion(request: web.Request, body: dict, args: argparse.Namespace) -> web.StreamResponse:
+    """A legacy completion of a raw prompt: one JSON answer, or ``text_completion`` chunks."""
+    tag = str(body["prompt"]).split()[-1]
+    limit = int(body.get("max_tokens") or 16)
+    words = [f" {tag}{i}" for i in range(min(limit, ANSWER_WORDS))]
+    finish = "length" if len(words) == limit else "stop"
+    text = "".join(words)
+    cut = min((i for i in (text.find(stop) for stop in body.get("stop") or [] if stop) if i >= 0), default=-1)
+    if cut >= 0:  # as vLLM honours stop sequences: the text up to the first one
+        kept, used = [], 0
+        for word in words:
+            if used + len(word) > cut:
+                kept.append(word[:cut - used])
+                break
+            kept.append(word)
+            used += len(word)
+        words, finish = [word for word in kept if word], "stop"
+    usage = {"prompt_tokens": len(str(body["prompt"]).split()), "completion_tokens": len(words)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    base = {"id": "cmpl-upstream", "object": "text_completion", "created": 0, "model": args.model}
+    if not body.get("stream"):
+        return web.json_response({**base, "usage": usage, "choices": [
+            {"index": 0, "text": "".join(words), "logprobs": None, "finish_reason": finish}]})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+
+    async def send(choices: list[dict], **extra: object) -> None:
+        await response.write(b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n")
+
+    for i, word in enumerate(words):
+        await send([{"index": 0, "text": word, "logprobs": None,
+                     "finish_reason": finish if i == len(words) - 1 else None}])
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await send([], usage=usage)
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
 def _tool_calls(body: dict) -> list[dict]:
     """With tools and a user message last, the engine calls each tool (the named one only, for a
-    named ``tool_choice``), every required argument set to ``"v"``, as vLLM's parsers answer."""
+    named ``tool_choice``) with arguments valid for its parameters (strings ``"v"``), as vLLM's
+    parsers answer."""
     choice = body.get("tool_choice")
     if not body.get("tools") or choice == "none" or body["messages"][-1]["role"] != "user":
         return []
@@ -113,8 +173,7 @@ def _tool_calls(body: dict) -> list[dict]:
     if isinstance(choice, dict):
         tools = [t for t in tools if t["name"] == choice["function"]["name"]]
     return [{"id": f"chatcmpl-tool-{i}", "type": "function",
-             "function": {"name": tool["name"], "arguments": json.dumps(
-                 {name: "v" for name in (tool.get("parameters") or {}).get("required") or []})}}
+             "function": {"name": tool["name"], "arguments": json.dumps(instance_of(tool.get("parameters") or {}, "v"))}}
             for i, tool in enumerate(tools)]
 
 

@@ -1,5 +1,5 @@
-"""The LLM plugin: ``POST /llm`` (Livepeer), OpenAI chat completions at ``/v1`` and ``/llm``,
-and ``GET /v1/models``, on pluggable backends (``register_llm_backends``)."""
+"""The LLM plugin: ``POST /llm`` (Livepeer), OpenAI chat completions and legacy text completions
+at ``/v1`` and ``/llm``, and ``GET /v1/models``, on pluggable backends (``register_llm_backends``)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from warmgate.core.hookspecs import hookimpl
 from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.core.threads import load_in_thread
-from warmgate.plugins.llm import embeddings
+from warmgate.plugins.llm import completions_wire, embeddings
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import get_backends
+from warmgate.plugins.llm.completions import complete_text, quoted_tokens
 from warmgate.plugins.llm.runner import LLMRunner
 from warmgate.plugins.llm.wire import LLMRequest, LLMResponse
 
@@ -51,7 +52,7 @@ def _max_tokens(request: LLMRequest) -> int:
 
 
 def _chat_max_tokens(request: oa.ChatCompletionRequest) -> int:
-    return request.max_completion_tokens or request.max_tokens or 256
+    return (request.max_completion_tokens or request.max_tokens or 256) * request.n  # each choice may use them all
 
 
 @hookimpl
@@ -94,6 +95,26 @@ def register_pipelines(register: Any) -> None:
             tags=("openai",),
             wire="openai",
             description="OpenAI-compatible chat completions on the LLM functions.",
+        )
+    )
+    register(
+        PipelineSpec(
+            name="completions",
+            request=completions_wire.CompletionRequest,
+            response=completions_wire.TextCompletion,
+            decode=completions_wire.decode_completion_request,
+            serves=PIPELINE,
+            invoke=complete_text,
+            model_field="model",
+            price_unit=PriceUnit.TOKEN,
+            units=quoted_tokens,
+            paths=("/v1/completions", "/llm/completions"),
+            summary="Completions",
+            operation_id="createCompletion",
+            tags=("openai",),
+            wire="openai",
+            description="OpenAI-compatible legacy text completions (a raw prompt, no chat template) on the LLM "
+                        "functions.",
         )
     )
     register(embeddings.embeddings_spec())

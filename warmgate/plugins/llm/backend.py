@@ -44,6 +44,9 @@ class GenerationParams(msgspec.Struct, kw_only=True):
     """OpenAI messages: ``content`` a string or content parts, assistant ``tool_calls``, ``tool``
     messages with ``tool_call_id``; ``developer`` is already ``system``."""
     max_tokens: int
+    prompt: str | None = None
+    """A raw text prompt (the legacy completions), generated from without the chat template;
+    ``messages`` is then empty. Only backends that declare ``prompt`` receive one."""
     temperature: float = 0.7
     top_p: float = 1.0
     top_k: int = -1
@@ -179,7 +182,9 @@ class LLMBackend(Protocol):
 # non-streaming requests when its engine answers those more cheaply than a stream; the runner
 # uses it when present. Stop sequences are then the engine's to honour. And
 # ``count_tokens(text) -> int | None`` (may be async): the model's tokenizer, for engines that
-# report no usage.
+# report no usage. ``count_raw_prompt_tokens(prompt) -> int``: a raw prompt's tokens (completions),
+# for the context check. ``concurrent_choices = False``: the choices of one request (``n``) run
+# one after another instead of at once (``choices.py``).
 
 
 BackendFactory = Callable[[str, dict[str, Any]], "LLMBackend | Awaitable[LLMBackend]"]

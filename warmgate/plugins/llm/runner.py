@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -28,6 +29,7 @@ from warmgate.plugins.llm.backend import (
     text_messages,
 )
 from warmgate.plugins.llm.capabilities import check_consistent, check_supported
+from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, refuse_logprobs, summed
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]
@@ -35,6 +37,7 @@ __all__ = ["LLMRunner", "StopScanner"]
 _log = structlog.get_logger("warmgate.llm")
 _encoder = msgspec.json.Encoder()
 _DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
 
 
 def _sse(payload: Any) -> bytes:
@@ -164,9 +167,10 @@ class LLMRunner(Runner):
         fields = access_fields.get()
         if fields is None:
             return
-        entry: dict[str, Any] = {"model": self.model_id, "quoted_tokens": params.max_tokens, "finish_reason": finish}
+        quoted = params.max_tokens * params.n  # every choice may use all of max_tokens
+        entry: dict[str, Any] = {"model": self.model_id, "quoted_tokens": quoted, "finish_reason": finish}
         if failed is not None:
-            entry.update(failed_status=failed, prompt_tokens=None, completion_tokens=min(delivered, params.max_tokens))
+            entry.update(failed_status=failed, prompt_tokens=None, completion_tokens=min(delivered, quoted))
         elif usage is not None:
             entry.update(prompt_tokens=usage.prompt_tokens,
                          completion_tokens=usage.completion_tokens if usage.exact else None)
@@ -195,12 +199,7 @@ class LLMRunner(Runner):
     async def _open(self, params: GenerationParams) -> tuple[Delta, AsyncGenerator[Delta]]:
         """The deltas, once the engine gave the first: until then nothing is sent, so an engine
         that is down or fails at once is an HTTP error status, not a 200 and an error event."""
-        deltas = self._deltas(params)
-        try:
-            return await anext(deltas), deltas
-        except BaseException:
-            await deltas.aclose()
-            raise
+        return await _first(self._deltas(params))
 
     def _failed(self, params: GenerationParams, exc: Exception, delivered: int) -> int:
         """Log and account a stream that failed after its 200; the status it failed with."""
@@ -257,16 +256,15 @@ class LLMRunner(Runner):
         field = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
         await self._check_context(params, field)
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
+        if params.n > 1:
+            return await self._chat_choices(params, request, ident, created)
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
             first, deltas = await self._open(params)
             return _Stream(self._openai_stream(params, first, deltas, ident, created, include_usage), deltas)
         answer = await self._complete(params)
-        calls = _assembled(answer.tool_calls)
-        message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
         return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(answer.usage),
-                                 choices=[oa.Choice(index=0, message=message, finish_reason=answer.finish_reason,
-                                                    logprobs=_choice_logprobs(answer.logprobs))])
+                                 choices=[_chat_choice(0, answer)])
 
     async def _openai_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
                              ident: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
@@ -296,6 +294,110 @@ class LLMRunner(Runner):
             yield _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
         finally:
             await deltas.aclose()
+
+    # -- several choices (n > 1, completions' prompt lists) --------------------------------
+
+    async def _answers(self, account: GenerationParams, choices: list[GenerationParams],
+                       per_prompt: int | None = None) -> tuple[list[Completion], Usage]:
+        """One whole answer per choice, each its own generation, and their usage (``summed``),
+        which is the request's account (``account.n`` is the number of choices)."""
+        answers = await gathered([functools.partial(self._complete, choice) for choice in choices],
+                                 concurrent(self.backend))
+        usage = summed([answer.usage or Usage(0, 0) for answer in answers], per_prompt)
+        self._account(account, finish=answers[0].finish_reason, usage=usage)
+        return answers, usage
+
+    async def _open_choices(self, choices: list[GenerationParams]) -> tuple[tuple[int, Delta],
+                                                                            AsyncGenerator[tuple[int, Delta]]]:
+        """The choices' merged deltas once one came (as ``_open``)."""
+        return await _first(merged([self._deltas(choice) for choice in choices], concurrent(self.backend)))
+
+    async def _indexed_stream(self, account: GenerationParams, first: tuple[int, Delta],
+                              deltas: AsyncGenerator[tuple[int, Delta]], *, opening: list[bytes],
+                              render: Callable[[int, Delta], bytes], closing: Callable[[Usage], list[bytes]],
+                              error: Callable[[Exception, int], bytes],
+                              per_prompt: int | None = None) -> AsyncIterator[bytes]:
+        """The SSE body of several choices: ``opening``, each delta and each choice's finish
+        rendered as it comes, then ``closing`` with the summed usage; a failure ends it with
+        ``error`` and bills the tokens delivered so far, over all choices."""
+        delivered = 0
+        usages: dict[int, Usage] = {}
+        finish = "stop"
+        try:
+            for line in opening:
+                yield line
+            item: tuple[int, Delta] | None = first
+            while item is not None:
+                index, delta = item
+                if delta.finish_reason is not None:
+                    usages[index] = delta.usage or Usage(0, 0)
+                    finish = delta.finish_reason if index == 0 else finish
+                else:
+                    delivered += delta.tokens
+                yield render(index, delta)
+                item = await anext(deltas, None)
+            usage = summed([usages[index] for index in sorted(usages)], per_prompt)
+            self._account(account, finish=finish, usage=usage)
+            for line in closing(usage):
+                yield line
+            yield _DONE
+        except Exception as exc:
+            yield error(exc, self._failed(account, exc, delivered))
+        finally:
+            await deltas.aclose()
+
+    async def _chat_choices(self, params: GenerationParams, request: oa.ChatCompletionRequest, ident: str,
+                            created: int) -> Any:
+        refuse_logprobs(params, "several choices (n > 1)")
+        choices = [choice_params(params, index) for index in range(params.n)]
+        if not request.stream:
+            answers, usage = await self._answers(params, choices)
+            return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(usage),
+                                     choices=[_chat_choice(index, answer) for index, answer in enumerate(answers)])
+
+        def chunk(choices: list[oa.ChunkChoice], usage: oa.CompletionUsage | None = None) -> bytes:
+            return _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id, choices=choices,
+                                               usage=usage))
+
+        def render(index: int, delta: Delta) -> bytes:
+            if delta.finish_reason is not None:
+                return chunk([oa.ChunkChoice(index=index, delta=oa.ChunkDelta(), finish_reason=delta.finish_reason)])
+            if delta.tool_calls:
+                part = oa.ChunkDelta(tool_calls=[_chunk_tool_call(c) for c in delta.tool_calls])
+            else:
+                part = oa.ChunkDelta(content=delta.text)
+            return chunk([oa.ChunkChoice(index=index, delta=part)])
+
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        first, deltas = await self._open_choices(choices)
+        body = self._indexed_stream(
+            params, first, deltas, render=render,
+            opening=[chunk([oa.ChunkChoice(index=i, delta=oa.ChunkDelta(role="assistant", content=""))])
+                     for i in range(params.n)],
+            closing=lambda usage: [chunk([], _openai_usage(usage))] if include_usage else [],
+            error=_openai_error)
+        return _Stream(body, deltas)
+
+
+async def _first(deltas: AsyncGenerator[T]) -> tuple[T, AsyncGenerator[T]]:
+    """The first item and the rest; the generator is closed if the first fails."""
+    try:
+        return await anext(deltas), deltas
+    except BaseException:
+        await deltas.aclose()
+        raise
+
+
+def _chat_choice(index: int, answer: Completion) -> oa.Choice:
+    calls = _assembled(answer.tool_calls)
+    message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
+    return oa.Choice(index=index, message=message, finish_reason=answer.finish_reason,
+                     logprobs=_choice_logprobs(answer.logprobs))
+
+
+def _openai_error(exc: Exception, status: int) -> bytes:
+    """The OpenAI SDK raises APIError on an "error" event."""
+    return _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
 
 
 class _Stream:

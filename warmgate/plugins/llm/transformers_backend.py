@@ -92,8 +92,9 @@ def _counting_streamer(tokenizer: Any, recorder: LogprobRecorder | None, skip_sp
 
 class TransformersBackend:
     backend_name = "transformers"
-    features = frozenset({"stop", "seed", "tools", "tool_choice", "response_format", "logprobs", "penalties",
-                          "logit_bias"})
+    features = frozenset({"prompt", "stop", "seed", "tools", "tool_choice", "response_format", "logprobs",
+                          "penalties", "logit_bias"})
+    concurrent_choices = False  # one generate at a time: a process-wide seed stays reproducible
     forwards_unknown_fields = False
     extra_fields = frozenset({"repetition_penalty"})
     """vLLM's multiplicative penalty (1: off), which transformers ships as a logits processor."""
@@ -113,11 +114,20 @@ class TransformersBackend:
                                                   return_tensors="pt", return_dict=True)
 
     def _encode_request(self, params: GenerationParams) -> Any:
+        if params.prompt is not None:
+            return self._encode_prompt(params.prompt)
         tools = params.tools if params.tool_choice != "none" else None
         return self._encode(template_messages(params.messages), tools)
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return int(self._encode(messages)["input_ids"].shape[1])
+
+    def _encode_prompt(self, prompt: str) -> Any:
+        """A raw prompt (completions): tokenized as it is, without the chat template."""
+        return self.tokenizer(prompt, return_tensors="pt")
+
+    def count_raw_prompt_tokens(self, prompt: str) -> int:
+        return int(self._encode_prompt(prompt)["input_ids"].shape[1])
 
     def count_request_tokens(self, params: GenerationParams) -> int:
         """The prompt as generation sees it: with the tools and the calls of earlier turns."""

@@ -198,14 +198,15 @@ class OpenAICompatibleBackend:
     """
 
     backend_name = "vllm"
-    features = frozenset({"stop", "seed", "image_content", "response_format", "penalties", "logit_bias", "tools",
-                          "tool_choice", "logprobs"})
+    features = frozenset({"prompt", "stop", "seed", "image_content", "response_format", "penalties", "logit_bias",
+                          "tools", "tool_choice", "logprobs"})
     forwards_unknown_fields = True
 
     def __init__(self, session: Any, root: str, served: str, context_length: int | None) -> None:
         self.session = session
         self.root = root
         self.url = f"{root}/v1/chat/completions"
+        self.completions_url = f"{root}/v1/completions"
         self.served = served
         self.context_length = context_length
         self.engine: ManagedEngine | None = None
@@ -260,9 +261,10 @@ class OpenAICompatibleBackend:
     def _body(self, params: GenerationParams, stream: bool) -> bytes:
         """The request as the engine takes it: OpenAI's fields, and the ones OpenAI does not
         define verbatim (vLLM's ``min_p``, ``chat_template_kwargs``...), which never override ours."""
+        prompt = {"messages": params.messages} if params.prompt is None else {"prompt": params.prompt}
         body: dict[str, Any] = {
-            **params.unknown_fields, "model": self.served, "messages": params.messages,
-            "max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p, "stream": stream,
+            **params.unknown_fields, "model": self.served, **prompt, "max_tokens": params.max_tokens,
+            "temperature": params.temperature, "top_p": params.top_p, "stream": stream,
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
@@ -280,7 +282,8 @@ class OpenAICompatibleBackend:
         return self._encode(body)
 
     def _post(self, params: GenerationParams, stream: bool) -> Any:
-        return self.session.post(self.url, data=self._body(params, stream), headers=_JSON_HEADERS)
+        url = self.url if params.prompt is None else self.completions_url  # a raw prompt: the legacy completions
+        return self.session.post(url, data=self._body(params, stream), headers=_JSON_HEADERS)
 
     async def complete(self, params: GenerationParams) -> Completion:
         """One answer without streaming: for non-streaming requests the engine then sends one
@@ -298,8 +301,8 @@ class OpenAICompatibleBackend:
         calls = [ToolCallDelta(index=i, id=call.get("id"), name=(call.get("function") or {}).get("name"),
                                arguments=(call.get("function") or {}).get("arguments") or "")
                  for i, call in enumerate(message.get("tool_calls") or ())]
-        return Completion(message.get("content") or "", _finish(choice.get("finish_reason")), _usage(answer.usage),
-                          calls, _logprobs(choice))
+        text = message.get("content") or choice.get("text") or ""  # chat, or a text completion
+        return Completion(text, _finish(choice.get("finish_reason")), _usage(answer.usage), calls, _logprobs(choice))
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         finish: str | None = None
@@ -315,7 +318,7 @@ class OpenAICompatibleBackend:
                         raise EngineFailed(f"the engine failed: {chunk.error.get('message', chunk.error)}")
                     for choice in chunk.choices:
                         delta = choice.get("delta") or {}
-                        text = delta.get("content")
+                        text = delta.get("content") or choice.get("text")  # chat, or a text_completion chunk
                         if text:
                             # an OpenAI-compatible engine streams a token a chunk
                             yield Delta(text=text, tokens=1, logprobs=_logprobs(choice))

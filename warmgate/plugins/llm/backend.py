@@ -101,6 +101,8 @@ class Delta(msgspec.Struct):
     tokens: int = 0
     """Completion tokens this piece holds: what a stream that fails later is billed for."""
     tool_calls: list[ToolCallDelta] | None = None
+    stop_sequence: str | None = None
+    """On the last piece: the stop sequence that ended the completion, when one did."""
 
 
 class Completion(msgspec.Struct):
@@ -111,6 +113,8 @@ class Completion(msgspec.Struct):
     usage: Usage | None
     """None: the engine did not say, the runner counts."""
     tool_calls: list[ToolCallDelta] = []
+    stop_sequence: str | None = None
+    """The stop sequence that ended the completion, when one did and the engine says which."""
 
 
 class EngineUnavailable(WarmgateError):

@@ -1,0 +1,151 @@
+"""Anthropic Messages wire types (``POST /v1/messages``): what the ``anthropic`` SDK sends and parses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "ImageBlock",
+    "Message",
+    "MessageParam",
+    "MessagesRequest",
+    "TextBlock",
+    "TokenCount",
+    "ToolResultBlock",
+    "ToolUseBlock",
+    "Usage",
+]
+
+
+class TextBlock(msgspec.Struct, tag="text", tag_field="type", kw_only=True, omit_defaults=True):
+    text: str
+    cache_control: dict[str, Any] | None = None
+    """Accepted and ignored: prompt caching is the engine's business."""
+
+
+class ImageSource(msgspec.Struct, kw_only=True, omit_defaults=True):
+    type: Literal["base64", "url"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class ImageBlock(msgspec.Struct, tag="image", tag_field="type", kw_only=True, omit_defaults=True):
+    source: ImageSource
+    cache_control: dict[str, Any] | None = None
+
+
+class ToolUseBlock(msgspec.Struct, tag="tool_use", tag_field="type", kw_only=True, omit_defaults=True):
+    id: str
+    name: str
+    input: dict[str, Any] = {}
+    cache_control: dict[str, Any] | None = None
+
+
+class ToolResultBlock(msgspec.Struct, tag="tool_result", tag_field="type", kw_only=True, omit_defaults=True):
+    tool_use_id: str
+    content: str | list[TextBlock | ImageBlock] = ""
+    is_error: bool = False
+    cache_control: dict[str, Any] | None = None
+
+
+ContentBlock = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+
+
+class MessageParam(msgspec.Struct, kw_only=True):
+    role: Literal["user", "assistant"]
+    content: str | list[ContentBlock]
+
+
+class Tool(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    input_schema: dict[str, Any]
+    description: str | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+class ToolChoiceAuto(msgspec.Struct, tag="auto", tag_field="type", kw_only=True):
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceAny(msgspec.Struct, tag="any", tag_field="type", kw_only=True):
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceTool(msgspec.Struct, tag="tool", tag_field="type", kw_only=True):
+    name: str
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceNone(msgspec.Struct, tag="none", tag_field="type", kw_only=True):
+    pass
+
+
+ToolChoice = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
+
+
+class MessagesRequest(msgspec.Struct, kw_only=True):
+    """A Messages request. ``metadata`` and ``service_tier`` change nothing about the answer and
+    are ignored; ``thinking`` is refused (no backend has a thinking budget)."""
+
+    messages: Annotated[list[MessageParam], msgspec.Meta(min_length=1)]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)]
+    model: str = ""
+    """Hugging Face id or alias of an LLM function; blank takes the first."""
+    system: str | list[TextBlock] | None = None
+    stop_sequences: Annotated[list[str], msgspec.Meta(max_length=16)] | None = None
+    stream: bool = False
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    service_tier: str | None = None
+
+
+class CountTokensRequest(msgspec.Struct, kw_only=True):
+    """``POST /v1/messages/count_tokens``: a Messages request without ``max_tokens``."""
+
+    messages: Annotated[list[MessageParam], msgspec.Meta(min_length=1)]
+    model: str = ""
+    system: str | list[TextBlock] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+
+
+class TokenCount(msgspec.Struct):
+    input_tokens: int
+
+
+class Usage(msgspec.Struct):
+    input_tokens: int
+    output_tokens: int
+
+
+class Message(msgspec.Struct):
+    """The answer: a ``message`` with its content blocks."""
+
+    id: str
+    model: str
+    content: list[TextBlock | ToolUseBlock]
+    stop_reason: Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"] | None
+    stop_sequence: str | None
+    usage: Usage
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+
+
+class ErrorDetail(msgspec.Struct):
+    type: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    """Anthropic's error shape: ``{"type": "error", "error": {"type", "message"}}``."""
+
+    error: ErrorDetail
+    type: Literal["error"] = "error"

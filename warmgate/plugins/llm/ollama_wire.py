@@ -1,0 +1,239 @@
+"""Ollama API wire types (``/api/chat``, ``/api/generate``, ``/api/embed``...): what the ``ollama``
+client sends and parses. Requests keep the time they arrived (``received``), for the durations
+Ollama reports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from warmgate.plugins.llm import openai_wire as oa
+
+__all__ = [
+    "ChatChunk",
+    "ChatRequest",
+    "EmbedRequest",
+    "EmbedResponse",
+    "EmbeddingsRequest",
+    "EmbeddingsResponse",
+    "GenerateChunk",
+    "GenerateRequest",
+    "ModelDetails",
+    "Options",
+    "Progress",
+    "PullRequest",
+    "RunningModels",
+    "ShowRequest",
+    "ShowResponse",
+    "Tags",
+    "VersionResponse",
+]
+
+KeepAlive = float | str
+"""Seconds, or a Go duration (``"5m"``, ``"1h30m"``, ``"-1"``); 0 unloads once the request ends."""
+
+
+class FunctionCall(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    arguments: dict[str, Any] = {}
+    index: int | None = None
+
+
+class ToolCall(msgspec.Struct, kw_only=True):
+    function: FunctionCall
+
+
+class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    images: list[str] | None = None
+    """Base64-encoded images."""
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+    """On a ``tool`` message: the tool whose result it is."""
+    thinking: str | None = None
+
+
+class Options(msgspec.Struct, kw_only=True):
+    """The sampling options warmgate honours; Ollama's others (``mirostat``, ``num_gpu``...) are
+    engine settings and ignored, as Ollama ignores options a model does not use."""
+
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    num_predict: int | None = None
+    """Tokens to generate; -1 or -2: as many as the context allows (at most ``DEFAULT_NUM_PREDICT``)."""
+    stop: Annotated[list[str], msgspec.Meta(max_length=16)] | None = None
+    seed: int | None = None
+    num_ctx: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """A context smaller than the function's: prompt and answer must fit it."""
+    presence_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+
+
+Format = Literal["", "json"] | dict[str, Any]
+"""``json``, or a JSON schema the answer must fit."""
+
+
+class ChatRequest(msgspec.Struct, kw_only=True, dict=True):
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    messages: list[Message] = []
+    """Empty: load the model and answer ``done_reason: load`` (``unload`` with ``keep_alive: 0``)."""
+    tools: list[oa.Tool] | None = None
+    format: Format | None = None
+    options: Options | None = None
+    stream: bool = True
+    keep_alive: KeepAlive | None = None
+    think: bool | str | None = None
+    template: str | None = None
+
+
+class GenerateRequest(msgspec.Struct, kw_only=True, dict=True):
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    prompt: str = ""
+    """Empty: load the model (``done_reason: load``; ``unload`` with ``keep_alive: 0``)."""
+    system: str | None = None
+    images: list[str] | None = None
+    format: Format | None = None
+    options: Options | None = None
+    stream: bool = True
+    keep_alive: KeepAlive | None = None
+    raw: bool = False
+    template: str | None = None
+    suffix: str | None = None
+    context: list[int] | None = None
+    think: bool | str | None = None
+
+
+class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+    model: str
+    created_at: str
+    message: Message
+    done: bool
+    done_reason: str | None = None
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+
+
+class GenerateChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+    model: str
+    created_at: str
+    response: str
+    done: bool
+    done_reason: str | None = None
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+
+
+class EmbedRequest(msgspec.Struct, kw_only=True, dict=True):
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    input: str | list[str]
+    truncate: bool = True
+    """Accepted; an input longer than the model's context is a 4xx either way."""
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive | None = None
+    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class EmbedResponse(msgspec.Struct, kw_only=True):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+
+
+class EmbeddingsRequest(msgspec.Struct, kw_only=True, dict=True):
+    """The older ``/api/embeddings``: one prompt, one vector."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    prompt: str
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive | None = None
+
+
+class EmbeddingsResponse(msgspec.Struct):
+    embedding: list[float]
+
+
+class ModelDetails(msgspec.Struct, kw_only=True):
+    format: str
+    family: str
+    parent_model: str = ""
+    families: list[str] | None = None
+    parameter_size: str = ""
+    quantization_level: str = ""
+
+
+class ListedModel(msgspec.Struct, kw_only=True):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: ModelDetails
+
+
+class Tags(msgspec.Struct):
+    models: list[ListedModel]
+
+
+class RunningModel(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: ModelDetails
+    expires_at: str
+    size_vram: int = 0
+    context_length: int | None = None
+
+
+class RunningModels(msgspec.Struct):
+    models: list[RunningModel]
+
+
+class ShowRequest(msgspec.Struct, kw_only=True):
+    model: str = ""
+    name: str = ""
+    """The older spelling of ``model``."""
+    verbose: bool = False
+
+
+class ShowResponse(msgspec.Struct, kw_only=True):
+    details: ModelDetails
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: str
+    parameters: str = ""
+    template: str = ""
+    modelfile: str = ""
+    license: str = ""
+
+
+class PullRequest(msgspec.Struct, kw_only=True):
+    model: str = ""
+    name: str = ""
+    """The older spelling of ``model``."""
+    insecure: bool = False
+    stream: bool = True
+
+
+class Progress(msgspec.Struct, omit_defaults=True):
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+class VersionResponse(msgspec.Struct):
+    version: str

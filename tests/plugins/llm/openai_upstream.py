@@ -2,7 +2,8 @@
 JSON answer, or SSE with a chunk per token and usage when asked), run as its own process so a
 test can have it die the way an engine does when it is killed.
 
-The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``.
+The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens`` and before a
+``stop`` string (named in ``stop_reason``, as vLLM does).
 
     python openai_upstream.py --port P --model NAME [--die-after N] [--no-usage] [--hang]
 
@@ -54,11 +55,19 @@ def _app(args: argparse.Namespace) -> web.Application:
         limit = int(body.get("max_tokens") or 16)
         words = [f" t{i}" for i in range(min(limit, ANSWER_WORDS))]
         finish = "length" if len(words) == limit else "stop"
+        stop_reason = None
+        stops = [body["stop"]] if isinstance(body.get("stop"), str) else body.get("stop") or []
+        for i in range(len(words)):  # as vLLM: cut before the first stop string, which it names
+            matched = next((s for s in stops if s in "".join(words[:i + 1])), None)
+            if matched is not None:
+                words, finish, stop_reason = words[:i], "stop", matched
+                break
         usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
         base = {"id": "chatcmpl-upstream", "created": 0, "model": args.model}
         if not body.get("stream"):
             answer = {**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}]}
+                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish,
+                 "stop_reason": stop_reason}]}
             if not args.no_usage:
                 answer["usage"] = usage
             return web.json_response(answer)
@@ -66,8 +75,10 @@ def _app(args: argparse.Namespace) -> web.Application:
         await response.prepare(request)
 
         async def send(delta: dict, finish: str | None = None, **extra: object) -> None:
-            chunk = {**base, "object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            if finish is not None:
+                choice["stop_reason"] = stop_reason
+            chunk = {**base, "object": "chat.completion.chunk", "choices": [choice], **extra}
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
         await send({"role": "assistant", "content": ""})

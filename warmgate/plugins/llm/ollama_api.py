@@ -88,7 +88,7 @@ def _chat_messages(messages: list[ow.Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     open_calls: list[tuple[str, str]] = []
     for i, message in enumerate(messages):
-        entry: dict[str, Any] = {"role": message.role, "content": _content(message.content, message.images)}
+        entry: dict[str, Any] = {"role": message.role, "content": _content(message.content or "", message.images)}
         if message.tool_calls:
             entry["tool_calls"] = []
             for j, call in enumerate(message.tool_calls):

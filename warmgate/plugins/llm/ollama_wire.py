@@ -46,7 +46,7 @@ class ToolCall(msgspec.Struct, kw_only=True):
 
 class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: Literal["system", "user", "assistant", "tool"]
-    content: str = ""
+    content: str | None = None
     images: list[str] | None = None
     """Base64-encoded images."""
     tool_calls: list[ToolCall] | None = None

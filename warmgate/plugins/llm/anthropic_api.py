@@ -30,24 +30,24 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "
 """Anthropic's error type per status; any other status >= 500 is an ``api_error``."""
 
 
-def render_error(status: int, message: str) -> tuple[int, aw.ErrorBody]:
+def render_error(status: int, message: str) -> tuple[int, aw.AnthropicError]:
     """A schema error is Anthropic's 400 and a full gateway its 529 (``OverloadedError``)."""
     status = {422: 400, 503: 529}.get(status, status)
     kind = ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
-    return status, aw.ErrorBody(aw.ErrorDetail(kind, message))
+    return status, aw.AnthropicError(aw.AnthropicErrorDetail(kind, message))
 
 
 # -- request -> GenerationParams ---------------------------------------------------------
 
 
-def _system(system: str | list[aw.TextBlock] | None) -> list[dict[str, Any]]:
+def _system(system: str | list[aw.AnthropicTextBlock] | None) -> list[dict[str, Any]]:
     if not system:
         return []
     text = system if isinstance(system, str) else "\n\n".join(block.text for block in system)
     return [{"role": "system", "content": text}]
 
 
-def _image_part(block: aw.ImageBlock) -> dict[str, Any]:
+def _image_part(block: aw.AnthropicImageBlock) -> dict[str, Any]:
     source = block.source
     if source.type == "base64":
         if not source.data or not source.media_type:
@@ -62,13 +62,13 @@ def _image_part(block: aw.ImageBlock) -> dict[str, Any]:
 
 def _parts(blocks: list[Any]) -> str | list[dict[str, Any]]:
     """Text and image blocks as OpenAI content: a string when all are text."""
-    if all(isinstance(block, aw.TextBlock) for block in blocks):
+    if all(isinstance(block, aw.AnthropicTextBlock) for block in blocks):
         return "".join(block.text for block in blocks)
-    return [{"type": "text", "text": block.text} if isinstance(block, aw.TextBlock) else _image_part(block)
+    return [{"type": "text", "text": block.text} if isinstance(block, aw.AnthropicTextBlock) else _image_part(block)
             for block in blocks]
 
 
-def _messages(message: aw.MessageParam, index: int) -> list[dict[str, Any]]:
+def _messages(message: aw.AnthropicMessageParam, index: int) -> list[dict[str, Any]]:
     """One Anthropic message as OpenAI messages: tool results become ``tool`` messages (first, as
     they answer the calls before), tool uses an assistant's ``tool_calls``."""
     if isinstance(message.content, str):
@@ -77,12 +77,12 @@ def _messages(message: aw.MessageParam, index: int) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     for j, block in enumerate(message.content):
-        if isinstance(block, aw.ToolUseBlock):
+        if isinstance(block, aw.AnthropicToolUseBlock):
             if message.role != "assistant":
                 raise ClientError(f"messages[{index}].content[{j}]: tool_use blocks belong to assistant messages")
             calls.append({"id": block.id, "type": "function",
                           "function": {"name": block.name, "arguments": _encoder.encode(block.input).decode()}})
-        elif isinstance(block, aw.ToolResultBlock):
+        elif isinstance(block, aw.AnthropicToolResultBlock):
             if message.role != "user":
                 raise ClientError(f"messages[{index}].content[{j}]: tool_result blocks belong to user messages")
             result = block.content if isinstance(block.content, str) else _parts(block.content)
@@ -100,21 +100,21 @@ def _messages(message: aw.MessageParam, index: int) -> list[dict[str, Any]]:
     return out
 
 
-def _tool_choice(choice: aw.ToolChoice | None) -> tuple[str | dict[str, Any] | None, bool | None]:
+def _tool_choice(choice: aw.AnthropicToolChoice | None) -> tuple[str | dict[str, Any] | None, bool | None]:
     """OpenAI's ``tool_choice`` and ``parallel_tool_calls``."""
     if choice is None:
         return None, None
     parallel = False if getattr(choice, "disable_parallel_tool_use", False) else None
-    if isinstance(choice, aw.ToolChoiceAuto):
+    if isinstance(choice, aw.AnthropicToolChoiceAuto):
         return "auto", parallel
-    if isinstance(choice, aw.ToolChoiceAny):
+    if isinstance(choice, aw.AnthropicToolChoiceAny):
         return "required", parallel
-    if isinstance(choice, aw.ToolChoiceTool):
+    if isinstance(choice, aw.AnthropicToolChoiceTool):
         return {"type": "function", "function": {"name": choice.name}}, parallel
     return "none", None
 
 
-def messages_params(request: aw.MessagesRequest | aw.CountTokensRequest) -> GenerationParams:
+def messages_params(request: aw.AnthropicMessagesRequest | aw.AnthropicCountTokensRequest) -> GenerationParams:
     """The whole Messages request as the backends' one request model."""
     if getattr(request, "thinking", None) and request.thinking.get("type") != "disabled":  # type: ignore[union-attr]
         raise ClientError("`thinking`: extended thinking is not supported by the warmgate LLM functions")
@@ -125,7 +125,7 @@ def messages_params(request: aw.MessagesRequest | aw.CountTokensRequest) -> Gene
         oa.FunctionDefinition(name=t.name, description=t.description, parameters=t.input_schema))}
              for t in request.tools or ()]
     choice, parallel = _tool_choice(request.tool_choice)
-    if isinstance(request, aw.CountTokensRequest):
+    if isinstance(request, aw.AnthropicCountTokensRequest):
         return GenerationParams(messages=messages, max_tokens=1, tools=tools, tool_choice=choice)
     return GenerationParams(
         messages=messages, max_tokens=request.max_tokens,
@@ -160,24 +160,24 @@ def _tool_input(arguments: str, name: str) -> dict[str, Any]:
     return value
 
 
-async def create_message(runner: LLMRunner, request: aw.MessagesRequest) -> Any:
+async def create_message(runner: LLMRunner, request: aw.AnthropicMessagesRequest) -> Any:
     params = messages_params(request)
     await runner.check(params, "max_tokens")
     ident = _message_id()
     if request.stream:
         return await runner.stream(params, lambda first, deltas: _events(runner, params, ident, first, deltas))
     answer = await runner.answer(params)
-    content: list[aw.TextBlock | aw.ToolUseBlock] = [aw.TextBlock(text=answer.text)] if answer.text else []
+    content: list[Any] = [aw.AnthropicTextBlock(text=answer.text)] if answer.text else []
     calls: dict[int, list[Any]] = {}
     for piece in answer.tool_calls:  # pieces joined into whole calls, in the order of their index
         call = calls.setdefault(piece.index, [piece.id or f"toolu_{os.urandom(12).hex()}", piece.name or "", ""])
         call[2] += piece.arguments
-    content += [aw.ToolUseBlock(id=i, name=name, input=_tool_input(args, name))
+    content += [aw.AnthropicToolUseBlock(id=i, name=name, input=_tool_input(args, name))
                 for i, name, args in (calls[k] for k in sorted(calls))]
     usage = answer.usage or Usage(0, 0)
-    return aw.Message(id=ident, model=runner.model_id, content=content,
+    return aw.AnthropicMessage(id=ident, model=runner.model_id, content=content,
                       stop_reason=_stop_reason(answer.finish_reason, answer.stop_sequence),  # type: ignore[arg-type]
-                      stop_sequence=answer.stop_sequence, usage=aw.Usage(usage.prompt_tokens, usage.completion_tokens))
+                      stop_sequence=answer.stop_sequence, usage=aw.AnthropicUsage(usage.prompt_tokens, usage.completion_tokens))
 
 
 def _event(kind: str, payload: dict[str, Any]) -> bytes:
@@ -231,7 +231,7 @@ async def _events(runner: LLMRunner, params: GenerationParams, ident: str, delta
         yield b"event: error\ndata: " + _encoder.encode(body) + b"\n\n"
 
 
-async def count_tokens(runner: LLMRunner, request: aw.CountTokensRequest) -> aw.TokenCount:
+async def count_tokens(runner: LLMRunner, request: aw.AnthropicCountTokensRequest) -> aw.AnthropicTokenCount:
     """The chat-templated prompt's tokens by the function's tokenizer (tool definitions are not
     counted: the template decides how they enter the prompt)."""
     params = messages_params(request)
@@ -240,10 +240,10 @@ async def count_tokens(runner: LLMRunner, request: aw.CountTokensRequest) -> aw.
         count = await count
     if count is None:
         raise ClientError(f"the backend serving {runner.model_id} cannot count tokens (its engine does)")
-    return aw.TokenCount(count)
+    return aw.AnthropicTokenCount(count)
 
 
-def _units(request: aw.MessagesRequest) -> int:
+def _units(request: aw.AnthropicMessagesRequest) -> int:
     return request.max_tokens
 
 
@@ -255,13 +255,13 @@ def anthropic_specs(serves: str) -> list[PipelineSpec]:
     handlers = error_handlers(render_error)
     return [
         PipelineSpec(
-            name="anthropic-messages", request=aw.MessagesRequest, response=aw.Message,
+            name="anthropic-messages", request=aw.AnthropicMessagesRequest, response=aw.AnthropicMessage,
             serves=serves, invoke=create_message, model_field="model", price_unit=PriceUnit.TOKEN, units=_units,
             paths=("/v1/messages",), summary="Messages", operation_id="createMessage", tags=("anthropic",),
             wire="anthropic", exception_handlers=handlers,
             description="Anthropic Messages API on the LLM functions (``stream: true`` answers its event stream)."),
         PipelineSpec(
-            name="anthropic-count-tokens", request=aw.CountTokensRequest, response=aw.TokenCount, serves=serves,
+            name="anthropic-count-tokens", request=aw.AnthropicCountTokensRequest, response=aw.AnthropicTokenCount, serves=serves,
             invoke=count_tokens, model_field="model", price_unit=PriceUnit.TOKEN, units=_no_units,
             paths=("/v1/messages/count_tokens",), summary="Count tokens", operation_id="countMessageTokens",
             tags=("anthropic",), wire="anthropic", exception_handlers=handlers,

@@ -82,7 +82,7 @@ def _content(text: str, images: list[str] | None) -> str | list[dict[str, Any]]:
     return [{"type": "text", "text": text}, *(_image_part(image) for image in images)]
 
 
-def _chat_messages(messages: list[ow.Message]) -> list[dict[str, Any]]:
+def _chat_messages(messages: list[ow.OllamaMessage]) -> list[dict[str, Any]]:
     """Ollama messages as OpenAI ones: Ollama's tool calls carry no ids, so each gets one, and a
     ``tool`` message answers the earliest open call of its ``tool_name`` (else the earliest)."""
     out: list[dict[str, Any]] = []
@@ -106,7 +106,7 @@ def _chat_messages(messages: list[ow.Message]) -> list[dict[str, Any]]:
     return out
 
 
-def _response_format(fmt: ow.Format | None) -> dict[str, Any] | None:
+def _response_format(fmt: ow.OllamaFormat | None) -> dict[str, Any] | None:
     if not fmt:
         return None
     if fmt == "json":
@@ -114,12 +114,12 @@ def _response_format(fmt: ow.Format | None) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt}}
 
 
-def _refuse_unsupported(request: ow.ChatRequest | ow.GenerateRequest) -> None:
+def _refuse_unsupported(request: ow.OllamaChatRequest | ow.OllamaGenerateRequest) -> None:
     if request.template:
         raise ClientError("template: warmgate applies each model's own chat template; a template cannot be given")
     if request.think:
         raise ClientError(f'"{request.model}" does not support thinking')
-    if isinstance(request, ow.GenerateRequest):
+    if isinstance(request, ow.OllamaGenerateRequest):
         if request.raw:
             raise ClientError("raw: the LLM functions take chat messages; send the prompt without raw")
         if request.suffix:
@@ -128,7 +128,7 @@ def _refuse_unsupported(request: ow.ChatRequest | ow.GenerateRequest) -> None:
             raise ClientError("context: continue a conversation with /api/chat and its messages instead")
 
 
-def _num_predict(options: ow.Options | None) -> int | None:
+def _num_predict(options: ow.OllamaOptions | None) -> int | None:
     """The requested tokens; None: as many as the context allows."""
     value = options.num_predict if options is not None else None
     if value is None or value in (-1, -2):
@@ -139,17 +139,17 @@ def _num_predict(options: ow.Options | None) -> int | None:
     return value
 
 
-def ollama_params(request: ow.ChatRequest | ow.GenerateRequest) -> GenerationParams:
+def ollama_params(request: ow.OllamaChatRequest | ow.OllamaGenerateRequest) -> GenerationParams:
     """The request as the backends' one request model (``max_tokens``: the quote, see ``_fit``)."""
     _refuse_unsupported(request)
-    if isinstance(request, ow.ChatRequest):
+    if isinstance(request, ow.OllamaChatRequest):
         messages = _chat_messages(request.messages)
         tools = msgspec.to_builtins(request.tools or [])
     else:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages.append({"role": "user", "content": _content(request.prompt, request.images)})
         tools = []
-    options = request.options or ow.Options()
+    options = request.options or ow.OllamaOptions()
     return GenerationParams(
         messages=messages, max_tokens=_num_predict(options) or DEFAULT_NUM_PREDICT,
         temperature=0.8 if options.temperature is None else options.temperature,  # Ollama's defaults
@@ -159,9 +159,9 @@ def ollama_params(request: ow.ChatRequest | ow.GenerateRequest) -> GenerationPar
         presence_penalty=options.presence_penalty or 0.0, frequency_penalty=options.frequency_penalty or 0.0)
 
 
-async def _fit(runner: LLMRunner, params: GenerationParams, request: ow.ChatRequest | ow.GenerateRequest) -> None:
+async def _fit(runner: LLMRunner, params: GenerationParams, request: ow.OllamaChatRequest | ow.OllamaGenerateRequest) -> None:
     """Without ``num_predict``, generate what the context leaves (``num_ctx`` if smaller)."""
-    options = request.options or ow.Options()
+    options = request.options or ow.OllamaOptions()
     context = min(c for c in (runner.backend.context_length, options.num_ctx, 1 << 62) if c)
     if context >= 1 << 62:
         return
@@ -183,12 +183,12 @@ def _stamp(body: bytes, type_: type) -> Any:
     return request
 
 
-def decode_chat(body: bytes) -> ow.ChatRequest:
-    return _stamp(body, ow.ChatRequest)
+def decode_chat(body: bytes) -> ow.OllamaChatRequest:
+    return _stamp(body, ow.OllamaChatRequest)
 
 
-def decode_generate(body: bytes) -> ow.GenerateRequest:
-    return _stamp(body, ow.GenerateRequest)
+def decode_generate(body: bytes) -> ow.OllamaGenerateRequest:
+    return _stamp(body, ow.OllamaGenerateRequest)
 
 
 # -- answers -------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def _done_reason(finish: str | None) -> str:
     return "length" if finish == "length" else "stop"
 
 
-def _tool_calls(pieces: list[Any]) -> list[ow.ToolCall]:
+def _tool_calls(pieces: list[Any]) -> list[ow.OllamaToolCall]:
     """Pieces joined into whole calls with their arguments as objects, as Ollama sends them."""
     calls: dict[int, list[str]] = {}
     for piece in pieces:
@@ -232,23 +232,23 @@ def _tool_calls(pieces: list[Any]) -> list[ow.ToolCall]:
             value = _decoder.decode(arguments or "{}")
         except msgspec.DecodeError:
             raise ClientError(f"the model called {name!r} with arguments that are not JSON: {arguments!r}") from None
-        out.append(ow.ToolCall(function=ow.FunctionCall(name=name, arguments=value, index=index)))
+        out.append(ow.OllamaToolCall(function=ow.OllamaFunctionCall(name=name, arguments=value, index=index)))
     return out
 
 
-def _chunk(request: Any, created: str, text: str, calls: list[ow.ToolCall] | None = None, **final: Any) -> Any:
-    if isinstance(request, ow.ChatRequest):
-        message = ow.Message(role="assistant", content=text, tool_calls=calls or None)
-        return ow.ChatChunk(model=request.model, created_at=created, message=message, **final)
-    return ow.GenerateChunk(model=request.model, created_at=created, response=text, **final)
+def _chunk(request: Any, created: str, text: str, calls: list[ow.OllamaToolCall] | None = None, **final: Any) -> Any:
+    if isinstance(request, ow.OllamaChatRequest):
+        message = ow.OllamaMessage(role="assistant", content=text, tool_calls=calls or None)
+        return ow.OllamaChatResponse(model=request.model, created_at=created, message=message, **final)
+    return ow.OllamaGenerateResponse(model=request.model, created_at=created, response=text, **final)
 
 
-async def respond(runner: LLMRunner, request: ow.ChatRequest | ow.GenerateRequest) -> Any:
+async def respond(runner: LLMRunner, request: ow.OllamaChatRequest | ow.OllamaGenerateRequest) -> Any:
     """``/api/chat`` and ``/api/generate``: one JSON answer, or NDJSON lines ending in ``done``."""
     clock = _Clock(getattr(request, "received", time.perf_counter_ns()))
     params = ollama_params(request)
     seconds = _keep_alive(runner, request.keep_alive)
-    if not (request.messages if isinstance(request, ow.ChatRequest) else request.prompt):
+    if not (request.messages if isinstance(request, ow.OllamaChatRequest) else request.prompt):
         reason = "unload" if seconds == 0 else "load"  # Ollama's way to load (or unload) a model
         return _chunk(request, _now(), "", done=True, done_reason=reason)
     await _fit(runner, params, request)
@@ -290,12 +290,12 @@ async def _lines(runner: LLMRunner, params: GenerationParams, request: Any, cloc
 
 
 class _EmbedJob(msgspec.Struct):
-    request: ow.EmbedRequest | ow.EmbeddingsRequest
+    request: ow.OllamaEmbedRequest | ow.OllamaEmbeddingsRequest
     job: EmbeddingJob
 
 
-def _prepare_embed(request: ow.EmbedRequest | ow.EmbeddingsRequest, options: dict[str, Any]) -> _EmbedJob:
-    if isinstance(request, ow.EmbedRequest):
+def _prepare_embed(request: ow.OllamaEmbedRequest | ow.OllamaEmbeddingsRequest, options: dict[str, Any]) -> _EmbedJob:
+    if isinstance(request, ow.OllamaEmbedRequest):
         inputs = EmbeddingRequest(input=request.input, model=request.model, dimensions=request.dimensions)
     else:
         inputs = EmbeddingRequest(input=request.prompt, model=request.model)
@@ -312,25 +312,25 @@ async def embed(runner: Any, prepared: _EmbedJob) -> Any:
     _keep_alive(runner, request.keep_alive)
     answer = await runner(prepared.job)
     vectors = [item.embedding for item in answer.data]
-    if isinstance(request, ow.EmbeddingsRequest):
-        return ow.EmbeddingsResponse(embedding=vectors[0])
+    if isinstance(request, ow.OllamaEmbeddingsRequest):
+        return ow.OllamaEmbeddingsResponse(embedding=vectors[0])
     timing = clock.fields(Usage(answer.usage.prompt_tokens, 0))
-    return ow.EmbedResponse(model=request.model, embeddings=vectors, total_duration=timing["total_duration"],
+    return ow.OllamaEmbedResponse(model=request.model, embeddings=vectors, total_duration=timing["total_duration"],
                             load_duration=timing["load_duration"], prompt_eval_count=answer.usage.prompt_tokens)
 
 
-def decode_embed(body: bytes) -> ow.EmbedRequest:
-    return _stamp(body, ow.EmbedRequest)
+def decode_embed(body: bytes) -> ow.OllamaEmbedRequest:
+    return _stamp(body, ow.OllamaEmbedRequest)
 
 
-def decode_embeddings(body: bytes) -> ow.EmbeddingsRequest:
-    return _stamp(body, ow.EmbeddingsRequest)
+def decode_embeddings(body: bytes) -> ow.OllamaEmbeddingsRequest:
+    return _stamp(body, ow.OllamaEmbeddingsRequest)
 
 
 # -- specs ---------------------------------------------------------------------------------
 
 
-def _chat_units(request: ow.ChatRequest | ow.GenerateRequest) -> int:
+def _chat_units(request: ow.OllamaChatRequest | ow.OllamaGenerateRequest) -> int:
     return _num_predict(request.options) or DEFAULT_NUM_PREDICT
 
 
@@ -349,21 +349,21 @@ def ollama_specs(llm: str, embeddings: str) -> list[PipelineSpec]:
     common: dict[str, Any] = {"model_field": "model", "price_unit": PriceUnit.TOKEN, "tags": ("ollama",),
                               "wire": "ollama", "exception_handlers": handlers, "model_names": model_names}
     return [
-        PipelineSpec(name="ollama-chat", request=ow.ChatRequest, response=ow.ChatChunk, decode=decode_chat,
+        PipelineSpec(name="ollama-chat", request=ow.OllamaChatRequest, response=ow.OllamaChatResponse, decode=decode_chat,
                      serves=llm, invoke=respond, units=_chat_units, paths=("/api/chat",), summary="Ollama chat",
                      operation_id="ollamaChat", stream_media_type="application/x-ndjson",
                      description="Ollama's chat on the LLM functions; NDJSON lines unless `stream: false`.",
                      **common),
-        PipelineSpec(name="ollama-generate", request=ow.GenerateRequest, response=ow.GenerateChunk,
+        PipelineSpec(name="ollama-generate", request=ow.OllamaGenerateRequest, response=ow.OllamaGenerateResponse,
                      decode=decode_generate, serves=llm, invoke=respond, units=_chat_units, paths=("/api/generate",),
                      summary="Ollama generate", operation_id="ollamaGenerate", stream_media_type="application/x-ndjson",
                      description="Ollama's prompt completion on the LLM functions (the model's chat template applies).",
                      **common),
-        PipelineSpec(name="ollama-embed", request=ow.EmbedRequest, response=ow.EmbedResponse, decode=decode_embed,
+        PipelineSpec(name="ollama-embed", request=ow.OllamaEmbedRequest, response=ow.OllamaEmbedResponse, decode=decode_embed,
                      serves=embeddings, invoke=embed, prepare=_prepare_embed, units=_embed_units,
                      paths=("/api/embed",), summary="Ollama embed", operation_id="ollamaEmbed",
                      description="Ollama's embeddings on the embeddings functions.", **common),
-        PipelineSpec(name="ollama-embeddings", request=ow.EmbeddingsRequest, response=ow.EmbeddingsResponse,
+        PipelineSpec(name="ollama-embeddings", request=ow.OllamaEmbeddingsRequest, response=ow.OllamaEmbeddingsResponse,
                      decode=decode_embeddings, serves=embeddings, invoke=embed, prepare=_prepare_embed,
                      units=_embed_units, paths=("/api/embeddings",), summary="Ollama embeddings (older)",
                      operation_id="ollamaEmbeddings", description="Ollama's older one-prompt embeddings.", **common),

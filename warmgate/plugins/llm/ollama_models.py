@@ -51,9 +51,9 @@ def _json(value: Any) -> Response[bytes]:
     return Response(_encoder.encode(value), media_type="application/json")
 
 
-def _details(fn: Function) -> ow.ModelDetails:
+def _details(fn: Function) -> ow.OllamaModelDetails:
     backend = str(fn.config.options.get("backend", "transformers"))
-    return ow.ModelDetails(format=_FORMATS.get(backend, backend), family=fn.config.pipeline)
+    return ow.OllamaModelDetails(format=_FORMATS.get(backend, backend), family=fn.config.pipeline)
 
 
 def _digest(fn: Function) -> str:
@@ -100,29 +100,29 @@ def ollama_routes(llm: str, embeddings: str) -> list[Any]:
         raise NotFound(f"model '{model}' not found")
 
     @get(["/api/tags"], sync_to_thread=False, tags=["ollama"], summary="Ollama models", operation_id="ollamaTags",
-         opt={"response": ow.Tags}, exception_handlers=handlers)
+         opt={"response": ow.OllamaModels}, exception_handlers=handlers)
     def tags(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Every LLM and embeddings function, as Ollama lists its local models."""
-        return _json(ow.Tags([ow.ListedModel(name=f.config.model_id, model=f.config.model_id, modified_at=_STARTED,
+        return _json(ow.OllamaModels([ow.OllamaModel(name=f.config.model_id, model=f.config.model_id, modified_at=_STARTED,
                                              size=f.memory_bytes or 0, digest=_digest(f), details=_details(f))
                               for f in functions(request)]))
 
     @get(["/api/ps"], sync_to_thread=False, tags=["ollama"], summary="Ollama running models", operation_id="ollamaPs",
-         opt={"response": ow.RunningModels}, exception_handlers=handlers)
+         opt={"response": ow.OllamaRunningModels}, exception_handlers=handlers)
     def ps(request: Request[Any, Any, Any]) -> Response[bytes]:
         """The loaded functions, with when they unload if no request comes."""
-        return _json(ow.RunningModels([
-            ow.RunningModel(name=f.config.model_id, model=f.config.model_id, size=f.memory_bytes or 0,
+        return _json(ow.OllamaRunningModels([
+            ow.OllamaRunningModel(name=f.config.model_id, model=f.config.model_id, size=f.memory_bytes or 0,
                             digest=_digest(f), details=_details(f), expires_at=_expires_at(f),
                             context_length=_context_length(f))
             for f in functions(request) if f.state in _LOADED]))
 
     @post(["/api/show"], status_code=200, tags=["ollama"], summary="Ollama model details",
-          operation_id="ollamaShow", opt={"request": ow.ShowRequest, "response": ow.ShowResponse, "errors": [404]},
+          operation_id="ollamaShow", opt={"request": ow.OllamaShowRequest, "response": ow.OllamaShowResponse, "errors": [404]},
           exception_handlers=handlers)
     async def show(request: Request[Any, Any, Any]) -> Response[bytes]:
         """A function's details and context length, without loading it."""
-        body = json_body(await request.body(), ow.ShowRequest)
+        body = json_body(await request.body(), ow.OllamaShowRequest)
         fn = find(request, body.model or body.name)
         context = _context_length(fn)
         info: dict[str, Any] = {"general.architecture": fn.config.pipeline, "general.name": fn.config.model_id}
@@ -132,17 +132,17 @@ def ollama_routes(llm: str, embeddings: str) -> list[Any]:
         features = getattr(getattr(fn.runner, "backend", None), "features", ())
         capabilities += [name for feature, name in (("tools", "tools"), ("image_content", "vision"))
                          if feature in features]
-        return _json(ow.ShowResponse(details=_details(fn), model_info=info, capabilities=capabilities,
+        return _json(ow.OllamaShowResponse(details=_details(fn), model_info=info, capabilities=capabilities,
                                      modified_at=_STARTED))
 
     @post(["/api/pull"], status_code=200, tags=["ollama"], summary="Ollama pull", operation_id="ollamaPull",
-          opt={"request": ow.PullRequest, "response": ow.Progress, "errors": [401, 403, 404]},
+          opt={"request": ow.OllamaPullRequest, "response": ow.OllamaProgress, "errors": [401, 403, 404]},
           exception_handlers=handlers)
     async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
         """Load a function (streaming progress); an Ollama-backed one's engine pulls the model."""
         app = request.app
         caller = await app.state.auth(request.scope, app) if app.state.auth.enabled else None
-        body = json_body(await request.body(), ow.PullRequest)
+        body = json_body(await request.body(), ow.OllamaPullRequest)
         fn = find(request, body.model or body.name)
         if caller is not None:
             caller.check_allowed(fn.name, fn.config.aliases, fn.config.pipeline)
@@ -156,9 +156,9 @@ def ollama_routes(llm: str, embeddings: str) -> list[Any]:
         return _json(last)
 
     @get(["/api/version"], sync_to_thread=False, tags=["ollama"], summary="Ollama version",
-         operation_id="ollamaVersion", opt={"response": ow.VersionResponse}, exception_handlers=handlers)
+         operation_id="ollamaVersion", opt={"response": ow.OllamaVersion}, exception_handlers=handlers)
     def version() -> Response[bytes]:
-        return _json(ow.VersionResponse(OLLAMA_API_VERSION))
+        return _json(ow.OllamaVersion(OLLAMA_API_VERSION))
 
     return [tags, ps, show, pull, version]
 

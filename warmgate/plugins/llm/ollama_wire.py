@@ -11,51 +11,56 @@ import msgspec
 from warmgate.plugins.llm import openai_wire as oa
 
 __all__ = [
-    "ChatChunk",
-    "ChatRequest",
-    "EmbedRequest",
-    "EmbedResponse",
-    "EmbeddingsRequest",
-    "EmbeddingsResponse",
-    "GenerateChunk",
-    "GenerateRequest",
-    "ModelDetails",
-    "Options",
-    "Progress",
-    "PullRequest",
-    "RunningModels",
-    "ShowRequest",
-    "ShowResponse",
-    "Tags",
-    "VersionResponse",
+    "OllamaChatRequest",
+    "OllamaChatResponse",
+    "OllamaEmbedRequest",
+    "OllamaEmbedResponse",
+    "OllamaEmbeddingsRequest",
+    "OllamaEmbeddingsResponse",
+    "OllamaFunctionCall",
+    "OllamaGenerateRequest",
+    "OllamaGenerateResponse",
+    "OllamaMessage",
+    "OllamaModel",
+    "OllamaModelDetails",
+    "OllamaModels",
+    "OllamaOptions",
+    "OllamaProgress",
+    "OllamaPullRequest",
+    "OllamaRunningModel",
+    "OllamaRunningModels",
+    "OllamaShowRequest",
+    "OllamaShowResponse",
+    "OllamaToolCall",
+    "OllamaVersion",
 ]
 
-KeepAlive = float | str
+OllamaKeepAlive = float | str
 """Seconds, or a Go duration (``"5m"``, ``"1h30m"``, ``"-1"``); 0 unloads once the request ends."""
 
 
-class FunctionCall(msgspec.Struct, kw_only=True, omit_defaults=True):
+class OllamaFunctionCall(msgspec.Struct, kw_only=True, omit_defaults=True):
     name: str
     arguments: dict[str, Any] = {}
     index: int | None = None
 
 
-class ToolCall(msgspec.Struct, kw_only=True):
-    function: FunctionCall
+class OllamaToolCall(msgspec.Struct, kw_only=True):
+    function: OllamaFunctionCall
 
 
-class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
+class OllamaMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
     images: list[str] | None = None
     """Base64-encoded images."""
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[OllamaToolCall] | None = None
     tool_name: str | None = None
     """On a ``tool`` message: the tool whose result it is."""
     thinking: str | None = None
 
 
-class Options(msgspec.Struct, kw_only=True):
+class OllamaOptions(msgspec.Struct, kw_only=True):
     """The sampling options warmgate honours; Ollama's others (``mirostat``, ``num_gpu``...) are
     engine settings and ignored, as Ollama ignores options a model does not use."""
 
@@ -72,33 +77,33 @@ class Options(msgspec.Struct, kw_only=True):
     frequency_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
 
 
-Format = Literal["", "json"] | dict[str, Any]
+OllamaFormat = Literal["", "json"] | dict[str, Any]
 """``json``, or a JSON schema the answer must fit."""
 
 
-class ChatRequest(msgspec.Struct, kw_only=True, dict=True):
+class OllamaChatRequest(msgspec.Struct, kw_only=True, dict=True):
     model: Annotated[str, msgspec.Meta(min_length=1)]
-    messages: list[Message] = []
+    messages: list[OllamaMessage] = []
     """Empty: load the model and answer ``done_reason: load`` (``unload`` with ``keep_alive: 0``)."""
     tools: list[oa.Tool] | None = None
-    format: Format | None = None
-    options: Options | None = None
+    format: OllamaFormat | None = None
+    options: OllamaOptions | None = None
     stream: bool = True
-    keep_alive: KeepAlive | None = None
+    keep_alive: OllamaKeepAlive | None = None
     think: bool | str | None = None
     template: str | None = None
 
 
-class GenerateRequest(msgspec.Struct, kw_only=True, dict=True):
+class OllamaGenerateRequest(msgspec.Struct, kw_only=True, dict=True):
     model: Annotated[str, msgspec.Meta(min_length=1)]
     prompt: str = ""
     """Empty: load the model (``done_reason: load``; ``unload`` with ``keep_alive: 0``)."""
     system: str | None = None
     images: list[str] | None = None
-    format: Format | None = None
-    options: Options | None = None
+    format: OllamaFormat | None = None
+    options: OllamaOptions | None = None
     stream: bool = True
-    keep_alive: KeepAlive | None = None
+    keep_alive: OllamaKeepAlive | None = None
     raw: bool = False
     template: str | None = None
     suffix: str | None = None
@@ -106,10 +111,10 @@ class GenerateRequest(msgspec.Struct, kw_only=True, dict=True):
     think: bool | str | None = None
 
 
-class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+class OllamaChatResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     model: str
     created_at: str
-    message: Message
+    message: OllamaMessage
     done: bool
     done_reason: str | None = None
     total_duration: int | None = None
@@ -120,7 +125,7 @@ class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
     eval_duration: int | None = None
 
 
-class GenerateChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+class OllamaGenerateResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     model: str
     created_at: str
     response: str
@@ -134,17 +139,17 @@ class GenerateChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
     eval_duration: int | None = None
 
 
-class EmbedRequest(msgspec.Struct, kw_only=True, dict=True):
+class OllamaEmbedRequest(msgspec.Struct, kw_only=True, dict=True):
     model: Annotated[str, msgspec.Meta(min_length=1)]
     input: str | list[str]
     truncate: bool = True
     """Accepted; an input longer than the model's context is a 4xx either way."""
     options: dict[str, Any] | None = None
-    keep_alive: KeepAlive | None = None
+    keep_alive: OllamaKeepAlive | None = None
     dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
-class EmbedResponse(msgspec.Struct, kw_only=True):
+class OllamaEmbedResponse(msgspec.Struct, kw_only=True):
     model: str
     embeddings: list[list[float]]
     total_duration: int
@@ -152,20 +157,20 @@ class EmbedResponse(msgspec.Struct, kw_only=True):
     prompt_eval_count: int
 
 
-class EmbeddingsRequest(msgspec.Struct, kw_only=True, dict=True):
+class OllamaEmbeddingsRequest(msgspec.Struct, kw_only=True, dict=True):
     """The older ``/api/embeddings``: one prompt, one vector."""
 
     model: Annotated[str, msgspec.Meta(min_length=1)]
     prompt: str
     options: dict[str, Any] | None = None
-    keep_alive: KeepAlive | None = None
+    keep_alive: OllamaKeepAlive | None = None
 
 
-class EmbeddingsResponse(msgspec.Struct):
+class OllamaEmbeddingsResponse(msgspec.Struct):
     embedding: list[float]
 
 
-class ModelDetails(msgspec.Struct, kw_only=True):
+class OllamaModelDetails(msgspec.Struct, kw_only=True):
     format: str
     family: str
     parent_model: str = ""
@@ -174,43 +179,43 @@ class ModelDetails(msgspec.Struct, kw_only=True):
     quantization_level: str = ""
 
 
-class ListedModel(msgspec.Struct, kw_only=True):
+class OllamaModel(msgspec.Struct, kw_only=True):
     name: str
     model: str
     modified_at: str
     size: int
     digest: str
-    details: ModelDetails
+    details: OllamaModelDetails
 
 
-class Tags(msgspec.Struct):
-    models: list[ListedModel]
+class OllamaModels(msgspec.Struct):
+    models: list[OllamaModel]
 
 
-class RunningModel(msgspec.Struct, kw_only=True, omit_defaults=True):
+class OllamaRunningModel(msgspec.Struct, kw_only=True, omit_defaults=True):
     name: str
     model: str
     size: int
     digest: str
-    details: ModelDetails
+    details: OllamaModelDetails
     expires_at: str
     size_vram: int = 0
     context_length: int | None = None
 
 
-class RunningModels(msgspec.Struct):
-    models: list[RunningModel]
+class OllamaRunningModels(msgspec.Struct):
+    models: list[OllamaRunningModel]
 
 
-class ShowRequest(msgspec.Struct, kw_only=True):
+class OllamaShowRequest(msgspec.Struct, kw_only=True):
     model: str = ""
     name: str = ""
     """The older spelling of ``model``."""
     verbose: bool = False
 
 
-class ShowResponse(msgspec.Struct, kw_only=True):
-    details: ModelDetails
+class OllamaShowResponse(msgspec.Struct, kw_only=True):
+    details: OllamaModelDetails
     model_info: dict[str, Any]
     capabilities: list[str]
     modified_at: str
@@ -220,7 +225,7 @@ class ShowResponse(msgspec.Struct, kw_only=True):
     license: str = ""
 
 
-class PullRequest(msgspec.Struct, kw_only=True):
+class OllamaPullRequest(msgspec.Struct, kw_only=True):
     model: str = ""
     name: str = ""
     """The older spelling of ``model``."""
@@ -228,12 +233,12 @@ class PullRequest(msgspec.Struct, kw_only=True):
     stream: bool = True
 
 
-class Progress(msgspec.Struct, omit_defaults=True):
+class OllamaProgress(msgspec.Struct, omit_defaults=True):
     status: str
     digest: str | None = None
     total: int | None = None
     completed: int | None = None
 
 
-class VersionResponse(msgspec.Struct):
+class OllamaVersion(msgspec.Struct):
     version: str

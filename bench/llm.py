@@ -9,11 +9,15 @@ two ways, each by uvicorn in its own subprocess on 127.0.0.1:
 Measured: requests/s at c=1 and c=64 (``wrk``, non-streaming, 16 tokens), time to first token
 (p50 of sequential streaming requests) and tokens/s relayed by one long stream.
 
+(c) Wire formats: the same function through ``/v1/chat/completions``, ``/v1/messages``
+(Anthropic) and ``/api/chat`` (Ollama), non-streaming, 16 tokens, at c=1 and c=16 (``wrk``,
+interleaved rounds): the p50 each adds over chat completions (target: within 0.1 ms).
+
 (b) With ``--vllm PYTHON`` (the interpreter of a venv with vLLM, see scripts/install-vllm): one
 vLLM server (tiny model, ``--enforce-eager``) hit directly and through warmgate's vllm backend
 relaying to it, at c=16 (``wrk``, non-streaming).
 
-    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python]
+    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python] [--wires-only]
 """
 
 from __future__ import annotations
@@ -211,6 +215,39 @@ def relay(duration: int, stream_tokens: int) -> None:
     print(f"gateway SSE relay: {g['tok_s']:.0f} tokens/s in one stream (target >= 50,000)")
 
 
+WIRES = {
+    "/v1/chat/completions": CHAT,
+    "/v1/messages": {"model": "", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16},
+    "/api/chat": {"model": "instant", "messages": [{"role": "user", "content": "hello"}], "stream": False,
+                  "options": {"num_predict": 16}},
+}
+"""The same generation in each wire format the LLM functions speak."""
+
+
+def wires(duration: int, rounds: int) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start([sys.executable, __file__, "--serve", "gateway", "--port", str(port)], base)
+    runs: dict[tuple[str, int], list[float]] = {}
+    try:
+        for path, body in WIRES.items():
+            wrk(base + path, body, 1, 1)  # warm-up, and a failing route stops the bench here
+        for _ in range(rounds):  # interleaved, so drift hits every route alike
+            for conns in (1, 16):
+                for path, body in WIRES.items():
+                    runs.setdefault((path, conns), []).append(wrk(base + path, body, conns, duration)["p50_ms"])
+    finally:
+        stop(proc)
+    p50 = {key: statistics.median(samples) for key, samples in runs.items()}
+    print(f"\n{'route (gateway, instant backend)':<34}{'c=1 p50':>10}{'added':>9}{'c=16 p50':>10}{'added':>9}"
+          f"   (median of {rounds} rounds of {duration} s)")
+    for path in WIRES:
+        cells = "".join(f"{p50[path, c]:>9.3f}m{p50[path, c] - p50['/v1/chat/completions', c]:>+8.3f}m"
+                        for c in (1, 16))
+        print(f"{path:<34}{cells}")
+    print("target: /v1/messages and /api/chat within 0.1 ms of /v1/chat/completions")
+
+
 def vllm(duration: int, python: str, rounds: int) -> None:
     from warmgate.plugins.llm.demo import build_tiny_chat_model
 
@@ -255,7 +292,8 @@ def main() -> None:
     parser.add_argument("--stream-tokens", type=int, default=20000)
     parser.add_argument("--vllm", metavar="PYTHON", help="also measure vLLM managed mode with this interpreter")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the vLLM comparison")
-    parser.add_argument("--vllm-only", action="store_true", help="skip (a), run only the vLLM comparison")
+    parser.add_argument("--vllm-only", action="store_true", help="skip (a) and (c), run only the vLLM comparison")
+    parser.add_argument("--wires-only", action="store_true", help="run only the wire-format comparison (c)")
     parser.add_argument("--serve", choices=["direct", "gateway"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -264,9 +302,11 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
-    if not args.vllm_only:
+    if not args.vllm_only and not args.wires_only:
         relay(args.duration, args.stream_tokens)
-    if args.vllm:
+    if not args.vllm_only:
+        wires(args.duration, args.rounds)
+    if args.vllm and not args.wires_only:
         vllm(args.duration, args.vllm, args.rounds)
 
 

@@ -241,7 +241,12 @@ class Function:
 
     def _expire(self) -> None:
         self._expiry = None
-        if self.evictable and self.idle_for(time.monotonic()) >= (self.keep_alive or 0):
+        if not self.evictable or self.keep_alive is None or self.keep_alive < 0:
+            return  # busy (its release schedules again), unloaded, or kept for ever meanwhile
+        left = self.keep_alive - self.idle_for(time.monotonic())
+        if left > 0.001:
+            self._schedule_expiry(left)
+        else:
             task = asyncio.get_running_loop().create_task(self.unload(reason="keep_alive"))
             _expiring.add(task)
             task.add_done_callback(_expiring.discard)

@@ -177,3 +177,35 @@ def test_the_openapi_document_has_the_messages_routes(gateway):
     assert paths["/v1/messages"]["post"]["operationId"] == "createMessage"
     assert "404" in paths["/v1/messages"]["post"]["responses"]
     assert paths["/v1/messages/count_tokens"]["post"]["operationId"] == "countMessageTokens"
+
+
+def test_keyed_calls_in_both_wire_formats_are_held_settled_by_usage_and_in_the_ledger(warmgate_server, tiny_chat,
+                                                                                         tmp_path):
+    import ollama
+
+    from warmgate.core.settings import PricingSettings
+    from warmgate.pricing.keys import KeyStore
+
+    ledger = str(tmp_path / "usage.sqlite")
+    config = FunctionConfig(pipeline="llm", model_id=tiny_chat, aliases=["tiny"],
+                            price=Price(price_per_unit=1000, settle="usage"))
+    server, client = warmgate_server(Settings(functions=[config], auth=AuthSettings(keys=True),
+                                              pricing=PricingSettings(ledger=ledger)))
+    store = KeyStore(ledger)
+    try:
+        record, token = store.create(credit=10**6)
+    finally:
+        store.close()
+    with anthropic.Anthropic(base_url=server.url, api_key=token, max_retries=0) as sdk:  # X-Api-Key
+        message = sdk.messages.create(model="tiny", max_tokens=8, messages=ASK)
+    with ollama.Client(host=server.url, headers={"Authorization": f"Bearer {token}"}) as sdk:
+        chat = sdk.chat(model="tiny", messages=ASK, options={"num_predict": 8}, stream=False)
+    with ollama.Client(host=server.url) as keyless, pytest.raises(ollama.ResponseError) as refused:
+        keyless.chat(model="tiny", messages=ASK, stream=False)
+    assert refused.value.status_code == 401
+    report = client.get("/usage", headers={"Authorization": f"Bearer {token}"}).json()
+    [row] = report["usage"]
+    tokens = message.usage.output_tokens + chat.eval_count
+    assert (row["key"], row["requests"], row["units"], row["wei"]) == (record.id, 2, tokens, str(1000 * tokens))
+    assert row["prompt_tokens"] == message.usage.input_tokens + chat.prompt_eval_count
+    assert report["balance"]["spent_wei"] == str(1000 * tokens)  # the quotes (8 tokens each) were held, then settled

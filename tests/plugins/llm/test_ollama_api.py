@@ -116,6 +116,13 @@ def test_keep_alive_zero_unloads_the_function_once_its_request_ended(gateway, ti
     assert chat not in {m.model for m in sdk.ps().models}
 
 
+def test_a_keep_alive_duration_replaces_the_idle_timeout(gateway, tiny_models):
+    sdk, client = gateway
+    chat, _ = tiny_models
+    sdk.chat(model="tiny", messages=ASK, options=SHORT, keep_alive="1s", stream=False)  # idle_timeout is 300 s
+    assert wait_for(lambda: _state(client, chat) == "cold", timeout=30)
+
+
 def test_an_empty_generate_loads_the_model(gateway, tiny_models):
     sdk, client = gateway
     chat, _ = tiny_models

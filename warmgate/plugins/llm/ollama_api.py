@@ -57,13 +57,11 @@ def keep_alive_seconds(value: float | str | None) -> float | None:
     return sign * sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(body))
 
 
-def _keep_alive(runner: Any, value: float | str | None) -> float | None:
+def _keep_alive(runner: Any, seconds: float | None) -> None:
     """Apply the request's ``keep_alive`` to the runner's function (from its release on)."""
-    seconds = keep_alive_seconds(value)
     function = getattr(runner, "function", None)
     if seconds is not None and function is not None:
         function.keep_alive = seconds
-    return seconds
 
 
 # -- requests -> GenerationParams ------------------------------------------------------------
@@ -247,16 +245,17 @@ async def respond(runner: LLMRunner, request: ow.OllamaChatRequest | ow.OllamaGe
     """``/api/chat`` and ``/api/generate``: one JSON answer, or NDJSON lines ending in ``done``."""
     clock = _Clock(getattr(request, "received", time.perf_counter_ns()))
     params = ollama_params(request)
-    seconds = _keep_alive(runner, request.keep_alive)
+    seconds = keep_alive_seconds(request.keep_alive)
     if not (request.messages if isinstance(request, ow.OllamaChatRequest) else request.prompt):
+        _keep_alive(runner, seconds)
         reason = "unload" if seconds == 0 else "load"  # Ollama's way to load (or unload) a model
         return _chunk(request, _now(), "", done=True, done_reason=reason)
     await _fit(runner, params, request)
     await runner.check(params, "options.num_predict")
+    _keep_alive(runner, seconds)  # a valid request only
     if request.stream:
         return await runner.stream(params, lambda first, deltas: _lines(runner, params, request, clock, first, deltas))
-    answer = await runner.answer(params)
-    clock.first_piece()
+    answer = await runner.answer(params)  # one piece: its whole time is eval_duration
     return _chunk(request, _now(), answer.text, _tool_calls(answer.tool_calls), done=True,
                   done_reason=_done_reason(answer.finish_reason), **clock.fields(answer.usage or Usage(0, 0)))
 
@@ -309,8 +308,9 @@ def _embed_units(prepared: _EmbedJob) -> int:
 async def embed(runner: Any, prepared: _EmbedJob) -> Any:
     request = prepared.request
     clock = _Clock(getattr(request, "received", time.perf_counter_ns()))
-    _keep_alive(runner, request.keep_alive)
+    seconds = keep_alive_seconds(request.keep_alive)
     answer = await runner(prepared.job)
+    _keep_alive(runner, seconds)
     vectors = [item.embedding for item in answer.data]
     if isinstance(request, ow.OllamaEmbeddingsRequest):
         return ow.OllamaEmbeddingsResponse(embedding=vectors[0])

@@ -111,32 +111,28 @@ class OllamaGenerateRequest(msgspec.Struct, kw_only=True, dict=True):
     think: bool | str | None = None
 
 
-class OllamaChatResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+class _Answer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What every chat and generate line has; the last (``done``) adds the reason, counts and
+    durations (nanoseconds)."""
+
     model: str
     created_at: str
+    done: bool
+    done_reason: str | None = None
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+
+
+class OllamaChatResponse(_Answer, kw_only=True, omit_defaults=True):
     message: OllamaMessage
-    done: bool
-    done_reason: str | None = None
-    total_duration: int | None = None
-    load_duration: int | None = None
-    prompt_eval_count: int | None = None
-    prompt_eval_duration: int | None = None
-    eval_count: int | None = None
-    eval_duration: int | None = None
 
 
-class OllamaGenerateResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
-    model: str
-    created_at: str
+class OllamaGenerateResponse(_Answer, kw_only=True, omit_defaults=True):
     response: str
-    done: bool
-    done_reason: str | None = None
-    total_duration: int | None = None
-    load_duration: int | None = None
-    prompt_eval_count: int | None = None
-    prompt_eval_duration: int | None = None
-    eval_count: int | None = None
-    eval_duration: int | None = None
 
 
 class OllamaEmbedRequest(msgspec.Struct, kw_only=True, dict=True):

@@ -13,18 +13,22 @@ Measured: requests/s at c=1 and c=64 (``wrk``, non-streaming, 16 tokens), time t
 vLLM server (tiny model, ``--enforce-eager``) hit directly and through warmgate's vllm backend
 relaying to it, at c=16 (``wrk``, non-streaming).
 
-(c) With ``--constrained``: the in-process transformers backend on the tiny demo model, free
+(c) Wire formats: the same function through ``/v1/chat/completions``, ``/v1/messages``
+(Anthropic) and ``/api/chat`` (Ollama), non-streaming, 16 tokens, at c=1 and c=16 (``wrk``,
+interleaved rounds): the p50 each adds over chat completions (target: within 0.1 ms).
+
+(d) With ``--constrained``: the in-process transformers backend on the tiny demo model, free
 decoding against JSON-schema constrained decoding (llguidance), tokens/s of the same budget in
 interleaved rounds; and the grammar's compile time, first request and cached.
 
-(d) With ``--tools``: tool-calling chat requests (two tools, non-streaming, c=1), and plain chat
+(e) With ``--tools``: tool-calling chat requests (two tools, non-streaming, c=1), and plain chat
 for comparison, sent directly
 to an OpenAI-compatible engine that answers them with a tool call (the fake engine of the tests,
 ``tests/plugins/llm/openai_upstream.py``, its own process) and through warmgate's vllm relay to
 it, in interleaved rounds. Target: added p50 <= 0.5 ms.
 
-    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python] [--constrained[-only]]
-                       [--tools[-only]]
+    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python] [--wires-only]
+                       [--constrained[-only]] [--tools[-only]]
 """
 
 from __future__ import annotations
@@ -222,6 +226,39 @@ def relay(duration: int, stream_tokens: int) -> None:
     print(f"gateway SSE relay: {g['tok_s']:.0f} tokens/s in one stream (target >= 50,000)")
 
 
+WIRES = {
+    "/v1/chat/completions": CHAT,
+    "/v1/messages": {"model": "", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16},
+    "/api/chat": {"model": "instant", "messages": [{"role": "user", "content": "hello"}], "stream": False,
+                  "options": {"num_predict": 16}},
+}
+"""The same generation in each wire format the LLM functions speak."""
+
+
+def wires(duration: int, rounds: int) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start([sys.executable, __file__, "--serve", "gateway", "--port", str(port)], base)
+    runs: dict[tuple[str, int], list[float]] = {}
+    try:
+        for path, body in WIRES.items():
+            wrk(base + path, body, 1, 1)  # warm-up, and a failing route stops the bench here
+        for _ in range(rounds):  # interleaved, so drift hits every route alike
+            for conns in (1, 16):
+                for path, body in WIRES.items():
+                    runs.setdefault((path, conns), []).append(wrk(base + path, body, conns, duration)["p50_ms"])
+    finally:
+        stop(proc)
+    p50 = {key: statistics.median(samples) for key, samples in runs.items()}
+    print(f"\n{'route (gateway, instant backend)':<34}{'c=1 p50':>10}{'added':>9}{'c=16 p50':>10}{'added':>9}"
+          f"   (median of {rounds} rounds of {duration} s)")
+    for path in WIRES:
+        cells = "".join(f"{p50[path, c]:>9.3f}m{p50[path, c] - p50['/v1/chat/completions', c]:>+8.3f}m"
+                        for c in (1, 16))
+        print(f"{path:<34}{cells}")
+    print("target: /v1/messages and /api/chat within 0.1 ms of /v1/chat/completions")
+
+
 def vllm(duration: int, python: str, rounds: int) -> None:
     from warmgate.plugins.llm.demo import build_tiny_chat_model
 
@@ -363,11 +400,12 @@ def main() -> None:
     parser.add_argument("--stream-tokens", type=int, default=20000)
     parser.add_argument("--vllm", metavar="PYTHON", help="also measure vLLM managed mode with this interpreter")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the vLLM comparison")
-    parser.add_argument("--vllm-only", action="store_true", help="skip (a), run only the vLLM comparison")
-    parser.add_argument("--constrained", action="store_true", help="also measure constrained decoding (c)")
-    parser.add_argument("--constrained-only", action="store_true", help="run only (c)")
-    parser.add_argument("--tools", action="store_true", help="also measure tool-calling requests through the relay")
-    parser.add_argument("--tools-only", action="store_true", help="skip (a), run only the tool-calling comparison")
+    parser.add_argument("--vllm-only", action="store_true", help="skip (a) and (c), run only the vLLM comparison")
+    parser.add_argument("--wires-only", action="store_true", help="run only the wire-format comparison (c)")
+    parser.add_argument("--constrained", action="store_true", help="also measure constrained decoding (d)")
+    parser.add_argument("--constrained-only", action="store_true", help="run only (d)")
+    parser.add_argument("--tools", action="store_true", help="also measure tool-calling requests through the relay (e)")
+    parser.add_argument("--tools-only", action="store_true", help="run only (e)")
     parser.add_argument("--serve", choices=["direct", "gateway"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -379,11 +417,13 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
-    if not (args.vllm_only or args.tools_only):
+    if not (args.vllm_only or args.wires_only or args.tools_only):
         relay(args.duration, args.stream_tokens)
-    if args.vllm:
+    if not (args.vllm_only or args.tools_only):
+        wires(args.duration, args.rounds)
+    if args.vllm and not args.wires_only:
         vllm(args.duration, args.vllm, args.rounds)
-    if args.constrained:
+    if args.constrained and not args.wires_only:
         constrained(args.rounds)
     if args.tools or args.tools_only:
         tool_calls(args.duration, args.rounds)

@@ -2,10 +2,11 @@
 JSON answer, or SSE with a chunk per token and usage when asked), run as its own process so a
 test can have it die the way an engine does when it is killed.
 
-The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``; asked for a
-``json_schema`` (``response_format``; for ``json_object``, ``{"answer": "v"}``), a JSON document valid for it
-(strings ``"v"``) in 4-character tokens. ``/v1/completions`` answers a raw prompt ending in WORD with ``" WORD0 WORD1 ... WORD7"``
-in ``text_completion`` chunks.
+The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens`` and before a
+``stop`` string (named in ``stop_reason``, as vLLM does); asked for a ``json_schema``
+(``response_format``; for ``json_object``, ``{"answer": "v"}``), a JSON document valid for it
+(strings ``"v"``) in 4-character tokens. ``/v1/completions`` answers a raw prompt ending in WORD
+with ``" WORD0 WORD1 ... WORD7"`` in ``text_completion`` chunks.
 
     python openai_upstream.py --port P --model NAME [--die-after N] [--no-usage] [--hang]
 
@@ -70,13 +71,20 @@ def _app(args: argparse.Namespace) -> web.Application:
         if schema is not None:  # constrained, as vLLM's guided decoding answers
             document = json.dumps(instance_of(schema, "v"))
             words, finish = [document[i:i + 4] for i in range(0, len(document), 4)], "stop"
+        stop_reason = None
+        stops = [body["stop"]] if isinstance(body.get("stop"), str) else body.get("stop") or []
+        for i in range(len(words)):  # as vLLM: cut before the first stop string, which it names
+            matched = next((s for s in stops if s in "".join(words[:i + 1])), None)
+            if matched is not None:
+                words, finish, stop_reason = words[:i], "stop", matched
+                break
         usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
         base = {"id": "chatcmpl-upstream", "created": 0, "model": args.model}
         logprobs = [_logprob(word, i, body) for i, word in enumerate(words)] if body.get("logprobs") else None
         if not body.get("stream"):
             answer = {**base, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish,
-                 "logprobs": logprobs and {"content": logprobs}}]}
+                 "logprobs": logprobs and {"content": logprobs}, "stop_reason": stop_reason}]}
             if not args.no_usage:
                 answer["usage"] = usage
             return web.json_response(answer)
@@ -84,9 +92,11 @@ def _app(args: argparse.Namespace) -> web.Application:
         await response.prepare(request)
 
         async def send(delta: dict, finish: str | None = None, logprob: dict | None = None) -> None:
-            chunk = {**base, "object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
-                                  "logprobs": logprob and {"content": [logprob]}}]}
+            choice = {"index": 0, "delta": delta, "finish_reason": finish,
+                      "logprobs": logprob and {"content": [logprob]}}
+            if finish is not None:
+                choice["stop_reason"] = stop_reason
+            chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
         await send({"role": "assistant", "content": ""})

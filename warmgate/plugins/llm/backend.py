@@ -125,6 +125,8 @@ class Delta(msgspec.Struct):
     tool_calls: list[ToolCallDelta] | None = None
     logprobs: list[TokenLogprob] | None = None
     """One per token of ``text``, when the request asked for ``logprobs``."""
+    stop_sequence: str | None = None
+    """On the last piece: the stop sequence that ended the completion, when one did."""
 
 
 class Completion(msgspec.Struct):
@@ -136,6 +138,8 @@ class Completion(msgspec.Struct):
     """None: the engine did not say, the runner counts."""
     tool_calls: list[ToolCallDelta] = []
     logprobs: list[TokenLogprob] | None = None
+    stop_sequence: str | None = None
+    """The stop sequence that ended the completion, when one did and the engine says which."""
 
 
 class EngineUnavailable(WarmgateError):

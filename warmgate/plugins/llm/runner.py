@@ -52,14 +52,17 @@ class StopScanner:
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.pending = ""
         self.stopped = False
+        self.matched: str | None = None
+        """The stop sequence that cut the text."""
 
     def feed(self, text: str) -> str:
         if self.stopped or not self.stops:
             return "" if self.stopped else text
         buffer = self.pending + text
-        cut = min((i for i in (buffer.find(s) for s in self.stops) if i >= 0), default=-1)
+        cut, stop = min(((i, s) for s, i in ((s, buffer.find(s)) for s in self.stops) if i >= 0),
+                        default=(-1, None))
         if cut >= 0:
-            self.stopped, self.pending = True, ""
+            self.stopped, self.pending, self.matched = True, "", stop
             return buffer[:cut]
         keep = min(self.hold, len(buffer))
         self.pending = buffer[len(buffer) - keep:] if keep else ""
@@ -75,6 +78,8 @@ class LLMRunner(Runner):
         self.model_id = model_id
         self.backend = backend
         self.memory_bytes = getattr(backend, "memory_bytes", None)
+        self.function: Any = None
+        """The gateway function this runner was loaded for (None off the gateway, as in a ray worker)."""
 
     async def close(self) -> None:
         await self.backend.close()
@@ -125,7 +130,8 @@ class LLMRunner(Runner):
                     finish = "tool_calls" if called else "stop" if scanner.stopped else delta.finish_reason
                     usage = await self._usage(delta.usage, "".join(parts), chunks)
                     self._account(params, finish=finish, usage=usage)
-                    yield Delta(finish_reason=finish, usage=usage)
+                    yield Delta(finish_reason=finish, usage=usage,
+                                stop_sequence=scanner.matched or delta.stop_sequence)
                     return
                 chunks += 1
                 fed += len(delta.text)
@@ -184,13 +190,15 @@ class LLMRunner(Runner):
             finish = "tool_calls" if answer.tool_calls else answer.finish_reason
             self._account(params, finish=finish, usage=usage)
             calls = [c for c in answer.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
-            return Completion(answer.text, finish, usage, calls, _logprobs(params, answer.logprobs or []))
+            return Completion(answer.text, finish, usage, calls, _logprobs(params, answer.logprobs or []),
+                              answer.stop_sequence)
         parts: list[str] = []
         calls = []
         entries: list[TokenLogprob] = []
         async for delta in self._deltas(params):
             if delta.finish_reason is not None:
-                return Completion("".join(parts), delta.finish_reason, delta.usage, calls, _logprobs(params, entries))
+                return Completion("".join(parts), delta.finish_reason, delta.usage, calls, _logprobs(params, entries),
+                                  delta.stop_sequence)
             parts.append(delta.text)
             calls += delta.tool_calls or ()
             entries += delta.logprobs or ()
@@ -398,6 +406,29 @@ def _chat_choice(index: int, answer: Completion) -> oa.Choice:
 def _openai_error(exc: Exception, status: int) -> bytes:
     """The OpenAI SDK raises APIError on an "error" event."""
     return _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
+
+
+    # -- other wire formats (Anthropic, Ollama): the chat path's checks, engine calls and accounting
+
+    async def check(self, params: GenerationParams, max_tokens_field: str) -> None:
+        """What ``chat`` checks before the engine runs: consistency, the backend's features, the context."""
+        check_consistent(params)
+        check_supported(params, self.backend, self.model_id)
+        await self._check_context(params, max_tokens_field)
+
+    async def answer(self, params: GenerationParams) -> Completion:
+        """The whole answer, accounted for the bill and the access log."""
+        return await self._complete(params)
+
+    async def stream(self, params: GenerationParams,
+                     body: Callable[[Delta, AsyncGenerator[Delta]], AsyncGenerator[bytes]]) -> _Stream:
+        """The answer as ``body(first, deltas)`` writes it, once the engine gave its first piece."""
+        first, deltas = await self._open(params)
+        return _Stream(body(first, deltas), deltas)
+
+    def stream_failed(self, params: GenerationParams, exc: Exception, delivered: int) -> tuple[int, str]:
+        """Log and account a stream that failed after its 200: the status and reason to tell the client."""
+        return self._failed(params, exc, delivered), _reason(exc)
 
 
 class _Stream:

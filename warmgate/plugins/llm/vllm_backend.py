@@ -167,6 +167,12 @@ class ManagedEngine:
                 await self._reader
 
 
+def _stop_sequence(choice: dict[str, Any]) -> str | None:
+    """vLLM's ``stop_reason``: the stop string that ended the choice (a token id for a stop token)."""
+    reason = choice.get("stop_reason")
+    return reason if isinstance(reason, str) else None
+
+
 class _Chunk(msgspec.Struct):
     choices: list[dict[str, Any]] = []
     usage: dict[str, Any] | None = None  # vLLM adds e.g. prompt_tokens_details: null
@@ -302,10 +308,12 @@ class OpenAICompatibleBackend:
                                arguments=(call.get("function") or {}).get("arguments") or "")
                  for i, call in enumerate(message.get("tool_calls") or ())]
         text = message.get("content") or choice.get("text") or ""  # chat, or a text completion
-        return Completion(text, _finish(choice.get("finish_reason")), _usage(answer.usage), calls, _logprobs(choice))
+        return Completion(text, _finish(choice.get("finish_reason")), _usage(answer.usage), calls, _logprobs(choice),
+                          _stop_sequence(choice))
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         finish: str | None = None
+        stop: str | None = None
         with self._errors():
             async with self._post(params, stream=True) as response:
                 if response.status != 200:
@@ -325,11 +333,12 @@ class OpenAICompatibleBackend:
                         if delta.get("tool_calls"):
                             yield Delta(tool_calls=[_tool_call_piece(call) for call in delta["tool_calls"]], tokens=1)
                         finish = choice.get("finish_reason") or finish
+                        stop = _stop_sequence(choice) or stop
                     if chunk.usage:
-                        yield Delta(finish_reason=_finish(finish), usage=_usage(chunk.usage))
+                        yield Delta(finish_reason=_finish(finish), usage=_usage(chunk.usage), stop_sequence=stop)
                         return
         if finish is not None:  # an engine that ignores stream_options: the runner counts the tokens
-            yield Delta(finish_reason=_finish(finish))
+            yield Delta(finish_reason=_finish(finish), stop_sequence=stop)
             return
         raise EngineFailed("the engine closed the stream before finishing the completion")
 

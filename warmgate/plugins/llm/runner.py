@@ -387,27 +387,6 @@ class LLMRunner(Runner):
         return _Stream(body, deltas)
 
 
-async def _first(deltas: AsyncGenerator[T]) -> tuple[T, AsyncGenerator[T]]:
-    """The first item and the rest; the generator is closed if the first fails."""
-    try:
-        return await anext(deltas), deltas
-    except BaseException:
-        await deltas.aclose()
-        raise
-
-
-def _chat_choice(index: int, answer: Completion) -> oa.Choice:
-    calls = _assembled(answer.tool_calls)
-    message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
-    return oa.Choice(index=index, message=message, finish_reason=answer.finish_reason,
-                     logprobs=_choice_logprobs(answer.logprobs))
-
-
-def _openai_error(exc: Exception, status: int) -> bytes:
-    """The OpenAI SDK raises APIError on an "error" event."""
-    return _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
-
-
     # -- other wire formats (Anthropic, Ollama): the chat path's checks, engine calls and accounting
 
     async def check(self, params: GenerationParams, max_tokens_field: str) -> None:
@@ -429,6 +408,27 @@ def _openai_error(exc: Exception, status: int) -> bytes:
     def stream_failed(self, params: GenerationParams, exc: Exception, delivered: int) -> tuple[int, str]:
         """Log and account a stream that failed after its 200: the status and reason to tell the client."""
         return self._failed(params, exc, delivered), _reason(exc)
+
+
+async def _first(deltas: AsyncGenerator[T]) -> tuple[T, AsyncGenerator[T]]:
+    """The first item and the rest; the generator is closed if the first fails."""
+    try:
+        return await anext(deltas), deltas
+    except BaseException:
+        await deltas.aclose()
+        raise
+
+
+def _chat_choice(index: int, answer: Completion) -> oa.Choice:
+    calls = _assembled(answer.tool_calls)
+    message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
+    return oa.Choice(index=index, message=message, finish_reason=answer.finish_reason,
+                     logprobs=_choice_logprobs(answer.logprobs))
+
+
+def _openai_error(exc: Exception, status: int) -> bytes:
+    """The OpenAI SDK raises APIError on an "error" event."""
+    return _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
 
 
 class _Stream:

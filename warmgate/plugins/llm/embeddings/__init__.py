@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from warmgate.core.errors import ConfigError
+from warmgate.core.functions import loading_function
 from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.core.threads import load_in_thread
@@ -41,7 +42,9 @@ async def load_embeddings(model_id: str, options: dict[str, Any]) -> Any:
         backend = await factory(model_id, engine_options)
     else:
         backend = await load_in_thread(factory, model_id, engine_options)
-    return EmbeddingsRunner(options.get("served_model_id", model_id), backend)
+    runner = EmbeddingsRunner(options.get("served_model_id", model_id), backend)
+    runner.function = loading_function.get()  # Ollama's keep_alive sets its function's idle time
+    return runner
 
 
 def embeddings_spec() -> PipelineSpec:

@@ -12,7 +12,7 @@ from warmgate.core.logs import AccessLog, access_fields, request_id_var
 from warmgate.core.metrics import Metrics
 from warmgate.core.usage import QUOTE, report_usage
 
-__all__ = ["EXTERNAL_SECONDS", "EXTRA_HEADERS", "OVERHEAD_HEADER", "wrap_asgi"]
+__all__ = ["EXTERNAL_SECONDS", "EXTRA_HEADERS", "ON_END", "OVERHEAD_HEADER", "wrap_asgi"]
 
 OVERHEAD_HEADER = "X-Warmgate-Overhead-Ms"
 EXTERNAL_SECONDS = "warmgate.external"
@@ -21,6 +21,9 @@ model); when set, the response gets ``X-Warmgate-Overhead-Ms`` = elapsed minus t
 EXTRA_HEADERS = "warmgate.headers"
 """Key in ``scope["state"]``: ``[(name, value), ...]`` byte pairs a route wants on its response,
 whatever the response turns out to be (JSON, a stream, an error)."""
+ON_END = "warmgate.on_end"
+"""Key in ``scope["state"]``: ``[async callable, ...]`` run once when the request ends, before
+its last byte (or when its client has gone): a rate limit's request slot is freed there."""
 _OVERHEAD = OVERHEAD_HEADER.lower().encode()
 
 
@@ -64,10 +67,15 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
                 await report_usage(scope.get("app"), quote, request_id, final_status, time.perf_counter() - start,
                                    billed=billed)
 
+        async def end() -> None:
+            for callback in state.pop(ON_END, ()):
+                await callback()
+
         async def send_with_id(message: dict[str, Any]) -> None:
             nonlocal status, responded
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 await report(status, billed=status < 400)  # before the last byte: no answer goes out unrecorded
+                await end()
             elif message["type"] == "http.response.start":
                 status, responded = message["status"], True
                 added = [id_header, *state.get(EXTRA_HEADERS, ())]
@@ -93,6 +101,8 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
             if not reported and state.get(QUOTE) is not None:  # the client left mid-answer, or no answer at all
                 answered = status < 400  # a successful response had started (status stays 500 otherwise)
                 await asyncio.shield(report(499 if answered else status, billed=answered))
+            if state.get(ON_END):
+                await asyncio.shield(end())
             seconds = time.perf_counter() - start
             metrics.observe_request(scope.get("path_template") or "<unmatched>", scope["method"], status, seconds)
             if access_log is not None:

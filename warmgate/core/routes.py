@@ -25,6 +25,7 @@ from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
 from warmgate.core.middleware import EXTERNAL_SECONDS, EXTRA_HEADERS
 from warmgate.core.plugins import await_me_maybe, pm
+from warmgate.core.rate_limits import admit
 from warmgate.core.spec import PipelineSpec
 from warmgate.core.usage import QUOTE, Quote
 
@@ -49,6 +50,8 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         caller = await auth(request.scope, request.app) if auth.enabled else None
+        if caller is not None:
+            await admit(request.scope, request.app, caller)
         raw = await request.body() if keep_raw or decode_json is not None else b""
         body = decode_json(raw) if decode_json is not None else await decode_form(request)
         fn = manager.resolve(functions_of, getattr(body, model_field, "") or "", spec.wire)
@@ -180,7 +183,8 @@ async def _quote(request: Request[Any, Any, Any], fn: Function, body: Any, units
     for held in pm.hook.reserve(quote=quote, app=request.app):
         await await_me_maybe(held)
     state = request.scope["state"]
-    state[EXTRA_HEADERS] = [(b"x-warmgate-units", str(count).encode()), (b"x-warmgate-price", str(int(wei)).encode())]
+    state.setdefault(EXTRA_HEADERS, []).extend(
+        [(b"x-warmgate-units", str(count).encode()), (b"x-warmgate-price", str(int(wei)).encode())])
     state[QUOTE] = quote  # from here on the request is reported to on_usage exactly once
 
 

@@ -101,6 +101,11 @@ class Accounts:
             account.held -= event.quoted_wei
             account.spent += event.wei
 
+    def record(self, key_id: str) -> KeyRecord | None:
+        """The key as last read (by ``authenticate``, at most ``refresh`` seconds ago)."""
+        account = self._by_id.get(key_id)
+        return account.record if account is not None else None
+
     def balance(self, key_id: str) -> Balance | None:
         account = self._by_id.get(key_id)
         return account.snapshot() if account is not None else None

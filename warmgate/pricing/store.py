@@ -22,6 +22,7 @@ from warmgate.pricing.accounts import Accounts, Balance
 from warmgate.pricing.database import is_postgres_url
 from warmgate.pricing.keys import KeyStore
 from warmgate.pricing.ledger import SqliteLedger, UsageTotal
+from warmgate.pricing.rate_limits import KeyAdmission, SqliteRateLimits
 
 __all__ = ["SqliteStore", "Store", "open_store", "store_target"]
 
@@ -36,6 +37,10 @@ class Store(Protocol):
     def settle(self, event: UsageEvent) -> None | Awaitable[None]:
         """Release the event's hold, commit its usage row and spend what it was billed, in one
         transaction; the answer waits for it."""
+
+    def admit(self, key_id: str) -> KeyAdmission | None | Awaitable[KeyAdmission]:
+        """Admit a request of the key against its rate limits (``None``: it has none), or
+        ``RateLimited`` (429); see ``pricing/rate_limits.py``."""
 
     def balance(self, key_id: str) -> Balance | None | Awaitable[Balance | None]: ...
 
@@ -66,6 +71,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, keys: bool, sync: str) -> None:
         self.ledger = SqliteLedger(path, sync=sync)
         self.accounts = Accounts(KeyStore(path)) if keys else None
+        self.rate_limits = SqliteRateLimits(path) if keys else None
 
     def authenticate(self, token: str) -> Caller | None:
         return self.accounts.authenticate(token) if self.accounts is not None else None
@@ -79,6 +85,12 @@ class SqliteStore:
             self.accounts.settle(event)
         return self.ledger.submit_async(event)
 
+    def admit(self, key_id: str) -> Awaitable[KeyAdmission] | None:
+        record = self.accounts.record(key_id) if self.accounts is not None else None
+        if record is None or not record.limited or self.rate_limits is None:
+            return None
+        return self.rate_limits.admit(record)
+
     def balance(self, key_id: str) -> Balance | None:
         return self.accounts.balance(key_id) if self.accounts is not None else None
 
@@ -88,6 +100,8 @@ class SqliteStore:
     async def close(self) -> None:
         if self.accounts is not None:
             self.accounts.close()
+        if self.rate_limits is not None:
+            self.rate_limits.close()
         self.ledger.close()
 
 

@@ -15,6 +15,7 @@ version 1.
    ``rate_events`` (one row per admitted request of a limited key in the last window, with its
    tokens once it ended, and the process that runs it). PostgreSQL also gets the function
    ``warmgate_admit``, which counts and admits in one round trip (``pricing/rate_limits.py``).
+   SQLite also gets ``holds``, for the gateway processes of ``serve --workers`` sharing the file.
 """
 
 from __future__ import annotations
@@ -130,7 +131,17 @@ CREATE TABLE rate_events (
     owner TEXT NOT NULL
 );
 CREATE INDEX rate_events_key_time ON rate_events (key, time);
+CREATE TABLE holds (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    wei TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX holds_key ON holds (key);
 """
+# SQLite holds: used when several gateway processes share the file (``serve --workers``); one
+# process keeps its holds in memory.
 
 _POSTGRES_3 = (*(s for s in _KEY_LIMITS.split(";") if s.strip()), """
 CREATE TABLE rate_events (

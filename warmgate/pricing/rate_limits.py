@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import math
-import os
 import secrets
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import NamedTuple
 from warmgate.core.errors import RateLimited
 from warmgate.pricing.database import Database, connect
 from warmgate.pricing.keys import KeyRecord
+from warmgate.pricing.owners import is_alive, new_owner
 
 __all__ = ["WINDOW", "KeyAdmission", "SqliteRateLimits", "WindowUse", "decide", "duration", "new_event_id"]
 
@@ -116,7 +116,7 @@ class SqliteRateLimits:
     def __init__(self, path: Path, *, window: float = WINDOW) -> None:
         self._db = Database(connect(path, synchronous="OFF"), "sqlite")
         self.window = window
-        self.owner = f"{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = new_owner()
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warmgate-rate-limits")
 
     async def admit(self, record: KeyRecord) -> KeyAdmission:
@@ -134,7 +134,7 @@ class SqliteRateLimits:
                        (key, since, since))
             owners = db.execute("SELECT owner, COUNT(*) FROM rate_events WHERE key = ? AND running = 1 GROUP BY owner",
                                 (key,)).fetchall()
-            dead = [owner for owner, _ in owners if not self._alive(owner)]
+            dead = [owner for owner, _ in owners if not is_alive(owner, self.owner)]
             for owner in dead:  # their process died mid-request: those requests are over
                 db.execute("UPDATE rate_events SET running = 0, ended = ? WHERE owner = ? AND running = 1",
                            (now, owner))
@@ -151,18 +151,6 @@ class SqliteRateLimits:
                            (event, key, now, self.owner))
         return WindowUse(admitted, requests, tokens, running, first_request, last_request, first_tokens, last_tokens,
                          now)
-
-    def _alive(self, owner: str) -> bool:
-        if owner == self.owner:
-            return True
-        pid = int(owner.partition(":")[0])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return pid != os.getpid()  # this pid, another token: an earlier gateway of this process
 
     async def _end(self, event: str, tokens: int) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._end_now, event, tokens)

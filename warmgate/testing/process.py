@@ -1,7 +1,7 @@
 """A gateway serving the echo and upload pipelines in a process of its own, for tests that need
 a real process: many clients at once, ``kill -9`` in the middle of them, a remote runner.
 
-``python -m warmgate.testing.process CONFIG PORT`` runs it (no torch import: it starts in a
+``python -m warmgate.testing.process CONFIG PORT WORKERS`` runs it (no torch import: it starts in a
 second); ``gateway_process(config)`` starts it on a free port and stops it after.
 """
 
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,14 +36,16 @@ class GatewayProcess:
 
 
 @contextmanager
-def gateway_process(config: Path, *, port: int | None = None, startup_timeout: float = 30.0) -> Iterator[GatewayProcess]:
+def gateway_process(config: Path, *, port: int | None = None, startup_timeout: float = 30.0,
+                    workers: int = 1) -> Iterator[GatewayProcess]:
     """Start the echo gateway with ``config`` (a serverless.yaml) on ``port`` (default: a free
-    loopback port)."""
+    loopback port), in ``workers`` processes (``serve --workers``)."""
     port = port or free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     log = config.with_name(f"{config.stem}-{port}.log")  # a file, not a pipe: a full pipe would stall the server
     with log.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "warmgate.testing.process", str(config), str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "warmgate.testing.process", str(config), str(port),
+                                    str(workers)],
                                    stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -74,16 +77,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main(argv: list[str]) -> None:
-    import uvicorn
-
+def _app(settings: Any) -> Any:
     from warmgate.core.app import create_app
-    from warmgate.core.config import load_settings
     from warmgate.testing.pipelines import EchoPipeline, upload_pipeline
 
-    config, port = argv
-    app = create_app(load_settings(config), pipelines={"echo": EchoPipeline().spec, "upload": upload_pipeline()})
-    uvicorn.run(app, host="127.0.0.1", port=int(port), log_config=None, access_log=False)
+    return create_app(settings, pipelines={"echo": EchoPipeline().spec, "upload": upload_pipeline()})
+
+
+def worker_app() -> Any:
+    """One worker of a ``workers > 1`` gateway process (``warmgate.core.workers``)."""
+    from warmgate.core.workers import worker_settings
+
+    return _app(worker_settings()[0])
+
+
+def main(argv: list[str]) -> None:
+    import msgspec
+    import uvicorn
+
+    from warmgate.core.config import load_settings
+
+    config, port, workers = argv
+    settings = load_settings(config)
+    if int(workers) > 1:
+        from warmgate.core.workers import run_workers
+
+        gateway = msgspec.structs.replace(settings.gateway, host="127.0.0.1", port=int(port), workers=int(workers))
+        sys.exit(run_workers("warmgate.testing.process:worker_app", msgspec.structs.replace(settings, gateway=gateway),
+                             {"config": config}))
+    uvicorn.run(_app(settings), host="127.0.0.1", port=int(port), log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ version 1.
 3. Per-key rate limits: ``keys.rpm``, ``keys.tpm``, ``keys.max_parallel`` (NULL: no limit) and
    ``rate_events`` (one row per admitted request of a limited key in the last window, with its
    tokens once it ended, and the process that runs it). PostgreSQL also gets the function
-   ``warmgate_admit``, which counts and admits in one round trip (``pricing/rate_limits.py``).
+   ``warmgate_admit``, which counts and admits in one round trip, and ``warmgate_end`` (both
+   commit without waiting for the disk: see ``pricing/rate_limits.py``).
    SQLite also gets ``holds``, for the gateway processes of ``serve --workers`` sharing the file.
 """
 
@@ -163,6 +164,7 @@ DECLARE
     t DOUBLE PRECISION := extract(epoch FROM clock_timestamp());
     since DOUBLE PRECISION := t - p_window;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);  -- rate state need not survive a crash: no fsync wait
     PERFORM pg_advisory_xact_lock(hashtextextended(p_key, 2020));  -- one admission per key at a time
     DELETE FROM rate_events e WHERE e.key = p_key AND e.time < since AND NOT e.running
                                     AND COALESCE(e.ended, 0) < since;
@@ -181,6 +183,12 @@ BEGIN
         INSERT INTO rate_events (id, key, time, owner) VALUES (p_id, p_key, t, p_owner);
     END IF;
     RETURN NEXT;
+END $$""", """
+CREATE FUNCTION warmgate_end(p_id TEXT, p_tokens BIGINT) RETURNS VOID LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    UPDATE rate_events SET running = FALSE, tokens = p_tokens, ended = extract(epoch FROM clock_timestamp())
+     WHERE id = p_id;
 END $$""")
 # rate_events: a request counts against rpm while its admission is in the window, its tokens
 # against tpm while its end is, and against max_parallel while it runs in a live process.

@@ -84,7 +84,7 @@ gone AS (DELETE FROM holds WHERE owner IN (SELECT id FROM dead)
 _ADMIT = "SELECT * FROM warmgate_admit(%s, %s, %s, %s, %s, %s, %s)"
 """One round trip: the key's use of the window counted and the request admitted, or not (see
 ``warmgate_admit`` in ``migrations.py``)."""
-_END = "UPDATE rate_events SET running = FALSE, tokens = %s, ended = extract(epoch FROM clock_timestamp()) WHERE id = %s"
+_END = "SELECT warmgate_end(%s, %s)"
 
 _RELEASE = "WITH gone AS (DELETE FROM holds WHERE id = ANY(%(holds)s) RETURNING key, wei)," + _RELEASED
 
@@ -181,7 +181,7 @@ class PostgresStore:
     async def _end(self, event: str, tokens: int) -> None:
         try:
             async with self._connection() as db:
-                await db.execute(_END, (tokens, event))
+                await db.execute(_END, (event, tokens))
         except StoreUnavailable:
             self._unended.append((event, tokens))  # still running, as far as the database knows: the beat ends it
 
@@ -189,7 +189,7 @@ class PostgresStore:
         while self._unended:
             event, tokens = self._unended[0]
             async with self._connection() as db:
-                await db.execute(_END, (tokens, event))
+                await db.execute(_END, (event, tokens))
             self._unended.pop(0)
 
     def reserve(self, quote: Quote) -> Any:

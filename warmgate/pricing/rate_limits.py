@@ -13,8 +13,10 @@ the budget runs out can exceed it by their own tokens (at most ``max_parallel`` 
 when that is set).
 
 Cost per request of a limited key: one round trip to admit (PostgreSQL: ``warmgate_admit``) and
-one to end; keys without limits cost nothing. SQLite keeps this state in its own connection
-without syncing to disk (losing the last minute's counts to a power cut is harmless).
+one to end; keys without limits cost nothing. Neither waits for the disk: SQLite keeps this
+state on a connection of its own with ``synchronous=OFF``, PostgreSQL commits it with
+``synchronous_commit=off`` (a crash of the database loses at most the last moments' counts,
+which is harmless: nothing is billed from them).
 """
 
 from __future__ import annotations

@@ -1,0 +1,102 @@
+"""The pricing store's own cost per request, without HTTP: what a gateway asks of the database
+for one priced request of a key (a hold, then a settle that writes the usage row), and for one
+of a rate-limited key (the admission, then its end), through the real store classes on a
+throwaway PostgreSQL server (fsync on) and a SQLite file. Prints requests per second and the
+store's milliseconds per request at c=1 and c=32, for docs/deploy.md's capacity estimates.
+
+    python bench/store_cost.py [--requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from warmgate.core.settings import AuthSettings, PricingSettings, Settings
+from warmgate.core.usage import Quote, UsageEvent
+from warmgate.pricing.keys import KeyStore
+from warmgate.pricing.store import open_store
+from warmgate.testing.postgres import PostgresServer
+
+__test__ = False
+
+LEVELS = (1, 32)
+
+
+def quote(key: str) -> Quote:
+    return Quote(function="echo:echo-1", pipeline="echo", model_id="echo-1", units=3, wei=3, key=key)
+
+
+def event(key: str, n: int) -> UsageEvent:
+    return UsageEvent(request_id=f"r{n}", time=time.time(), function="echo:echo-1", pipeline="echo",
+                      model_id="echo-1", units=3, quoted_wei=3, wei=3, status=200, duration_ms=1.0, key=key)
+
+
+async def measure(store: object, key: str, token: str, work: str, requests: int, concurrency: int) -> float:
+    """Requests per second of ``work`` (``ledger``: hold + settle; ``limits``: admit + end)."""
+    await _maybe(store.authenticate(token))  # the key as the gateway caches it
+    counter = iter(range(requests))
+
+    async def one_by_one() -> None:
+        for n in counter:
+            if work == "ledger":
+                await _maybe(store.reserve(quote(key)))
+                await _maybe(store.settle(event(key, n)))
+            else:
+                admission = await _maybe(store.admit(key))
+                await _maybe(admission.end(10))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one_by_one() for _ in range(concurrency)))
+    return requests / (time.perf_counter() - start)
+
+
+async def _maybe(value: object) -> object:
+    return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
+
+
+async def bench(kind: str, target: str, requests: int) -> list[tuple[str, str, int, float]]:
+    keys = KeyStore(target)
+    _, token = keys.create(credit=10**30)
+    limited, limited_token = keys.create(rpm=10**9, tpm=10**12, max_parallel=10**6)
+    keys.close()
+    pricing = PricingSettings(database=target) if kind == "postgresql" else PricingSettings(ledger=target)
+    settings = Settings(auth=AuthSettings(keys=True), pricing=pricing)
+    rows = []
+    for work, (key_token, key_id) in (("ledger", (token, None)), ("limits", (limited_token, limited.id))):
+        for concurrency in LEVELS:
+            store = await open_store(settings)
+            try:
+                caller = await _maybe(store.authenticate(key_token))
+                rate = await measure(store, key_id or caller.key, key_token, work, requests, concurrency)
+            finally:
+                await store.close()
+            rows.append((kind, work, concurrency, rate))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    server = PostgresServer(fsync=True).init()
+    server.start()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += asyncio.run(bench("sqlite", str(Path(tmp) / "usage.sqlite"), args.requests))
+            rows += asyncio.run(bench("postgresql", server.create_database(), args.requests))
+    finally:
+        server.stop("immediate")
+        server.remove()
+    print(f"{'store':<12}{'work per request':<26}{'c':>4}{'requests/s':>12}{'store ms/request':>18}")
+    for kind, work, concurrency, rate in rows:
+        label = "hold + settle (ledger)" if work == "ledger" else "admit + end (rate limit)"
+        print(f"{kind:<12}{label:<26}{concurrency:>4}{rate:>12.0f}{1000 * concurrency / rate:>18.2f}")
+
+
+if __name__ == "__main__":
+    main()

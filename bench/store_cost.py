@@ -2,7 +2,8 @@
 for one priced request of a key (a hold, then a settle that writes the usage row), and for one
 of a rate-limited key (the admission, then its end), through the real store classes on a
 throwaway PostgreSQL server (fsync on) and a SQLite file. Prints requests per second and the
-store's milliseconds per request at c=1 and c=32, for docs/deploy.md's capacity estimates.
+store's milliseconds per request at c=1 and c=32 on one key, and at c=32 spread over 32 keys
+(one key's requests queue for its row; different keys' do not), for docs/deploy.md.
 
     python bench/store_cost.py [--requests 2000]
 """
@@ -23,7 +24,8 @@ from warmgate.testing.postgres import PostgresServer
 
 __test__ = False
 
-LEVELS = (1, 32)
+LEVELS = ((1, 1), (32, 1), (32, 32))
+"""(concurrency, keys)."""
 
 
 def quote(key: str) -> Quote:
@@ -35,12 +37,14 @@ def event(key: str, n: int) -> UsageEvent:
                       model_id="echo-1", units=3, quoted_wei=3, wei=3, status=200, duration_ms=1.0, key=key)
 
 
-async def measure(store: object, key: str, token: str, work: str, requests: int, concurrency: int) -> float:
-    """Requests per second of ``work`` (``ledger``: hold + settle; ``limits``: admit + end)."""
-    await _maybe(store.authenticate(token))  # the key as the gateway caches it
+async def measure(store: object, keys: list[tuple[str, str]], work: str, requests: int, concurrency: int) -> float:
+    """Requests per second of ``work`` (``ledger``: hold + settle; ``limits``: admit + end),
+    worker ``i`` on key ``i % len(keys)``."""
+    for _, token in keys:
+        await _maybe(store.authenticate(token))  # the key as the gateway caches it
     counter = iter(range(requests))
 
-    async def one_by_one() -> None:
+    async def one_by_one(key: str) -> None:
         for n in counter:
             if work == "ledger":
                 await _maybe(store.reserve(quote(key)))
@@ -50,7 +54,7 @@ async def measure(store: object, key: str, token: str, work: str, requests: int,
                 await _maybe(admission.end(10))
 
     start = time.perf_counter()
-    await asyncio.gather(*(one_by_one() for _ in range(concurrency)))
+    await asyncio.gather(*(one_by_one(keys[i % len(keys)][0]) for i in range(concurrency)))
     return requests / (time.perf_counter() - start)
 
 
@@ -59,22 +63,22 @@ async def _maybe(value: object) -> object:
 
 
 async def bench(kind: str, target: str, requests: int) -> list[tuple[str, str, int, float]]:
-    keys = KeyStore(target)
-    _, token = keys.create(credit=10**30)
-    limited, limited_token = keys.create(rpm=10**9, tpm=10**12, max_parallel=10**6)
-    keys.close()
+    store_keys = KeyStore(target)
+    made = {"ledger": [store_keys.create(credit=10**30) for _ in range(32)],
+            "limits": [store_keys.create(rpm=10**9, tpm=10**12, max_parallel=10**6) for _ in range(32)]}
+    store_keys.close()
     pricing = PricingSettings(database=target) if kind == "postgresql" else PricingSettings(ledger=target)
     settings = Settings(auth=AuthSettings(keys=True), pricing=pricing)
     rows = []
-    for work, (key_token, key_id) in (("ledger", (token, None)), ("limits", (limited_token, limited.id))):
-        for concurrency in LEVELS:
+    for work, records in made.items():
+        for concurrency, count in LEVELS:
             store = await open_store(settings)
             try:
-                caller = await _maybe(store.authenticate(key_token))
-                rate = await measure(store, key_id or caller.key, key_token, work, requests, concurrency)
+                keys = [(record.id, token) for record, token in records[:count]]
+                rate = await measure(store, keys, work, requests, concurrency)
             finally:
                 await store.close()
-            rows.append((kind, work, concurrency, rate))
+            rows.append((kind, work, concurrency, count, rate))
     return rows
 
 
@@ -92,10 +96,10 @@ def main() -> None:
     finally:
         server.stop("immediate")
         server.remove()
-    print(f"{'store':<12}{'work per request':<26}{'c':>4}{'requests/s':>12}{'store ms/request':>18}")
-    for kind, work, concurrency, rate in rows:
+    print(f"{'store':<12}{'work per request':<26}{'c':>4}{'keys':>6}{'requests/s':>12}{'store ms/request':>18}")
+    for kind, work, concurrency, count, rate in rows:
         label = "hold + settle (ledger)" if work == "ledger" else "admit + end (rate limit)"
-        print(f"{kind:<12}{label:<26}{concurrency:>4}{rate:>12.0f}{1000 * concurrency / rate:>18.2f}")
+        print(f"{kind:<12}{label:<26}{concurrency:>4}{count:>6}{rate:>12.0f}{1000 * concurrency / rate:>18.2f}")
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ from typing import Any
 import structlog
 
 from warmgate.core.auth import Caller
-from warmgate.core.errors import PaymentRequired, Unauthorized
+from warmgate.core.errors import Unauthorized
 from warmgate.core.usage import Quote, UsageEvent
-from warmgate.pricing.accounts import Balance
+from warmgate.pricing.accounts import Balance, short_of
 from warmgate.pricing.database import StoreUnavailable, unreachable, where
 from warmgate.pricing.keys import _COLUMNS, KeyRecord, _record, hash_token
 from warmgate.pricing.ledger import UsageTotal, sum_usage, totals_query
@@ -210,10 +210,7 @@ class PostgresStore:
             raise
         if taken is None:
             credit, spent, held = (int(value) for value in row) if row is not None else (0, 0, 0)
-            raise PaymentRequired(
-                f"key {quote.key} has {credit - spent - held} wei available (balance {credit - spent}, {held} held "
-                f"by requests in progress); this request costs {quote.wei} wei ({quote.units} units of "
-                f"{quote.function})")
+            raise short_of(quote, credit, spent, held)
         self._holds.setdefault((quote.key, quote.function, quote.wei), collections.deque()).append(hold)
 
     async def settle(self, event: UsageEvent) -> None:

@@ -18,9 +18,8 @@ import concurrent.futures
 import time
 from pathlib import Path
 
-from warmgate.core.errors import PaymentRequired
 from warmgate.core.usage import Quote, UsageEvent
-from warmgate.pricing.accounts import Balance
+from warmgate.pricing.accounts import Balance, short_of
 from warmgate.pricing.database import Database, connect
 from warmgate.pricing.owners import is_alive, new_owner
 from warmgate.pricing.rate_limits import new_event_id
@@ -40,11 +39,7 @@ class SqliteHolds:
         hold = new_event_id()
         short = await asyncio.get_running_loop().run_in_executor(self._thread, self._take, quote, hold)
         if short is not None:
-            credit, spent, held = short
-            raise PaymentRequired(
-                f"key {quote.key} has {credit - spent - held} wei available (balance {credit - spent}, {held} held "
-                f"by requests in progress); this request costs {quote.wei} wei ({quote.units} units of "
-                f"{quote.function})")
+            raise short_of(quote, *short)
         self._mine.setdefault((str(quote.key), quote.function, quote.wei), collections.deque()).append(hold)
 
     def settled(self, event: UsageEvent) -> str | None:

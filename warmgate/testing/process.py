@@ -49,8 +49,8 @@ def gateway_process(config: Path, *, port: int | None = None, startup_timeout: f
                                    stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        if not wait_for(lambda: process.poll() is not None or _healthy(url), timeout=startup_timeout) \
-                or process.poll() is not None:
+        if not wait_for(lambda: process.poll() is not None or (_healthy(url) and _listening(port) >= workers),
+                        timeout=startup_timeout) or process.poll() is not None:
             process.kill()
             process.wait(timeout=10)
             raise RuntimeError(f"the gateway process did not start:\n{log.read_text(errors='replace')[-3000:]}")
@@ -62,6 +62,15 @@ def gateway_process(config: Path, *, port: int | None = None, startup_timeout: f
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _listening(port: int) -> int:
+    """Sockets listening on ``port`` (each worker of ``serve --workers`` has its own)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return 1  # not Linux: take the health check's word
+    return sum(1 for line in lines if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A")
 
 
 def _healthy(url: str) -> bool:

@@ -13,7 +13,22 @@ Measured: requests/s at c=1 and c=64 (``wrk``, non-streaming, 16 tokens), time t
 vLLM server (tiny model, ``--enforce-eager``) hit directly and through warmgate's vllm backend
 relaying to it, at c=16 (``wrk``, non-streaming).
 
-    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python]
+(c) Wire formats: the same function through ``/v1/chat/completions``, ``/v1/messages``
+(Anthropic) and ``/api/chat`` (Ollama), non-streaming, 16 tokens, at c=1 and c=16 (``wrk``,
+interleaved rounds): the p50 each adds over chat completions (target: within 0.1 ms).
+
+(d) With ``--constrained``: the in-process transformers backend on the tiny demo model, free
+decoding against JSON-schema constrained decoding (llguidance), tokens/s of the same budget in
+interleaved rounds; and the grammar's compile time, first request and cached.
+
+(e) With ``--tools``: tool-calling chat requests (two tools, non-streaming, c=1), and plain chat
+for comparison, sent directly
+to an OpenAI-compatible engine that answers them with a tool call (the fake engine of the tests,
+``tests/plugins/llm/openai_upstream.py``, its own process) and through warmgate's vllm relay to
+it, in interleaved rounds. Target: added p50 <= 0.5 ms.
+
+    python bench/llm.py [--duration 8] [--stream-tokens 20000] [--vllm .venv-vllm/bin/python] [--wires-only]
+                       [--constrained[-only]] [--tools[-only]]
 """
 
 from __future__ import annotations
@@ -211,6 +226,39 @@ def relay(duration: int, stream_tokens: int) -> None:
     print(f"gateway SSE relay: {g['tok_s']:.0f} tokens/s in one stream (target >= 50,000)")
 
 
+WIRES = {
+    "/v1/chat/completions": CHAT,
+    "/v1/messages": {"model": "", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16},
+    "/api/chat": {"model": "instant", "messages": [{"role": "user", "content": "hello"}], "stream": False,
+                  "options": {"num_predict": 16}},
+}
+"""The same generation in each wire format the LLM functions speak."""
+
+
+def wires(duration: int, rounds: int) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start([sys.executable, __file__, "--serve", "gateway", "--port", str(port)], base)
+    runs: dict[tuple[str, int], list[float]] = {}
+    try:
+        for path, body in WIRES.items():
+            wrk(base + path, body, 1, 1)  # warm-up, and a failing route stops the bench here
+        for _ in range(rounds):  # interleaved, so drift hits every route alike
+            for conns in (1, 16):
+                for path, body in WIRES.items():
+                    runs.setdefault((path, conns), []).append(wrk(base + path, body, conns, duration)["p50_ms"])
+    finally:
+        stop(proc)
+    p50 = {key: statistics.median(samples) for key, samples in runs.items()}
+    print(f"\n{'route (gateway, instant backend)':<34}{'c=1 p50':>10}{'added':>9}{'c=16 p50':>10}{'added':>9}"
+          f"   (median of {rounds} rounds of {duration} s)")
+    for path in WIRES:
+        cells = "".join(f"{p50[path, c]:>9.3f}m{p50[path, c] - p50['/v1/chat/completions', c]:>+8.3f}m"
+                        for c in (1, 16))
+        print(f"{path:<34}{cells}")
+    print("target: /v1/messages and /api/chat within 0.1 ms of /v1/chat/completions")
+
+
 def vllm(duration: int, python: str, rounds: int) -> None:
     from warmgate.plugins.llm.demo import build_tiny_chat_model
 
@@ -249,25 +297,136 @@ def vllm(duration: int, python: str, rounds: int) -> None:
           f"added p50 {relayed['p50_ms'] - direct['p50_ms']:+.2f} ms (target <= 1 ms)")
 
 
+FORECAST = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                                             "unit": {"enum": ["C", "F"]},
+                                             "tags": {"type": "array", "items": {"type": "string"}}},
+            "required": ["city", "days", "unit"], "additionalProperties": False}
+
+
+def constrained(rounds: int, max_tokens: int = 200) -> None:
+    import asyncio
+
+    import torch
+
+    from warmgate.plugins.llm.backend import GenerationParams
+    from warmgate.plugins.llm.demo import build_tiny_chat_model
+    from warmgate.plugins.llm.transformers_backend import load_transformers
+
+    torch.set_num_threads(1)
+
+    async def tokens_per_second(backend: Any, seed: int, **fields: Any) -> float:
+        params = GenerationParams(messages=[{"role": "user", "content": "three days in Paris"}],
+                                  max_tokens=max_tokens, temperature=1.0, seed=seed, **fields)
+        began = time.perf_counter()
+        async for delta in backend.generate(params):
+            if delta.usage is not None:
+                return delta.usage.completion_tokens / (time.perf_counter() - began)
+        raise RuntimeError("no usage")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tiny_chat_model(Path(tmp))
+        backend = load_transformers(tmp, {"device": "cpu"})
+    schema = {"type": "json_schema", "json_schema": {"name": "forecast", "schema": FORECAST}}
+    began = time.perf_counter()
+    backend._sampler(GenerationParams(messages=[], max_tokens=max_tokens, response_format=schema),
+                     ("response", FORECAST, "schema"))
+    first_ms = (time.perf_counter() - began) * 1000  # the tokenizer's llguidance view and the compile
+    other = {**FORECAST, "properties": {**FORECAST["properties"], "note": {"type": "string"}}}
+    began = time.perf_counter()
+    backend._grammars.matcher(other, "schema")
+    compile_ms = (time.perf_counter() - began) * 1000
+    began = time.perf_counter()
+    for _ in range(100):
+        backend._grammars.matcher(other, "schema")
+    cached_ms = (time.perf_counter() - began) * 10
+    runs: dict[str, list[float]] = {"free": [], "json_schema": []}
+    asyncio.run(tokens_per_second(backend, 0))  # warm-up
+    for seed in range(rounds):  # interleaved, so drift hits both alike
+        runs["free"].append(asyncio.run(tokens_per_second(backend, seed)))
+        runs["json_schema"].append(asyncio.run(tokens_per_second(backend, seed, response_format=schema)))
+    free, json_tps = (statistics.median(runs[k]) for k in ("free", "json_schema"))
+    print(f"\n{'transformers (tiny)':<22}{'tokens/s':>10}   (median of {rounds} rounds, {max_tokens} tokens)")
+    print(f"{'free decoding':<22}{free:>10.0f}\n{'json_schema':<22}{json_tps:>10.0f}")
+    print(f"constrained/free {json_tps / free:.3f} (target >= 0.8)")
+    print(f"grammar: first request {first_ms:.2f} ms (tokenizer + compile), a new schema {compile_ms:.2f} ms, "
+          f"cached {cached_ms:.3f} ms")
+
+
+TOOLS = [{"type": "function", "function": {"name": name, "description": f"The {name} of a city", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["C", "F"]}}, "required": ["city"]}}}
+    for name in ("weather", "time")]
+
+
+def tool_calls(duration: int, rounds: int) -> None:
+    """Direct to the fake engine against through the relay, tool-calling requests at c=1."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.plugins.llm.openai_upstream import run_upstream
+
+    bodies = {"plain": {**CHAT, "model": "org/tools"}, "tools": {**CHAT, "model": "org/tools", "tools": TOOLS}}
+    with run_upstream("org/tools") as upstream, tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "serverless.yaml"
+        config.write_text(json.dumps({"gateway": {"access_log": False}, "functions": [{
+            "pipeline": "llm", "model_id": "org/tools", "warm": True,
+            "options": {"backend": "vllm", "url": upstream.url}}]}))
+        port = free_port()
+        gateway = start([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port", str(port)],
+                        f"http://127.0.0.1:{port}")
+        urls = {"direct": upstream.url + "/v1/chat/completions",
+                "warmgate": f"http://127.0.0.1:{port}/v1/chat/completions"}
+        answer = httpx.post(urls["warmgate"], json=bodies["tools"], timeout=30).json()
+        if answer["choices"][0]["finish_reason"] != "tool_calls":
+            sys.exit(f"error: the relay answered no tool call: {answer}")
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {(b, u): [] for b in bodies for u in urls}
+        try:
+            wrk(urls["warmgate"], bodies["tools"], 1, 2)  # warm-up
+            for _ in range(rounds):  # interleaved, so drift on a shared machine hits every row alike
+                for kind, url in runs:
+                    runs[kind, url].append(wrk(urls[url], bodies[kind], 1, duration))
+        finally:
+            stop(gateway)
+    print(f"{'c=1':<16}{'req/s':>8}{'p50 ms':>9}   (median of {rounds} interleaved rounds of {duration} s)")
+    medians = {}
+    for (kind, url), samples in runs.items():
+        medians[kind, url] = {k: statistics.median(s[k] for s in samples) for k in ("rps", "p50_ms")}
+        print(f"{kind + ' ' + url:<16}{medians[kind, url]['rps']:>8.1f}{medians[kind, url]['p50_ms']:>9.3f}")
+    for kind in bodies:
+        added = medians[kind, "warmgate"]["p50_ms"] - medians[kind, "direct"]["p50_ms"]
+        print(f"{kind}: added p50 {added:+.3f} ms" + (" (target <= 0.5 ms)" if kind == "tools" else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--stream-tokens", type=int, default=20000)
     parser.add_argument("--vllm", metavar="PYTHON", help="also measure vLLM managed mode with this interpreter")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the vLLM comparison")
-    parser.add_argument("--vllm-only", action="store_true", help="skip (a), run only the vLLM comparison")
+    parser.add_argument("--vllm-only", action="store_true", help="skip (a) and (c), run only the vLLM comparison")
+    parser.add_argument("--wires-only", action="store_true", help="run only the wire-format comparison (c)")
+    parser.add_argument("--constrained", action="store_true", help="also measure constrained decoding (d)")
+    parser.add_argument("--constrained-only", action="store_true", help="run only (d)")
+    parser.add_argument("--tools", action="store_true", help="also measure tool-calling requests through the relay (e)")
+    parser.add_argument("--tools-only", action="store_true", help="run only (e)")
     parser.add_argument("--serve", choices=["direct", "gateway"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
         return
+    if args.constrained_only:
+        constrained(args.rounds)
+        return
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
-    if not args.vllm_only:
+    if not (args.vllm_only or args.wires_only or args.tools_only):
         relay(args.duration, args.stream_tokens)
-    if args.vllm:
+    if not (args.vllm_only or args.tools_only):
+        wires(args.duration, args.rounds)
+    if args.vllm and not args.wires_only:
         vllm(args.duration, args.vllm, args.rounds)
+    if args.constrained and not args.wires_only:
+        constrained(args.rounds)
+    if args.tools or args.tools_only:
+        tool_calls(args.duration, args.rounds)
 
 
 if __name__ == "__main__":

@@ -112,10 +112,16 @@ def test_workers_are_refused_for_functions_that_hold_their_model_in_process(tmp_
     config = tmp_path / "serverless.yaml"
     config.write_text(json.dumps({"functions": [{"pipeline": "llm", "model_id": "some/model"},
                                                 {"pipeline": "llm", "model_id": "far/model", "executor": "remote",
-                                                 "url": "http://127.0.0.1:9"}]}))
+                                                 "url": "http://127.0.0.1:9"},
+                                                {"pipeline": "llm", "model_id": "relayed/model",
+                                                 "options": {"backend": "vllm", "url": "http://127.0.0.1:9"}},
+                                                {"pipeline": "llm", "model_id": "managed/model",
+                                                 "options": {"backend": "vllm"}},  # each worker would start vLLM
+                                                {"pipeline": "embeddings", "model_id": "ollama/embedder",
+                                                 "options": {"backend": "ollama", "host": "http://127.0.0.1:9"}}]}))
     result = subprocess.run([sys.executable, "-m", "warmgate", "serve", "--config", str(config), "--port",
                              str(free_port()), "--workers", "2"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
-    assert "2 workers would each load the model of llm:some/model in process" in line
-    assert "far/model" not in line
+    assert "2 workers would each load the model of llm:some/model, llm:managed/model in process" in line
+    assert "far/model" not in line and "relayed/model" not in line and "embedder" not in line

@@ -1,4 +1,4 @@
-"""Who is calling: bearer tokens on generate routes, answered by the ``authenticate`` hooks (keys
+"""Who is calling: bearer tokens (or ``X-Api-Key``) on generate routes, answered by the ``authenticate`` hooks (keys
 with balances, from the pricing plugin) or by the configured ``auth.api_keys``."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Authenticator:
         """The caller of this request, or ``None`` when auth is off."""
         if not self.enabled:
             return None
-        token = bearer_token(_header(scope, b"authorization"))
+        token = _token(scope)
         if self._hooked:
             caller = await await_me_maybe(pm.hook.authenticate(token=token, app=app))
             if caller is not None:
@@ -91,6 +91,17 @@ class Authenticator:
         if self.operators.matches(token):
             return OPERATOR
         raise Unauthorized("Invalid bearer token")
+
+
+def _token(scope: Any) -> str:
+    """The bearer token, or without an ``Authorization`` header the ``X-Api-Key`` one (as the
+    Anthropic SDK sends its key)."""
+    authorization = _header(scope, b"authorization")
+    if authorization is None:
+        api_key = (_header(scope, b"x-api-key") or "").strip()
+        if api_key:
+            return api_key
+    return bearer_token(authorization)
 
 
 def _header(scope: Any, name: bytes) -> str | None:

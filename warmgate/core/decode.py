@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,7 +34,13 @@ def json_decoder(spec: PipelineSpec) -> Callable[[bytes], Any]:
 
 def json_body(body: bytes, type_: type) -> Any:
     """A JSON body as ``type_`` for routes that are not pipelines, with the same errors."""
-    return _decode(msgspec.json.Decoder(type_), body)
+    return _decode(_decoder_for(type_), body)
+
+
+@functools.lru_cache(maxsize=128)
+def _decoder_for(type_: Any) -> msgspec.json.Decoder[Any]:
+    """One decoder per type: building one costs more than decoding a small body."""
+    return msgspec.json.Decoder(type_)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:

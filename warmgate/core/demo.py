@@ -16,9 +16,10 @@ __all__ = ["demo_model_dir", "ensure_demo_model"]
 
 _log = structlog.get_logger("warmgate.demo")
 _DONE = ".warmgate-built"
-DEMO_BUILD_VERSION = 2
+DEMO_BUILD_VERSION = 3
 """Written into each build's marker; a cached build with another (or none) is built again.
-Raise it whenever a builder changes what it writes (2: real latent scales for diffusion)."""
+Raise it whenever a builder changes what it writes (2: real latent scales for diffusion; 3: the
+chat model renders tools and holds 4096 positions)."""
 
 
 def demo_model_dir(demo: DemoModel, root: Path) -> Path:

@@ -60,6 +60,10 @@ class _NullObserver:
         return None
 
 
+_expiring: set[asyncio.Task[Any]] = set()
+"""Unloads started by a ``keep_alive`` running out, held so they are not garbage-collected."""
+
+
 def free_memory() -> None:
     """Return freed model memory to the system and, where torch is loaded, to the GPU."""
     gc.collect()
@@ -124,6 +128,11 @@ class Function:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._loading: asyncio.Task[Any] | None = None
         self._unloading: asyncio.Future[None] | None = None
+        self.keep_alive: float | None = None
+        """Seconds to stay loaded once idle, as the last request that said so asked (Ollama's
+        ``keep_alive``): 0 unloads when its request ends, negative never; ``None``:
+        ``scaling.idle_timeout``. Forgotten when the model unloads."""
+        self._expiry: asyncio.TimerHandle | None = None
 
     # -- state -------------------------------------------------------------------------
 
@@ -142,6 +151,13 @@ class Function:
         return (self._runner is not None and not self.config.keep_warm and self.in_flight == 0
                 and self.waiting == 0 and self._loading is None
                 and self.config.executor != "ray")  # Ray scales its replicas to zero itself
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds idle before the reaper unloads the model; 0: never (see ``keep_alive``)."""
+        if self.keep_alive is None:
+            return self.config.scaling.idle_timeout
+        return max(0.0, self.keep_alive)
 
     @property
     def state(self) -> FunctionState:
@@ -213,6 +229,27 @@ class Function:
                 waiter.set_result(None)  # the slot moves to the waiter; in_flight is unchanged
                 return
         self.in_flight -= 1
+        if self.in_flight == 0 and self.keep_alive is not None and self.keep_alive >= 0:
+            self._schedule_expiry(self.keep_alive)
+
+    def _schedule_expiry(self, seconds: float) -> None:
+        """Unload ``seconds`` after the last request ended, unless another came meanwhile: the
+        reaper may not run at all (no function has an idle timeout) or be slower."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if not self.evictable or self.keep_alive is None or self.keep_alive < 0:
+            return  # busy (its release schedules again), unloaded, or kept for ever meanwhile
+        left = self.keep_alive - self.idle_for(time.monotonic())
+        if left > 0.001:
+            self._schedule_expiry(left)
+        else:
+            task = asyncio.get_running_loop().create_task(self.unload(reason="keep_alive"))
+            _expiring.add(task)
+            task.add_done_callback(_expiring.discard)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -279,6 +316,10 @@ class Function:
         if not self.evictable and not (reason == "shutdown" and self._runner is not None and self.in_flight == 0):
             return False
         runner, self._runner = self._runner, None
+        self.keep_alive = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         self._unloading = asyncio.get_running_loop().create_future()
         self._set_state(FunctionState.UNLOADING)
         try:

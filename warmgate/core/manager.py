@@ -57,20 +57,26 @@ class FunctionManager:
             self._by_pipeline.setdefault(config.pipeline, []).append(fn)
             for key in (config.model_id, config.name, *config.aliases):
                 self._lookup.setdefault((config.pipeline, key), fn)
+        for route in self.pipelines.values():  # names a served function has on one route only
+            if route.serves and route.model_names is not None:
+                for fn in self._by_pipeline.get(route.serves, ()):
+                    for key in route.model_names(fn.config):
+                        self._lookup.setdefault((route.name, key), fn)
 
     # -- lookup ------------------------------------------------------------------------
 
-    def resolve(self, pipeline: str, model_id: str, wire: str = "livepeer") -> Function:
-        """The function serving ``model_id`` (blank: the pipeline's first function). A model not
-        served is a 400 on a Livepeer route (the ai-runner's answer) and a 404 on an OpenAI one
-        (``wire``, the route spec's API family)."""
-        unknown = NotFound if wire == "openai" else ClientError
+    def resolve(self, pipeline: str, model_id: str, wire: str = "livepeer", route: str = "") -> Function:
+        """The function serving ``model_id`` (blank: the pipeline's first function), also by the
+        names it has on ``route`` (a spec's ``model_names``). A model not served is a 400 on a
+        Livepeer route (the ai-runner's answer) and a 404 on the others (``wire``, the route
+        spec's API family)."""
+        unknown = ClientError if wire == "livepeer" else NotFound
         if not model_id:
             candidates = self._by_pipeline.get(pipeline)
             if candidates:
                 return candidates[0]
             raise unknown(f"no model is configured for pipeline {pipeline!r}")
-        fn = self._lookup.get((pipeline, model_id))
+        fn = self._lookup.get((pipeline, model_id)) or self._lookup.get((route, model_id))
         if fn is None:
             served = ", ".join(f.config.model_id for f in self._by_pipeline.get(pipeline, [])) or "none"
             raise unknown(f"model {model_id!r} is not served for pipeline {pipeline!r}; available: {served}")
@@ -171,7 +177,7 @@ class FunctionManager:
         now = time.monotonic()
         unloaded = []
         for fn in list(self.functions.values()):
-            timeout = fn.config.scaling.idle_timeout
+            timeout = fn.idle_timeout
             if timeout > 0 and fn.evictable and fn.idle_for(now) >= timeout:
                 if await fn.unload(reason="idle"):
                     unloaded.append(fn.name)

@@ -66,7 +66,7 @@ def pipeline_statuses(spec: PipelineSpec) -> list[int]:
     key's rate limits (429), the model failing (500), a remote runner failing or too slow (502,
     504), capacity (503)."""
     statuses = [400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504]
-    if spec.wire == "openai":
+    if spec.wire != "livepeer":
         statuses.append(404)
     if spec.encoding == "multipart":
         statuses.append(415)

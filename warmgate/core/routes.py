@@ -54,7 +54,7 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             await admit(request.scope, request.app, caller)
         raw = await request.body() if keep_raw or decode_json is not None else b""
         body = decode_json(raw) if decode_json is not None else await decode_form(request)
-        fn = manager.resolve(functions_of, getattr(body, model_field, "") or "", spec.wire)
+        fn = manager.resolve(functions_of, getattr(body, model_field, "") or "", spec.wire, name)
         if caller is not None:
             caller.check_allowed(fn.name, fn.config.aliases, fn.config.pipeline)
         if prepare is not None:
@@ -94,6 +94,7 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
         include_in_schema=False,  # warmgate writes the OpenAPI document from the specs
         request_max_body_size=spec.max_body_size or max_body_size,
         status_code=200,
+        exception_handlers=dict(spec.exception_handlers) if spec.exception_handlers else None,
     )(handle)
 
 

@@ -6,7 +6,7 @@ import enum
 import importlib
 import types
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -127,10 +127,16 @@ class PipelineSpec:
     description: str = ""
     operation_id: str = ""
     tags: tuple[str, ...] = ("generate",)
-    wire: Literal["livepeer", "openai"] = "livepeer"
+    wire: Literal["livepeer", "openai", "anthropic", "ollama"] = "livepeer"
     """The API family the route speaks, for what it answers the way that API does: an unknown
     model is a 400 on a Livepeer route (as the ai-runner answers, a typed error in the
-    ``livepeer-ai`` SDK) and a 404 on an OpenAI one (``NotFoundError`` in the ``openai`` SDK)."""
+    ``livepeer-ai`` SDK) and a 404 on the others (``NotFoundError`` in the ``openai`` SDK)."""
+    exception_handlers: Mapping[type[Exception], Callable[[Any, Any], Any]] | None = None
+    """Litestar exception handlers for this spec's routes, for a wire format with its own error
+    body (Anthropic's, Ollama's); ``None`` answers the gateway's ``{"detail": {"msg": ...}}``."""
+    model_names: Callable[[Any], Iterable[str]] | None = None
+    """``model_names(function_config)``: more names a served function answers to on this spec's
+    routes (Ollama's ``llama3.1:8b`` for ``meta-llama/Meta-Llama-3.1-8B-Instruct``)."""
     max_body_size: int | None = None
     """Bytes; ``None`` takes the gateway's ``max_body_size``."""
     stream_media_type: str = "text/event-stream"
@@ -179,8 +185,8 @@ class PipelineSpec:
             raise TypeError(f"pipeline {self.name!r}: decode must be callable, got {self.decode!r}")
         if self.invoke is not None and not callable(self.invoke):
             raise TypeError(f"pipeline {self.name!r}: invoke must be callable, got {self.invoke!r}")
-        if self.wire not in ("livepeer", "openai"):
-            raise ValueError(f"pipeline {self.name!r}: wire must be 'livepeer' or 'openai'")
+        if self.wire not in ("livepeer", "openai", "anthropic", "ollama"):
+            raise ValueError(f"pipeline {self.name!r}: wire must be 'livepeer', 'openai', 'anthropic' or 'ollama'")
         if self.encoding not in ("json", "multipart"):
             raise ValueError(f"pipeline {self.name!r}: encoding must be 'json' or 'multipart'")
         if not self.paths:

@@ -1,6 +1,25 @@
 import openai
 import pytest
 
+from warmgate.core.plugins import get_pipelines
+
+from .fake_ollama import FakeModel, run_fake_ollama
+from .openai_upstream import run_upstream
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tiny_model_dir):
+    """The tiny random-weight chat model's directory."""
+    return str(tiny_model_dir(get_pipelines()["llm"]))
+
+
+@pytest.fixture(scope="module")
+def engines():
+    """``(relay engine, fake Ollama)``, shared by a module's tests: the engine serves
+    ``org/relayed``, the fake Ollama ``llama3.1:8b``."""
+    with run_upstream("org/relayed") as upstream, run_fake_ollama(local=[FakeModel(name="llama3.1:8b")]) as ollama:
+        yield upstream, ollama
+
 
 @pytest.fixture
 def sdk():

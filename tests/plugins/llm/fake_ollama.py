@@ -1,6 +1,7 @@
 """An in-process stand-in for an Ollama server, speaking its documented HTTP API (docs/api.md in
 the Ollama repository): ``/api/chat`` (NDJSON stream or one object; load and unload with empty
-``messages``; ``tools``, see ``tool_calls_for``; ``format``, see ``instance_of``), ``/api/embed``,
+``messages``; ``tools``, see ``tool_calls_for``; ``format``, see ``instance_of``), ``/api/generate``
+(a prompt; with ``raw`` it is answered as it is, else through the model's template), ``/api/embed``,
 ``/api/pull`` (NDJSON progress), ``/api/show``, ``/api/tags`` and ``/api/ps``.
 
 No Ollama can run in the test environment; this lets the real ``ollama`` client and the gateway
@@ -18,7 +19,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
@@ -26,9 +27,12 @@ from litestar.response import Stream
 
 from warmgate.testing import serve
 
+from .json_instances import instance_of
+
 __all__ = ["ChatRecord", "FakeModel", "FakeOllama", "embedding", "run_fake_ollama"]
 
 _encoder = msgspec.json.Encoder()
+R = TypeVar("R", bound=msgspec.Struct)
 _NS = 1_000_000  # durations are nanoseconds; the fake reports 1 ms per token
 
 
@@ -50,18 +54,29 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     format: str | dict[str, Any] | None = None
 
 
-def instance_of(schema: dict[str, Any], text: str) -> Any:
-    """A value valid for the (simple) JSON ``schema``, its strings ``text``: what a model
-    constrained by Ollama's ``format`` answers."""
-    if "enum" in schema:
-        return schema["enum"][0]
-    kind = schema.get("type", "object")
-    if kind == "object":
-        properties = schema.get("properties") or {}
-        return {name: instance_of(properties.get(name) or {}, text) for name in schema.get("required") or properties}
-    if kind == "array":
-        return [instance_of(schema.get("items") or {}, text) for _ in range(schema.get("minItems", 1))]
-    return {"string": text, "integer": len(text.split()), "number": 0.5, "boolean": True, "null": None}[kind]
+class GenerateRequest(msgspec.Struct, kw_only=True):
+    model: str
+    prompt: str = ""
+    raw: bool = False
+    stream: bool = True
+    options: dict[str, Any] = {}
+    keep_alive: int | float | str | None = None
+
+
+class GenerateChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+    model: str
+    created_at: str
+    response: str
+    done: bool
+    done_reason: str | None = None
+    total_duration: int | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+
+
+TEMPLATE = "<|user|>{prompt}<|assistant|>"
+"""The fake model's template, applied to a ``generate`` prompt unless it is ``raw``."""
 
 
 class ToolCallsMessage(msgspec.Struct):
@@ -324,17 +339,25 @@ class FakeOllama:
                 del self.loaded[name]
         return self.loaded
 
-    async def chat(self, body: dict[str, Any]) -> Response[Any]:
-        self.calls.append(("/api/chat", body))
+    def _generating(self, path: str, body: dict[str, Any], kind: type[R]) -> R | Response[Any]:
+        """The recorded request as ``kind`` with its model kept loaded, or the error Ollama answers."""
+        self.calls.append((path, body))
         try:
-            request = msgspec.convert(body, ChatRequest)
-            _keep_alive_seconds(request.keep_alive)
+            request = msgspec.convert(body, kind)
+            _keep_alive_seconds(request.keep_alive)  # type: ignore[attr-defined]
         except (msgspec.ValidationError, ValueError) as exc:
             return _error(str(exc), 400)
+        model = request.model  # type: ignore[attr-defined]
+        if canonical(model) not in self.local:
+            return _error(f'model "{model}" not found, try pulling it first', 404)
+        self._keep(canonical(model), request.keep_alive)  # type: ignore[attr-defined]
+        return request
+
+    async def chat(self, body: dict[str, Any]) -> Response[Any]:
+        request = self._generating("/api/chat", body, ChatRequest)
+        if isinstance(request, Response):
+            return request
         name = canonical(request.model)
-        if name not in self.local:
-            return _error(f'model "{request.model}" not found, try pulling it first', 404)
-        self._keep(name, request.keep_alive)
         if not request.messages:  # load, or unload with keep_alive 0
             reason = "unload" if name not in self.loaded else "load"
             return _json(ChatChunk(model=request.model, created_at=_now(), message=Message("assistant", ""),
@@ -399,6 +422,33 @@ class FakeOllama:
                          done_reason=reason, total_duration=(prompt_count + eval_count + 1) * _NS,
                          load_duration=_NS, prompt_eval_count=prompt_count, prompt_eval_duration=prompt_count * _NS,
                          eval_count=eval_count, eval_duration=eval_count * _NS)
+
+    async def generate(self, body: dict[str, Any]) -> Response[Any]:
+        """A completion of ``prompt`` (templated unless ``raw``): its words, as ``chat`` answers."""
+        request = self._generating("/api/generate", body, GenerateRequest)
+        if isinstance(request, Response):
+            return request
+        prompt = request.prompt if request.raw else TEMPLATE.format(prompt=request.prompt)
+        pieces, reason, prompt_count, eval_count = plan([Message("user", prompt)], request.options)
+
+        def chunk(text: str, done: bool = False) -> GenerateChunk:
+            if not done:
+                return GenerateChunk(model=request.model, created_at=_now(), response=text, done=False)
+            return GenerateChunk(model=request.model, created_at=_now(), response=text, done=True, done_reason=reason,
+                                 total_duration=(prompt_count + eval_count + 1) * _NS, prompt_eval_count=prompt_count,
+                                 eval_count=eval_count, eval_duration=eval_count * _NS)
+
+        if not request.stream:
+            return _json(chunk("".join(pieces), done=True))
+
+        async def lines() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                if self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+                yield _encoder.encode(chunk(piece)) + b"\n"
+            yield _encoder.encode(chunk("", done=True)) + b"\n"
+
+        return _ndjson(lines())
 
     async def embed(self, body: dict[str, Any]) -> Response[Any]:
         self.calls.append(("/api/embed", body))
@@ -489,6 +539,10 @@ class FakeOllama:
         async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
             return await fake.chat(await _body(request))
 
+        @post("/api/generate")
+        async def generate(request: Request[Any, Any, Any]) -> Response[Any]:
+            return await fake.generate(await _body(request))
+
         @post("/api/embed")
         async def embed(request: Request[Any, Any, Any]) -> Response[Any]:
             return await fake.embed(await _body(request))
@@ -509,7 +563,7 @@ class FakeOllama:
         async def ps() -> Response[Any]:
             return await fake.ps()
 
-        return Litestar([chat, embed, pull, show, tags, ps])
+        return Litestar([chat, generate, embed, pull, show, tags, ps])
 
 
 async def _body(request: Request[Any, Any, Any]) -> dict[str, Any]:

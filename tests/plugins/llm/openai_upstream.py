@@ -2,15 +2,20 @@
 JSON answer, or SSE with a chunk per token and usage when asked), run as its own process so a
 test can have it die the way an engine does when it is killed.
 
-The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens``.
+The model answers ``" t0 t1 ... t7"``, one word per token, cut at ``max_tokens`` and before a
+``stop`` string (named in ``stop_reason``, as vLLM does); asked for a ``json_schema``
+(``response_format``; for ``json_object``, ``{"answer": "v"}``), a JSON document valid for it
+(strings ``"v"``) in 4-character tokens. ``/v1/completions`` answers a raw prompt ending in WORD
+with ``" WORD0 WORD1 ... WORD7"`` in ``text_completion`` chunks.
 
     python openai_upstream.py --port P --model NAME [--die-after N] [--no-usage] [--hang]
 
 ``--die-after N``: the first stream sends its role chunk and N tokens, waits half a second for
 the relay to read them, then the process kills itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
 ``stream_options``); ``--hang``: chat requests are accepted and never answered.
-With ``tools``, it calls them (see ``_tool_calls``). ``GET /last`` answers the body of the last
-chat request, as the engine received it."""
+With ``tools``, it calls them (see ``_tool_calls``); with ``logprobs``, it answers them
+(``_logprob``). ``GET /last`` answers the body of the last chat or completions request, as the
+engine received it."""
 
 from __future__ import annotations
 
@@ -27,6 +32,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aiohttp import web
+
+try:
+    from .json_instances import instance_of
+except ImportError:  # run as a script
+    from json_instances import instance_of  # type: ignore[no-redef]
 
 __all__ = ["ANSWER_WORDS", "Upstream", "run_upstream"]
 
@@ -54,20 +64,39 @@ def _app(args: argparse.Namespace) -> web.Application:
         limit = int(body.get("max_tokens") or 16)
         words = [f" t{i}" for i in range(min(limit, ANSWER_WORDS))]
         finish = "length" if len(words) == limit else "stop"
+        response_format = body.get("response_format") or {}
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if response_format.get("type") == "json_object":
+            schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+        if schema is not None:  # constrained, as vLLM's guided decoding answers
+            document = json.dumps(instance_of(schema, "v"))
+            words, finish = [document[i:i + 4] for i in range(0, len(document), 4)], "stop"
+        stop_reason = None
+        stops = [body["stop"]] if isinstance(body.get("stop"), str) else body.get("stop") or []
+        for i in range(len(words)):  # as vLLM: cut before the first stop string, which it names
+            matched = next((s for s in stops if s in "".join(words[:i + 1])), None)
+            if matched is not None:
+                words, finish, stop_reason = words[:i], "stop", matched
+                break
         usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
         base = {"id": "chatcmpl-upstream", "created": 0, "model": args.model}
+        logprobs = [_logprob(word, i, body) for i, word in enumerate(words)] if body.get("logprobs") else None
         if not body.get("stream"):
             answer = {**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}]}
+                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish,
+                 "logprobs": logprobs and {"content": logprobs}, "stop_reason": stop_reason}]}
             if not args.no_usage:
                 answer["usage"] = usage
             return web.json_response(answer)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
-        async def send(delta: dict, finish: str | None = None, **extra: object) -> None:
-            chunk = {**base, "object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        async def send(delta: dict, finish: str | None = None, logprob: dict | None = None) -> None:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish,
+                      "logprobs": logprob and {"content": [logprob]}}
+            if finish is not None:
+                choice["stop_reason"] = stop_reason
+            chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
         await send({"role": "assistant", "content": ""})
@@ -77,7 +106,7 @@ def _app(args: argparse.Namespace) -> web.Application:
                 # reader raises the broken connection before any bytes still in its buffer
                 await asyncio.sleep(0.5)
                 os.kill(os.getpid(), signal.SIGKILL)
-            await send({"content": word})
+            await send({"content": word}, logprob=logprobs[i] if logprobs else None)
         await send({}, finish)
         if not args.no_usage and (body.get("stream_options") or {}).get("include_usage"):
             await response.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
@@ -85,16 +114,68 @@ def _app(args: argparse.Namespace) -> web.Application:
         await response.write(b"data: [DONE]\n\n")
         return response
 
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        received.append(body)
+        return await _text_completion(request, body, args)
+
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
     app.router.add_get("/last", last)  # the last chat request's body, for assertions
     return app
 
 
+def _logprob(word: str, i: int, body: dict) -> dict:
+    """Word ``i``'s logprobs as vLLM answers them: -0.5 - i/10, and ``top_logprobs`` candidates."""
+    tops = [{"token": f" c{j}", "logprob": -0.1 * (j + 1), "bytes": list(f" c{j}".encode())}
+            for j in range(body.get("top_logprobs") or 0)]
+    return {"token": word, "logprob": -0.5 - i / 10, "bytes": list(word.encode()), "top_logprobs": tops}
+
+
+async def _text_completion(request: web.Request, body: dict, args: argparse.Namespace) -> web.StreamResponse:
+    """A legacy completion of a raw prompt: one JSON answer, or ``text_completion`` chunks."""
+    tag = str(body["prompt"]).split()[-1]
+    limit = int(body.get("max_tokens") or 16)
+    words = [f" {tag}{i}" for i in range(min(limit, ANSWER_WORDS))]
+    finish = "length" if len(words) == limit else "stop"
+    text = "".join(words)
+    cut = min((i for i in (text.find(stop) for stop in body.get("stop") or [] if stop) if i >= 0), default=-1)
+    if cut >= 0:  # as vLLM honours stop sequences: the text up to the first one
+        kept, used = [], 0
+        for word in words:
+            if used + len(word) > cut:
+                kept.append(word[:cut - used])
+                break
+            kept.append(word)
+            used += len(word)
+        words, finish = [word for word in kept if word], "stop"
+    usage = {"prompt_tokens": len(str(body["prompt"]).split()), "completion_tokens": len(words)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    base = {"id": "cmpl-upstream", "object": "text_completion", "created": 0, "model": args.model}
+    if not body.get("stream"):
+        return web.json_response({**base, "usage": usage, "choices": [
+            {"index": 0, "text": "".join(words), "logprobs": None, "finish_reason": finish}]})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+
+    async def send(choices: list[dict], **extra: object) -> None:
+        await response.write(b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n")
+
+    for i, word in enumerate(words):
+        await send([{"index": 0, "text": word, "logprobs": None,
+                     "finish_reason": finish if i == len(words) - 1 else None}])
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await send([], usage=usage)
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
 def _tool_calls(body: dict) -> list[dict]:
     """With tools and a user message last, the engine calls each tool (the named one only, for a
-    named ``tool_choice``), every required argument set to ``"v"``, as vLLM's parsers answer."""
+    named ``tool_choice``) with arguments valid for its parameters (strings ``"v"``), as vLLM's
+    parsers answer."""
     choice = body.get("tool_choice")
     if not body.get("tools") or choice == "none" or body["messages"][-1]["role"] != "user":
         return []
@@ -102,8 +183,7 @@ def _tool_calls(body: dict) -> list[dict]:
     if isinstance(choice, dict):
         tools = [t for t in tools if t["name"] == choice["function"]["name"]]
     return [{"id": f"chatcmpl-tool-{i}", "type": "function",
-             "function": {"name": tool["name"], "arguments": json.dumps(
-                 {name: "v" for name in (tool.get("parameters") or {}).get("required") or []})}}
+             "function": {"name": tool["name"], "arguments": json.dumps(instance_of(tool.get("parameters") or {}, "v"))}}
             for i, tool in enumerate(tools)]
 
 

@@ -645,14 +645,41 @@
   }
 
   // ---- chat: tokens appear as they stream --------------------------------------------------------
+  function prettyJSON(text) { // the text formatted when it is one JSON object or array, else null
+    const trimmed = (text || "").trim();
+    if (!/^[[{]/.test(trimmed)) return null;
+    try { return JSON.stringify(JSON.parse(trimmed), null, 2); } catch { return null; }
+  }
+
+  function toolCallsView(calls) { // each call as its name and its arguments, formatted when they are JSON
+    return el("div", { class: "tool-calls" }, calls.map((call) => el("div", { class: "tool-call" },
+      el("span", { class: "tool-name", text: call.function.name || "" }),
+      el("pre", { class: "tool-arguments", text: prettyJSON(call.function.arguments) || call.function.arguments || "" }))));
+  }
+
+  function addToolCallPieces(calls, pieces) { // OpenAI's streamed pieces: id and name first, then argument fragments
+    for (const piece of pieces || []) {
+      const call = calls[piece.index] || (calls[piece.index] = { id: piece.id, type: "function", function: { name: "", arguments: "" } });
+      if (piece.id) call.id = piece.id;
+      if (piece.function && piece.function.name) call.function.name = piece.function.name;
+      if (piece.function && piece.function.arguments) call.function.arguments += piece.function.arguments;
+    }
+  }
+
   function chatWidget(form, inputs, output) {
     const log = el("div", { class: "chat-log", "aria-live": "polite" });
     const text = el("textarea", { class: "chat-text", placeholder: "Message", rows: 2 });
     const sendButton = el("button", { class: "primary", type: "button", text: "Send" });
     const clear = el("button", { type: "button", text: "New chat" });
     const meta = el("div", { class: "call-meta" });
+    const tools = el("textarea", { class: "chat-tools", rows: 3, placeholder:
+      'Tools: a JSON array, e.g. [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]' });
+    const jsonOutput = el("input", { type: "checkbox", class: "chat-json" });
+    const openaiOptions = el("details", { class: "chat-openai" },
+      el("summary", { text: "Tools and JSON output (sent as OpenAI chat to /v1/chat/completions)" }), tools,
+      el("label", {}, jsonOutput, " JSON output (response_format json_object)"));
     const messages = [];
-    output.append(log, el("div", { class: "chat-input" }, text, sendButton, clear), meta);
+    output.append(log, el("div", { class: "chat-input" }, text, sendButton, clear), openaiOptions, meta);
     clear.addEventListener("click", () => { messages.length = 0; log.replaceChildren(); meta.replaceChildren(); });
     text.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); sendButton.click(); }
@@ -661,11 +688,17 @@
     sendButton.addEventListener("click", async () => {
       const content = text.value.trim();
       if (!content) return;
-      let body;
+      let body, target = form;
       const streams = form.fields.some((f) => f.name === "stream");
       try {
         messages.push({ role: "user", content });
-        body = requestBody(form, inputs, streams ? { messages, stream: true } : { messages });
+        const extra = {};
+        if (tools.value.trim()) {
+          try { extra.tools = JSON.parse(tools.value); } catch (error) { throw new Error(`tools: not JSON: ${error.message}`); }
+        }
+        if (jsonOutput.checked) extra.response_format = { type: "json_object" };
+        if (Object.keys(extra).length) target = { ...form, path: "/v1/chat/completions" }; // /llm has neither
+        body = requestBody(form, inputs, { messages, ...(streams ? { stream: true } : {}), ...extra });
       } catch (error) {
         messages.pop();
         meta.replaceChildren(el("div", { class: "failure", text: error.message }));
@@ -678,8 +711,13 @@
       sendButton.disabled = true;
       const started = performance.now();
       let firstToken = null, usage = null, answer = "";
+      const calls = [];
+      const showCalls = () => {
+        reply.querySelector(".tool-calls")?.remove();
+        reply.append(toolCallsView(calls.filter(Boolean)));
+      };
       try {
-        const response = await send(form, body);
+        const response = await send(target, body);
         const type = response.headers.get("content-type") || "";
         if (!response.ok) {
           const data = await response.json().catch(() => null);
@@ -697,6 +735,11 @@
             }
             const choice = chunk && chunk.choices && chunk.choices[0];
             const delta = choice ? (choice.delta && choice.delta.content) || (choice.message && choice.message.content) || "" : "";
+            if (choice && choice.delta && choice.delta.tool_calls) {
+              if (firstToken === null) firstToken = performance.now() - started;
+              addToolCallPieces(calls, choice.delta.tool_calls);
+              showCalls();
+            }
             if (delta) {
               if (firstToken === null) firstToken = performance.now() - started;
               answer += delta;
@@ -708,11 +751,20 @@
           });
         } else {
           const data = await response.json();
-          answer = data.choices[0].message.content;
+          answer = data.choices[0].message.content || "";
           reply.textContent = answer;
+          calls.push(...(data.choices[0].message.tool_calls || []));
+          if (calls.length) showCalls();
           usage = data.usage;
         }
-        messages.push({ role: "assistant", content: answer });
+        const formatted = prettyJSON(answer);
+        if (formatted !== null) { // JSON output shown formatted; the conversation keeps the text as sent
+          reply.querySelectorAll(":scope > :not(.tool-calls)").forEach((node) => node.remove());
+          for (const node of [...reply.childNodes]) if (node.nodeType === Node.TEXT_NODE) node.remove();
+          reply.prepend(el("pre", { class: "json", text: formatted }));
+        }
+        const toolCalls = calls.filter(Boolean);
+        messages.push({ role: "assistant", content: answer, ...(toolCalls.length ? { tool_calls: toolCalls } : {}) });
         reply.dataset.done = "true";
         const notes = [];
         if (firstToken !== null) notes.push(`first token after ${Math.round(firstToken)} ms`);

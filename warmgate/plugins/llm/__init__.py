@@ -1,5 +1,6 @@
-"""The LLM plugin: ``POST /llm`` (Livepeer), OpenAI chat completions at ``/v1`` and ``/llm``,
-and ``GET /v1/models``, on pluggable backends (``register_llm_backends``)."""
+"""The LLM plugin: ``POST /llm`` (Livepeer), OpenAI chat completions and legacy text completions
+at ``/v1`` and ``/llm``, ``GET /v1/models``, the Anthropic Messages API (``/v1/messages``) and the
+Ollama API (``/api/*``), on pluggable backends (``register_llm_backends``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from typing import Any
 from litestar import Request, Response, get
 
 from warmgate.core.errors import ConfigError
+from warmgate.core.functions import loading_function
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.core.threads import load_in_thread
-from warmgate.plugins.llm import embeddings
+from warmgate.plugins.llm import completions_wire, embeddings
 from warmgate.plugins.llm import openai_wire as oa
-from warmgate.plugins.llm.backend import get_backends
+from warmgate.plugins.llm.anthropic_api import anthropic_specs
+from warmgate.plugins.llm.backend import get_backends, relays_only
+from warmgate.plugins.llm.completions import complete_text, quoted_tokens
+from warmgate.plugins.llm.ollama_api import ollama_routes, ollama_specs
 from warmgate.plugins.llm.runner import LLMRunner
 from warmgate.plugins.llm.wire import LLMRequest, LLMResponse
 
@@ -39,7 +44,9 @@ async def load_llm(model_id: str, options: dict[str, Any]) -> LLMRunner:
         backend = await factory(model_id, engine_options)
     else:
         backend = await load_in_thread(factory, model_id, engine_options)
-    return LLMRunner(options.get("served_model_id", model_id), backend)
+    runner = LLMRunner(options.get("served_model_id", model_id), backend)
+    runner.function = loading_function.get()  # Ollama's keep_alive sets its function's idle time
+    return runner
 
 
 def _chat(runner: LLMRunner, request: oa.ChatCompletionRequest) -> Any:
@@ -51,7 +58,7 @@ def _max_tokens(request: LLMRequest) -> int:
 
 
 def _chat_max_tokens(request: oa.ChatCompletionRequest) -> int:
-    return request.max_completion_tokens or request.max_tokens or 256
+    return (request.max_completion_tokens or request.max_tokens or 256) * request.n  # each choice may use them all
 
 
 @hookimpl
@@ -63,6 +70,7 @@ def register_pipelines(register: Any) -> None:
             response=LLMResponse,
             load=load_llm,
             engine_modules=("torch", "transformers.modeling_utils"),  # the in-process (transformers) backend
+            relays=relays_only,
             default_model_id=DEFAULT_MODEL_ID,
             model_field="model",
             price_unit=PriceUnit.TOKEN,
@@ -96,7 +104,29 @@ def register_pipelines(register: Any) -> None:
             description="OpenAI-compatible chat completions on the LLM functions.",
         )
     )
+    register(
+        PipelineSpec(
+            name="completions",
+            request=completions_wire.CompletionRequest,
+            response=completions_wire.TextCompletion,
+            decode=completions_wire.decode_completion_request,
+            serves=PIPELINE,
+            invoke=complete_text,
+            model_field="model",
+            price_unit=PriceUnit.TOKEN,
+            units=quoted_tokens,
+            paths=("/v1/completions", "/llm/completions"),
+            summary="Completions",
+            operation_id="createCompletion",
+            tags=("openai",),
+            wire="openai",
+            description="OpenAI-compatible legacy text completions (a raw prompt, no chat template) on the LLM "
+                        "functions.",
+        )
+    )
     register(embeddings.embeddings_spec())
+    for spec in (*anthropic_specs(PIPELINE), *ollama_specs(PIPELINE, embeddings.PIPELINE)):
+        register(spec)
 
 
 @hookimpl
@@ -137,3 +167,5 @@ def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
 @hookimpl
 def register_routes(register: Any) -> None:
     register(list_models)
+    for route in ollama_routes(PIPELINE, embeddings.PIPELINE):
+        register(route)

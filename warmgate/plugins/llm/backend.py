@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -23,8 +23,11 @@ __all__ = [
     "Usage",
     "get_backends",
     "hookspec",
+    "relays_only",
     "text_messages",
+    "TokenLogprob",
     "ToolCallDelta",
+    "TopLogprob",
 ]
 
 hookspec = pluggy.HookspecMarker("warmgate")
@@ -35,13 +38,16 @@ class GenerationParams(msgspec.Struct, kw_only=True):
 
     A backend names itself in ``backend_name``, declares in ``features`` which of ``capabilities.FEATURES`` it honours (default
     ``capabilities.BASIC``) and sets ``forwards_unknown_fields`` when it relays
-    ``unknown_fields`` to an engine; the runner refuses a request that needs more, so a backend
-    never sees a field it did not declare."""
+    ``unknown_fields`` to an engine (or lists in ``extra_fields`` those it honours itself); the
+    runner refuses a request that needs more, so a backend never sees a field it did not declare."""
 
     messages: list[dict[str, Any]]
     """OpenAI messages: ``content`` a string or content parts, assistant ``tool_calls``, ``tool``
     messages with ``tool_call_id``; ``developer`` is already ``system``."""
     max_tokens: int
+    prompt: str | None = None
+    """A raw text prompt (the legacy completions), generated from without the chat template;
+    ``messages`` is then empty. Only backends that declare ``prompt`` receive one."""
     temperature: float = 0.7
     top_p: float = 1.0
     top_k: int = -1
@@ -60,6 +66,13 @@ class GenerationParams(msgspec.Struct, kw_only=True):
     logit_bias: dict[str, float] = {}
     unknown_fields: dict[str, Any] = {}
     """Fields OpenAI does not define, for ``forwards_unknown_fields`` backends to relay verbatim."""
+
+
+def relays_only(options: Mapping[str, Any]) -> bool:
+    """Whether a function with these options holds no model in process: it relays to a running
+    engine (Ollama, or vLLM at ``options.url``; without one a vLLM engine is started per process)."""
+    backend = options.get("backend")
+    return backend == "ollama" or (backend == "vllm" and bool(options.get("url")))
 
 
 def text_messages(params: GenerationParams) -> list[dict[str, str]]:
@@ -91,6 +104,23 @@ class ToolCallDelta(msgspec.Struct, kw_only=True):
     arguments: str = ""
 
 
+class TopLogprob(msgspec.Struct):
+    """A candidate token and its log-probability, as OpenAI's ``top_logprobs`` lists them."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(msgspec.Struct):
+    """A generated token's log-probability, in OpenAI's ``logprobs.content`` shape."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob] = []
+
+
 class Delta(msgspec.Struct):
     """A piece of generated text or of tool calls; the last one carries ``finish_reason`` and
     ``usage`` (None: the engine did not say, the runner counts)."""
@@ -101,6 +131,10 @@ class Delta(msgspec.Struct):
     tokens: int = 0
     """Completion tokens this piece holds: what a stream that fails later is billed for."""
     tool_calls: list[ToolCallDelta] | None = None
+    logprobs: list[TokenLogprob] | None = None
+    """One per token of ``text``, when the request asked for ``logprobs``."""
+    stop_sequence: str | None = None
+    """On the last piece: the stop sequence that ended the completion, when one did."""
 
 
 class Completion(msgspec.Struct):
@@ -111,6 +145,9 @@ class Completion(msgspec.Struct):
     usage: Usage | None
     """None: the engine did not say, the runner counts."""
     tool_calls: list[ToolCallDelta] = []
+    logprobs: list[TokenLogprob] | None = None
+    stop_sequence: str | None = None
+    """The stop sequence that ended the completion, when one did and the engine says which."""
 
 
 class EngineUnavailable(WarmgateError):
@@ -157,7 +194,9 @@ class LLMBackend(Protocol):
 # non-streaming requests when its engine answers those more cheaply than a stream; the runner
 # uses it when present. Stop sequences are then the engine's to honour. And
 # ``count_tokens(text) -> int | None`` (may be async): the model's tokenizer, for engines that
-# report no usage.
+# report no usage. ``count_raw_prompt_tokens(prompt) -> int``: a raw prompt's tokens (completions),
+# for the context check. ``concurrent_choices = False``: the choices of one request (``n``) run
+# one after another instead of at once (``choices.py``).
 
 
 BackendFactory = Callable[[str, dict[str, Any]], "LLMBackend | Awaitable[LLMBackend]"]

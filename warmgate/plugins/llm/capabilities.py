@@ -5,8 +5,11 @@ results that match, a ``tool_choice`` that names a tool), which hold on every ba
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
+
+import msgspec
 
 from warmgate.core.errors import ClientError, RequestValidationError
 from warmgate.plugins.llm.backend import GenerationParams
@@ -14,6 +17,7 @@ from warmgate.plugins.llm.backend import GenerationParams
 __all__ = ["BASIC", "FEATURES", "check_consistent", "check_supported", "requested"]
 
 FEATURES = {
+    "prompt": "raw text prompts (completions)",
     "stop": "stop sequences",
     "seed": "a sampling seed",
     "image_content": "image content parts",
@@ -21,11 +25,12 @@ FEATURES = {
     "tool_choice": "forcing a tool call (tool_choice `required` or a named function)",
     "response_format": "structured output (response_format)",
     "logprobs": "log probabilities",
-    "n": "several choices (n > 1)",
+    "n": "several choices (n > 1) natively",
     "penalties": "presence and frequency penalties",
     "logit_bias": "logit_bias",
 }
-"""Every feature a backend may declare in its ``features``, with how an error names it."""
+"""Every feature a backend may declare in its ``features``, with how an error names it. ``n`` is
+never required: the runner fans several choices out into single generations (``choices.py``)."""
 
 BASIC = frozenset({"stop", "seed"})
 """What a backend that declares nothing is assumed to honour (besides plain text chat)."""
@@ -33,6 +38,8 @@ BASIC = frozenset({"stop", "seed"})
 
 def requested(params: GenerationParams) -> Iterator[tuple[str, str]]:
     """``(feature, field)`` for each feature the request uses beyond plain text chat."""
+    if params.prompt is not None:
+        yield "prompt", "prompt"
     for i, message in enumerate(params.messages):
         content = message.get("content")
         if isinstance(content, list):
@@ -53,8 +60,6 @@ def requested(params: GenerationParams) -> Iterator[tuple[str, str]]:
         yield "response_format", "response_format"
     if params.logprobs:
         yield "logprobs", "logprobs"
-    if params.n > 1:
-        yield "n", "n"
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(params, name):
             yield "penalties", name
@@ -68,17 +73,19 @@ def requested(params: GenerationParams) -> Iterator[tuple[str, str]]:
 
 def check_supported(params: GenerationParams, backend: Any, model_id: str) -> None:
     """400 for the first field the backend cannot honour, and for fields OpenAI does not define
-    unless the backend relays them verbatim to an engine that may know them."""
+    unless the backend relays them verbatim to an engine that may know them, or names them in
+    its ``extra_fields`` (it honours them itself)."""
     name = getattr(backend, "backend_name", type(backend).__name__)
     features = getattr(backend, "features", BASIC)
     for feature, field in requested(params):
         if feature not in features:
             what = FEATURES.get(feature, f"{feature.partition(':')[2]} content parts")
             raise ClientError(f"`{field}`: the {name} backend serving {model_id} does not support {what}")
-    if params.unknown_fields and not getattr(backend, "forwards_unknown_fields", False):
-        listed = ", ".join(f"`{field}`" for field in sorted(params.unknown_fields))
+    unknown = set(params.unknown_fields) - getattr(backend, "extra_fields", frozenset())
+    if unknown and not getattr(backend, "forwards_unknown_fields", False):
+        listed = ", ".join(f"`{field}`" for field in sorted(unknown))
         raise ClientError(f"unknown fields {listed}: the {name} backend serving {model_id} takes only the fields "
-                          f"of OpenAI's chat completions (an OpenAI-compatible relay forwards others to its engine)")
+                          f"OpenAI defines (an OpenAI-compatible relay forwards others to its engine)")
 
 
 def check_consistent(params: GenerationParams) -> None:
@@ -90,7 +97,7 @@ def check_consistent(params: GenerationParams) -> None:
         function = tool["function"]
         parameters = function.get("parameters")
         if parameters is not None:
-            problem = _schema_problem(parameters)
+            problem = _known_schema_problem(msgspec.json.encode(parameters, order="sorted"))
             if problem:
                 _invalid(["tools", i, "function", "parameters"], f"not a JSON schema: {problem}")
         names.add(function["name"])
@@ -113,6 +120,13 @@ def check_consistent(params: GenerationParams) -> None:
                                                           f"assistant message")
     if params.top_logprobs and not params.logprobs:
         _invalid(["top_logprobs"], "needs `logprobs: true`")
+
+
+@functools.lru_cache(maxsize=1024)
+def _known_schema_problem(canonical: bytes) -> str | None:
+    """``_schema_problem`` once per distinct schema: checking one against the meta-schema takes
+    milliseconds, and an agent sends the same tools with every turn."""
+    return _schema_problem(msgspec.json.decode(canonical))
 
 
 def _schema_problem(schema: Any) -> str | None:

@@ -189,7 +189,7 @@ class OllamaBackend:
     known only from its answers."""
 
     backend_name = "ollama"
-    features = frozenset({"stop", "seed", "penalties", "tools", "response_format"})
+    features = frozenset({"prompt", "stop", "seed", "penalties", "tools", "response_format"})
     forwards_unknown_fields = False  # Ollama's API is not OpenAI's: unknown fields would mean nothing to it
 
     def __init__(self, client: Any, *, host: str, name: str, keep_alive: int | float | str | None,
@@ -222,22 +222,31 @@ class OllamaBackend:
             options["num_ctx"] = self.num_ctx
         return options
 
+    async def _start(self, params: GenerationParams) -> Any:
+        """The chat stream, or for a raw prompt (completions) ``generate`` with ``raw``: no template."""
+        if params.prompt is not None:
+            return await self.client.generate(model=self.name, prompt=params.prompt, raw=True, stream=True,
+                                              options=self._options(params), keep_alive=self.keep_alive)
+        tools = params.tools if params.tool_choice != "none" else None
+        return await self.client.chat(model=self.name, messages=ollama_messages(params), tools=tools or None,
+                                      format=ollama_format(params), stream=True, options=self._options(params),
+                                      keep_alive=self.keep_alive)
+
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         import ollama
 
-        tools = params.tools if params.tool_choice != "none" else None
-        chunks = await self.client.chat(model=self.name, messages=ollama_messages(params), tools=tools or None,
-                                        format=ollama_format(params), stream=True, options=self._options(params),
-                                        keep_alive=self.keep_alive)
+        chunks = await self._start(params)
         calls = 0
         try:
             async for chunk in chunks:
-                if chunk.message.content:
-                    yield Delta(text=chunk.message.content, tokens=1)  # Ollama streams a token a chunk
-                if chunk.message.tool_calls:  # whole calls, arguments as objects: OpenAI's are JSON strings
+                message = getattr(chunk, "message", None)  # None: a raw ``generate`` answer
+                text = chunk.response if message is None else message.content
+                if text:
+                    yield Delta(text=text, tokens=1)  # Ollama streams a token a chunk
+                if message is not None and message.tool_calls:  # whole calls, arguments as objects: OpenAI's are JSON strings
                     pieces = [ToolCallDelta(index=calls + i, id=f"call_{os.urandom(12).hex()}", name=call.function.name,
                                             arguments=json.dumps(dict(call.function.arguments)))
-                              for i, call in enumerate(chunk.message.tool_calls)]
+                              for i, call in enumerate(message.tool_calls)]
                     calls += len(pieces)
                     yield Delta(tool_calls=pieces, tokens=1)
                 if chunk.done:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 from warmgate.core.errors import RequestValidationError
+from warmgate.plugins.llm.backend import TokenLogprob
+from warmgate.plugins.llm.choices import MAX_CHOICES
 
 __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
     "ChatMessage",
+    "ChoiceLogprobs",
     "ChunkChoice",
     "Choice",
     "CompletionUsage",
@@ -22,7 +26,10 @@ __all__ = [
     "Tool",
     "ToolCall",
     "decode_chat_request",
+    "decode_keeping_unknown_fields",
 ]
+
+R = TypeVar("R", bound=msgspec.Struct)
 
 
 class ImageURL(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -106,7 +113,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, dict=True):
     top_k: Annotated[int, msgspec.Meta(ge=-1)] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=128)] = 1
+    n: Annotated[int, msgspec.Meta(ge=1, le=MAX_CHOICES)] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | Annotated[list[str], msgspec.Meta(max_length=16)] | None = None
@@ -129,21 +136,30 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, dict=True):
     safety_identifier: str | None = None
 
 
-_KNOWN_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ChatCompletionRequest))
-
-
-def decode_chat_request(body: bytes) -> ChatCompletionRequest:
-    """The request, with the fields OpenAI does not define in ``unknown_fields`` (a dict), to be
-    relayed verbatim to OpenAI-compatible engines (vLLM's ``min_p``, ``chat_template_kwargs``...)."""
+def decode_keeping_unknown_fields(body: bytes, kind: type[R]) -> R:
+    """The request as ``kind`` (a ``dict=True`` struct), with the fields OpenAI does not define in
+    ``unknown_fields`` (a dict), to be relayed verbatim to OpenAI-compatible engines (vLLM's
+    ``min_p``, ``chat_template_kwargs``...)."""
     from warmgate.core.decode import json_body
 
     fields = json_body(body, dict[str, Any])
     try:
-        request = msgspec.convert(fields, ChatCompletionRequest)
+        request = msgspec.convert(fields, kind)
     except msgspec.ValidationError as exc:
         raise RequestValidationError.from_msgspec(exc) from None
-    request.unknown_fields = {k: v for k, v in fields.items() if k not in _KNOWN_FIELDS}
+    known = _known_fields(kind)
+    request.unknown_fields = {k: v for k, v in fields.items() if k not in known}  # type: ignore[attr-defined]
     return request
+
+
+@functools.cache
+def _known_fields(kind: type[msgspec.Struct]) -> frozenset[str]:
+    return frozenset(f.encode_name for f in msgspec.structs.fields(kind))
+
+
+def decode_chat_request(body: bytes) -> ChatCompletionRequest:
+    """The request, with the fields OpenAI does not define in ``unknown_fields``."""
+    return decode_keeping_unknown_fields(body, ChatCompletionRequest)
 
 
 class ResponseMessage(msgspec.Struct, omit_defaults=True):
@@ -152,11 +168,16 @@ class ResponseMessage(msgspec.Struct, omit_defaults=True):
     tool_calls: list[ToolCall] | None = None
 
 
+class ChoiceLogprobs(msgspec.Struct):
+    content: list[TokenLogprob] | None
+    refusal: None = None
+
+
 class Choice(msgspec.Struct):
     index: int
     message: ResponseMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class CompletionUsage(msgspec.Struct):
@@ -197,7 +218,7 @@ class ChunkChoice(msgspec.Struct):
     index: int
     delta: ChunkDelta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct):

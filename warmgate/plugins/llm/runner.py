@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -22,11 +23,13 @@ from warmgate.plugins.llm.backend import (
     EngineFailed,
     GenerationParams,
     LLMBackend,
+    TokenLogprob,
     ToolCallDelta,
     Usage,
     text_messages,
 )
 from warmgate.plugins.llm.capabilities import check_consistent, check_supported
+from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, refuse_logprobs, summed
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]
@@ -34,6 +37,7 @@ __all__ = ["LLMRunner", "StopScanner"]
 _log = structlog.get_logger("warmgate.llm")
 _encoder = msgspec.json.Encoder()
 _DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
 
 
 def _sse(payload: Any) -> bytes:
@@ -48,14 +52,17 @@ class StopScanner:
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.pending = ""
         self.stopped = False
+        self.matched: str | None = None
+        """The stop sequence that cut the text."""
 
     def feed(self, text: str) -> str:
         if self.stopped or not self.stops:
             return "" if self.stopped else text
         buffer = self.pending + text
-        cut = min((i for i in (buffer.find(s) for s in self.stops) if i >= 0), default=-1)
+        cut, stop = min(((i, s) for s, i in ((s, buffer.find(s)) for s in self.stops) if i >= 0),
+                        default=(-1, None))
         if cut >= 0:
-            self.stopped, self.pending = True, ""
+            self.stopped, self.pending, self.matched = True, "", stop
             return buffer[:cut]
         keep = min(self.hold, len(buffer))
         self.pending = buffer[len(buffer) - keep:] if keep else ""
@@ -71,6 +78,8 @@ class LLMRunner(Runner):
         self.model_id = model_id
         self.backend = backend
         self.memory_bytes = getattr(backend, "memory_bytes", None)
+        self.function: Any = None
+        """The gateway function this runner was loaded for (None off the gateway, as in a ray worker)."""
 
     async def close(self) -> None:
         await self.backend.close()
@@ -81,7 +90,8 @@ class LLMRunner(Runner):
         limit = self.backend.context_length
         if not limit:
             return
-        prompt = self.backend.count_prompt_tokens(text_messages(params))
+        count_request = getattr(self.backend, "count_request_tokens", None)  # counts tools and calls too
+        prompt = count_request(params) if count_request else self.backend.count_prompt_tokens(text_messages(params))
         if inspect.isawaitable(prompt):
             prompt = await prompt
         prompt = prompt or 0
@@ -97,7 +107,8 @@ class LLMRunner(Runner):
         it completes; the last one has the usage, counted here when the engine gave none."""
         scanner = StopScanner(params.stop)
         generator = self.backend.generate(params)
-        pending: collections.deque[tuple[int, int]] = collections.deque()  # (end offset, tokens) not yet out
+        # (end offset, tokens, their logprobs) not yet out
+        pending: collections.deque[tuple[int, int, list[TokenLogprob]]] = collections.deque()
         fed = sent = chunks = 0
         parts: list[str] = []
         called = False
@@ -114,23 +125,27 @@ class LLMRunner(Runner):
                     tail = scanner.flush()
                     if tail:
                         parts.append(tail)
-                        yield Delta(text=tail, tokens=sum(tokens for _, tokens in pending))
+                        yield Delta(text=tail, tokens=sum(tokens for _, tokens, _ in pending),
+                                    logprobs=_logprobs(params, [e for *_, entries in pending for e in entries]))
                     finish = "tool_calls" if called else "stop" if scanner.stopped else delta.finish_reason
                     usage = await self._usage(delta.usage, "".join(parts), chunks)
                     self._account(params, finish=finish, usage=usage)
-                    yield Delta(finish_reason=finish, usage=usage)
+                    yield Delta(finish_reason=finish, usage=usage,
+                                stop_sequence=scanner.matched or delta.stop_sequence)
                     return
                 chunks += 1
                 fed += len(delta.text)
-                pending.append((fed, delta.tokens))
+                pending.append((fed, delta.tokens, delta.logprobs or []))
                 text = scanner.feed(delta.text)
                 if text:
                     parts.append(text)
                     sent += len(text)
-                    tokens = 0
+                    tokens, entries = 0, []
                     while pending and pending[0][0] <= sent:
-                        tokens += pending.popleft()[1]
-                    yield Delta(text=text, tokens=tokens)
+                        _, count, logprobs = pending.popleft()
+                        tokens += count
+                        entries += logprobs
+                    yield Delta(text=text, tokens=tokens, logprobs=_logprobs(params, entries))
         finally:
             await generator.aclose()  # type: ignore[attr-defined]
         raise EngineFailed(f"the {self.model_id} engine ended the stream without finishing the completion")
@@ -158,9 +173,10 @@ class LLMRunner(Runner):
         fields = access_fields.get()
         if fields is None:
             return
-        entry: dict[str, Any] = {"model": self.model_id, "quoted_tokens": params.max_tokens, "finish_reason": finish}
+        quoted = params.max_tokens * params.n  # every choice may use all of max_tokens
+        entry: dict[str, Any] = {"model": self.model_id, "quoted_tokens": quoted, "finish_reason": finish}
         if failed is not None:
-            entry.update(failed_status=failed, prompt_tokens=None, completion_tokens=min(delivered, params.max_tokens))
+            entry.update(failed_status=failed, prompt_tokens=None, completion_tokens=min(delivered, quoted))
         elif usage is not None:
             entry.update(prompt_tokens=usage.prompt_tokens,
                          completion_tokens=usage.completion_tokens if usage.exact else None)
@@ -174,25 +190,24 @@ class LLMRunner(Runner):
             finish = "tool_calls" if answer.tool_calls else answer.finish_reason
             self._account(params, finish=finish, usage=usage)
             calls = [c for c in answer.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
-            return Completion(answer.text, finish, usage, calls)
+            return Completion(answer.text, finish, usage, calls, _logprobs(params, answer.logprobs or []),
+                              answer.stop_sequence)
         parts: list[str] = []
         calls = []
+        entries: list[TokenLogprob] = []
         async for delta in self._deltas(params):
             if delta.finish_reason is not None:
-                return Completion("".join(parts), delta.finish_reason, delta.usage, calls)
+                return Completion("".join(parts), delta.finish_reason, delta.usage, calls, _logprobs(params, entries),
+                                  delta.stop_sequence)
             parts.append(delta.text)
             calls += delta.tool_calls or ()
+            entries += delta.logprobs or ()
         raise EngineFailed(f"the {self.model_id} backend ended without finishing the completion")
 
     async def _open(self, params: GenerationParams) -> tuple[Delta, AsyncGenerator[Delta]]:
         """The deltas, once the engine gave the first: until then nothing is sent, so an engine
         that is down or fails at once is an HTTP error status, not a 200 and an error event."""
-        deltas = self._deltas(params)
-        try:
-            return await anext(deltas), deltas
-        except BaseException:
-            await deltas.aclose()
-            raise
+        return await _first(self._deltas(params))
 
     def _failed(self, params: GenerationParams, exc: Exception, delivered: int) -> int:
         """Log and account a stream that failed after its 200; the status it failed with."""
@@ -249,22 +264,23 @@ class LLMRunner(Runner):
         field = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
         await self._check_context(params, field)
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
+        if params.n > 1:
+            return await self._chat_choices(params, request, ident, created)
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
             first, deltas = await self._open(params)
             return _Stream(self._openai_stream(params, first, deltas, ident, created, include_usage), deltas)
         answer = await self._complete(params)
-        calls = _assembled(answer.tool_calls)
-        message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
         return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(answer.usage),
-                                 choices=[oa.Choice(index=0, message=message, finish_reason=answer.finish_reason)])
+                                 choices=[_chat_choice(0, answer)])
 
     async def _openai_stream(self, params: GenerationParams, delta: Delta, deltas: AsyncGenerator[Delta],
                              ident: str, created: int, include_usage: bool) -> AsyncIterator[bytes]:
-        def chunk(choice_delta: oa.ChunkDelta, finish: str | None = None) -> bytes:
+        def chunk(choice_delta: oa.ChunkDelta, finish: str | None = None,
+                  logprobs: list[TokenLogprob] | None = None) -> bytes:
             return _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id,
-                                               choices=[oa.ChunkChoice(index=0, delta=choice_delta,
-                                                                       finish_reason=finish)]))
+                                               choices=[oa.ChunkChoice(index=0, delta=choice_delta, finish_reason=finish,
+                                                                       logprobs=_choice_logprobs(logprobs))]))
 
         delivered = 0
         try:
@@ -274,7 +290,7 @@ class LLMRunner(Runner):
                 if delta.tool_calls:
                     yield chunk(oa.ChunkDelta(tool_calls=[_chunk_tool_call(c) for c in delta.tool_calls]))
                 else:
-                    yield chunk(oa.ChunkDelta(content=delta.text))
+                    yield chunk(oa.ChunkDelta(content=delta.text), logprobs=delta.logprobs)
                 delta = await anext(deltas)
             yield chunk(oa.ChunkDelta(), delta.finish_reason)
             if include_usage:
@@ -286,6 +302,133 @@ class LLMRunner(Runner):
             yield _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
         finally:
             await deltas.aclose()
+
+    # -- several choices (n > 1, completions' prompt lists) --------------------------------
+
+    async def _answers(self, account: GenerationParams, choices: list[GenerationParams],
+                       per_prompt: int | None = None) -> tuple[list[Completion], Usage]:
+        """One whole answer per choice, each its own generation, and their usage (``summed``),
+        which is the request's account (``account.n`` is the number of choices)."""
+        answers = await gathered([functools.partial(self._complete, choice) for choice in choices],
+                                 concurrent(self.backend))
+        usage = summed([answer.usage or Usage(0, 0) for answer in answers], per_prompt)
+        self._account(account, finish=answers[0].finish_reason, usage=usage)
+        return answers, usage
+
+    async def _open_choices(self, choices: list[GenerationParams]) -> tuple[tuple[int, Delta],
+                                                                            AsyncGenerator[tuple[int, Delta]]]:
+        """The choices' merged deltas once one came (as ``_open``)."""
+        return await _first(merged([self._deltas(choice) for choice in choices], concurrent(self.backend)))
+
+    async def _indexed_stream(self, account: GenerationParams, first: tuple[int, Delta],
+                              deltas: AsyncGenerator[tuple[int, Delta]], *, opening: list[bytes],
+                              render: Callable[[int, Delta], bytes], closing: Callable[[Usage], list[bytes]],
+                              error: Callable[[Exception, int], bytes],
+                              per_prompt: int | None = None) -> AsyncIterator[bytes]:
+        """The SSE body of several choices: ``opening``, each delta and each choice's finish
+        rendered as it comes, then ``closing`` with the summed usage; a failure ends it with
+        ``error`` and bills the tokens delivered so far, over all choices."""
+        delivered = 0
+        usages: dict[int, Usage] = {}
+        finish = "stop"
+        try:
+            for line in opening:
+                yield line
+            item: tuple[int, Delta] | None = first
+            while item is not None:
+                index, delta = item
+                if delta.finish_reason is not None:
+                    usages[index] = delta.usage or Usage(0, 0)
+                    finish = delta.finish_reason if index == 0 else finish
+                else:
+                    delivered += delta.tokens
+                yield render(index, delta)
+                item = await anext(deltas, None)
+            usage = summed([usages[index] for index in sorted(usages)], per_prompt)
+            self._account(account, finish=finish, usage=usage)
+            for line in closing(usage):
+                yield line
+            yield _DONE
+        except Exception as exc:
+            yield error(exc, self._failed(account, exc, delivered))
+        finally:
+            await deltas.aclose()
+
+    async def _chat_choices(self, params: GenerationParams, request: oa.ChatCompletionRequest, ident: str,
+                            created: int) -> Any:
+        refuse_logprobs(params, "several choices (n > 1)")
+        choices = [choice_params(params, index) for index in range(params.n)]
+        if not request.stream:
+            answers, usage = await self._answers(params, choices)
+            return oa.ChatCompletion(id=ident, created=created, model=self.model_id, usage=_openai_usage(usage),
+                                     choices=[_chat_choice(index, answer) for index, answer in enumerate(answers)])
+
+        def chunk(choices: list[oa.ChunkChoice], usage: oa.CompletionUsage | None = None) -> bytes:
+            return _sse(oa.ChatCompletionChunk(id=ident, created=created, model=self.model_id, choices=choices,
+                                               usage=usage))
+
+        def render(index: int, delta: Delta) -> bytes:
+            if delta.finish_reason is not None:
+                return chunk([oa.ChunkChoice(index=index, delta=oa.ChunkDelta(), finish_reason=delta.finish_reason)])
+            if delta.tool_calls:
+                part = oa.ChunkDelta(tool_calls=[_chunk_tool_call(c) for c in delta.tool_calls])
+            else:
+                part = oa.ChunkDelta(content=delta.text)
+            return chunk([oa.ChunkChoice(index=index, delta=part)])
+
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        first, deltas = await self._open_choices(choices)
+        body = self._indexed_stream(
+            params, first, deltas, render=render,
+            opening=[chunk([oa.ChunkChoice(index=i, delta=oa.ChunkDelta(role="assistant", content=""))])
+                     for i in range(params.n)],
+            closing=lambda usage: [chunk([], _openai_usage(usage))] if include_usage else [],
+            error=_openai_error)
+        return _Stream(body, deltas)
+
+
+async def _first(deltas: AsyncGenerator[T]) -> tuple[T, AsyncGenerator[T]]:
+    """The first item and the rest; the generator is closed if the first fails."""
+    try:
+        return await anext(deltas), deltas
+    except BaseException:
+        await deltas.aclose()
+        raise
+
+
+def _chat_choice(index: int, answer: Completion) -> oa.Choice:
+    calls = _assembled(answer.tool_calls)
+    message = oa.ResponseMessage("assistant", answer.text if answer.text or not calls else None, calls or None)
+    return oa.Choice(index=index, message=message, finish_reason=answer.finish_reason,
+                     logprobs=_choice_logprobs(answer.logprobs))
+
+
+def _openai_error(exc: Exception, status: int) -> bytes:
+    """The OpenAI SDK raises APIError on an "error" event."""
+    return _sse({"error": {"message": _reason(exc), "type": "server_error", "code": status}})
+
+
+    # -- other wire formats (Anthropic, Ollama): the chat path's checks, engine calls and accounting
+
+    async def check(self, params: GenerationParams, max_tokens_field: str) -> None:
+        """What ``chat`` checks before the engine runs: consistency, the backend's features, the context."""
+        check_consistent(params)
+        check_supported(params, self.backend, self.model_id)
+        await self._check_context(params, max_tokens_field)
+
+    async def answer(self, params: GenerationParams) -> Completion:
+        """The whole answer, accounted for the bill and the access log."""
+        return await self._complete(params)
+
+    async def stream(self, params: GenerationParams,
+                     body: Callable[[Delta, AsyncGenerator[Delta]], AsyncGenerator[bytes]]) -> _Stream:
+        """The answer as ``body(first, deltas)`` writes it, once the engine gave its first piece."""
+        first, deltas = await self._open(params)
+        return _Stream(body(first, deltas), deltas)
+
+    def stream_failed(self, params: GenerationParams, exc: Exception, delivered: int) -> tuple[int, str]:
+        """Log and account a stream that failed after its 200: the status and reason to tell the client."""
+        return self._failed(params, exc, delivered), _reason(exc)
 
 
 class _Stream:
@@ -344,6 +487,20 @@ def _chunk_tool_call(piece: ToolCallDelta) -> oa.ChunkToolCall:
     first = piece.id is not None or piece.name is not None
     return oa.ChunkToolCall(index=piece.index, id=piece.id if first else None, type="function" if first else None,
                             function=oa.ChunkFunction(name=piece.name, arguments=piece.arguments))
+
+
+def _logprobs(params: GenerationParams, entries: list[TokenLogprob]) -> list[TokenLogprob] | None:
+    """The entries when the request asked for logprobs, cut to its ``top_logprobs`` (an engine
+    may give more), else None."""
+    if not params.logprobs:
+        return None
+    top = params.top_logprobs or 0
+    return [e if len(e.top_logprobs) <= top else TokenLogprob(e.token, e.logprob, e.bytes, e.top_logprobs[:top])
+            for e in entries]
+
+
+def _choice_logprobs(entries: list[TokenLogprob] | None) -> oa.ChoiceLogprobs | None:
+    return None if entries is None else oa.ChoiceLogprobs(content=entries)
 
 
 def _call_id() -> str:

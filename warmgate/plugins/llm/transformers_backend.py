@@ -8,8 +8,12 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from warmgate.core.errors import ClientError
 from warmgate.core.spec import module_bytes
-from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage, text_messages
+from warmgate.plugins.llm.backend import Delta, GenerationParams, TokenLogprob, Usage
+from warmgate.plugins.llm.grammar import ConstrainedSampler, Grammars, constraint
+from warmgate.plugins.llm.sampling import LogprobRecorder, processors
+from warmgate.plugins.llm.tool_output import AnswerShaper, parser_for, template_messages
 
 __all__ = ["TransformersBackend", "load_transformers"]
 
@@ -19,7 +23,8 @@ _DONE = object()
 def load_transformers(model_id: str, options: dict[str, Any]) -> TransformersBackend:
     """Load tokenizer and model (a worker thread calls this). Options: ``dtype`` (``auto``,
     ``float16``, ``bfloat16``, ``float32``), ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``auto``),
-    ``trust_remote_code``."""
+    ``trust_remote_code``, ``tool_parser`` (``hermes``, ``llama3_json``, ``mistral``; default: the
+    one the chat template teaches)."""
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -40,7 +45,7 @@ def load_transformers(model_id: str, options: dict[str, Any]) -> TransformersBac
     if device != "auto":
         model.to(device)
     model.eval()
-    return TransformersBackend(model, tokenizer)
+    return TransformersBackend(model, tokenizer, options.get("tool_parser"))
 
 
 class _Cancelled:
@@ -55,60 +60,110 @@ class _Cancelled:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _counting_streamer(tokenizer: Any) -> Any:
-    """A ``TextIteratorStreamer`` that hands out ``(text, tokens)``: each piece of text with the
-    generated tokens it completes (what a stream that fails later is billed for)."""
+def _counting_streamer(tokenizer: Any, recorder: LogprobRecorder | None, skip_special: bool) -> Any:
+    """A ``TextIteratorStreamer`` that hands out ``(text, tokens, logprobs)``: each piece of text
+    with the generated tokens it completes (what a stream that fails later is billed for) and,
+    when recording, their log-probabilities."""
     from transformers import TextIteratorStreamer
 
     class CountingStreamer(TextIteratorStreamer):  # type: ignore[misc]
         tokens = 0
+        logprobs: list[TokenLogprob] = []
 
         def put(self, value: Any) -> None:
             if not (self.skip_prompt and self.next_tokens_are_prompt):
-                self.tokens += int(value.numel())  # one sequence: no batching here
+                ids = value.reshape(-1).tolist()  # one sequence: no batching here
+                self.tokens += len(ids)
+                if recorder is not None:
+                    self.logprobs = [*self.logprobs, *(recorder.entry(i) for i in ids)]
             super().put(value)
 
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if text or stream_end:  # tokens with no text yet (a partial character) go with the next piece
                 if text:
-                    self.text_queue.put((text, self.tokens), timeout=self.timeout)
-                    self.tokens = 0
+                    logprobs = self.logprobs if recorder is not None else None
+                    self.text_queue.put((text, self.tokens, logprobs), timeout=self.timeout)
+                    self.tokens, self.logprobs = 0, []
                 if stream_end:
                     self.text_queue.put(self.stop_signal, timeout=self.timeout)
 
-    return CountingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    return CountingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=skip_special)
 
 
 class TransformersBackend:
     backend_name = "transformers"
-    features = frozenset({"stop", "seed"})
+    features = frozenset({"prompt", "stop", "seed", "tools", "tool_choice", "response_format", "logprobs",
+                          "penalties", "logit_bias"})
+    concurrent_choices = False  # one generate at a time: a process-wide seed stays reproducible
     forwards_unknown_fields = False
+    extra_fields = frozenset({"repetition_penalty"})
+    """vLLM's multiplicative penalty (1: off), which transformers ships as a logits processor."""
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
+    def __init__(self, model: Any, tokenizer: Any, tool_parser: str | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
         self.memory_bytes = module_bytes(model)
+        self.tool_parser = parser_for(tokenizer.chat_template, tool_parser)
+        embeddings = model.get_output_embeddings()
+        self.vocab_size = int(embeddings.weight.shape[0]) if embeddings is not None else model.config.vocab_size
+        self._grammars: Grammars | None = None
 
-    def _encode(self, messages: list[dict[str, str]]) -> Any:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                  return_dict=True)
+    def _encode(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Any:
+        return self.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
+                                                  return_tensors="pt", return_dict=True)
+
+    def _encode_request(self, params: GenerationParams) -> Any:
+        if params.prompt is not None:
+            return self._encode_prompt(params.prompt)
+        tools = params.tools if params.tool_choice != "none" else None
+        return self._encode(template_messages(params.messages), tools)
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return int(self._encode(messages)["input_ids"].shape[1])
 
-    async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
-        from transformers import StoppingCriteriaList
+    def _encode_prompt(self, prompt: str) -> Any:
+        """A raw prompt (completions): tokenized as it is, without the chat template."""
+        return self.tokenizer(prompt, return_tensors="pt")
 
-        inputs = self._encode(text_messages(params)).to(self.model.device)
+    def count_raw_prompt_tokens(self, prompt: str) -> int:
+        return int(self._encode_prompt(prompt)["input_ids"].shape[1])
+
+    def count_request_tokens(self, params: GenerationParams) -> int:
+        """The prompt as generation sees it: with the tools and the calls of earlier turns."""
+        return int(self._encode_request(params)["input_ids"].shape[1])
+
+    def _sampler(self, params: GenerationParams, constrained: tuple[str, dict[str, Any], str]) -> ConstrainedSampler:
+        _, schema, field = constrained
+        if self._grammars is None:
+            try:
+                self._grammars = Grammars(self.tokenizer, self.vocab_size)
+            except Exception as exc:  # llguidance takes fast (tokenizers) tokenizers only
+                raise ClientError(f"`{field.partition('.')[0].partition('[')[0]}`: constrained decoding is not "
+                                  f"available for this model's tokenizer: {exc}") from exc
+        return ConstrainedSampler(self._grammars, self._grammars.matcher(schema, field), params, field)
+
+    async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        constrained = constraint(params)
+        sampler = await asyncio.to_thread(self._sampler, params, constrained) if constrained else None
+        inputs = self._encode_request(params).to(self.model.device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        streamer = _counting_streamer(self.tokenizer)
+        recorder = LogprobRecorder(self.tokenizer, params.top_logprobs or 0) if params.logprobs else None
+        chain = [recorder] if recorder else []
+        chain += processors(params, prompt_tokens, self.vocab_size)
+        if sampler is not None:
+            chain.append(sampler)
+        shaper = AnswerShaper(params, constrained[0] if constrained else None, self.tool_parser, self.tokenizer)
+        streamer = _counting_streamer(self.tokenizer, recorder, skip_special=shaper.skip_special)
         cancel = threading.Event()
         outcome: dict[str, Any] = {}
-        sampling = params.temperature > 0
+        sampling = params.temperature > 0 and sampler is None  # a constrained sampler samples itself
         kwargs: dict[str, Any] = {
             **inputs, "streamer": streamer, "max_new_tokens": params.max_tokens, "do_sample": sampling,
             "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
+            "logits_processor": LogitsProcessorList(chain),
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         }
         if sampling:
@@ -134,13 +189,17 @@ class TransformersBackend:
         chunks = iter(streamer)
         try:
             while (piece := await asyncio.to_thread(next, chunks, _DONE)) is not _DONE:
-                text, tokens = piece
-                yield Delta(text=text, tokens=tokens)
+                for delta in shaper.feed(*piece):
+                    yield delta
             await asyncio.to_thread(thread.join)
             if "error" in outcome:
                 raise outcome["error"]
+            for delta in shaper.finish():
+                yield delta
             completion = int(outcome["sequences"].shape[1]) - prompt_tokens
             finish = "length" if completion >= params.max_tokens else "stop"
+            if sampler is not None and sampler.finished_with(int(outcome["sequences"][0, -1])):
+                finish = "stop"
             yield Delta(finish_reason=finish, usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion))
         finally:
             cancel.set()  # the client left or we are done: stop generating either way
@@ -148,3 +207,4 @@ class TransformersBackend:
     async def close(self) -> None:
         self.model = None
         self.tokenizer = None
+

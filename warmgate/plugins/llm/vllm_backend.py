@@ -39,6 +39,7 @@ from warmgate.plugins.llm.backend import (
     EngineTimeout,
     EngineUnavailable,
     GenerationParams,
+    TokenLogprob,
     ToolCallDelta,
     Usage,
 )
@@ -166,6 +167,12 @@ class ManagedEngine:
                 await self._reader
 
 
+def _stop_sequence(choice: dict[str, Any]) -> str | None:
+    """vLLM's ``stop_reason``: the stop string that ended the choice (a token id for a stop token)."""
+    reason = choice.get("stop_reason")
+    return reason if isinstance(reason, str) else None
+
+
 class _Chunk(msgspec.Struct):
     choices: list[dict[str, Any]] = []
     usage: dict[str, Any] | None = None  # vLLM adds e.g. prompt_tokens_details: null
@@ -177,6 +184,17 @@ class _Completion(msgspec.Struct):
     usage: dict[str, Any] = {}
 
 
+def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
+    """The engine's ``logprobs.content`` of a choice, checked into the runner's shape."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if content is None:
+        return None
+    try:
+        return msgspec.convert(content, list[TokenLogprob])
+    except msgspec.ValidationError as exc:
+        raise EngineFailed(f"the engine answered logprobs warmgate cannot read: {exc}") from None
+
+
 class OpenAICompatibleBackend:
     """Relays chat to an OpenAI-compatible server, asking for usage in streams.
 
@@ -186,14 +204,15 @@ class OpenAICompatibleBackend:
     """
 
     backend_name = "vllm"
-    features = frozenset({"stop", "seed", "image_content", "response_format", "penalties", "logit_bias", "tools",
-                          "tool_choice"})
+    features = frozenset({"prompt", "stop", "seed", "image_content", "response_format", "penalties", "logit_bias",
+                          "tools", "tool_choice", "logprobs"})
     forwards_unknown_fields = True
 
     def __init__(self, session: Any, root: str, served: str, context_length: int | None) -> None:
         self.session = session
         self.root = root
         self.url = f"{root}/v1/chat/completions"
+        self.completions_url = f"{root}/v1/completions"
         self.served = served
         self.context_length = context_length
         self.engine: ManagedEngine | None = None
@@ -248,9 +267,10 @@ class OpenAICompatibleBackend:
     def _body(self, params: GenerationParams, stream: bool) -> bytes:
         """The request as the engine takes it: OpenAI's fields, and the ones OpenAI does not
         define verbatim (vLLM's ``min_p``, ``chat_template_kwargs``...), which never override ours."""
+        prompt = {"messages": params.messages} if params.prompt is None else {"prompt": params.prompt}
         body: dict[str, Any] = {
-            **params.unknown_fields, "model": self.served, "messages": params.messages,
-            "max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p, "stream": stream,
+            **params.unknown_fields, "model": self.served, **prompt, "max_tokens": params.max_tokens,
+            "temperature": params.temperature, "top_p": params.top_p, "stream": stream,
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
@@ -258,6 +278,8 @@ class OpenAICompatibleBackend:
             body["top_k"] = params.top_k
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.logprobs:
+            body.update(logprobs=True, top_logprobs=params.top_logprobs or 0)
         optional = {"tools": params.tools, "tool_choice": params.tool_choice,
                     "parallel_tool_calls": params.parallel_tool_calls, "stop": params.stop,
                     "presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty,
@@ -266,7 +288,8 @@ class OpenAICompatibleBackend:
         return self._encode(body)
 
     def _post(self, params: GenerationParams, stream: bool) -> Any:
-        return self.session.post(self.url, data=self._body(params, stream), headers=_JSON_HEADERS)
+        url = self.url if params.prompt is None else self.completions_url  # a raw prompt: the legacy completions
+        return self.session.post(url, data=self._body(params, stream), headers=_JSON_HEADERS)
 
     async def complete(self, params: GenerationParams) -> Completion:
         """One answer without streaming: for non-streaming requests the engine then sends one
@@ -284,11 +307,13 @@ class OpenAICompatibleBackend:
         calls = [ToolCallDelta(index=i, id=call.get("id"), name=(call.get("function") or {}).get("name"),
                                arguments=(call.get("function") or {}).get("arguments") or "")
                  for i, call in enumerate(message.get("tool_calls") or ())]
-        return Completion(message.get("content") or "", _finish(choice.get("finish_reason")), _usage(answer.usage),
-                          calls)
+        text = message.get("content") or choice.get("text") or ""  # chat, or a text completion
+        return Completion(text, _finish(choice.get("finish_reason")), _usage(answer.usage), calls, _logprobs(choice),
+                          _stop_sequence(choice))
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         finish: str | None = None
+        stop: str | None = None
         with self._errors():
             async with self._post(params, stream=True) as response:
                 if response.status != 200:
@@ -301,17 +326,19 @@ class OpenAICompatibleBackend:
                         raise EngineFailed(f"the engine failed: {chunk.error.get('message', chunk.error)}")
                     for choice in chunk.choices:
                         delta = choice.get("delta") or {}
-                        text = delta.get("content")
+                        text = delta.get("content") or choice.get("text")  # chat, or a text_completion chunk
                         if text:
-                            yield Delta(text=text, tokens=1)  # an OpenAI-compatible engine streams a token a chunk
+                            # an OpenAI-compatible engine streams a token a chunk
+                            yield Delta(text=text, tokens=1, logprobs=_logprobs(choice))
                         if delta.get("tool_calls"):
                             yield Delta(tool_calls=[_tool_call_piece(call) for call in delta["tool_calls"]], tokens=1)
                         finish = choice.get("finish_reason") or finish
+                        stop = _stop_sequence(choice) or stop
                     if chunk.usage:
-                        yield Delta(finish_reason=_finish(finish), usage=_usage(chunk.usage))
+                        yield Delta(finish_reason=_finish(finish), usage=_usage(chunk.usage), stop_sequence=stop)
                         return
         if finish is not None:  # an engine that ignores stream_options: the runner counts the tokens
-            yield Delta(finish_reason=_finish(finish))
+            yield Delta(finish_reason=_finish(finish), stop_sequence=stop)
             return
         raise EngineFailed("the engine closed the stream before finishing the completion")
 

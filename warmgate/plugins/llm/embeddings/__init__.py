@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from warmgate.core.errors import ConfigError
+from warmgate.core.functions import loading_function
 from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.core.threads import load_in_thread
+from warmgate.plugins.llm.backend import relays_only
 from warmgate.plugins.llm.embeddings.functions import PIPELINE, forget, track
 from warmgate.plugins.llm.embeddings.inputs import prepare_embeddings, prompt_tokens
 from warmgate.plugins.llm.embeddings.wire import EmbeddingList, EmbeddingRequest
@@ -41,7 +43,9 @@ async def load_embeddings(model_id: str, options: dict[str, Any]) -> Any:
         backend = await factory(model_id, engine_options)
     else:
         backend = await load_in_thread(factory, model_id, engine_options)
-    return EmbeddingsRunner(options.get("served_model_id", model_id), backend)
+    runner = EmbeddingsRunner(options.get("served_model_id", model_id), backend)
+    runner.function = loading_function.get()  # Ollama's keep_alive sets its function's idle time
+    return runner
 
 
 def embeddings_spec() -> PipelineSpec:
@@ -51,6 +55,7 @@ def embeddings_spec() -> PipelineSpec:
         response=EmbeddingList,
         load=load_embeddings,
         engine_modules=("torch", "transformers.modeling_utils"),
+        relays=relays_only,
         default_model_id="sentence-transformers/all-MiniLM-L6-v2",
         paths=("/v1/embeddings", "/llm/embeddings"),
         model_field="model",

@@ -32,10 +32,10 @@ def write_config(tmp_path, url, name="serverless"):
     return path
 
 
-def make_key(url, credit):
+def make_key(url, credit, **limits):
     store = KeyStore(url)
     try:
-        return store.create(credit=credit)
+        return store.create(credit=credit, **limits)
     finally:
         store.close()
 
@@ -91,6 +91,28 @@ def test_200_parallel_requests_over_two_replicas_on_a_balance_for_100_serve_exac
     ledger_is_whole(db, record.id, [], credit=300)
     [(rows,)] = db.rows("SELECT COUNT(*) FROM usage WHERE key = ?", record.id)
     assert rows == 100
+
+
+def test_a_key_limited_to_60_rpm_is_served_60_times_in_the_minute_over_both_replicas(two_replicas):
+    """150 requests in a burst, well within one minute: admission is exact across replicas, so
+    exactly 60 are served and the other 90 are 429 with Retry-After."""
+    first, second, db = two_replicas
+    record, token = make_key(db.target, credit=None, rpm=60)
+
+    async def burst():
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=150), timeout=60,
+                                     headers={"Authorization": f"Bearer {token}"}) as client:
+            return await asyncio.gather(*(client.post(f"{(first, second)[n % 2].url}/echo", json={"prompt": "abc"})
+                                          for n in range(150)))
+
+    responses = asyncio.run(burst())
+    assert Counter(r.status_code for r in responses) == {200: 60, 429: 90}
+    assert len({r.url.port for r in responses if r.status_code == 200}) == 2  # both replicas served
+    remaining = sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in responses if r.status_code == 200)
+    assert remaining == list(range(60))  # each admission saw every one before it, whichever replica took it
+    assert all(1 <= int(r.headers["retry-after"]) <= 60 for r in responses if r.status_code == 429)
+    assert db.rows("SELECT COUNT(*) FROM rate_events WHERE key = ?", record.id) == [(60,)]
+    assert db.rows("SELECT COUNT(*) FROM usage WHERE key = ?", record.id) == [(60,)]
 
 
 def test_kill_9_of_one_replica_mid_load_releases_its_holds_after_the_lease(two_replicas):

@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 from warmgate import Settings
 from warmgate.core.hookspecs import hookimpl
 
-LIVEPEER_PIPELINE = {400, 401, 402, 403, 413, 422, 500, 502, 503, 504}
+LIVEPEER_PIPELINE = {400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504}
 ROUTES = {
     ("/text-to-image", "post"): LIVEPEER_PIPELINE,
     ("/image-to-image", "post"): LIVEPEER_PIPELINE | {415},

@@ -402,6 +402,55 @@ def test_hook_authenticate(register_plugin, warmgate_server):
     assert call("stranger", "cheap").status_code == 401
 
 
+class PerMinutePlugin:
+    """Admits two requests of team-a's key, then refuses; records the ends it is told of."""
+
+    def __init__(self):
+        self.admitted = 0
+        self.ended = []
+
+    @warmgate.hookimpl
+    def authenticate(self, token, app):
+        return warmgate.core.auth.Caller(key=token) if token.startswith("team-") else None
+
+    @warmgate.hookimpl
+    def limit_request(self, caller, app):
+        if caller.key != "team-a":
+            return None
+        if self.admitted == 2:
+            raise warmgate.core.errors.RateLimited("two a minute", retry_after=42.5, headers={"x-left": "0"})
+        self.admitted += 1
+        plugin = self
+
+        class Admission:
+            headers = [(b"x-left", str(2 - self.admitted).encode())]
+
+            async def end(self, tokens):
+                plugin.ended.append(tokens)
+
+        return Admission()
+
+
+def test_hook_limit_request(register_plugin, warmgate_server):
+    from warmgate.core.settings import AuthSettings, FunctionConfig
+
+    plugin = register_plugin(PerMinutePlugin(), "undo-per-minute")
+    functions = [FunctionConfig(pipeline="echo", model_id="echo-1")]
+    _, client = warmgate_server(Settings(functions=functions, auth=AuthSettings(api_keys=["operator"])),
+                                pipelines={"echo": EchoPipeline().spec})
+
+    def call(token):
+        return client.post("/echo", json={"prompt": "x"}, headers={"Authorization": f"Bearer {token}"})
+
+    assert [call("team-a").headers["x-left"] for _ in range(2)] == ["1", "0"]
+    refused = call("team-a")
+    assert refused.status_code == 429 and refused.json()["detail"]["msg"] == "two a minute"
+    assert (refused.headers["retry-after"], refused.headers["x-left"]) == ("43", "0")
+    assert plugin.ended == [0, 0]  # each admitted request ended once (no LLM tokens)
+    assert call("team-b").status_code == 200 and call("operator").status_code == 200  # no limits: None
+    assert plugin.ended == [0, 0]
+
+
 class AllowancePlugin:
     """Holds quotes against a fixed allowance; releases or spends them in on_usage."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -55,9 +56,11 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
         for result in pm.hook.startup(app=app):
             await await_me_maybe(result)
         await manager.start()
+        sampling = asyncio.create_task(metrics.sample_forever(), name="warmgate-metrics")
         try:
             yield
         finally:
+            sampling.cancel()
             for result in pm.hook.shutdown(app=app):
                 await await_me_maybe(result)
             await manager.stop()

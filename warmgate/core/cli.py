@@ -45,18 +45,27 @@ def cli() -> None:
 @_profile_option
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
-def serve(config_path: str | None, profile: str | None, host: str | None, port: int | None) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Gateway processes on the port (default gateway.workers, 1); more than one only for "
+                   "functions that hold no model in process (remote, ray, relays).")
+def serve(config_path: str | None, profile: str | None, host: str | None, port: int | None,
+          workers: int | None) -> None:
     """Start the gateway."""
     import uvicorn
 
     from warmgate.core.app import create_app
+    from warmgate.core.workers import refuse_models_in_workers, run_workers
 
     settings = load_settings(config_path, profile=profile)
     gateway = settings.gateway
-    if host is not None or port is not None:
+    if host is not None or port is not None or workers is not None:
         gateway = msgspec.structs.replace(gateway, host=host or gateway.host,
-                                          port=gateway.port if port is None else port)
+                                          port=gateway.port if port is None else port,
+                                          workers=gateway.workers if workers is None else workers)
         settings = msgspec.structs.replace(settings, gateway=gateway)
+    if gateway.workers > 1:
+        refuse_models_in_workers(settings, get_pipelines())
+        sys.exit(run_workers("warmgate.core.workers:worker_app", settings, {"config": config_path, "profile": profile}))
     app = create_app(settings)
     from warmgate.core.server import GatewayServer
 

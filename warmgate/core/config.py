@@ -185,7 +185,8 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
     """The functions to serve: the configured ones (checked against installed pipelines) and a
     cold default-model function for any pipeline left bare; or, with the demo profile, a tiny
     local model for every pipeline that has one, in place of the configured functions (so the
-    demo runs anywhere, whatever ``serverless.yaml`` describes)."""
+    demo runs anywhere, whatever ``serverless.yaml`` describes). Several workers (``serve
+    --workers``) serve only the configured functions: a default one would load its model in each."""
     executors = get_executors()
     planned: list[FunctionConfig] = []
     for i, fn in enumerate(settings.functions if settings.profile != "demo" else ()):
@@ -208,7 +209,7 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
         planned.append(msgspec.structs.replace(fn, model_id=model_id, name=fn.name or f"{fn.pipeline}:{model_id}"))
     served = {fn.pipeline for fn in planned}
     for spec in pipelines.values():
-        if spec.name in served or spec.serves:
+        if spec.name in served or spec.serves or settings.gateway.workers > 1:
             continue
         if settings.profile == "demo":
             if spec.demo is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -57,7 +57,7 @@ class Usage:
 class RequestContext:
     """One request, from the middleware's first look at it to its last byte."""
 
-    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "log_fields", "quote",
+    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "log_fields", "on_end", "quote",
                  "request_id", "started", "usage")
 
     def __init__(self, request_id: str, started: float | None = None) -> None:
@@ -74,6 +74,9 @@ class RequestContext:
         """Added to the response whatever it turns out to be (JSON, a stream, an error)."""
         self.external_seconds: float | None = None
         """Time spent outside the gateway (queue, load, model); set: ``X-Warmgate-Overhead-Ms`` is sent."""
+        self.on_end: Sequence[Callable[[], Awaitable[None]]] = ()
+        """Run once when the request ends, before its last byte (or when its client has gone): a
+        rate limit's request slot is freed there."""
         self.usage = Usage()
         self.log_fields: dict[str, Any] = {}
         """Extra fields of the request's access-log line (an LLM's model and finish reason)."""

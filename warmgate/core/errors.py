@@ -8,6 +8,7 @@ The tree::
     │   ├── PaymentRequired (402)          over budget or over the caller's max price
     │   ├── NotFound (404)                 unknown route or model
     │   ├── PayloadTooLarge (413)
+    │   ├── RateLimited (429)              over the key's rpm, tpm or max_parallel; carries Retry-After
     │   ├── UnsupportedMediaType (415)
     │   └── RequestValidationError (422)   body does not match the schema; carries the field
     │   └── ClientDisconnected (499)       the caller left while its request waited
@@ -23,6 +24,7 @@ Every HTTP error renders as ``{"detail": {"msg": ...}}`` except 422, which rende
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -37,6 +39,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PaymentRequired",
+    "RateLimited",
     "RequestValidationError",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -87,6 +90,16 @@ class PayloadTooLarge(ClientError):
 
 class UnsupportedMediaType(ClientError):
     status_code = 415
+
+
+class RateLimited(ClientError):
+    """Over one of the key's rate limits: 429 with ``Retry-After`` (whole seconds until the
+    request could pass) and OpenAI's ``x-ratelimit-*`` headers."""
+
+    status_code = 429
+
+    def __init__(self, msg: str, retry_after: float, headers: dict[str, str] | None = None) -> None:
+        super().__init__(msg, headers={**(headers or {}), "Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
 class ClientDisconnected(ClientError):

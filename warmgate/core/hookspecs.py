@@ -100,6 +100,19 @@ def authenticate(token: str, app: Any) -> Any:
     """
 
 
+@hookspec(firstresult=True)
+def limit_request(caller: Any, app: Any) -> Any:
+    """Admit a request of ``caller`` (a ``Caller`` with a ``key``) against the key's rate limits:
+    raise ``warmgate.core.errors.RateLimited`` (429) to refuse it, return an ``Admission``
+    (``warmgate.core.rate_limits``: its ``headers`` go on the response, its ``end(tokens)`` is
+    awaited once when the request ends, before its last byte, with the LLM tokens it used), or
+    None when the key has no limits.
+
+    Called on the event loop for every generate request with a key, right after
+    ``authenticate``; may return an awaitable. firstresult: the first non-None answer wins.
+    """
+
+
 @hookspec
 def reserve(quote: Any, app: Any) -> Any:
     """Hold ``quote`` (a ``warmgate.core.usage.Quote``: function, units, wei, the caller's key)

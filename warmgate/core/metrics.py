@@ -5,15 +5,23 @@ when ``/metrics`` is scraped: function state, queue depth and in-flight requests
 functions themselves, and request counts and latencies from ``_RequestStats``. (prometheus-client's
 own Counter and Histogram take a lock per sample, which cost more than the rest of the gateway's
 request path; loads are rare and use them.)
+
+Under ``serve --workers`` (``$PROMETHEUS_MULTIPROC_DIR`` set) every worker writes its numbers to
+prometheus-client's per-process files and ``/metrics`` adds them up, whichever worker answers:
+requests and latencies as counters and histograms, and each function's queue depth, requests in
+flight and state (the number of workers whose function is in it) as gauges each worker samples
+every second (``sample_forever``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import itertools
+import os
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -94,6 +102,34 @@ class _RequestStats:
         yield from (requests, latency)
 
 
+class _WorkerMetrics:
+    """This worker's share of the numbers, in prometheus-client's multiprocess files."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["route", "method", "status"]
+        self.requests = Counter("warmgate_requests", "HTTP requests by route, method and status.", labels,
+                                registry=registry)
+        self.latency = Histogram("warmgate_request_duration_seconds", "HTTP request latency by route, method and "
+                                 "status.", labels, buckets=_LATENCY_BUCKETS, registry=registry)
+        self.state = Gauge("warmgate_function_state", "Workers whose function is in each lifecycle state.",
+                           ["function", "state"], multiprocess_mode="livesum", registry=registry)
+        self.queued = Gauge("warmgate_queue_depth", "Requests waiting for a slot, per function.", ["function"],
+                            multiprocess_mode="livesum", registry=registry)
+        self.running = Gauge("warmgate_in_flight", "Requests running, per function.", ["function"],
+                             multiprocess_mode="livesum", registry=registry)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method, str(status)).observe(seconds)
+
+    def sample(self, functions: list[Function]) -> None:
+        for fn in functions:
+            for state in FunctionState:
+                self.state.labels(fn.name, state.value).set(1 if fn.state is state else 0)
+            self.queued.labels(fn.name).set(fn.waiting)
+            self.running.labels(fn.name).set(fn.in_flight)
+
+
 class Metrics:
     """Request, function-state, cold-start, load-time and queue metrics; a FunctionObserver."""
 
@@ -105,16 +141,26 @@ class Metrics:
         self.load_seconds = Histogram("warmgate_load_seconds", "Seconds to load a function's model.",
                                       ["function"], buckets=_LOAD_BUCKETS, registry=r)
         self._functions = _FunctionCollector()
-        r.register(self._functions)
-        self._requests = _RequestStats(_LATENCY_BUCKETS)
-        r.register(self._requests)
-        self.observe_request = self._requests.observe
+        self._worker = _WorkerMetrics(r) if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else None
+        if self._worker is None:
+            r.register(self._functions)
+            self._requests = _RequestStats(_LATENCY_BUCKETS)
+            r.register(self._requests)
+        self.observe_request = self._requests.observe if self._worker is None else self._worker.observe
         """``observe_request(route, method, status, seconds)``, called once per HTTP request."""
 
     def track(self, functions: Iterable[Function]) -> None:
         self._functions.functions = list(functions)
         for fn in self._functions.functions:
             self.cold_starts.labels(fn.name)
+
+    async def sample_forever(self, every: float = 1.0) -> None:
+        """Under ``serve --workers``: write this worker's function gauges every ``every`` seconds."""
+        if self._worker is None:
+            return
+        while True:
+            self._worker.sample(self._functions.functions)
+            await asyncio.sleep(every)
 
     # FunctionObserver
     def state_changed(self, fn: Function, old: FunctionState, new: FunctionState) -> None:
@@ -125,4 +171,11 @@ class Metrics:
         self.load_seconds.labels(fn.name).observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self._worker is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        self._worker.sample(self._functions.functions)  # this worker's, fresh; the others' of the last second
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)

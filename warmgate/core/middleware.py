@@ -58,10 +58,16 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
                 await report_usage(scope.get("app"), context, final_status, time.perf_counter() - start,
                                    billed=billed)
 
+        async def end() -> None:
+            callbacks, context.on_end = context.on_end, ()
+            for callback in callbacks:
+                await callback()
+
         async def send_with_id(message: dict[str, Any]) -> None:
             nonlocal status, responded
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 await report(status, billed=status < 400)  # before the last byte: no answer goes out unrecorded
+                await end()
             elif message["type"] == "http.response.start":
                 status, responded = message["status"], True
                 added = [id_header, *context.headers]
@@ -86,6 +92,8 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
             if not reported and context.quote is not None:  # the client left mid-answer, or no answer at all
                 answered = status < 400  # a successful response had started (status stays 500 otherwise)
                 await asyncio.shield(report(499 if answered else status, billed=answered))
+            if context.on_end:
+                await asyncio.shield(end())
             seconds = time.perf_counter() - start
             metrics.observe_request(scope.get("path_template") or "<unmatched>", scope["method"], status, seconds)
             if access_log is not None:

@@ -62,9 +62,10 @@ def pipeline_statuses(spec: PipelineSpec) -> list[int]:
     """Every status a pipeline route can answer besides 200: malformed input and bad headers
     (400; on a Livepeer route also an unknown model), auth (401, 403), price and balance (402),
     an unknown model on an OpenAI route (404), the body size (413), a body that is not a form
-    or an upload that is not what it should be (415, multipart routes), validation (422), the
-    model failing (500), a remote runner failing or too slow (502, 504), capacity (503)."""
-    statuses = [400, 401, 402, 403, 413, 422, 500, 502, 503, 504]
+    or an upload that is not what it should be (415, multipart routes), validation (422), a
+    key's rate limits (429), the model failing (500), a remote runner failing or too slow (502,
+    504), capacity (503)."""
+    statuses = [400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504]
     if spec.wire != "livepeer":
         statuses.append(404)
     if spec.encoding == "multipart":

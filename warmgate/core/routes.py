@@ -26,6 +26,7 @@ from warmgate.core.executors.calling import chunks_of, is_stream
 from warmgate.core.functions import Function, Lease
 from warmgate.core.manager import FunctionManager
 from warmgate.core.plugins import await_me_maybe, pm
+from warmgate.core.rate_limits import admit
 from warmgate.core.spec import PipelineSpec
 from warmgate.core.usage import Quote, price_wei
 
@@ -50,6 +51,8 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         context = current_request() or RequestContext("")  # the middleware makes it; bare use has none
         caller = context.caller = await auth(request.scope, request.app) if auth.enabled else None
+        if caller is not None:
+            await admit(context, request.app, caller)
         raw = await request.body() if keep_raw or decode_json is not None else b""
         body = decode_json(raw) if decode_json is not None else await decode_form(request)
         fn = context.function = manager.resolve(functions_of, getattr(body, model_field, "") or "", spec.wire, name)

@@ -148,6 +148,9 @@ class GatewaySettings(_Config):
     else ``~/.cache/warmgate``."""
     retry_after: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     """Seconds suggested in Retry-After when a queue is full."""
+    workers: Annotated[int, msgspec.Meta(ge=1)] = 1
+    """Gateway processes serving one port (``serve --workers``), for functions that hold no
+    model in process (remote, ray, relays to an engine's server)."""
 
     def __post_init__(self) -> None:
         _parse_size_fields(self, "max_body_size", "memory_budget")

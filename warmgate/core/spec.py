@@ -162,6 +162,10 @@ class PipelineSpec:
     engine_modules: tuple[str, ...] = ()
     """Modules ``load`` imports before it can load a model (``torch``, ``transformers``...): a ray
     function's standby worker imports them ahead of its first request (``scaling.standby``)."""
+    relays: Callable[[Mapping[str, Any]], bool] | None = None
+    """``relays(options)``: whether a local function with these options only relays to a server
+    outside the gateway (an engine's HTTP API) and holds no model itself, so it may run in every
+    process of ``serve --workers``. ``None``: a local function holds its model in process."""
     plugin: str = field(default="", compare=False)
     """Filled in by the core: the plugin that registered the spec."""
 

@@ -76,6 +76,12 @@ def authenticate(token: str, app: Any) -> Any:
 
 
 @hookimpl
+def limit_request(caller: Any, app: Any) -> Any:
+    store = _store(app)
+    return store.admit(caller.key) if store is not None and app.state.keys_on else None
+
+
+@hookimpl
 def reserve(quote: Any, app: Any) -> Any:
     store = _store(app)
     if store is not None and quote.key is not None and app.state.keys_on:

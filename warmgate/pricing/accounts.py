@@ -19,7 +19,7 @@ from warmgate.core.errors import PaymentRequired, Unauthorized
 from warmgate.core.usage import Quote, UsageEvent
 from warmgate.pricing.keys import KeyRecord, KeyStore, hash_token
 
-__all__ = ["Account", "Accounts", "Balance"]
+__all__ = ["Account", "Accounts", "Balance", "short_of"]
 
 
 class Balance(msgspec.Struct, kw_only=True):
@@ -101,6 +101,11 @@ class Accounts:
             account.held -= event.quoted_wei
             account.spent += event.wei
 
+    def record(self, key_id: str) -> KeyRecord | None:
+        """The key as last read (by ``authenticate``, at most ``refresh`` seconds ago)."""
+        account = self._by_id.get(key_id)
+        return account.record if account is not None else None
+
     def balance(self, key_id: str) -> Balance | None:
         account = self._by_id.get(key_id)
         return account.snapshot() if account is not None else None
@@ -119,6 +124,13 @@ class Accounts:
             account.caller = _caller(record)
         self._by_hash[token_hash] = account
         return account
+
+
+def short_of(quote: Quote, credit: int, spent: int, held: int) -> PaymentRequired:
+    """The 402 of a quote that a key's shared balance (replicas, workers) does not cover."""
+    return PaymentRequired(
+        f"key {quote.key} has {credit - spent - held} wei available (balance {credit - spent}, {held} held "
+        f"by requests in progress); this request costs {quote.wei} wei ({quote.units} units of {quote.function})")
 
 
 def _caller(record: KeyRecord) -> Caller:

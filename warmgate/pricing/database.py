@@ -66,10 +66,10 @@ class Database:
             sql = sql.replace("?", "%s")
         return self.connection.execute(sql, args)
 
-    def script(self, sql: str) -> None:
-        """Statements separated by ``;``, one by one: sqlite3's ``executescript`` would commit
-        the transaction it runs in."""
-        for statement in sql.split(";"):
+    def script(self, sql: str | Sequence[str]) -> None:
+        """Statements separated by ``;`` (or a sequence of statements, for bodies that contain
+        ``;``), one by one: sqlite3's ``executescript`` would commit the transaction it runs in."""
+        for statement in sql.split(";") if isinstance(sql, str) else sql:
             if statement.strip():
                 self.connection.execute(statement)
 

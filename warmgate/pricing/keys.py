@@ -22,7 +22,7 @@ import msgspec
 from warmgate.pricing.migrations import open_current
 from warmgate.pricing.quote import WEI_PER_ETH
 
-__all__ = ["KeyRecord", "KeyStore", "hash_token", "parse_amount"]
+__all__ = ["LIMITS", "KeyRecord", "KeyStore", "hash_token", "parse_amount"]
 
 TOKEN_PREFIX = "wg-"
 
@@ -37,6 +37,16 @@ class KeyRecord(msgspec.Struct, kw_only=True):
     """Functions (names or aliases) the key may call; ``None``: all."""
     created: float
     revoked: float | None
+    rpm: int | None = None
+    """Requests a minute, across every gateway (``None``: no limit)."""
+    tpm: int | None = None
+    """LLM tokens (prompt plus completion) a minute."""
+    max_parallel: int | None = None
+    """Requests in progress at once."""
+
+    @property
+    def limited(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.max_parallel is not None
 
     @property
     def balance(self) -> int | None:
@@ -72,18 +82,35 @@ class KeyStore:
     def __init__(self, target: str | Path) -> None:
         self._db = open_current(target)
 
-    def create(self, *, name: str = "", credit: int | None = None,
-               functions: Sequence[str] | None = None) -> tuple[KeyRecord, str]:
+    def create(self, *, name: str = "", credit: int | None = None, functions: Sequence[str] | None = None,
+               rpm: int | None = None, tpm: int | None = None,
+               max_parallel: int | None = None) -> tuple[KeyRecord, str]:
         """A new key and its secret (shown once; only its hash is kept)."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         record = KeyRecord(id="key_" + secrets.token_hex(6), name=name, credit=credit, spent=0,
-                           functions=list(functions) if functions else None, created=time.time(), revoked=None)
+                           functions=list(functions) if functions else None, created=time.time(), revoked=None,
+                           rpm=rpm, tpm=tpm, max_parallel=max_parallel)
         with self._db.transaction():
             self._db.execute(
-                "INSERT INTO keys (id, name, hash, credit, spent, functions, created) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO keys (id, name, hash, credit, spent, functions, created, rpm, tpm, max_parallel) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (record.id, name, hash_token(token), None if credit is None else str(credit), "0",
-                 json.dumps(record.functions) if record.functions else None, record.created))
+                 json.dumps(record.functions) if record.functions else None, record.created, rpm, tpm,
+                 max_parallel))
         return record, token
+
+    def set_limits(self, key_id: str, limits: Mapping[str, int | None]) -> KeyRecord:
+        """Change some of the key's ``rpm``, ``tpm``, ``max_parallel`` (``None``: no limit);
+        running gateways apply them within a second."""
+        self.get(key_id)
+        unknown = set(limits) - set(LIMITS)
+        if unknown:
+            raise ValueError(f"unknown limits {sorted(unknown)}; expected some of {list(LIMITS)}")
+        if limits:
+            with self._db.transaction():
+                self._db.execute(f"UPDATE keys SET {', '.join(f'{name} = ?' for name in limits)} WHERE id = ?",
+                                 (*limits.values(), key_id))
+        return self.get(key_id)
 
     def find(self, token_hash: str) -> KeyRecord | None:
         return self._one("hash", token_hash)
@@ -123,11 +150,17 @@ class KeyStore:
         return _record(row) if row is not None else None
 
 
-_COLUMNS = "id, name, credit, spent, functions, created, revoked"
+LIMITS = ("rpm", "tpm", "max_parallel")
+_COLUMNS = "id, name, credit, spent, functions, created, revoked, rpm, tpm, max_parallel"
 
 
 def _record(row: tuple[object, ...]) -> KeyRecord:
-    key_id, name, credit, spent, functions, created, revoked = row
+    key_id, name, credit, spent, functions, created, revoked, rpm, tpm, max_parallel = row
     return KeyRecord(id=str(key_id), name=str(name), credit=None if credit is None else int(str(credit)),
                      spent=int(str(spent)), functions=json.loads(str(functions)) if functions else None,
-                     created=float(str(created)), revoked=None if revoked is None else float(str(revoked)))
+                     created=float(str(created)), revoked=None if revoked is None else float(str(revoked)),
+                     rpm=_count(rpm), tpm=_count(tpm), max_parallel=_count(max_parallel))
+
+
+def _count(value: object) -> int | None:
+    return None if value is None else int(str(value))

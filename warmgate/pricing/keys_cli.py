@@ -1,4 +1,4 @@
-"""``warmgate keys create|list|revoke|topup``: API keys with balances, in the pricing database
+"""``warmgate keys create|list|update|revoke|topup``: API keys with balances, in the pricing database
 (the usage ledger's file, ``pricing.ledger``). A running gateway sees changes within a second."""
 
 from __future__ import annotations
@@ -54,6 +54,41 @@ def _store(config_path: str | None, profile: str | None = None) -> Iterator[tupl
         store.close()
 
 
+class _Limit(click.ParamType):
+    """A positive whole number, or ``none`` (no limit)."""
+
+    name = "N|none"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).lower() in ("none", "off"):
+            return None
+        if not str(value).isdigit() or int(value) < 1:
+            self.fail(f"expected a whole number of at least 1, or none, got {value!r}", param, ctx)
+        return int(value)
+
+
+_LIMIT_OPTIONS = (
+    click.option("--rpm", type=_Limit(), default=None, help="Requests a minute, across every gateway."),
+    click.option("--tpm", type=_Limit(), default=None, help="LLM tokens (prompt plus completion) a minute."),
+    click.option("--max-parallel", type=_Limit(), default=None, help="Requests in progress at once."),
+)
+
+
+def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_LIMIT_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _limits(record: KeyRecord) -> str:
+    """``rpm 60, tpm 100000, parallel 4``, or ``none``."""
+    parts = [f"{label} {value}" for label, value in (("rpm", record.rpm), ("tpm", record.tpm),
+                                                       ("parallel", record.max_parallel)) if value is not None]
+    return ", ".join(parts) or "none"
+
+
 def _amount(settings: Any) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -72,9 +107,10 @@ def _amount(settings: Any) -> Callable[[str], int]:
 @click.option("--function", "functions", multiple=True, help="What it may call; repeat. A function's name or alias, "
               "or a pipeline name for all of that pipeline's functions (live-video-to-video: every live "
               "pipeline). Default: all.")
+@_limit_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def create(config_path: str | None, profile: str | None, name: str, balance: str | None, functions: tuple[str, ...],
-           as_json: bool) -> None:
+           rpm: int | None, tpm: int | None, max_parallel: int | None, as_json: bool) -> None:
     """Make a key and print its secret, which is shown only this once."""
     with _store(config_path, profile) as (store, settings):
         credit = _amount(settings)(balance) if balance is not None else None
@@ -83,12 +119,14 @@ def create(config_path: str | None, profile: str | None, name: str, balance: str
         for entry, found in matches.items():
             if not found:
                 raise click.ClickException(_matches_nothing(entry, callables, settings))
-        record, token = store.create(name=name, credit=credit, functions=functions)
+        record, token = store.create(name=name, credit=credit, functions=functions, rpm=rpm, tpm=tpm,
+                                     max_parallel=max_parallel)
     if as_json:
         click.echo(msgspec.json.encode({**msgspec.to_builtins(record), "token": token, "matches": matches}).decode())
         return
     click.echo(f"created {record.id}{f' ({name})' if name else ''}: balance {_wei(record.balance)}")
     click.echo(f"may call: {_describe(record.functions, matches)}")
+    click.echo(f"rate limits: {_limits(record)}")
     click.echo(f"secret (shown once): {token}")
 
 
@@ -110,10 +148,11 @@ def list_keys(config_path: str | None, profile: str | None, as_json: bool) -> No
     if not records:
         click.echo("no keys (make one with `warmgate keys create`)")
         return
-    click.echo(f"{'id':<18}{'name':<16}{'balance (wei)':>26}{'spent (wei)':>26}  {'state':<9}functions")
+    click.echo(f"{'id':<18}{'name':<16}{'balance (wei)':>26}{'spent (wei)':>26}  {'state':<9}{'rate limits':<32}"
+               "functions")
     for r in records:
         state = "revoked" if r.revoked is not None else "active"
-        click.echo(f"{r.id:<18}{r.name[:15]:<16}{_wei(r.balance):>26}{r.spent:>26}  {state:<9}"
+        click.echo(f"{r.id:<18}{r.name[:15]:<16}{_wei(r.balance):>26}{r.spent:>26}  {state:<9}{_limits(r):<32}"
                    f"{_describe(r.functions, _matches(r.functions or (), callables))}")
 
 
@@ -165,6 +204,24 @@ def revoke(config_path: str | None, key_id: str) -> None:
     with _store(config_path) as (store, _):
         record = store.revoke(key_id)
     click.echo(f"revoked {record.id} at {_when(record)}")
+
+
+@keys_command.command("update")
+@_config_option
+@click.argument("key_id")
+@_limit_options
+@click.pass_context
+def update(ctx: click.Context, config_path: str | None, key_id: str, rpm: int | None, tpm: int | None,
+           max_parallel: int | None) -> None:
+    """Change a key's rate limits (``none`` removes one); running gateways apply them within a
+    second. Limits not given stay as they are."""
+    given = {name: value for name, value in (("rpm", rpm), ("tpm", tpm), ("max_parallel", max_parallel))
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    if not given:
+        raise click.UsageError("give at least one of --rpm, --tpm, --max-parallel")
+    with _store(config_path) as (store, _):
+        record = store.set_limits(key_id, given)
+    click.echo(f"{record.id}: rate limits {_limits(record)}")
 
 
 @keys_command.command("topup")

@@ -49,7 +49,7 @@ class SqliteLedger:
         self._db = open_current(self.path, synchronous=sync.upper()).connection
         self._lock = threading.Lock()  # the connection: writer thread vs. totals()
         self._queue = threading.Condition()
-        self._pending: list[tuple[UsageEvent, Future[None] | asyncio.Future[None]]] = []
+        self._pending: list[tuple[UsageEvent, Future[None] | asyncio.Future[None], str | None]] = []
         self._closed = False
         self._writer = threading.Thread(target=self._write_batches, name="warmgate-ledger", daemon=True)
         self._writer.start()
@@ -60,18 +60,19 @@ class SqliteLedger:
         self._enqueue(event, done)
         return done
 
-    def submit_async(self, event: UsageEvent) -> asyncio.Future[None]:
+    def submit_async(self, event: UsageEvent, hold: str | None = None) -> asyncio.Future[None]:
         """``submit`` for the event loop: the loop is woken once per committed batch, not once
-        per event as ``asyncio.wrap_future`` would."""
+        per event as ``asyncio.wrap_future`` would. ``hold``: the row in ``holds`` (processes
+        sharing the file) that the event settles, deleted in the same transaction."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue(event, done)
+        self._enqueue(event, done, hold)
         return done
 
-    def _enqueue(self, event: UsageEvent, done: Future[None] | asyncio.Future[None]) -> None:
+    def _enqueue(self, event: UsageEvent, done: Future[None] | asyncio.Future[None], hold: str | None = None) -> None:
         with self._queue:
             if self._closed:
                 raise RuntimeError("the ledger is closed")
-            self._pending.append((event, done))
+            self._pending.append((event, done, hold))
             self._queue.notify()
 
     def record(self, event: UsageEvent) -> None:
@@ -86,20 +87,22 @@ class SqliteLedger:
                 if not self._pending:
                     return  # closed and drained
                 batch, self._pending = self._pending, []
-            events = [event for event, _ in batch]
+            events = [event for event, _, _ in batch]
+            holds = [hold for _, _, hold in batch if hold is not None]
             failure: Exception | None = None
             try:
                 with self._lock:
                     self._db.execute("BEGIN IMMEDIATE")
                     _insert(self._db, events)
                     _add_spending(self._db, events)
+                    _release(self._db, holds)
                     self._db.execute("COMMIT")
             except Exception as exc:  # the disk is full or gone: every waiter learns why
                 failure = exc
                 with self._lock:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
-            _wake([done for _, done in batch], failure)
+            _wake([done for _, done, _ in batch], failure)
 
     def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
         """Per key and function: requests, failures, units, billed wei and tokens."""
@@ -205,6 +208,12 @@ def _add_spending(db: Any, events: list[UsageEvent]) -> None:
         row = db.execute("SELECT spent FROM keys WHERE id = ?", (key,)).fetchone()
         if row is not None:
             db.execute("UPDATE keys SET spent = ? WHERE id = ?", (str(int(row[0]) + wei), key))
+
+
+def _release(db: Any, holds: list[str]) -> None:
+    for start in range(0, len(holds), _ROWS_PER_INSERT):
+        chunk = holds[start:start + _ROWS_PER_INSERT]
+        db.execute(f"DELETE FROM holds WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
 
 def _row(event: UsageEvent) -> tuple[object, ...]:

@@ -11,6 +11,12 @@ version 1.
    replicas: ``keys.held``, ``holds`` (one row per request in progress, with its owner) and
    ``owners`` (each gateway process and the lease it renews), ``usage.hold`` (the hold each row
    settled, unique). SQLite keeps holds in memory.
+3. Per-key rate limits: ``keys.rpm``, ``keys.tpm``, ``keys.max_parallel`` (NULL: no limit) and
+   ``rate_events`` (one row per admitted request of a limited key in the last window, with its
+   tokens once it ended, and the process that runs it). PostgreSQL also gets the function
+   ``warmgate_admit``, which counts and admits in one round trip, and ``warmgate_end`` (both
+   commit without waiting for the disk: see ``pricing/rate_limits.py``).
+   SQLite also gets ``holds``, for the gateway processes of ``serve --workers`` sharing the file.
 """
 
 from __future__ import annotations
@@ -109,17 +115,97 @@ ALTER TABLE usage ADD COLUMN hold TEXT UNIQUE;
 # row settled, unique, so a settle retried after a lost reply is not billed twice. owners.lease_until is
 # the database's clock: replicas' clocks need not agree.
 
-MIGRATIONS: dict[Dialect, list[tuple[int, str, str]]] = {
+_KEY_LIMITS = """
+ALTER TABLE keys ADD COLUMN rpm INTEGER;
+ALTER TABLE keys ADD COLUMN tpm BIGINT;
+ALTER TABLE keys ADD COLUMN max_parallel INTEGER;
+"""
+
+_SQLITE_3 = _KEY_LIMITS + """
+CREATE TABLE rate_events (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    time REAL NOT NULL,
+    ended REAL,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    running INTEGER NOT NULL DEFAULT 1,
+    owner TEXT NOT NULL
+);
+CREATE INDEX rate_events_key_time ON rate_events (key, time);
+CREATE TABLE holds (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    wei TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX holds_key ON holds (key);
+"""
+# SQLite holds: used when several gateway processes share the file (``serve --workers``); one
+# process keeps its holds in memory.
+
+_POSTGRES_3 = (*(s for s in _KEY_LIMITS.split(";") if s.strip()), """
+CREATE TABLE rate_events (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    time DOUBLE PRECISION NOT NULL,
+    ended DOUBLE PRECISION,
+    tokens BIGINT NOT NULL DEFAULT 0,
+    running BOOLEAN NOT NULL DEFAULT TRUE,
+    owner TEXT NOT NULL
+)""", "CREATE INDEX rate_events_key_time ON rate_events (key, time)", """
+CREATE FUNCTION warmgate_admit(p_key TEXT, p_id TEXT, p_owner TEXT, p_window DOUBLE PRECISION,
+                               p_rpm INTEGER, p_tpm BIGINT, p_parallel INTEGER)
+RETURNS TABLE (admitted BOOLEAN, requests BIGINT, tokens BIGINT, running BIGINT, first_request DOUBLE PRECISION,
+               last_request DOUBLE PRECISION, first_tokens DOUBLE PRECISION, last_tokens DOUBLE PRECISION,
+               now DOUBLE PRECISION)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t DOUBLE PRECISION := extract(epoch FROM clock_timestamp());
+    since DOUBLE PRECISION := t - p_window;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);  -- rate state need not survive a crash: no fsync wait
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_key, 2020));  -- one admission per key at a time
+    DELETE FROM rate_events e WHERE e.key = p_key AND e.time < since AND NOT e.running
+                                    AND COALESCE(e.ended, 0) < since;
+    SELECT COUNT(*) FILTER (WHERE e.time >= since),
+           COALESCE(SUM(e.tokens) FILTER (WHERE e.ended >= since), 0),
+           COUNT(*) FILTER (WHERE e.running AND e.owner IN (SELECT o.id FROM owners o WHERE o.lease_until >= now())),
+           MIN(e.time) FILTER (WHERE e.time >= since), MAX(e.time) FILTER (WHERE e.time >= since),
+           MIN(e.ended) FILTER (WHERE e.ended >= since AND e.tokens > 0),
+           MAX(e.ended) FILTER (WHERE e.ended >= since AND e.tokens > 0)
+      INTO requests, tokens, running, first_request, last_request, first_tokens, last_tokens
+      FROM rate_events e WHERE e.key = p_key;
+    now := t;
+    admitted := (p_rpm IS NULL OR requests < p_rpm) AND (p_tpm IS NULL OR tokens < p_tpm)
+                AND (p_parallel IS NULL OR running < p_parallel);
+    IF admitted THEN
+        INSERT INTO rate_events (id, key, time, owner) VALUES (p_id, p_key, t, p_owner);
+    END IF;
+    RETURN NEXT;
+END $$""", """
+CREATE FUNCTION warmgate_end(p_id TEXT, p_tokens BIGINT) RETURNS VOID LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    UPDATE rate_events SET running = FALSE, tokens = p_tokens, ended = extract(epoch FROM clock_timestamp())
+     WHERE id = p_id;
+END $$""")
+# rate_events: a request counts against rpm while its admission is in the window, its tokens
+# against tpm while its end is, and against max_parallel while it runs in a live process.
+
+MIGRATIONS: dict[Dialect, list[tuple[int, str, str | tuple[str, ...]]]] = {
     "sqlite": [
         (1, "usage and keys", _SQLITE_1),
         (2, "usage (key, time) index", "CREATE INDEX IF NOT EXISTS usage_key_time ON usage (key, time);"),
+        (3, "per-key rate limits", _SQLITE_3),
     ],
     "postgresql": [
         (1, "usage and keys", _POSTGRES_1),
         (2, "usage (key, time) index; holds and owners shared by replicas", _POSTGRES_2),
+        (3, "per-key rate limits", _POSTGRES_3),
     ],
 }
-LATEST = 2
+LATEST = 3
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
                   "applied DOUBLE PRECISION NOT NULL)")

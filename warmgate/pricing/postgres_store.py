@@ -27,13 +27,14 @@ from typing import Any
 import structlog
 
 from warmgate.core.auth import Caller
-from warmgate.core.errors import PaymentRequired, Unauthorized
+from warmgate.core.errors import Unauthorized
 from warmgate.core.usage import Quote, UsageEvent
-from warmgate.pricing.accounts import Balance
+from warmgate.pricing.accounts import Balance, short_of
 from warmgate.pricing.database import StoreUnavailable, unreachable, where
 from warmgate.pricing.keys import _COLUMNS, KeyRecord, _record, hash_token
 from warmgate.pricing.ledger import UsageTotal, sum_usage, totals_query
 from warmgate.pricing.migrations import open_current
+from warmgate.pricing.rate_limits import WINDOW, KeyAdmission, WindowUse, decide, new_event_id
 
 __all__ = ["PostgresStore"]
 
@@ -80,6 +81,11 @@ WITH dead AS (DELETE FROM owners WHERE lease_until < now() RETURNING id),
 gone AS (DELETE FROM holds WHERE owner IN (SELECT id FROM dead)
                               OR owner NOT IN (SELECT id FROM owners) RETURNING key, wei),""" + _RELEASED
 
+_ADMIT = "SELECT * FROM warmgate_admit(%s, %s, %s, %s, %s, %s, %s)"
+"""One round trip: the key's use of the window counted and the request admitted, or not (see
+``warmgate_admit`` in ``migrations.py``)."""
+_END = "SELECT warmgate_end(%s, %s)"
+
 _RELEASE = "WITH gone AS (DELETE FROM holds WHERE id = ANY(%(holds)s) RETURNING key, wei)," + _RELEASED
 
 
@@ -90,6 +96,11 @@ class PostgresStore:
         self._refresh = refresh
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._keys: dict[str, tuple[KeyRecord, float]] = {}
+        self._records: dict[str, KeyRecord] = {}
+        """Keys by id, as ``authenticate`` last read them: their rate limits."""
+        self.window = WINDOW
+        self._unended: list[tuple[str, int]] = []
+        """Rate-limited requests whose end did not reach the database: retried by the lease beat."""
         self._holds: dict[tuple[str, str, int], collections.deque[str]] = {}
         """This process's holds by (key, function, wei): holds alike are interchangeable."""
         self._unsettled: list[tuple[str, dict[str, Any]]] = []
@@ -146,10 +157,40 @@ class PostgresStore:
                     return None
             if row is not None:
                 cached = self._keys[token_hash] = (_record(row), now)
+                self._records[cached[0].id] = cached[0]
         record = cached[0]
         if record.revoked is not None:
             raise Unauthorized(f"key {record.id} was revoked")
         return Caller(key=record.id, functions=frozenset(record.functions) if record.functions is not None else None)
+
+    def admit(self, key_id: str) -> Any:
+        record = self._records.get(key_id)
+        return self._admit(record) if record is not None and record.limited else None
+
+    async def _admit(self, record: KeyRecord) -> KeyAdmission:
+        event = new_event_id()
+        async with self._connection() as db:
+            row = await (await db.execute(_ADMIT, (record.id, event, self.owner, self.window, record.rpm, record.tpm,
+                                                   record.max_parallel))).fetchone()
+        admitted, requests, tokens, running, *times, now = row
+        use = WindowUse(admitted, int(requests), int(tokens), int(running),
+                        *(None if moment is None else float(moment) for moment in times), float(now))
+        headers = decide(record, use, self.window)
+        return KeyAdmission(headers, lambda tokens: self._end(event, tokens))
+
+    async def _end(self, event: str, tokens: int) -> None:
+        try:
+            async with self._connection() as db:
+                await db.execute(_END, (event, tokens))
+        except StoreUnavailable:
+            self._unended.append((event, tokens))  # still running, as far as the database knows: the beat ends it
+
+    async def _end_late(self) -> None:
+        while self._unended:
+            event, tokens = self._unended[0]
+            async with self._connection() as db:
+                await db.execute(_END, (event, tokens))
+            self._unended.pop(0)
 
     def reserve(self, quote: Quote) -> Any:
         return self._reserve(quote) if quote.key is not None else None  # an operator key: no budget
@@ -169,10 +210,7 @@ class PostgresStore:
             raise
         if taken is None:
             credit, spent, held = (int(value) for value in row) if row is not None else (0, 0, 0)
-            raise PaymentRequired(
-                f"key {quote.key} has {credit - spent - held} wei available (balance {credit - spent}, {held} held "
-                f"by requests in progress); this request costs {quote.wei} wei ({quote.units} units of "
-                f"{quote.function})")
+            raise short_of(quote, credit, spent, held)
         self._holds.setdefault((quote.key, quote.function, quote.wei), collections.deque()).append(hold)
 
     async def settle(self, event: UsageEvent) -> None:
@@ -253,6 +291,7 @@ class PostgresStore:
             try:
                 await self._renew()
                 await self._settle_late()
+                await self._end_late()
                 await self._release_uncertain()
                 await self.reap()
             except StoreUnavailable as exc:  # down for now: the next beat tries again

@@ -22,6 +22,8 @@ from warmgate.pricing.accounts import Accounts, Balance
 from warmgate.pricing.database import is_postgres_url
 from warmgate.pricing.keys import KeyStore
 from warmgate.pricing.ledger import SqliteLedger, UsageTotal
+from warmgate.pricing.rate_limits import KeyAdmission, SqliteRateLimits
+from warmgate.pricing.sqlite_holds import SqliteHolds
 
 __all__ = ["SqliteStore", "Store", "open_store", "store_target"]
 
@@ -36,6 +38,10 @@ class Store(Protocol):
     def settle(self, event: UsageEvent) -> None | Awaitable[None]:
         """Release the event's hold, commit its usage row and spend what it was billed, in one
         transaction; the answer waits for it."""
+
+    def admit(self, key_id: str) -> KeyAdmission | None | Awaitable[KeyAdmission]:
+        """Admit a request of the key against its rate limits (``None``: it has none), or
+        ``RateLimited`` (429); see ``pricing/rate_limits.py``."""
 
     def balance(self, key_id: str) -> Balance | None | Awaitable[Balance | None]: ...
 
@@ -60,26 +66,42 @@ def store_target(settings: Any) -> str | Path | None:
 
 
 class SqliteStore:
-    """One gateway process on a SQLite file: holds are a subtraction in memory (``Accounts``),
-    the ledger a group commit (``SqliteLedger``)."""
+    """Gateway processes on a SQLite file, the ledger a group commit (``SqliteLedger``). One
+    process: holds are a subtraction in memory (``Accounts``). Several (``shared``: ``serve
+    --workers``): holds are rows in the file (``SqliteHolds``)."""
 
-    def __init__(self, path: Path, *, keys: bool, sync: str) -> None:
+    def __init__(self, path: Path, *, keys: bool, sync: str, shared: bool = False) -> None:
         self.ledger = SqliteLedger(path, sync=sync)
         self.accounts = Accounts(KeyStore(path)) if keys else None
+        self.rate_limits = SqliteRateLimits(path) if keys else None
+        self.holds = SqliteHolds(path) if keys and shared else None
 
     def authenticate(self, token: str) -> Caller | None:
         return self.accounts.authenticate(token) if self.accounts is not None else None
 
-    def reserve(self, quote: Quote) -> None:
+    def reserve(self, quote: Quote) -> Awaitable[None] | None:
+        if self.holds is not None:
+            return self.holds.reserve(quote)
         if self.accounts is not None:
             self.accounts.reserve(quote)
+        return None
 
     def settle(self, event: UsageEvent) -> Awaitable[None]:
+        if self.holds is not None:
+            return self.ledger.submit_async(event, self.holds.settled(event))
         if self.accounts is not None:
             self.accounts.settle(event)
         return self.ledger.submit_async(event)
 
-    def balance(self, key_id: str) -> Balance | None:
+    def admit(self, key_id: str) -> Awaitable[KeyAdmission] | None:
+        record = self.accounts.record(key_id) if self.accounts is not None else None
+        if record is None or not record.limited or self.rate_limits is None:
+            return None
+        return self.rate_limits.admit(record)
+
+    def balance(self, key_id: str) -> Balance | None | Awaitable[Balance | None]:
+        if self.holds is not None:
+            return self.holds.balance(key_id)
         return self.accounts.balance(key_id) if self.accounts is not None else None
 
     async def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
@@ -88,6 +110,10 @@ class SqliteStore:
     async def close(self) -> None:
         if self.accounts is not None:
             self.accounts.close()
+        if self.rate_limits is not None:
+            self.rate_limits.close()
+        if self.holds is not None:
+            self.holds.close()
         self.ledger.close()
 
 
@@ -98,7 +124,8 @@ async def open_store(settings: Any) -> Store | None:
         return None
     pricing = settings.pricing
     if isinstance(target, Path):
-        return await asyncio.to_thread(SqliteStore, target, keys=settings.auth.keys, sync=pricing.ledger_sync)
+        return await asyncio.to_thread(SqliteStore, target, keys=settings.auth.keys, sync=pricing.ledger_sync,
+                                       shared=settings.gateway.workers > 1)
     from warmgate.pricing.postgres_store import PostgresStore
 
     store = PostgresStore(target, lease=pricing.hold_lease)

@@ -56,6 +56,9 @@ class Executor(Protocol):
     """``call`` needs ``Call.raw``: the route keeps each request's body bytes."""
     scales_itself: bool
     """The executor scales to zero on its own: the gateway never unloads the function."""
+    in_process: bool
+    """The model loads into the gateway's process (so ``serve --workers`` would load it in each),
+    unless the pipeline says the function only relays (``PipelineSpec.relays``)."""
 
     async def start(self) -> Any:
         """Load the model (or connect, or deploy) and return the runner the function holds."""
@@ -87,6 +90,7 @@ class BaseExecutor:
 
     forwards_raw: ClassVar[bool] = False
     scales_itself: ClassVar[bool] = False
+    in_process: ClassVar[bool] = False
 
     def __init__(self, config: FunctionConfig, pipelines: Mapping[str, PipelineSpec], settings: Settings) -> None:
         self.config = config

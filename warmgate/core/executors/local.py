@@ -32,6 +32,10 @@ def describe_error(exc: BaseException) -> str:
 
 
 class LocalExecutor(BaseExecutor):
+    """The model in the gateway's own process, loaded on a worker thread."""
+
+    in_process = True
+
     def __init__(self, config: FunctionConfig, pipelines: Mapping[str, PipelineSpec], settings: Settings) -> None:
         super().__init__(config, pipelines, settings)
         self.spec = pipelines[config.pipeline]

@@ -18,7 +18,7 @@ from warmgate.core.threads import load_in_thread
 from warmgate.plugins.llm import completions_wire, embeddings
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.anthropic_api import anthropic_specs
-from warmgate.plugins.llm.backend import get_backends
+from warmgate.plugins.llm.backend import get_backends, relays_only
 from warmgate.plugins.llm.completions import complete_text, quoted_tokens
 from warmgate.plugins.llm.ollama_api import ollama_routes, ollama_specs
 from warmgate.plugins.llm.runner import LLMRunner
@@ -70,6 +70,7 @@ def register_pipelines(register: Any) -> None:
             response=LLMResponse,
             load=load_llm,
             engine_modules=("torch", "transformers.modeling_utils"),  # the in-process (transformers) backend
+            relays=relays_only,
             default_model_id=DEFAULT_MODEL_ID,
             model_field="model",
             price_unit=PriceUnit.TOKEN,

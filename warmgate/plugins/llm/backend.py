@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -24,6 +24,7 @@ __all__ = [
     "Usage",
     "get_backends",
     "hookspec",
+    "relays_only",
     "text_messages",
     "TokenLogprob",
     "ToolCallDelta",
@@ -66,6 +67,13 @@ class GenerationParams(msgspec.Struct, kw_only=True):
     logit_bias: dict[str, float] = {}
     unknown_fields: dict[str, Any] = {}
     """Fields OpenAI does not define, for ``forwards_unknown_fields`` backends to relay verbatim."""
+
+
+def relays_only(options: Mapping[str, Any]) -> bool:
+    """Whether a function with these options holds no model in process: it relays to a running
+    engine (Ollama, or vLLM at ``options.url``; without one a vLLM engine is started per process)."""
+    backend = options.get("backend")
+    return backend == "ollama" or (backend == "vllm" and bool(options.get("url")))
 
 
 def text_messages(params: GenerationParams) -> list[dict[str, str]]:

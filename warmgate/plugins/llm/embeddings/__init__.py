@@ -11,6 +11,7 @@ from warmgate.core.functions import loading_function
 from warmgate.core.settings import Price
 from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
 from warmgate.core.threads import load_in_thread
+from warmgate.plugins.llm.backend import relays_only
 from warmgate.plugins.llm.embeddings.functions import PIPELINE, forget, track
 from warmgate.plugins.llm.embeddings.inputs import prepare_embeddings, prompt_tokens
 from warmgate.plugins.llm.embeddings.wire import EmbeddingList, EmbeddingRequest
@@ -54,6 +55,7 @@ def embeddings_spec() -> PipelineSpec:
         response=EmbeddingList,
         load=load_embeddings,
         engine_modules=("torch", "transformers.modeling_utils"),
+        relays=relays_only,
         default_model_id="sentence-transformers/all-MiniLM-L6-v2",
         paths=("/v1/embeddings", "/llm/embeddings"),
         model_field="model",

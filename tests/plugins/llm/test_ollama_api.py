@@ -97,13 +97,13 @@ def test_list_show_and_ps_describe_the_functions(gateway, tiny_models):
     chat, embed = tiny_models
     assert {chat, embed, OLLAMA_BACKED, "org/relayed"} <= {m.model for m in sdk.list().models}
     shown = sdk.show("tiny")
-    assert shown.modelinfo["llm.context_length"] == 512 and "completion" in shown.capabilities
+    assert shown.modelinfo["llm.context_length"] == 4096 and "completion" in shown.capabilities
     assert shown.details.format == "safetensors"
     sdk.chat(model="tiny", messages=ASK, options=SHORT, keep_alive="1h", stream=False)
     [running] = [m for m in sdk.ps().models if m.model == chat]
     left = running.expires_at - datetime.datetime.now(datetime.UTC)
     assert datetime.timedelta(minutes=50) < left <= datetime.timedelta(hours=1)
-    assert running.context_length == 512
+    assert running.context_length == 4096
 
 
 def test_keep_alive_zero_unloads_the_function_once_its_request_ended(gateway, tiny_models):

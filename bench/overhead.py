@@ -12,15 +12,30 @@ subprocess on 127.0.0.1, one server at a time, and loads it with ``wrk``:
 * ``warmgate+keys``: as ``warmgate+ledger``, with ``auth.keys``: a key made with the key store,
   each request's quote held against its balance and settled with its ledger row.
 
-Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json]``. Needs ``wrk``
-(``apt-get install -y wrk``). Server and wrk share the machine's cores, so compare the
-numbers with each other, not with other machines. This is a script, not a test.
+Three more comparisons, each behind its flag (instead of the table above):
+
+* ``--pricing``: the cost of keys and the ledger, ``warmgate+keys`` against ``warmgate+price``,
+  on the no-op pipeline and on a 5 ms one (an async runner that sleeps 5 ms), at c=1 and c=64.
+  Targets: <= 10% on the 5 ms pipeline at both, <= 25% on the no-op at c=64.
+* ``--store``: ``warmgate+keys`` on the 5 ms pipeline at c=64 with its keys and ledger in the
+  SQLite file against a throwaway PostgreSQL (``warmgate.testing.postgres``, fsync on, as the
+  SQLite ledger's ``ledger_sync: full``) through ``pricing.database``.
+* ``--workers``: a gateway relaying ``/echo`` (``executor: remote``, unpriced) to an upstream
+  warmgate running the echo pipeline in process (an instant runner), in one worker process and in
+  two (``serve --workers 2``: ``warmgate.testing.process``, as tests/test_workers.py runs it), at
+  c=64. The upstream, the workers and wrk all share the machine's cores.
+
+Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json] [--pricing | --store |
+--workers]``. Needs ``wrk`` (``apt-get install -y wrk``). Server and wrk share the machine's cores,
+so compare the numbers with each other, not with other machines. This is a script, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -42,12 +57,15 @@ _PRICED = ("warmgate+price", "warmgate+ledger", "warmgate+keys")
 LEVELS = ((1, 1), (2, 64))  # (wrk threads, connections)
 API_KEY = "bench-key"
 BODY = b'{"prompt":"hello","model_id":"noop"}'
+ECHO_BODY = b'{"prompt":"hello"}'
 WARMUP_SECONDS = 2
+SLOW_MS = 5.0
+"""The runner time of the "5 ms pipeline"."""
 
 # wrk prints one JSON line from done() so that no human-oriented output has to be parsed.
 WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.body = '""" + BODY.decode() + """'
+wrk.body = 'BODY'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer TOKEN"
 done = function(summary, latency, requests)
@@ -94,34 +112,43 @@ class NoopRunner:
         return NoopResponse(text=req.prompt)
 
 
+class SlowRunner:
+    """The 5 ms model: echoes the prompt after ``SLOW_MS`` (awaited, so requests overlap)."""
+
+    async def __call__(self, req: NoopRequest) -> NoopResponse:
+        await asyncio.sleep(SLOW_MS / 1000)
+        return NoopResponse(text=req.prompt)
+
+
 def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", keys: bool = False,
-                 ledger_sync: str = "full") -> Litestar:
-    """The no-op pipeline through the full warmgate path, auth on; ``priced`` quotes every
-    request; with a ``ledger`` file every request is committed to it; ``keys`` requires keys
-    from it."""
+                 ledger_sync: str = "full", slow: bool = False, database: str = "") -> Litestar:
+    """The no-op pipeline (``slow``: the 5 ms one) through the full warmgate path, auth on;
+    ``priced`` quotes every request; with a ``ledger`` file (or a PostgreSQL ``database``)
+    every request is committed to it; ``keys`` requires keys from it."""
     from warmgate import FunctionConfig, PipelineSpec, Settings, create_app
     from warmgate.core.settings import AuthSettings, GatewaySettings, Price, PricingSettings
 
+    runner = SlowRunner() if slow else NoopRunner()
     spec = PipelineSpec(name="noop", request=NoopRequest, response=NoopResponse,
-                        load=lambda model_id, options: NoopRunner(), default_model_id="noop")
+                        load=lambda model_id, options: runner, default_model_id="noop")
     settings = Settings(
         gateway=GatewaySettings(access_log=access_log, log_format="json"),
         auth=AuthSettings(api_keys=[] if keys else [API_KEY], keys=keys),
         functions=[FunctionConfig(pipeline="noop", model_id="noop", max_concurrency=1024, max_queue=1024, warm=True,
                                   price=Price(price_per_unit=1) if priced else None)],
-        pricing=PricingSettings(ledger=ledger, ledger_sync=ledger_sync),
+        pricing=PricingSettings(ledger="" if database else ledger, ledger_sync=ledger_sync, database=database),
     )
     return create_app(settings, pipelines={"noop": spec})
 
 
-def serve(variant: str, port: int, ledger: str, ledger_sync: str) -> None:
+def serve(variant: str, port: int, ledger: str, ledger_sync: str, slow: bool, database: str) -> None:
     """Run one server variant in this process until terminated."""
     import uvicorn
 
     app = bare_app() if variant == "bare" else warmgate_app(
         access_log=variant == "warmgate+log", priced=variant in _PRICED,
         ledger=ledger if variant in ("warmgate+ledger", "warmgate+keys") else "off", keys=variant == "warmgate+keys",
-        ledger_sync=ledger_sync)
+        ledger_sync=ledger_sync, slow=slow, database=database)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_config=None, access_log=False)
 
@@ -129,7 +156,8 @@ def serve(variant: str, port: int, ledger: str, ledger_sync: str) -> None:
 # -- driver -----------------------------------------------------------------------------
 
 
-def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, token: str, timeout: float = 30.0) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, token: str, timeout: float = 30.0,
+               path: str = "/noop", body: bytes = BODY) -> None:
     """Poll GET /health until it answers and the warm function has loaded, then check one POST."""
     deadline = time.monotonic() + timeout
     while True:
@@ -145,15 +173,15 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, token: st
         if time.monotonic() > deadline:
             sys.exit(f"error: {variant} server not ready after {timeout:.0f}s")
         time.sleep(0.1)
-    req = urllib.request.Request(base + "/noop", data=BODY, method="POST", headers={
+    req = urllib.request.Request(base + path, data=body, method="POST", headers={
         "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             answer = json.loads(resp.read())
     except OSError as exc:  # HTTPError included
-        sys.exit(f"error: {variant} POST /noop failed: {exc}")
-    if answer != {"text": "hello"}:
-        sys.exit(f"error: {variant} POST /noop answered an unexpected body: {answer!r}")
+        sys.exit(f"error: {variant} POST {path} failed: {exc}")
+    if answer.get("text") != "hello":
+        sys.exit(f"error: {variant} POST {path} answered an unexpected body: {answer!r}")
 
 
 def run_wrk(wrk: str, script: Path, url: str, threads: int, conns: int, seconds: int) -> dict[str, float]:
@@ -169,30 +197,20 @@ def run_wrk(wrk: str, script: Path, url: str, threads: int, conns: int, seconds:
             "non_2xx": raw["non_2xx"]}
 
 
-def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str) -> dict[str, dict[str, float]]:
-    """Start ``variant``'s server (a fresh ledger, and a key when it needs one), warm up and
-    measure every concurrency level, stop it."""
-    port = free_port()
-    ledger = tmp / f"usage-{port}.sqlite"
-    token = API_KEY
-    if variant == "warmgate+keys":
-        from warmgate.pricing.keys import KeyStore
-
-        store = KeyStore(ledger)
-        _, token = store.create(name="bench", credit=10**30)
-        store.close()
+def measure(proc: subprocess.Popen[bytes], port: int, variant: str, token: str, wrk: str, tmp: Path, duration: int,
+            levels: tuple[tuple[int, int], ...] = LEVELS, path: str = "/noop",
+            body: bytes = BODY) -> dict[str, dict[str, float]]:
+    """Wait for the server ``proc`` on ``port``, warm up and measure every concurrency level of
+    ``POST path``, stop it."""
     script = tmp / f"post-{port}.lua"
-    script.write_text(WRK_SCRIPT.replace("TOKEN", token))
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port), "--ledger", str(ledger),
-                             "--ledger-sync", sync],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script.write_text(WRK_SCRIPT.replace("TOKEN", token).replace("BODY", body.decode()))
     base = f"http://127.0.0.1:{port}"
     results: dict[str, dict[str, float]] = {}
     try:
-        wait_ready(proc, base, variant, token)
-        for threads, conns in LEVELS:
-            run_wrk(wrk, script, base + "/noop", threads, conns, WARMUP_SECONDS)  # discarded
-            result = run_wrk(wrk, script, base + "/noop", threads, conns, duration)
+        wait_ready(proc, base, variant, token, path=path, body=body)
+        for threads, conns in levels:
+            run_wrk(wrk, script, base + path, threads, conns, WARMUP_SECONDS)  # discarded
+            result = run_wrk(wrk, script, base + path, threads, conns, duration)
             if result["errors"] or result["non_2xx"]:
                 print(f"warning: {variant} c={conns}: {result['errors']:.0f} socket errors, "
                       f"{result['non_2xx']:.0f} non-2xx responses", file=sys.stderr)
@@ -200,6 +218,80 @@ def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str) -
     finally:
         stop(proc, timeout=10)
     return results
+
+
+def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str, *, slow: bool = False,
+                  database: str = "", levels: tuple[tuple[int, int], ...] = LEVELS) -> dict[str, dict[str, float]]:
+    """Start ``variant``'s server (a fresh ledger, or the PostgreSQL ``database``, and a key
+    when it needs one; ``slow``: the 5 ms pipeline) and measure it."""
+    port = free_port()
+    ledger = tmp / f"usage-{port}.sqlite"
+    token = API_KEY
+    if variant == "warmgate+keys":
+        from warmgate.pricing.keys import KeyStore
+
+        store = KeyStore(database or ledger)
+        _, token = store.create(name="bench", credit=10**30)
+        store.close()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port), "--ledger", str(ledger),
+                             "--ledger-sync", sync, "--database", database, *(["--slow"] if slow else [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return measure(proc, port, variant, token, wrk, tmp, duration, levels)
+
+
+def bench_pricing(wrk: str, tmp: Path, duration: int, sync: str, rounds: int) -> dict[str, dict[str, dict[str, float]]]:
+    """``--pricing``: priced with and without keys + ledger, on the no-op and the 5 ms pipeline."""
+    runs = [{f"{variant}{'@5ms' if slow else ''}": bench_variant(variant, wrk, tmp, duration, sync, slow=slow)
+             for slow in (False, True) for variant in ("warmgate+price", "warmgate+keys")} for _ in range(rounds)]
+    return median_of_rounds(runs)
+
+
+def bench_store(wrk: str, tmp: Path, duration: int, sync: str, rounds: int) -> dict[str, dict[str, dict[str, float]]]:
+    """``--store``: keys + ledger on the 5 ms pipeline at c=64 in SQLite, then in PostgreSQL."""
+    from warmgate.testing.postgres import PostgresServer
+
+    server = PostgresServer(fsync=True).init()
+    server.start()
+    try:
+        runs = [{f"{store}@5ms": bench_variant("warmgate+keys", wrk, tmp, duration, sync, slow=True,
+                                               database=server.create_database() if store == "postgresql" else "",
+                                               levels=LEVELS[1:])
+                 for store in ("sqlite", "postgresql")} for _ in range(rounds)]
+    finally:
+        try:
+            server.stop("immediate")
+        finally:
+            server.remove()
+    return median_of_rounds(runs)
+
+
+def _echo_gateway(config: dict[str, Any], tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    """``warmgate.testing.process``: the echo pipeline's gateway in ``workers`` processes."""
+    port = free_port()
+    path = tmp / f"echo-{port}.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "warmgate.testing.process", str(path), str(port), str(workers)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return proc, port
+
+
+def bench_workers(wrk: str, tmp: Path, duration: int, rounds: int) -> dict[str, dict[str, dict[str, float]]]:
+    """``--workers``: a relay in one worker and in two, to an echo upstream, at c=64."""
+    quiet = {"access_log": False, "log_level": "warning", "cache_dir": str(tmp)}
+    upstream, upstream_port = _echo_gateway({"gateway": quiet, "pricing": {"ledger": "off"}, "functions": [
+        {"pipeline": "echo", "model_id": "echo-1", "max_concurrency": 1024, "max_queue": 1024, "warm": True}]}, tmp, 1)
+    relay = {"gateway": quiet, "auth": {"api_keys": [API_KEY]}, "pricing": {"ledger": "off"}, "functions": [
+        {"pipeline": "echo", "model_id": "echo-1", "executor": "remote", "url": f"http://127.0.0.1:{upstream_port}",
+         "max_concurrency": 1024, "max_queue": 1024}]}
+    try:
+        wait_ready(upstream, f"http://127.0.0.1:{upstream_port}", "upstream", API_KEY, path="/echo", body=ECHO_BODY)
+        runs = [{f"relay, {n} worker{'s' if n > 1 else ''}": measure(*_echo_gateway(relay, tmp, n), "relay", API_KEY,
+                                                                      wrk, tmp, duration, LEVELS[1:], "/echo", ECHO_BODY)
+                 for n in (1, 2)} for _ in range(rounds)]
+    finally:
+        stop(upstream, timeout=10)
+    return median_of_rounds(runs)
 
 
 def median_of_rounds(rounds: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -220,23 +312,51 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """The table and the derived overhead lines with their targets."""
-    lines = [f"{'server':<14}{'conc':>5}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}", "-" * 48]
+def table(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    width = max(14, *(len(v) + 2 for v in results))
+    lines = [f"{'server':<{width}}{'conc':>5}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}", "-" * (width + 34)]
     for variant, levels in results.items():
         for key, r in levels.items():
-            lines.append(f"{variant:<14}{key[1:]:>5}{r['rps']:>11.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}")
-    lines.append("")
+            lines.append(f"{variant:<{width}}{key[1:]:>5}{r['rps']:>11.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}")
+    return [*lines, ""]
+
+
+def _cost(results: dict[str, dict[str, dict[str, float]]], pipeline: str, level: str, target: float | None) -> str:
+    """The keys+ledger throughput cost on ``pipeline`` ("" or "@5ms") at ``level``."""
+    cost = 1 - results[f"warmgate+keys{pipeline}"][level]["rps"] / results[f"warmgate+price{pipeline}"][level]["rps"]
+    name = "5 ms pipeline" if pipeline else "no-op pipeline"
+    goal = f"target <= {target:.0%}: {_verdict(cost <= target)}" if target is not None else "no target"
+    return f"keys+ledger throughput cost vs priced without them, {name}, c={level[1:]}: {cost:.1%} ({goal})"
+
+
+def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The table and the derived overhead lines with their targets."""
+    lines = table(results)
     for variant, d in derived(results).items():
         ratio, added = d["rps_ratio_c64"], d["added_p50_ms_c1"]
         lines += [f"{variant}/bare throughput at c=64: {ratio:.3f} (target >= 0.80: {_verdict(ratio >= 0.80)})",
                   f"{variant} added p50 at c=1: {added:+.3f} ms (target < 0.3 ms: {_verdict(added < 0.3)})"]
-    if "warmgate+price" in results and "warmgate+keys" in results:  # the pricing issue's target
-        for level in ("c1", "c64"):
-            cost = 1 - results["warmgate+keys"][level]["rps"] / results["warmgate+price"][level]["rps"]
-            lines.append(f"keys+ledger throughput cost vs priced without them at c={level[1:]}: {cost:.1%} "
-                         f"(target <= 10%: {_verdict(cost <= 0.10)})")
+    if "warmgate+price" in results and "warmgate+keys" in results:  # the pricing issue's target (--pricing: 5 ms)
+        lines += [_cost(results, "", "c1", None), _cost(results, "", "c64", 0.25)]
     return "\n".join(lines)
+
+
+def report_pricing(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    return "\n".join([*table(results), _cost(results, "", "c1", None), _cost(results, "", "c64", 0.25),
+                      _cost(results, "@5ms", "c1", 0.10), _cost(results, "@5ms", "c64", 0.10)])
+
+
+def report_store(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    ratio = results["postgresql@5ms"]["c64"]["rps"] / results["sqlite@5ms"]["c64"]["rps"]
+    return "\n".join([*table(results), f"PostgreSQL/SQLite throughput, keys + ledger, 5 ms pipeline, c=64: {ratio:.3f} "
+                      "(PostgreSQL on this machine, fsync on; SQLite ledger_sync as --ledger-sync)"])
+
+
+def report_workers(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    one, two = (r["c64"]["rps"] for r in results.values())
+    return "\n".join([*table(results), f"2 workers / 1 worker throughput, relay to an instant upstream, c=64: "
+                      f"{two / one:.3f}", "the upstream (one warmgate process), the workers and wrk share the "
+                      f"machine's {os.cpu_count()} cores: a second worker competes with them for CPU"])
 
 
 def main() -> None:
@@ -248,14 +368,20 @@ def main() -> None:
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
     parser.add_argument("--ledger", default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--database", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--slow", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ledger-sync", choices=("full", "normal"), default="full",
                         help="pricing.ledger_sync of the ledger and keys servers (default full)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma list of servers to run (default: all)")
+    extra = parser.add_mutually_exclusive_group()
+    extra.add_argument("--pricing", action="store_true", help="keys + ledger cost on the no-op and 5 ms pipelines")
+    extra.add_argument("--store", action="store_true", help="PostgreSQL against SQLite, 5 ms pipeline, c=64")
+    extra.add_argument("--workers", action="store_true", help="a relay in 2 worker processes against 1, c=64")
     args = parser.parse_args()
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
     if args.serve:
-        serve(args.serve, args.port, args.ledger, args.ledger_sync)
+        serve(args.serve, args.port, args.ledger, args.ledger_sync, args.slow, args.database)
         return
     variants = [v for v in VARIANTS if v in args.only.split(",")]
     if "bare" not in variants:
@@ -263,6 +389,16 @@ def main() -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
+    if args.pricing or args.store or args.workers:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.pricing:
+                results, text = bench_pricing(wrk, Path(tmp), args.duration, args.ledger_sync, args.rounds), report_pricing
+            elif args.store:
+                results, text = bench_store(wrk, Path(tmp), args.duration, args.ledger_sync, args.rounds), report_store
+            else:
+                results, text = bench_workers(wrk, Path(tmp), args.duration, args.rounds), report_workers
+        print(json.dumps({"duration_s": args.duration, "results": results}, indent=2) if args.json else text(results))
+        return
     print(f"{len(variants)} servers x c={[c for _, c in LEVELS]} x {args.rounds} rounds, {args.duration}s each after "
           f"a {WARMUP_SECONDS}s warm-up; medians; server and wrk share the machine's cores", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:

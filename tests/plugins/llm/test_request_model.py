@@ -37,7 +37,7 @@ NEEDS = {
 }
 UNSUPPORTED = {
     "transformers": ["image", "audio"],
-    "ollama": ["tool_choice", "logprobs", "logit_bias", "image", "audio"],
+    "ollama": ["tool_choice", "logprobs", "logit_bias", "audio"],
     "vllm": ["audio"],
 }
 

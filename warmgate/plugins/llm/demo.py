@@ -122,8 +122,15 @@ def build_tiny_vision_model(directory: Path) -> None:
     loadable offline by ``AutoProcessor`` and ``AutoModelForImageTextToText``."""
     try:
         import torch
-        from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                                  LlavaForConditionalGeneration, LlavaProcessor)
+        from transformers import (
+            AutoTokenizer,
+            CLIPImageProcessor,
+            CLIPVisionConfig,
+            LlamaConfig,
+            LlavaConfig,
+            LlavaForConditionalGeneration,
+            LlavaProcessor,
+        )
     except ImportError as exc:
         raise ImportError(f"the LLM demo model needs the [llm] extra "
                           f"(pip install torch, then pip install 'warmgate[llm]'): {exc}") from exc

@@ -29,8 +29,8 @@ from warmgate.plugins.llm.backend import (
     text_messages,
 )
 from warmgate.plugins.llm.capabilities import check_consistent, check_supported
-from warmgate.plugins.llm.images import ImageLimits, resolve_images
 from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, refuse_logprobs, summed
+from warmgate.plugins.llm.images import ImageLimits, resolve_images
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]

@@ -34,3 +34,13 @@ def sdk():
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory):
+    """The tiny random-weight vision-language model's directory (a LLaVA), built once."""
+    from warmgate.plugins.llm.demo import build_tiny_vision_model
+
+    directory = tmp_path_factory.mktemp("tiny-vlm")
+    build_tiny_vision_model(directory)
+    return str(directory)

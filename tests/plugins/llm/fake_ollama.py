@@ -13,6 +13,7 @@ is recorded for assertions."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import hashlib
 import re
@@ -44,9 +45,14 @@ class Message(msgspec.Struct):
     content: str = ""  # the Python client drops empty fields
 
 
+class ChatMessage(Message):
+    images: list[str] | None = None
+    """Base64 image data, without a ``data:`` prefix: Ollama refuses anything else."""
+
+
 class ChatRequest(msgspec.Struct, kw_only=True):
     model: str
-    messages: list[Message] = []
+    messages: list[ChatMessage] = []
     stream: bool = True
     options: dict[str, Any] = {}
     keep_alive: int | float | str | None = None
@@ -362,6 +368,12 @@ class FakeOllama:
             reason = "unload" if name not in self.loaded else "load"
             return _json(ChatChunk(model=request.model, created_at=_now(), message=Message("assistant", ""),
                                    done=True, done_reason=reason))
+        for message in request.messages:
+            for image in message.images or ():
+                try:
+                    base64.b64decode(image, validate=True)
+                except ValueError:
+                    return _error("illegal base64 data at input byte 4", 400)  # as Ollama answers
         record = ChatRecord(model=name, body=body)
         self.chats.append(record)
         calls = tool_calls_for(request)

@@ -15,7 +15,9 @@ HI = [{"role": "user", "content": "hi"}]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                            "required": ["city"]}}}
-IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+# a 1x1 PNG: every backend decodes an image before its engine sees it, so a relayed one must be real
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1Pe"
+                                                  "AAAADElEQVR4nGNgYGAAAAAEAAH2FzhVAAAAAElFTkSuQmCC"}}
 INERT = {"user": "u-1", "metadata": {"team": "a"}, "store": False, "service_tier": "auto",
          "prompt_cache_key": "k", "safety_identifier": "s-1"}
 
@@ -37,7 +39,7 @@ NEEDS = {
 }
 UNSUPPORTED = {
     "transformers": ["image", "audio"],
-    "ollama": ["tool_choice", "logprobs", "logit_bias", "image", "audio"],
+    "ollama": ["tool_choice", "logprobs", "logit_bias", "audio"],
     "vllm": ["audio"],
 }
 

@@ -20,6 +20,7 @@ from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.anthropic_api import anthropic_specs
 from warmgate.plugins.llm.backend import get_backends, relays_only
 from warmgate.plugins.llm.completions import complete_text, quoted_tokens
+from warmgate.plugins.llm.images import IMAGE_OPTIONS, ImageLimits
 from warmgate.plugins.llm.ollama_api import ollama_routes, ollama_specs
 from warmgate.plugins.llm.runner import LLMRunner
 from warmgate.plugins.llm.wire import LLMRequest, LLMResponse
@@ -39,12 +40,12 @@ async def load_llm(model_id: str, options: dict[str, Any]) -> LLMRunner:
         raise ConfigError(
             "llm function options", "backend", f"unknown LLM backend {name!r}; registered: {', '.join(sorted(backends))}"
         )
-    engine_options = {k: v for k, v in options.items() if k not in ("backend", "served_model_id")}
+    engine_options = {k: v for k, v in options.items() if k not in ("backend", "served_model_id", *IMAGE_OPTIONS)}
     if inspect.iscoroutinefunction(factory):
         backend = await factory(model_id, engine_options)
     else:
         backend = await load_in_thread(factory, model_id, engine_options)
-    runner = LLMRunner(options.get("served_model_id", model_id), backend)
+    runner = LLMRunner(options.get("served_model_id", model_id), backend, ImageLimits.from_options(options))
     runner.function = loading_function.get()  # Ollama's keep_alive sets its function's idle time
     return runner
 

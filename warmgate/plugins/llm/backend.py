@@ -67,6 +67,9 @@ class GenerationParams(msgspec.Struct, kw_only=True):
     logit_bias: dict[str, float] = {}
     unknown_fields: dict[str, Any] = {}
     """Fields OpenAI does not define, for ``forwards_unknown_fields`` backends to relay verbatim."""
+    images: list[Any] = []
+    """The ``image_url`` parts' images decoded (RGB Pillow images, in message order), for
+    in-process backends; every part's URL is then a ``data:`` URL (``images.py``)."""
 
 
 def relays_only(options: Mapping[str, Any]) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["build_tiny_chat_model"]
+__all__ = ["build_tiny_chat_model", "build_tiny_vision_model"]
 
 CHAT_TEMPLATE = """\
 {%- if tools %}<|im_start|>system
@@ -104,3 +104,52 @@ def build_tiny_chat_model(directory: Path) -> None:
                          bos_token_id=tokenizer.bos_token_id)
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+
+
+VISION_CHAT_TEMPLATE = """\
+{%- for message in messages %}<|im_start|>{{ message['role'] }}
+{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for part in message['content'] %}\
+{% if part['type'] == 'image' %}<image>{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}\
+{% endfor %}{% endif %}<|im_end|>
+{% endfor %}{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+"""ChatML with ``<image>`` where an image part is: the processor widens it to the image's tokens."""
+
+
+def build_tiny_vision_model(directory: Path) -> None:
+    """A tiny random-weight LLaVA: the chat model's tokenizer plus ``<image>``, a one-layer CLIP
+    vision tower on 32 px images (16 image tokens) and a two-layer Llama, with its processor, all
+    loadable offline by ``AutoProcessor`` and ``AutoModelForImageTextToText``."""
+    try:
+        import torch
+        from transformers import (
+            AutoTokenizer,
+            CLIPImageProcessor,
+            CLIPVisionConfig,
+            LlamaConfig,
+            LlavaConfig,
+            LlavaForConditionalGeneration,
+            LlavaProcessor,
+        )
+    except ImportError as exc:
+        raise ImportError(f"the LLM demo model needs the [llm] extra "
+                          f"(pip install torch, then pip install 'warmgate[llm]'): {exc}") from exc
+
+    build_tiny_chat_model(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    torch.manual_seed(0)
+    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                  crop_size={"height": 32, "width": 32}),
+                               tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1, chat_template=VISION_CHAT_TEMPLATE)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=1,
+                              image_size=32, patch_size=8, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, vision_feature_select_strategy="default")
+    LlavaForConditionalGeneration(config).save_pretrained(directory)
+    processor.save_pretrained(directory)

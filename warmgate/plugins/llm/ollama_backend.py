@@ -161,8 +161,9 @@ def ollama_format(params: GenerationParams) -> str | dict[str, Any] | None:
 
 
 def ollama_messages(params: GenerationParams) -> list[dict[str, Any]]:
-    """OpenAI messages as Ollama takes them: text content, assistant ``tool_calls`` with
-    ``arguments`` as objects, and ``tool`` results named by the tool they answer."""
+    """OpenAI messages as Ollama takes them: text content, image parts as base64 ``images``,
+    assistant ``tool_calls`` with ``arguments`` as objects, and ``tool`` results named by the
+    tool they answer."""
     names: dict[str, str] = {}
     messages = text_messages(params)
     for i, (message, original) in enumerate(zip(messages, params.messages, strict=True)):
@@ -179,6 +180,11 @@ def ollama_messages(params: GenerationParams) -> list[dict[str, Any]]:
             calls.append({"function": {"name": call["function"]["name"], "arguments": arguments}})
         if calls:
             message["tool_calls"] = calls
+        content = original.get("content")
+        if isinstance(content, list) and any(part.get("type") == "image_url" for part in content):
+            # every image URL is a data: URL by now (images.py); Ollama takes the base64 data alone
+            message["images"] = [part["image_url"]["url"].partition(",")[2] for part in content
+                                 if part.get("type") == "image_url"]
         if message["role"] == "tool":
             message["tool_name"] = names.get(original.get("tool_call_id") or "", "")
     return messages
@@ -189,7 +195,7 @@ class OllamaBackend:
     known only from its answers."""
 
     backend_name = "ollama"
-    features = frozenset({"prompt", "stop", "seed", "penalties", "tools", "response_format"})
+    features = frozenset({"prompt", "stop", "seed", "penalties", "tools", "response_format", "image_content"})
     forwards_unknown_fields = False  # Ollama's API is not OpenAI's: unknown fields would mean nothing to it
 
     def __init__(self, client: Any, *, host: str, name: str, keep_alive: int | float | str | None,

@@ -30,6 +30,7 @@ from warmgate.plugins.llm.backend import (
 )
 from warmgate.plugins.llm.capabilities import check_consistent, check_supported
 from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, refuse_logprobs, summed
+from warmgate.plugins.llm.images import ImageLimits, resolve_images
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]
@@ -74,9 +75,10 @@ class StopScanner:
 
 
 class LLMRunner(Runner):
-    def __init__(self, model_id: str, backend: LLMBackend) -> None:
+    def __init__(self, model_id: str, backend: LLMBackend, image_limits: ImageLimits | None = None) -> None:
         self.model_id = model_id
         self.backend = backend
+        self.image_limits = image_limits or ImageLimits()
         self.memory_bytes = getattr(backend, "memory_bytes", None)
         self.function: Any = None
         """The gateway function this runner was loaded for (None off the gateway, as in a ray worker)."""
@@ -262,6 +264,7 @@ class LLMRunner(Runner):
         params = _chat_params(request)
         check_consistent(params)
         check_supported(params, self.backend, self.model_id)
+        await resolve_images(params, self.image_limits)
         field = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
         await self._check_context(params, field)
         ident, created = f"chatcmpl-{os.urandom(12).hex()}", int(time.time())
@@ -391,9 +394,11 @@ class LLMRunner(Runner):
     # -- other wire formats (Anthropic, Ollama): the chat path's checks, engine calls and accounting
 
     async def check(self, params: GenerationParams, max_tokens_field: str) -> None:
-        """What ``chat`` checks before the engine runs: consistency, the backend's features, the context."""
+        """What ``chat`` checks before the engine runs: consistency, the backend's features, the
+        images (decoded into ``params.images``), the context."""
         check_consistent(params)
         check_supported(params, self.backend, self.model_id)
+        await resolve_images(params, self.image_limits)
         await self._check_context(params, max_tokens_field)
 
     async def answer(self, params: GenerationParams) -> Completion:

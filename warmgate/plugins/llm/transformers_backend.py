@@ -21,13 +21,15 @@ _DONE = object()
 
 
 def load_transformers(model_id: str, options: dict[str, Any]) -> TransformersBackend:
-    """Load tokenizer and model (a worker thread calls this). Options: ``dtype`` (``auto``,
-    ``float16``, ``bfloat16``, ``float32``), ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``auto``),
-    ``trust_remote_code``, ``tool_parser`` (``hermes``, ``llama3_json``, ``mistral``; default: the
-    one the chat template teaches)."""
+    """Load tokenizer and model (a worker thread calls this); a vision-language model (one
+    ``AutoModelForImageTextToText`` knows) with its processor, whose chat template places the
+    images. Options: ``dtype`` (``auto``, ``float16``, ``bfloat16``, ``float32``), ``device``
+    (``cpu``, ``cuda``, ``cuda:1``, ``auto``), ``trust_remote_code``, ``tool_parser`` (``hermes``,
+    ``llama3_json``, ``mistral``; default: the one the chat template teaches)."""
     try:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
     except ImportError as exc:
         raise ImportError(f"the transformers LLM backend needs the [llm] extra "
                           f"(pip install torch, then pip install 'warmgate[llm]'): {exc}") from exc
@@ -35,17 +37,40 @@ def load_transformers(model_id: str, options: dict[str, Any]) -> TransformersBac
     device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = options.get("dtype", "auto")
     trust = bool(options.get("trust_remote_code", False))
-    tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
-    if tokenizer.chat_template is None:
+    config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust)
+    processor = None
+    auto_model: Any = AutoModelForCausalLM
+    if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=trust)
+        tokenizer, auto_model = processor.tokenizer, AutoModelForImageTextToText
+        template = getattr(processor, "chat_template", None)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust)
+        template = tokenizer.chat_template
+    if template is None:
         raise ValueError(f"{model_id} has no chat template; it is not a chat model")
-    model = AutoModelForCausalLM.from_pretrained(
+    model = auto_model.from_pretrained(
         model_id, dtype=dtype if dtype == "auto" else getattr(torch, dtype), trust_remote_code=trust,
         device_map=device if device == "auto" else None,
     )
     if device != "auto":
         model.to(device)
     model.eval()
-    return TransformersBackend(model, tokenizer, options.get("tool_parser"))
+    return TransformersBackend(model, tokenizer, options.get("tool_parser"), processor)
+
+
+def _with_images(templated: list[dict[str, Any]], params: GenerationParams) -> list[dict[str, Any]]:
+    """Templated messages whose originals had content parts get them back as a processor's
+    chat template takes them: text parts and ``{"type": "image", "image": <PIL image>}``."""
+    images = iter(params.images)
+    for entry, original in zip(templated, params.messages, strict=True):
+        content = original.get("content")
+        if isinstance(content, list):
+            entry["content"] = [{"type": "text", "text": part.get("text") or ""} if part.get("type") == "text"
+                                else {"type": "image", "image": next(images)} for part in content]
+        else:
+            entry["content"] = [{"type": "text", "text": entry["content"]}]
+    return templated
 
 
 class _Cancelled:
@@ -99,25 +124,34 @@ class TransformersBackend:
     extra_fields = frozenset({"repetition_penalty"})
     """vLLM's multiplicative penalty (1: off), which transformers ships as a logits processor."""
 
-    def __init__(self, model: Any, tokenizer: Any, tool_parser: str | None = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, tool_parser: str | None = None, processor: Any = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
+        self.processor = processor
+        """A vision-language model's processor (None: a text-only model): it templates and encodes."""
+        if processor is not None:
+            self.features = self.features | {"image_content"}
+        self.context_length: int | None = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         self.memory_bytes = module_bytes(model)
-        self.tool_parser = parser_for(tokenizer.chat_template, tool_parser)
+        self.tool_parser = parser_for(processor.chat_template if processor is not None else tokenizer.chat_template,
+                                      tool_parser)
         embeddings = model.get_output_embeddings()
         self.vocab_size = int(embeddings.weight.shape[0]) if embeddings is not None else model.config.vocab_size
         self._grammars: Grammars | None = None
 
     def _encode(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Any:
-        return self.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
-                                                  return_tensors="pt", return_dict=True)
+        templating = self.processor if self.processor is not None else self.tokenizer
+        return templating.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
+                                              tokenize=True, return_tensors="pt", return_dict=True)
 
     def _encode_request(self, params: GenerationParams) -> Any:
         if params.prompt is not None:
             return self._encode_prompt(params.prompt)
         tools = params.tools if params.tool_choice != "none" else None
-        return self._encode(template_messages(params.messages), tools)
+        messages = template_messages(params.messages)
+        if self.processor is not None:
+            messages = _with_images(messages, params)
+        return self._encode(messages, tools)
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return int(self._encode(messages)["input_ids"].shape[1])
@@ -149,6 +183,8 @@ class TransformersBackend:
         constrained = constraint(params)
         sampler = await asyncio.to_thread(self._sampler, params, constrained) if constrained else None
         inputs = self._encode_request(params).to(self.model.device)
+        if "pixel_values" in inputs:  # the processor gives float32; the vision tower may run in half precision
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         recorder = LogprobRecorder(self.tokenizer, params.top_logprobs or 0) if params.logprobs else None
         chain = [recorder] if recorder else []

@@ -125,7 +125,9 @@ def test_count_tokens_counts_with_the_functions_tokenizer(gateway):
     sdk, _ = gateway
     short = sdk.messages.count_tokens(model="tiny", messages=ASK)
     longer = sdk.messages.count_tokens(model="tiny", system="You answer in French, always.", messages=ASK)
+    with_tools = sdk.messages.count_tokens(model="tiny", messages=ASK, tools=[WEATHER])
     assert 0 < short.input_tokens < longer.input_tokens
+    assert with_tools.input_tokens > short.input_tokens + 20  # the template renders the tool's definition
 
 
 def test_errors_are_the_sdks_typed_errors_in_anthropics_shape(gateway):

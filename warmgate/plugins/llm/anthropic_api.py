@@ -4,7 +4,6 @@ model, so keys, quotes, usage, metrics and the access log are those of every oth
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -15,7 +14,7 @@ from warmgate.core.errors import ClientError
 from warmgate.core.spec import PipelineSpec, PriceUnit
 from warmgate.plugins.llm import anthropic_wire as aw
 from warmgate.plugins.llm import openai_wire as oa
-from warmgate.plugins.llm.backend import Delta, EngineFailed, GenerationParams, Usage, text_messages
+from warmgate.plugins.llm.backend import Delta, EngineFailed, GenerationParams, Usage
 from warmgate.plugins.llm.runner import LLMRunner
 from warmgate.plugins.llm.wire_errors import error_handlers
 
@@ -232,12 +231,10 @@ async def _events(runner: LLMRunner, params: GenerationParams, ident: str, delta
 
 
 async def count_tokens(runner: LLMRunner, request: aw.AnthropicCountTokensRequest) -> aw.AnthropicTokenCount:
-    """The chat-templated prompt's tokens by the function's tokenizer (tool definitions are not
-    counted: the template decides how they enter the prompt)."""
+    """The chat-templated prompt's tokens by the function's tokenizer, with the tool definitions
+    and earlier tool calls where the backend renders them through its chat template."""
     params = messages_params(request)
-    count = runner.backend.count_prompt_tokens(text_messages(params))
-    if inspect.isawaitable(count):
-        count = await count
+    count = await runner.count_request_tokens(params)
     if count is None:
         raise ClientError(f"the backend serving {runner.model_id} cannot count tokens (its engine does)")
     return aw.AnthropicTokenCount(count)

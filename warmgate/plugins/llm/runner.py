@@ -88,15 +88,21 @@ class LLMRunner(Runner):
 
     # -- shared ----------------------------------------------------------------------
 
+    async def count_request_tokens(self, params: GenerationParams) -> int | None:
+        """The prompt's tokens as generation sees it: with the tools and earlier calls where the
+        backend renders them itself (``count_request_tokens``), else the messages' text; None
+        when the backend cannot count (its engine does)."""
+        count_request = getattr(self.backend, "count_request_tokens", None)
+        prompt = count_request(params) if count_request else self.backend.count_prompt_tokens(text_messages(params))
+        if inspect.isawaitable(prompt):
+            prompt = await prompt
+        return prompt
+
     async def _check_context(self, params: GenerationParams, max_tokens_field: str) -> None:
         limit = self.backend.context_length
         if not limit:
             return
-        count_request = getattr(self.backend, "count_request_tokens", None)  # counts tools and calls too
-        prompt = count_request(params) if count_request else self.backend.count_prompt_tokens(text_messages(params))
-        if inspect.isawaitable(prompt):
-            prompt = await prompt
-        prompt = prompt or 0
+        prompt = await self.count_request_tokens(params) or 0
         if params.max_tokens + prompt > limit:
             raise RequestValidationError.single(
                 ["body", max_tokens_field],

@@ -92,6 +92,14 @@ def test_generate_takes_a_prompt_and_a_system(gateway):
     assert streamed[-1].done and not streamed[0].done
 
 
+def test_generate_raw_sends_the_prompt_without_the_chat_template(gateway):
+    sdk, _ = gateway
+    templated = sdk.generate(model="tiny", prompt="hello there", options=SHORT)
+    raw = sdk.generate(model="tiny", prompt="hello there", raw=True, options=SHORT)
+    assert raw.done and isinstance(raw.response, str) and raw.eval_count == 3
+    assert 0 < raw.prompt_eval_count < templated.prompt_eval_count  # no role markers around it
+
+
 def test_list_show_and_ps_describe_the_functions(gateway, tiny_models):
     sdk, _ = gateway
     chat, embed = tiny_models
@@ -197,7 +205,7 @@ def test_version_answers(gateway):
     ("/api/chat", {"model": "tiny", "messages": ASK, "options": {"num_predict": 0}}, 400, "num_predict"),
     ("/api/chat", {"model": "nope", "messages": ASK}, 404, "nope"),
     ("/api/generate", {"model": "tiny", "prompt": "hi", "template": "{{ .Prompt }}"}, 400, "template"),
-    ("/api/generate", {"model": "tiny", "prompt": "hi", "raw": True}, 400, "raw"),
+    ("/api/generate", {"model": "tiny", "prompt": "hi", "raw": True, "images": ["AA=="]}, 400, "images"),
     ("/api/chat", {"model": "tiny", "messages": ASK, "keep_alive": "soon"}, 400, "keep_alive"),
     ("/api/chat", {"model": "tiny", "messages": [{"role": "robot", "content": "hi"}]}, 400, "role"),
     ("/api/chat", {"model": "tiny", "messages": [{"role": "tool", "content": "18 C"}]}, 400, "tool"),

@@ -118,8 +118,8 @@ def _refuse_unsupported(request: ow.OllamaChatRequest | ow.OllamaGenerateRequest
     if request.think:
         raise ClientError(f'"{request.model}" does not support thinking')
     if isinstance(request, ow.OllamaGenerateRequest):
-        if request.raw:
-            raise ClientError("raw: the LLM functions take chat messages; send the prompt without raw")
+        if request.raw and request.images:
+            raise ClientError("images: a raw prompt is text only; send the images without raw")
         if request.suffix:
             raise ClientError("suffix: fill-in-the-middle is not supported")
         if request.context:
@@ -143,13 +143,17 @@ def ollama_params(request: ow.OllamaChatRequest | ow.OllamaGenerateRequest) -> G
     if isinstance(request, ow.OllamaChatRequest):
         messages = _chat_messages(request.messages)
         tools = msgspec.to_builtins(request.tools or [])
+    elif request.raw:  # the prompt as it is, no chat template (and so no system message), as Ollama does
+        messages, tools = [], []
     else:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages.append({"role": "user", "content": _content(request.prompt, request.images)})
         tools = []
     options = request.options or ow.OllamaOptions()
+    raw = isinstance(request, ow.OllamaGenerateRequest) and request.raw
     return GenerationParams(
-        messages=messages, max_tokens=_num_predict(options) or DEFAULT_NUM_PREDICT,
+        messages=messages, prompt=request.prompt if raw else None,
+        max_tokens=_num_predict(options) or DEFAULT_NUM_PREDICT,
         temperature=0.8 if options.temperature is None else options.temperature,  # Ollama's defaults
         top_p=0.9 if options.top_p is None else options.top_p,
         top_k=-1 if not options.top_k else options.top_k, seed=options.seed, stop=list(options.stop or ()),
@@ -163,7 +167,11 @@ async def _fit(runner: LLMRunner, params: GenerationParams, request: ow.OllamaCh
     context = min(c for c in (runner.backend.context_length, options.num_ctx, 1 << 62) if c)
     if context >= 1 << 62:
         return
-    prompt = runner.backend.count_prompt_tokens(text_messages(params))
+    count_raw = getattr(runner.backend, "count_raw_prompt_tokens", None)
+    if params.prompt is not None:
+        prompt = count_raw(params.prompt) if count_raw is not None else None
+    else:
+        prompt = runner.backend.count_prompt_tokens(text_messages(params))
     if not isinstance(prompt, int) and prompt is not None:
         prompt = await prompt
     if prompt is None:

@@ -160,7 +160,7 @@ def _start_bare(functions: list[dict[str, Any]], root: Path) -> tuple[subprocess
             if httpx.get(base + "/health", timeout=2).status_code == 200:
                 return proc, base
         except httpx.HTTPError:
-            pass  # loading its models
+            pass  # not listening yet: it is still loading its models
         time.sleep(0.2)
     stop(proc)
     sys.exit("error: the bare server did not start (its stderr is above)")

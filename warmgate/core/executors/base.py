@@ -9,6 +9,7 @@ whatever comes back (a response struct, a ``litestar.Response`` or a stream of c
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -84,9 +85,9 @@ ExecutorFactory = Callable[[FunctionConfig, Mapping[str, PipelineSpec], Settings
 """``factory(config, pipelines, settings)``: one function's executor (often the class itself)."""
 
 
-class BaseExecutor:
+class BaseExecutor(abc.ABC):
     """Defaults for an executor: a runner that needs no url, closed with its ``close()``, and
-    streamed by iterating what ``call`` returns."""
+    streamed by iterating what ``call`` returns. ``start`` and ``call`` are each executor's own."""
 
     forwards_raw: ClassVar[bool] = False
     scales_itself: ClassVar[bool] = False
@@ -104,11 +105,13 @@ class BaseExecutor:
             return "url", "url is only used with executor: remote"
         return None
 
+    @abc.abstractmethod
     async def start(self) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement start()")
+        """Load (or reach) the function's model: the runner that ``call`` is given."""
 
+    @abc.abstractmethod
     async def call(self, runner: Any, call: Call) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement call()")
+        """Run one request on ``runner``: its answer, or a stream of chunks."""
 
     async def stream(self, runner: Any, call: Call) -> AsyncIterator[Any]:
         async for chunk in as_chunks(await self.call(runner, call)):

@@ -89,7 +89,7 @@ class AnthropicToolChoiceTool(msgspec.Struct, tag="tool", tag_field="type", kw_o
 
 
 class AnthropicToolChoiceNone(msgspec.Struct, tag="none", tag_field="type", kw_only=True):
-    pass
+    """``{"type": "none"}``: the model may not call a tool (no fields beyond its tag)."""
 
 
 AnthropicToolChoice = AnthropicToolChoiceAuto | AnthropicToolChoiceAny | AnthropicToolChoiceTool | AnthropicToolChoiceNone

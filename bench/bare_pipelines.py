@@ -25,10 +25,10 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
-from warmgate.core.decode import json_decoder, multipart_decoder
 from warmgate.core.executors.calling import load_runner, start_call
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.http.decode import json_decoder, multipart_decoder
 from warmgate.core.plugins import get_pipelines
-from warmgate.core.spec import PipelineSpec
 
 __test__ = False  # never collected by pytest
 

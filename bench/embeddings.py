@@ -74,12 +74,13 @@ def bare_app(model_dir: str) -> Any:
 
 def gateway_app(model_dir: str, priced: bool) -> Any:
     from warmgate import FunctionConfig, Settings, create_app
-    from warmgate.core.settings import GatewaySettings, Price, PricingSettings
+    from warmgate.core.settings import GatewaySettings, Price
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     function = FunctionConfig(pipeline="embeddings", model_id=model_dir, aliases=["tiny"], warm=True,
                               price=Price(price_per_unit=1000) if priced else None)
     return create_app(Settings(gateway=GatewaySettings(access_log=False), functions=[function],
-                               pricing=PricingSettings(ledger="off")))
+                               sections=[PricingSettings(ledger="off")]))
 
 
 def serve(variant: str, port: int, model_dir: str) -> None:

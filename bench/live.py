@@ -31,10 +31,10 @@ import httpx
 import numpy as np
 from processes import serve_gateway, stop
 
-from warmgate.core.demo import ensure_demo_model
+from warmgate.core.functions.demo import ensure_demo_model
 from warmgate.plugins.diffusion import TINY_SD_TURBO
 from warmgate.plugins.live.media import SegmentDecoder, SegmentEncoder
-from warmgate.trickle.client import TricklePublisher, TrickleSubscriber
+from warmgate.plugins.live.trickle.client import TricklePublisher, TrickleSubscriber
 
 FPS = 24
 WARMUP = 4.0

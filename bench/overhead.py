@@ -22,7 +22,7 @@ Three more comparisons, each behind its flag (instead of the table above):
   SQLite ledger's ``ledger_sync: full``) through ``pricing.database``.
 * ``--workers``: a gateway relaying ``/echo`` (``executor: remote``, unpriced) to an upstream
   warmgate running the echo pipeline in process (an instant runner), in one worker process and in
-  two (``serve --workers 2``: ``warmgate.testing.process``, as tests/test_workers.py runs it), at
+  two (``serve --workers 2``: ``warmgate.testing.process``, as tests/core/test_workers.py runs it), at
   c=64. The upstream, the workers and wrk all share the machine's cores.
 
 Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json] [--pricing | --store |
@@ -126,7 +126,8 @@ def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", ke
     ``priced`` quotes every request; with a ``ledger`` file (or a PostgreSQL ``database``)
     every request is committed to it; ``keys`` requires keys from it."""
     from warmgate import FunctionConfig, PipelineSpec, Settings, create_app
-    from warmgate.core.settings import AuthSettings, GatewaySettings, Price, PricingSettings
+    from warmgate.core.settings import AuthSettings, GatewaySettings, Price
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     runner = SlowRunner() if slow else NoopRunner()
     spec = PipelineSpec(name="noop", request=NoopRequest, response=NoopResponse,
@@ -136,7 +137,7 @@ def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", ke
         auth=AuthSettings(api_keys=[] if keys else [API_KEY], keys=keys),
         functions=[FunctionConfig(pipeline="noop", model_id="noop", max_concurrency=1024, max_queue=1024, warm=True,
                                   price=Price(price_per_unit=1) if priced else None)],
-        pricing=PricingSettings(ledger="" if database else ledger, ledger_sync=ledger_sync, database=database),
+        sections=[PricingSettings(ledger="" if database else ledger, ledger_sync=ledger_sync, database=database)],
     )
     return create_app(settings, pipelines={"noop": spec})
 
@@ -228,7 +229,7 @@ def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str, *
     ledger = tmp / f"usage-{port}.sqlite"
     token = API_KEY
     if variant == "warmgate+keys":
-        from warmgate.pricing.keys import KeyStore
+        from warmgate.plugins.pricing.keys import KeyStore
 
         store = KeyStore(database or ledger)
         _, token = store.create(name="bench", credit=10**30)

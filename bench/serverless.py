@@ -75,7 +75,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def cold_start(root: Path) -> dict[str, float]:
-    from warmgate.core.demo import ensure_demo_model
+    from warmgate.core.functions.demo import ensure_demo_model
     from warmgate.core.plugins import get_pipelines
 
     model = ensure_demo_model(get_pipelines()["llm"].demo, root / "models")
@@ -114,7 +114,7 @@ def cold_start(root: Path) -> dict[str, float]:
 
 
 def ray_cold_start(root: Path, standby: bool = True) -> dict[str, float]:
-    from warmgate.core.demo import ensure_demo_model
+    from warmgate.core.functions.demo import ensure_demo_model
     from warmgate.core.plugins import get_pipelines
 
     model = ensure_demo_model(get_pipelines()["llm"].demo, root / "models")

@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
 
     import httpx
 
-    from warmgate.core.app import create_app
+    from warmgate.core.http.app import create_app
     from warmgate.core.settings import GatewaySettings, Settings
     from warmgate.testing import serve
 

@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from warmgate.core.settings import AuthSettings, PricingSettings, Settings
+from warmgate.core.settings import AuthSettings, Settings
 from warmgate.core.usage import Quote, UsageEvent
-from warmgate.pricing.keys import KeyStore
-from warmgate.pricing.store import open_store
+from warmgate.plugins.pricing.keys import KeyStore
+from warmgate.plugins.pricing.settings import PricingSettings
+from warmgate.plugins.pricing.store import open_store
 from warmgate.testing.postgres import PostgresServer
 
 __test__ = False
@@ -68,7 +69,7 @@ async def bench(kind: str, target: str, requests: int) -> list[tuple[str, str, i
             "limits": [store_keys.create(rpm=10**9, tpm=10**12, max_parallel=10**6) for _ in range(32)]}
     store_keys.close()
     pricing = PricingSettings(database=target) if kind == "postgresql" else PricingSettings(ledger=target)
-    settings = Settings(auth=AuthSettings(keys=True), pricing=pricing)
+    settings = Settings(auth=AuthSettings(keys=True), sections=[pricing])
     rows = []
     for work, records in made.items():
         for concurrency, count in LEVELS:

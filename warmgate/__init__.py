@@ -1,11 +1,16 @@
 """warmgate: an LLM-first, serverless AI gateway speaking the Livepeer AI API and OpenAI chat."""
 
-from warmgate.core.app import create_app
-from warmgate.core.auth import Caller
-from warmgate.core.cancel import RequestCancelled, current_cancellation, raise_if_cancelled
 from warmgate.core.config import load_settings
 from warmgate.core.context import RequestContext, current_request
-from warmgate.core.errors import (
+from warmgate.core.executors import BaseExecutor, Executor
+from warmgate.core.functions.cancel import RequestCancelled, current_cancellation, raise_if_cancelled
+from warmgate.core.functions.function import FunctionState
+from warmgate.core.functions.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner, SpecBase, deferred
+from warmgate.core.functions.threads import load_in_thread
+from warmgate.core.hookspecs import hookimpl
+from warmgate.core.http.app import create_app
+from warmgate.core.http.auth import Caller
+from warmgate.core.http.errors import (
     CapacityError,
     ClientDisconnected,
     ClientError,
@@ -21,10 +26,6 @@ from warmgate.core.errors import (
     UnsupportedMediaType,
     WarmgateError,
 )
-from warmgate.core.executors import BaseExecutor, Executor
-from warmgate.core.functions import FunctionState
-from warmgate.core.hookspecs import hookimpl
-from warmgate.core.live import FrameProcessor
 from warmgate.core.media import (
     IMAGE_INPUT,
     data_url,
@@ -36,11 +37,10 @@ from warmgate.core.media import (
     prepare_audio_input,
     prepare_image_input,
 )
-from warmgate.core.settings import FunctionConfig, Price, Settings
-from warmgate.core.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner, SpecBase, deferred
-from warmgate.core.threads import load_in_thread
+from warmgate.core.settings import FunctionConfig, Price, Settings, SettingsSection
 from warmgate.core.usage import Quote, UsageEvent
 from warmgate.core.version import __version__
+from warmgate.plugins.live.pipelines import FrameProcessor
 
 __all__ = [
     "BaseExecutor",
@@ -71,6 +71,7 @@ __all__ = [
     "RequestValidationError",
     "Runner",
     "Settings",
+    "SettingsSection",
     "SpecBase",
     "Unauthorized",
     "UnsupportedMediaType",

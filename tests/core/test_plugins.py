@@ -3,6 +3,7 @@
 import inspect
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import click
 import msgspec
@@ -151,11 +152,12 @@ class UsageCollector:
 
 
 def test_hook_on_usage(register_plugin, warmgate_server):
-    from warmgate.core.settings import Price, PricingSettings
+    from warmgate.core.settings import Price
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     plugin = register_plugin(UsageCollector(), "undo-usage")
     functions = [warmgate.FunctionConfig(pipeline="echo", model_id="paid", price=Price(price_per_unit=7))]
-    server, client = warmgate_server(Settings(functions=functions, pricing=PricingSettings(ledger="off")),
+    server, client = warmgate_server(Settings(functions=functions, sections=[PricingSettings(ledger="off")]),
                                      pipelines={"echo": EchoPipeline().spec})
     client.post("/echo", json={"prompt": "abc"}, headers={"X-Request-Id": "hooked"})
     [(event, app)] = plugin.events
@@ -354,7 +356,7 @@ def test_unpriced_functions_carry_no_price_headers(warmgate_server):
 def test_deferred_imports_its_module_only_when_called():
     import sys
 
-    from warmgate.core.spec import deferred
+    from warmgate.core.functions.spec import deferred
 
     sys.modules.pop("colorsys", None)
     to_hls = deferred("colorsys:rgb_to_hls")
@@ -371,11 +373,11 @@ class TeamAuthPlugin:
 
     @warmgate.hookimpl
     def authenticate(self, token, app):
-        from warmgate.core.auth import Caller
+        from warmgate.core.http.auth import Caller
 
         async def lookup():
             if token == "team-banned":
-                raise warmgate.core.errors.Unauthorized("team-banned is suspended")
+                raise warmgate.core.http.errors.Unauthorized("team-banned is suspended")
             return Caller(key=token, functions=frozenset({"cheap"})) if token.startswith("team-") else None
 
         return lookup()
@@ -411,14 +413,14 @@ class PerMinutePlugin:
 
     @warmgate.hookimpl
     def authenticate(self, token, app):
-        return warmgate.core.auth.Caller(key=token) if token.startswith("team-") else None
+        return warmgate.core.http.auth.Caller(key=token) if token.startswith("team-") else None
 
     @warmgate.hookimpl
     def limit_request(self, caller, app):
         if caller.key != "team-a":
             return None
         if self.admitted == 2:
-            raise warmgate.core.errors.RateLimited("two a minute", retry_after=42.5, headers={"x-left": "0"})
+            raise warmgate.core.http.errors.RateLimited("two a minute", retry_after=42.5, headers={"x-left": "0"})
         self.admitted += 1
         plugin = self
 
@@ -461,7 +463,7 @@ class AllowancePlugin:
     @warmgate.hookimpl
     def reserve(self, quote, app):
         if quote.wei > self.available:
-            raise warmgate.core.errors.PaymentRequired(f"{self.available} wei left, {quote.wei} asked")
+            raise warmgate.core.http.errors.PaymentRequired(f"{self.available} wei left, {quote.wei} asked")
         self.available -= quote.wei
 
     @warmgate.hookimpl
@@ -471,11 +473,12 @@ class AllowancePlugin:
 
 
 def test_hook_reserve(register_plugin, warmgate_server):
-    from warmgate.core.settings import FunctionConfig, Price, PricingSettings
+    from warmgate.core.settings import FunctionConfig, Price
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     plugin = register_plugin(AllowancePlugin(10), "undo-allowance")
     functions = [FunctionConfig(pipeline="echo", model_id="echo-1", price=Price(price_per_unit=1))]
-    _, client = warmgate_server(Settings(functions=functions, pricing=PricingSettings(ledger="off")),
+    _, client = warmgate_server(Settings(functions=functions, sections=[PricingSettings(ledger="off")]),
                                 pipelines={"echo": EchoPipeline().spec})
     assert client.post("/echo", json={"prompt": "abcd"}).status_code == 200
     assert client.post("/echo", json={"prompt": "abcd", "fail": True}).status_code == 500  # released, not spent
@@ -514,12 +517,12 @@ class LivePlugin:
 
 
 def test_hook_register_live_pipelines(register_plugin, warmgate_server):
-    from warmgate.core.live import get_live_pipelines
-    from warmgate.core.settings import LiveSettings
+    from warmgate.plugins.live.pipelines import get_live_pipelines
+    from warmgate.plugins.live.settings import LiveSettings
 
     register_plugin(LivePlugin(), "undo-live")
     assert get_live_pipelines()["throwaway-live"].plugin == "undo-live"
-    settings = Settings(live=LiveSettings(pipelines={"throwaway-live": {"strength": 0.5}}))
+    settings = Settings(sections=[LiveSettings(pipelines={"throwaway-live": {"strength": 0.5}})])
     _, client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})
     r = client.post("/live/sessions", json={"model_id": "throwaway-live"})
     assert r.status_code == 200 and r.json()["pipeline"] == "throwaway-live"
@@ -609,8 +612,9 @@ def test_docs_name_only_the_public_api():
         else:
             assert module.startswith("warmgate.testing"), module
     plugin_modules = {m.removeprefix("warmgate.") for m in DEFAULT_PLUGINS}
-    for dotted in re.findall(r"\bwarmgate\.(\w+)", docs):
-        assert dotted in warmgate.__all__ or dotted == "testing" or dotted in plugin_modules, f"warmgate.{dotted}"
+    for dotted in re.findall(r"\bwarmgate\.((?:\w+\.)*\w+)", docs):
+        first = dotted.split(".")[0]
+        assert first in warmgate.__all__ or first == "testing" or dotted in plugin_modules, f"warmgate.{dotted}"
 
 
 def test_the_smallest_third_party_pipeline_is_at_most_30_lines():
@@ -627,3 +631,68 @@ def test_spec_base_shares_fields_and_names_the_operation():
     assert base.spec(name="x", request=EchoRequest, load=print, summary="Mine").operation_id == "genMine"
     with pytest.raises(TypeError, match="colour not PipelineSpec fields"):
         warmgate.SpecBase(colour="red")
+
+
+class ShoutSettings(warmgate.SettingsSection):
+    """A plugin's own ``shout:`` section, with an environment override and a check."""
+
+    key: ClassVar[str] = "shout"
+    volume: int = 1
+
+    def with_env(self, env):
+        value = env.get("WARMGATE_SHOUT_VOLUME")
+        return msgspec.structs.replace(self, volume=int(value)) if value else self
+
+    def check(self, settings):
+        return ("shout.volume", "at most 10") if self.volume > 10 else None
+
+
+class SettingsPlugin:
+    @warmgate.hookimpl
+    def register_settings(self, register):
+        register(ShoutSettings)
+
+
+def test_hook_register_settings(register_plugin, tmp_path):
+    from warmgate.core.config import load_settings, plan_functions
+
+    register_plugin(SettingsPlugin(), "undo-settings")
+    config = tmp_path / "serverless.yaml"
+    config.write_text("gateway: {port: 8001}\nshout:\n  volume: 3\n")
+    settings = load_settings(config, env={})
+    assert settings.section(ShoutSettings).volume == 3
+    # a section the file lacks is there at its defaults, with its environment override
+    config.write_text("gateway: {port: 8001}\n")
+    assert load_settings(config, env={"WARMGATE_SHOUT_VOLUME": "7"}).section(ShoutSettings).volume == 7
+    # decoding errors name the line and the field inside the section
+    config.write_text("gateway: {port: 8001}\nshout:\n  volume: 3\n  lowdness: 2\n")
+    with pytest.raises(warmgate.ConfigError, match=r"line 4, shout.lowdness: unknown field"):
+        load_settings(config, env={})
+    config.write_text("shout:\n  volume: loud\n")
+    with pytest.raises(warmgate.ConfigError, match=r"line 2, shout.volume: Expected `int`, got `str`"):
+        load_settings(config, env={})
+    # the section's own check runs when the functions are planned (at start)
+    config.write_text("shout: {volume: 11}\n")
+    with pytest.raises(warmgate.ConfigError, match=r"shout.volume: at most 10"):
+        plan_functions(load_settings(config, env={}), {"echo": EchoPipeline().spec})
+
+
+def test_a_section_no_plugin_declares_is_an_unknown_field_and_a_key_registered_twice_names_both(
+        register_plugin, tmp_path):
+    from warmgate.core.config import get_settings_sections, load_settings
+
+    config = tmp_path / "serverless.yaml"
+    config.write_text("gateway: {port: 8001}\nshout:\n  volume: 3\n")
+    with pytest.raises(warmgate.ConfigError, match=r"line \d, shout: unknown field"):
+        load_settings(config, env={})
+
+    class PricingAgain:
+        @warmgate.hookimpl
+        def register_settings(self, register):
+            register(type("Pricing2", (warmgate.SettingsSection,), {"__annotations__": {"key": ClassVar[str]},
+                                                                     "key": "pricing"}))
+
+    register_plugin(PricingAgain(), "undo-pricing-again")
+    with pytest.raises(ValueError, match="settings section 'pricing' is registered by both 'warmgate.plugins.pricing' "
+                                         "and 'undo-pricing-again'"):
+        get_settings_sections()

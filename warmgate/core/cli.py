@@ -11,7 +11,7 @@ import click
 import msgspec
 
 from warmgate.core.config import load_settings, plan_functions
-from warmgate.core.errors import ConfigError
+from warmgate.core.http.errors import ConfigError
 from warmgate.core.plugins import get_pipelines, list_plugins, load_plugins, pm
 from warmgate.core.version import __version__
 
@@ -53,7 +53,7 @@ def serve(config_path: str | None, profile: str | None, host: str | None, port: 
     """Start the gateway."""
     import uvicorn
 
-    from warmgate.core.app import create_app
+    from warmgate.core.http.app import create_app
     from warmgate.core.workers import refuse_models_in_workers, run_workers
 
     settings = load_settings(config_path, profile=profile)
@@ -67,7 +67,7 @@ def serve(config_path: str | None, profile: str | None, host: str | None, port: 
         refuse_models_in_workers(settings, get_pipelines())
         sys.exit(run_workers("warmgate.core.workers:worker_app", settings, {"config": config_path, "profile": profile}))
     app = create_app(settings)
-    from warmgate.core.server import GatewayServer
+    from warmgate.core.http.server import GatewayServer
 
     config = uvicorn.Config(app, host=gateway.host, port=gateway.port, log_config=None, access_log=False,
                             timeout_graceful_shutdown=10)
@@ -126,8 +126,9 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
 
     import yaml
 
-    from warmgate.core.errors import LoadError
     from warmgate.core.executors import ray_serve
+    from warmgate.core.executors.ray_settings import RaySettings
+    from warmgate.core.http.errors import LoadError
 
     settings = load_settings(config_path)
     pipelines = get_pipelines()
@@ -138,11 +139,11 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
     if dry_run:
         click.echo(yaml.safe_dump(ray_serve.serve_config(planned, source, pipelines), sort_keys=False), nl=False)
         return
-    address = address or settings.ray.address or os.environ.get("RAY_ADDRESS")
+    address = address or settings.section(RaySettings).address or os.environ.get("RAY_ADDRESS")
     if not address:
         raise click.ClickException("deploying needs a running Ray cluster: --address (or ray.address, $RAY_ADDRESS); "
                                    "a local one would stop when this command exits")
-    ray_settings = msgspec.structs.replace(settings.ray, address=address)
+    ray_settings = msgspec.structs.replace(settings.section(RaySettings), address=address)
     for fn in planned:
         try:
             ray_serve.deploy(ray_serve.function_specs(pipelines, fn), fn, ray_settings)
@@ -154,7 +155,7 @@ def deploy_ray(config_path: str | None, address: str | None, dry_run: bool) -> N
 @cli.command()
 def openapi() -> None:
     """Print the OpenAPI document of the installed pipelines and plugin routes."""
-    from warmgate.core.openapi import build_openapi
+    from warmgate.core.http.openapi import build_openapi
     from warmgate.core.plugins import get_routes
 
     click.echo(json.dumps(build_openapi(get_pipelines().values(), get_routes()), indent=2))

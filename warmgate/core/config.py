@@ -16,13 +16,17 @@ from typing import Any
 import msgspec
 import yaml
 
-from warmgate.core.errors import ConfigError
 from warmgate.core.executors import check_config as check_executor
 from warmgate.core.executors import get_executors
-from warmgate.core.settings import FunctionConfig, GatewaySettings, Settings
-from warmgate.core.spec import PipelineSpec
+from warmgate.core.executors.ray_settings import RaySettings
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.http.errors import ConfigError
+from warmgate.core.plugins import load_plugins, pm
+from warmgate.core.registry import Registry, collect
+from warmgate.core.settings import FunctionConfig, GatewaySettings, Settings, SettingsSection
 
-__all__ = ["DEFAULT_CONFIG_FILE", "load_settings", "plan_functions", "translate_ai_models"]
+__all__ = ["DEFAULT_CONFIG_FILE", "check_sections", "get_settings_sections", "load_settings", "plan_functions",
+           "translate_ai_models"]
 
 DEFAULT_CONFIG_FILE = "serverless.yaml"
 
@@ -45,10 +49,35 @@ def load_settings(
     profile = profile if profile is not None else env.get("WARMGATE_PROFILE", settings.profile)
     if profile not in ("", "demo"):
         raise ConfigError(settings.source, "profile", f"expected 'demo' or nothing, got {profile!r}")
-    if settings.auth.keys and settings.pricing.ledger.lower() == "off":
-        raise ConfigError(settings.source, "auth.keys", "keys are kept in the usage ledger's database, "
-                                                        "but pricing.ledger is off")
     return msgspec.structs.replace(settings, profile=profile)
+
+
+def get_settings_sections() -> dict[str, type[SettingsSection]]:
+    """Every section a plugin may add to ``serverless.yaml``, by key: the ray executor's, then
+    those plugins register (``register_settings``); a key registered twice is an error."""
+    load_plugins()
+    registry: Registry[type[SettingsSection]] = Registry("settings section")
+    registry.add("warmgate", RaySettings.key, RaySettings)
+
+    def register(plugin: str, kind: Any) -> None:
+        if not (isinstance(kind, type) and issubclass(kind, SettingsSection) and kind.key):
+            raise TypeError(f"plugin {plugin!r} registered {kind!r} as a settings section; expected a "
+                            "warmgate.SettingsSection subclass with a key")
+        registry.add(plugin, kind.key, kind)
+
+    collect(pm.hook.register_settings, register)
+    return registry.items
+
+
+def check_sections(settings: Settings) -> None:
+    """Each section's own ``check`` against the whole settings, when the functions are planned (a registered section the
+    settings lack is checked at its defaults), as a ``ConfigError``."""
+    kinds = list(get_settings_sections().values())
+    kinds += [type(section) for section in settings.sections if type(section) not in kinds]
+    for kind in kinds:
+        problem = settings.section(kind).check(settings)
+        if problem is not None:
+            raise ConfigError(settings.source, *problem)
 
 
 def _read_file(path: Path) -> Settings:
@@ -68,12 +97,23 @@ def _read_file(path: Path) -> Settings:
     elif not isinstance(data, dict):
         raise ConfigError(source, "$", "expected a mapping (serverless.yaml) or a list (aiModels.json), "
                                        f"got {type(data).__name__}")
+    yaml_text = text if path.suffix != ".json" else None
+    kinds = get_settings_sections()
+    raw_sections = {key: data.pop(key) for key in list(data) if key in kinds}
+    if "sections" in data:
+        raise ConfigError(source, _where(yaml_text, "$.sections", "sections"), "unknown field")
     try:
         settings = msgspec.convert(data, Settings)
     except msgspec.ValidationError as exc:
-        raise _located(exc, source, text if path.suffix != ".json" else None) from None
+        raise _located(exc, source, yaml_text) from None
+    sections = []
+    for key, raw in raw_sections.items():
+        try:
+            sections.append(msgspec.convert({} if raw is None else raw, kinds[key]))
+        except msgspec.ValidationError as exc:
+            raise _located(exc, source, yaml_text, under=key) from None
     _check_unique_names(settings, source)
-    return msgspec.structs.replace(settings, source=source)
+    return msgspec.structs.replace(settings, source=source, sections=sections)
 
 
 def translate_ai_models(entries: list[Any], source: str = "aiModels.json") -> list[dict[str, Any]]:
@@ -104,9 +144,12 @@ def translate_ai_models(entries: list[Any], source: str = "aiModels.json") -> li
     return out
 
 
-def _located(exc: msgspec.ValidationError, source: str, yaml_text: str | None) -> ConfigError:
+def _located(exc: msgspec.ValidationError, source: str, yaml_text: str | None, under: str = "") -> ConfigError:
+    """The error at its place: ``under`` is the section the struct was decoded from."""
     message, _, path = str(exc).partition(" - at `")
     path = path.rstrip("`") or "$"
+    if under:
+        path = f"$.{under}{path[1:]}"
     missing = re.match(r"Object missing required field `(.+)`", message)
     if missing:
         path, message = f"{path}.{missing.group(1)}", "required field is missing"
@@ -114,11 +157,13 @@ def _located(exc: msgspec.ValidationError, source: str, yaml_text: str | None) -
         path, message = f"{path}.{unknown.group(1)}", "unknown field"
     elif field := re.match(r"`([^`]+)`: (.*)", message):
         path, message = f"{path}.{field.group(1)}", field.group(2)
-    location = path.removeprefix("$.").removeprefix("$") or "top level"
+    return ConfigError(source, _where(yaml_text, path, path.removeprefix("$.").removeprefix("$") or "top level"),
+                       message)
+
+
+def _where(yaml_text: str | None, path: str, location: str) -> str:
     line = _yaml_line(yaml_text, path) if yaml_text else None
-    if line:
-        location = f"line {line}, {location}"
-    return ConfigError(source, location, message)
+    return f"line {line}, {location}" if line else location
 
 
 def _yaml_line(text: str, path: str) -> int | None:
@@ -155,8 +200,8 @@ def _check_unique_names(settings: Settings, source: str) -> None:
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     """``WARMGATE_<FIELD>`` overrides a gateway setting; ``WARMGATE_API_KEYS`` is a comma list;
-    ``WARMGATE_KEYS=1`` requires keys made with ``warmgate keys``; ``WARMGATE_DATABASE_URL`` is
-    ``pricing.database``."""
+    ``WARMGATE_KEYS=1`` requires keys made with ``warmgate keys``; each section applies its own
+    (``WARMGATE_DATABASE_URL`` is ``pricing.database``)."""
     overrides: dict[str, Any] = {}
     for field in msgspec.structs.fields(GatewaySettings):
         value = env.get(f"WARMGATE_{field.name.upper()}")
@@ -175,10 +220,16 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         auth = msgspec.structs.replace(auth, api_keys=keys)
     if "WARMGATE_KEYS" in env:
         auth = msgspec.structs.replace(auth, keys=env["WARMGATE_KEYS"].strip().lower() in ("1", "true", "yes", "on"))
-    pricing = settings.pricing
-    if env.get("WARMGATE_DATABASE_URL"):
-        pricing = msgspec.structs.replace(pricing, database=env["WARMGATE_DATABASE_URL"].strip())
-    return msgspec.structs.replace(settings, gateway=gateway, auth=auth, pricing=pricing)
+    return msgspec.structs.replace(settings, gateway=gateway, auth=auth, sections=_all_sections(settings, env))
+
+
+def _all_sections(settings: Settings, env: Mapping[str, str]) -> list[SettingsSection]:
+    """Every registered section (its defaults when the file has none), with its environment
+    overrides, plus any section built in code that no plugin registers."""
+    present = {type(section).key: section for section in settings.sections}
+    kinds = get_settings_sections()
+    sections = [(present.pop(key, None) or kind()).with_env(env) for key, kind in kinds.items()]
+    return sections + [section.with_env(env) for section in present.values()]
 
 
 def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) -> list[FunctionConfig]:
@@ -188,6 +239,7 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
     demo runs anywhere, whatever ``serverless.yaml`` describes). Several workers (``serve
     --workers``) serve only the configured functions: a default one would load its model in each."""
     executors = get_executors()
+    check_sections(settings)
     planned: list[FunctionConfig] = []
     for i, fn in enumerate(settings.functions if settings.profile != "demo" else ()):
         spec = pipelines.get(fn.pipeline)
@@ -199,12 +251,6 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
         problem = check_executor(fn, executors)
         if problem is not None:
             raise ConfigError(settings.source, f"functions[{i}].{problem[0]}", problem[1])
-        if fn.price is not None and fn.price.currency.lower() not in ("wei", "eth"):
-            rates = {code.upper(): rate for code, rate in settings.pricing.eth_rates.items()}
-            if fn.price.currency.upper() not in rates:
-                raise ConfigError(settings.source, f"functions[{i}].price.currency",
-                                  f"{fn.price.currency} needs its ETH rate in pricing.eth_rates "
-                                  f"(e.g. {{{fn.price.currency.upper()}: 3000}})")
         model_id = fn.model_id or spec.default_model_id
         planned.append(msgspec.structs.replace(fn, model_id=model_id, name=fn.name or f"{fn.pipeline}:{model_id}"))
     served = {fn.pipeline for fn in planned}

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 if TYPE_CHECKING:
-    from warmgate.core.auth import Caller
-    from warmgate.core.functions import Function
+    from warmgate.core.functions.function import Function
+    from warmgate.core.http.auth import Caller
     from warmgate.core.settings import FunctionConfig
 
 __all__ = ["Quote", "RequestContext", "Usage", "current_request", "request_context"]

@@ -50,6 +50,17 @@ def register_executors(register: Any) -> None:
 
 
 @hookspec
+def register_settings(register: Any) -> None:
+    """Register this plugin's own top-level sections of ``serverless.yaml`` with
+    ``register(section_type)``: a ``warmgate.SettingsSection`` subclass whose ``key`` is the
+    section's name (``pricing``, ``live``). The core decodes the section with it (errors name the
+    line and field), applies its ``with_env`` overrides and its ``check``; plugins read it back
+    with ``settings.section(section_type)``. A key registered twice is an error naming both
+    plugins. Return value is ignored.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``warmgate`` CLI: ``cli`` is its ``click.Group``.
 
@@ -61,7 +72,7 @@ def register_commands(cli: Any) -> None:
 def register_live_pipelines(register: Any) -> None:
     """Register live video pipelines with ``register(name, factory, demo=None)``.
 
-    ``factory(**options)`` returns a ``warmgate.core.live.FrameProcessor`` for one session; a
+    ``factory(**options)`` returns a ``warmgate.plugins.live.pipelines.FrameProcessor`` for one session; a
     ``/live-video-to-video`` request or a ``/live/sessions`` one picks the pipeline by
     ``model_id``. ``options`` are the operator's ``live.pipelines.<name>`` settings; ``demo`` is
     a ``DemoModel`` whose directory is passed as ``model_id`` under the demo profile.
@@ -84,14 +95,14 @@ def price_request(function: Any, config: Any, request: Any, units: int, settings
     completion tokens, a live session's output pixels). ``config`` is the ``FunctionConfig``
     priced; ``function`` its ``Function``, or None for a live session (which runs no function).
     ``units`` comes from the pipeline's ``units(request)``; ``settings`` are
-    the gateway's (``settings.pricing.eth_rates`` converts fiat prices). firstresult:
+    the gateway's (the pricing section's ``eth_rates`` convert fiat prices). firstresult:
     the first non-None answer wins, and the built-in pricing plugin answers last.
     """
 
 
 @hookspec(firstresult=True)
 def authenticate(token: str, app: Any) -> Any:
-    """Who is calling: return a ``warmgate.core.auth.Caller`` for a bearer ``token`` you know, or
+    """Who is calling: return a ``warmgate.core.http.auth.Caller`` for a bearer ``token`` you know, or
     None to leave it to the next plugin (the configured ``auth.api_keys`` are tried last). Raise
     ``Unauthorized`` to refuse the token outright (a revoked key).
 
@@ -103,8 +114,8 @@ def authenticate(token: str, app: Any) -> Any:
 @hookspec(firstresult=True)
 def limit_request(caller: Any, app: Any) -> Any:
     """Admit a request of ``caller`` (a ``Caller`` with a ``key``) against the key's rate limits:
-    raise ``warmgate.core.errors.RateLimited`` (429) to refuse it, return an ``Admission``
-    (``warmgate.core.rate_limits``: its ``headers`` go on the response, its ``end(tokens)`` is
+    raise ``warmgate.core.http.errors.RateLimited`` (429) to refuse it, return an ``Admission``
+    (``warmgate.core.http.rate_limits``: its ``headers`` go on the response, its ``end(tokens)`` is
     awaited once when the request ends, before its last byte, with the LLM tokens it used), or
     None when the key has no limits.
 

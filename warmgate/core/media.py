@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from warmgate.core.errors import ClientError, PayloadTooLarge, UnsupportedMediaType
-from warmgate.core.spec import File, PriceUnit, SpecBase
+from warmgate.core.functions.spec import File, PriceUnit, SpecBase
+from warmgate.core.http.errors import ClientError, PayloadTooLarge, UnsupportedMediaType
 
 if TYPE_CHECKING:
     from PIL.Image import Image

@@ -30,7 +30,7 @@ from prometheus_client.core import (
     StateSetMetricFamily,
 )
 
-from warmgate.core.functions import Function, FunctionState
+from warmgate.core.functions.function import Function, FunctionState
 
 __all__ = ["Metrics"]
 

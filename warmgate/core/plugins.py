@@ -15,8 +15,8 @@ import pluggy
 import structlog
 
 from warmgate.core import hookspecs
+from warmgate.core.functions.spec import PipelineSpec
 from warmgate.core.registry import Registry, collect
-from warmgate.core.spec import PipelineSpec
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -31,9 +31,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "warmgate"
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("warmgate.pricing", "warmgate.plugins.llm", "warmgate.plugins.diffusion",
+DEFAULT_PLUGINS: tuple[str, ...] = ("warmgate.plugins.pricing", "warmgate.plugins.llm", "warmgate.plugins.diffusion",
                                      "warmgate.plugins.vision", "warmgate.plugins.audio", "warmgate.plugins.live",
-                                     "warmgate.console")
+                                     "warmgate.plugins.console")
 """Built-in plugin modules, registered through the same hooks as third-party ones."""
 
 pm = pluggy.PluginManager("warmgate")

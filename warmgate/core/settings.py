@@ -1,11 +1,13 @@
-"""The shape of ``serverless.yaml``: gateway settings, auth, and functions."""
+"""The shape of ``serverless.yaml``: gateway settings, auth, functions, and the sections plugins
+declare (``SettingsSection``)."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 import msgspec
 
@@ -14,10 +16,10 @@ __all__ = [
     "FunctionConfig",
     "GatewaySettings",
     "Price",
-    "PricingSettings",
     "Resources",
     "Scaling",
     "Settings",
+    "SettingsSection",
     "parse_bytes",
 ]
 
@@ -55,6 +57,26 @@ Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 class _Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Config sections refuse unknown fields, so a typo is an error with its location."""
+
+
+class SettingsSection(_Config):
+    """A plugin's own top-level section of ``serverless.yaml``, registered with the
+    ``register_settings`` hook: the core decodes it (with the line and field of any error) but
+    knows none of its fields. ``key`` is its name in the file."""
+
+    key: ClassVar[str] = ""
+
+    def with_env(self, env: Mapping[str, str]) -> Self:
+        """This section with its ``WARMGATE_*`` overrides applied; none by default."""
+        return self
+
+    def check(self, settings: Settings) -> tuple[str, str] | None:
+        """What is wrong with this section in the light of the whole settings, as (field,
+        message) for a ``ConfigError``, or None."""
+        return None
+
+
+SectionT = TypeVar("SectionT", bound=SettingsSection)
 
 
 class Scaling(_Config):
@@ -162,35 +184,6 @@ class GatewaySettings(_Config):
         return Path(self.cache_dir or os.environ.get("WARMGATE_CACHE_DIR") or "~/.cache/warmgate").expanduser()
 
 
-class PricingSettings(_Config):
-    eth_rates: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = {}
-    """Price of one ETH per fiat currency, e.g. ``{USD: 3000}``, for prices set in fiat."""
-    ledger: str = ""
-    """SQLite file of usage events; blank: ``<gateway.cache_dir>/usage.sqlite``; ``off``: none."""
-    database: str = ""
-    """``postgresql://user:password@host:5432/db``: keys, balances, holds and the ledger in
-    PostgreSQL, shared by several gateways (in place of the ``ledger`` file); blank: SQLite.
-    ``$WARMGATE_DATABASE_URL`` overrides it."""
-    hold_lease: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    """PostgreSQL: seconds a gateway's holds outlive it when it dies (it renews its lease every
-    third of this); then any other gateway releases them."""
-    ledger_sync: Literal["full", "normal"] = "full"
-    """``full``: each group commit is synced to disk before the answers it covers go out
-    (survives power loss). ``normal``: written to the OS, not synced (survives a crash or
-    ``kill -9`` of the gateway, not of the machine), several times cheaper per request."""
-
-
-class RaySettings(_Config):
-    """Where ``executor: ray`` functions run."""
-
-    address: str = ""
-    """A Ray cluster to join (``ray://`` or ``host:port``); blank: ``$RAY_ADDRESS``, else a local
-    cluster started by the gateway on 127.0.0.1 and stopped with it."""
-    num_cpus: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    """CPUs of a local cluster; blank: all of them."""
-    namespace: str = "warmgate"
-
-
 class AuthSettings(_Config):
     api_keys: list[str] = []
     """Bearer tokens accepted on generate routes (no budget; operators' keys); empty: none."""
@@ -199,34 +192,21 @@ class AuthSettings(_Config):
     routes; keys carry balances and allowed functions, kept in the usage ledger's database."""
 
 
-class LiveSettings(_Config):
-    """Live video sessions (``/live-video-to-video``, ``/live/sessions``)."""
-
-    price: Price | None = None
-    """Per output pixel: a second of 512x512 output at 24 fps is 512*512*24 units; metered after
-    every output segment. Blank: live sessions are not priced."""
-    max_sessions: Positive = 4
-    """Sessions running at once; one more gets 503."""
-    input_timeout: Seconds = 60.0
-    """A session whose input sends nothing for this long ends with an error event (the
-    ai-runner stops a stream after 60 s without input)."""
-    status_interval: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    """Seconds between status events."""
-    max_lag: Annotated[float, msgspec.Meta(gt=0)] = 0.5
-    """A pipeline slower than its input skips frames once it is this many seconds behind, so
-    latency stays bounded."""
-    pipelines: dict[str, dict[str, Any]] = {}
-    """Options per live pipeline, passed to its factory, e.g. ``{diffusion: {model_id: ...}}``."""
-
-
 class Settings(_Config):
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
-    pricing: PricingSettings = msgspec.field(default_factory=PricingSettings)
-    ray: RaySettings = msgspec.field(default_factory=RaySettings)
-    live: LiveSettings = msgspec.field(default_factory=LiveSettings)
     functions: list[FunctionConfig] = []
     profile: str = ""
     """``demo`` serves every installed pipeline with tiny local models."""
     source: str = "<built-in defaults>"
     """Where the settings came from, for messages."""
+    sections: list[SettingsSection] = []
+    """The plugins' own sections (``pricing:``, ``live:``, ``ray:``...), each decoded with the
+    struct its plugin registers (``register_settings``); read one with ``section``."""
+
+    def section(self, kind: type[SectionT]) -> SectionT:
+        """This plugin's section: the one configured, else its defaults."""
+        for section in self.sections:
+            if isinstance(section, kind):
+                return section
+        return kind()

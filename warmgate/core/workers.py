@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from multiprocessing import connection
 from typing import Any
 
-from warmgate.core.errors import ConfigError
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.http.errors import ConfigError
 from warmgate.core.settings import Settings
-from warmgate.core.spec import PipelineSpec
 
 __all__ = ["WORKER_ENV", "holding_models", "refuse_models_in_workers", "run_workers", "worker_app"]
 
@@ -96,7 +96,7 @@ def run_workers(factory: str, settings: Settings, worker: Mapping[str, Any]) -> 
 def _serve_worker(factory: str, host: str, port: int) -> None:
     import uvicorn
 
-    from warmgate.core.server import GatewayServer
+    from warmgate.core.http.server import GatewayServer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor stops us
     from uvicorn.importer import import_from_string
@@ -128,7 +128,7 @@ def worker_settings() -> tuple[Settings, Mapping[str, Any]]:
 
 def worker_app() -> Any:
     """The app of one ``warmgate serve --workers`` worker."""
-    from warmgate.core.app import create_app
+    from warmgate.core.http.app import create_app
     from warmgate.core.plugins import load_plugins
 
     load_plugins()

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from warmgate.core.app import create_app
-from warmgate.core.demo import ensure_demo_model
+from warmgate.core.functions.demo import ensure_demo_model
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.http.app import create_app
 from warmgate.core.plugins import pm
 from warmgate.core.settings import Settings
-from warmgate.core.spec import PipelineSpec
 from warmgate.testing.server import LiveServer, serve
 
 __all__ = ["register_plugin", "tiny_model_dir", "warmgate_server"]

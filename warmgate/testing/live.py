@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from warmgate.plugins.live.media import SegmentDecoder, SegmentEncoder, whole_segments
-from warmgate.trickle.client import TricklePublisher, TrickleSubscriber
+from warmgate.plugins.live.trickle.client import TricklePublisher, TrickleSubscriber
 
 __all__ = ["clip", "decode", "publish", "read_events", "read_segments", "tone", "until_true"]
 

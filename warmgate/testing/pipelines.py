@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from warmgate.core.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner
+from warmgate.core.functions.spec import DemoModel, File, PipelineSpec, PriceUnit, Runner
 
 __all__ = ["EchoPipeline", "EchoRequest", "EchoResponse", "MockRunner", "UploadRequest", "UploadResponse",
            "mock_pipeline", "upload_pipeline"]

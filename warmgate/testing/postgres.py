@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from warmgate.pricing.database import open_database
+from warmgate.plugins.pricing.database import open_database
 from warmgate.testing.process import free_port
 
 __all__ = ["PostgresServer", "PricingDatabase", "pg_bin", "postgres_server", "postgres_url", "pricing_database"]

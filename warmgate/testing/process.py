@@ -87,7 +87,7 @@ def free_port() -> int:
 
 
 def _app(settings: Any) -> Any:
-    from warmgate.core.app import create_app
+    from warmgate.core.http.app import create_app
     from warmgate.testing.pipelines import EchoPipeline, upload_pipeline
 
     return create_app(settings, pipelines={"echo": EchoPipeline().spec, "upload": upload_pipeline()})

@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from warmgate.core.server import GatewayServer
+from warmgate.core.http.server import GatewayServer
 
 __all__ = ["LiveServer", "serve"]
 

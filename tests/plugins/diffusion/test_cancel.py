@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from warmgate import FunctionConfig, Settings
-from warmgate.core.settings import Price, PricingSettings
+from warmgate.core.settings import Price
+from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import wait_for
 
 from .helpers import png
@@ -21,7 +22,7 @@ def video(warmgate_server, tiny, tmp_path):
     config = FunctionConfig(pipeline="image-to-video", model_id=tiny["image-to-video"], price=Price(price_per_unit=1),
                             max_concurrency=1, warm=True, options={"num_frames": 4, "decode_chunk_size": 4})
     server, client = warmgate_server(Settings(functions=[config],
-                                              pricing=PricingSettings(ledger=str(tmp_path / "usage.sqlite"))))
+                                              sections=[PricingSettings(ledger=str(tmp_path / "usage.sqlite"))]))
     [function] = [f for f in server.app.state.functions.functions.values() if f.config.pipeline == "image-to-video"]
     assert wait_for(lambda: function.runner is not None, timeout=60)
     return server, client, function

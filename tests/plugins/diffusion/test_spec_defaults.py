@@ -14,7 +14,7 @@ from .helpers import decode_data_url, open_image, png
 
 @pytest.fixture(scope="module")
 def defaults(tiny):
-    from warmgate.core.app import create_app
+    from warmgate.core.http.app import create_app
     from warmgate.testing import serve
 
     functions = [FunctionConfig(pipeline=name, model_id=tiny[name])

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from warmgate import Settings
-from warmgate.core.demo import ensure_demo_model
-from warmgate.core.settings import LiveSettings
+from warmgate.core.functions.demo import ensure_demo_model
 from warmgate.plugins.diffusion import TINY_SD_TURBO
+from warmgate.plugins.live.settings import LiveSettings
+from warmgate.plugins.live.trickle.client import TricklePublisher
 from warmgate.testing import EchoPipeline
 from warmgate.testing.live import clip, decode, publish, read_events, read_segments, until_true
-from warmgate.trickle.client import TricklePublisher
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def tiny_turbo(tmp_path_factory):
 
 
 def test_frames_are_regenerated_and_a_new_prompt_takes_effect_mid_stream(warmgate_server, tiny_turbo):
-    settings = Settings(live=LiveSettings(pipelines={"diffusion": {"model_id": str(tiny_turbo)}}))
+    settings = Settings(sections=[LiveSettings(pipelines={"diffusion": {"model_id": str(tiny_turbo)}})])
     _, client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})
     r = client.post("/live/sessions", json={"model_id": "diffusion",
                                             "params": {"width": 384, "height": 384, "prompt": "a cat"}})
@@ -88,7 +88,7 @@ def test_a_fixed_seed_repeats_the_picture_and_a_new_prompt_changes_it(tiny_turbo
 
 
 def test_bad_params_end_the_session_with_an_error_event(warmgate_server, tiny_turbo):
-    settings = Settings(live=LiveSettings(pipelines={"diffusion": {"model_id": str(tiny_turbo)}}))
+    settings = Settings(sections=[LiveSettings(pipelines={"diffusion": {"model_id": str(tiny_turbo)}})])
     _, client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})
     urls = client.post("/live/sessions", json={"model_id": "diffusion", "params": {"strength": 0.1}}).json()
     events = [e["event"] for e in asyncio.run(asyncio.wait_for(read_events(urls["events_url"]), 60))]

@@ -10,11 +10,13 @@ import pytest
 
 import warmgate
 from warmgate import FrameProcessor, Settings
-from warmgate.core.settings import AuthSettings, GatewaySettings, LiveSettings, Price, PricingSettings
+from warmgate.core.settings import AuthSettings, GatewaySettings, Price
+from warmgate.plugins.live.settings import LiveSettings
+from warmgate.plugins.live.trickle.client import TricklePublisher
+from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import EchoPipeline
 from warmgate.testing.live import clip, decode, publish, read_events, read_segments, until_true
 from warmgate.testing.logs import access_lines
-from warmgate.trickle.client import TricklePublisher
 
 
 class Inverter(FrameProcessor):
@@ -52,7 +54,7 @@ def gateway(warmgate_server, register_plugin):
         register_plugin(InverterPlugin(), "undo-invert")
         for log in (Inverter.updates, Inverter.loaded, Inverter.stopped):
             log.clear()
-        return warmgate_server(settings or Settings(live=NO_SKIPS), pipelines={"echo": EchoPipeline().spec})[1]
+        return warmgate_server(settings or Settings(sections=[NO_SKIPS]), pipelines={"echo": EchoPipeline().spec})[1]
 
     return start
 
@@ -113,8 +115,8 @@ def test_the_runner_contract_on_channels_the_caller_hosts(gateway):
     trickle server and posts their URLs to ``/live-video-to-video``."""
     from litestar import Litestar
 
+    from warmgate.plugins.live.trickle import TrickleServer, trickle_route
     from warmgate.testing import serve
-    from warmgate.trickle import TrickleServer, trickle_route
 
     client = gateway()
     orchestrator = TrickleServer()
@@ -154,8 +156,8 @@ def test_the_runner_contract_on_channels_the_caller_hosts(gateway):
 def test_an_output_channel_that_goes_away_ends_the_session_with_an_error_event(gateway):
     from litestar import Litestar
 
+    from warmgate.plugins.live.trickle import TrickleServer, trickle_route
     from warmgate.testing import serve
-    from warmgate.trickle import TrickleServer, trickle_route
 
     client = gateway()
     orchestrator = TrickleServer()
@@ -188,7 +190,7 @@ def test_an_output_channel_that_goes_away_ends_the_session_with_an_error_event(g
 
 PUBLISHER = """
 import asyncio, sys
-from warmgate.trickle.client import TricklePublisher
+from warmgate.plugins.live.trickle.client import TricklePublisher
 
 async def main(url, first, second):
     publisher = TricklePublisher(url)
@@ -205,7 +207,7 @@ asyncio.run(main(*sys.argv[1:]))
 
 def test_a_publisher_that_dies_ends_the_session_with_an_error_event_and_frees_it(gateway, tmp_path):
     # long enough for the publisher process to start on a busy machine, short enough for a test
-    client = gateway(Settings(live=LiveSettings(input_timeout=4, max_lag=600)))
+    client = gateway(Settings(sections=[LiveSettings(input_timeout=4, max_lag=600)]))
     urls = client.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 384}}).json()
     segments = clip(seconds=4)
     (tmp_path / "0.ts").write_bytes(segments[0])
@@ -261,8 +263,8 @@ def test_two_sessions_at_once_keep_their_own_frames(gateway):
 
 def test_sessions_are_metered_per_output_pixel_in_the_ledger(gateway, tmp_path):
     ledger = tmp_path / "usage.sqlite"
-    client = gateway(Settings(live=LiveSettings(price=Price(price_per_unit=3, pixels_per_unit=2), max_lag=600),
-                              pricing=PricingSettings(ledger=str(ledger))))
+    client = gateway(Settings(sections=[LiveSettings(price=Price(price_per_unit=3, pixels_per_unit=2), max_lag=600),
+                                        PricingSettings(ledger=str(ledger))]))
     urls = client.post("/live/sessions", json={"params": {"width": 384, "height": 384}}).json()
 
     async def run():
@@ -283,11 +285,11 @@ def test_sessions_are_metered_per_output_pixel_in_the_ledger(gateway, tmp_path):
 
 
 def test_keys_need_the_balance_and_the_permission_for_a_session(gateway, tmp_path):
-    from warmgate.pricing.keys import KeyStore
+    from warmgate.plugins.pricing.keys import KeyStore
 
     ledger = tmp_path / "usage.sqlite"
-    client = gateway(Settings(live=LiveSettings(price=Price(price_per_unit=1)), auth=AuthSettings(keys=True),
-                              pricing=PricingSettings(ledger=str(ledger))))
+    client = gateway(Settings(sections=[LiveSettings(price=Price(price_per_unit=1)), PricingSettings(ledger=str(ledger))],
+                              auth=AuthSettings(keys=True)))
     store = KeyStore(ledger)
     hold = 384 * 384 * 48  # the first 2 s of output, held before the session starts
     _, poor = store.create(credit=hold - 1)
@@ -317,7 +319,7 @@ def test_sizes_outside_384_to_1024_or_not_multiples_of_64_are_422(gateway, param
 
 
 def test_unknown_pipeline_and_bad_bodies(gateway):
-    client = gateway(Settings(live=LiveSettings(max_sessions=1)))
+    client = gateway(Settings(sections=[LiveSettings(max_sessions=1)]))
     r = client.post("/live/sessions", json={"model_id": "nope"})
     assert r.status_code == 400 and "noop" in r.json()["detail"]["msg"] and "'nope'" in r.json()["detail"]["msg"]
     assert client.post("/live-video-to-video", json={"publish_url": "http://127.0.0.1:9/x"}).status_code == 422
@@ -349,7 +351,7 @@ def test_a_reader_that_leaves_a_long_poll_is_logged_499_not_500(gateway):
 
 def test_the_access_log_names_trickle_requests_by_their_full_path(warmgate_server, register_plugin, capfd):
     register_plugin(InverterPlugin(), "undo-invert")
-    settings = Settings(live=NO_SKIPS, gateway=GatewaySettings(log_format="json"))
+    settings = Settings(sections=[NO_SKIPS], gateway=GatewaySettings(log_format="json"))
     client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})[1]
     urls = client.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 384}}).json()
     control = httpx.URL(urls["control_url"]).path

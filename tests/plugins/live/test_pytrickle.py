@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from warmgate import Settings
-from warmgate.core.settings import LiveSettings
+from warmgate.plugins.live.settings import LiveSettings
 from warmgate.testing import EchoPipeline
 from warmgate.testing.live import clip, decode
 
@@ -59,7 +59,7 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 def test_pytrickle_publishes_to_a_session_and_reads_its_output(warmgate_server, tmp_path):
-    _, client = warmgate_server(Settings(live=LiveSettings(max_lag=600)), pipelines={"echo": EchoPipeline().spec})
+    _, client = warmgate_server(Settings(sections=[LiveSettings(max_lag=600)]), pipelines={"echo": EchoPipeline().spec})
     urls = client.post("/live/sessions", json={"params": {"width": 448, "height": 384}}).json()
     inputs = []
     for n, segment in enumerate(clip(seconds=5, shade=90, audio=True)):

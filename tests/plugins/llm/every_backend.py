@@ -10,7 +10,8 @@ from typing import Any
 import openai
 
 from warmgate import FunctionConfig, Settings
-from warmgate.core.settings import Price, PricingSettings
+from warmgate.core.settings import Price
+from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import wait_for
 
 __all__ = ["BACKENDS", "OLLAMA_MODEL", "PRICE", "RELAYED_MODEL", "ledger_rows", "priced_gateway"]
@@ -32,7 +33,7 @@ def priced_gateway(warmgate_server: Any, tiny_chat: str, upstream: Any, ollama: 
         FunctionConfig(pipeline="llm", model_id=OLLAMA_MODEL, price=price,
                        options={"backend": "ollama", "host": ollama.url}),
     ]
-    server, client = warmgate_server(Settings(functions=functions, pricing=PricingSettings(ledger=str(ledger))))
+    server, client = warmgate_server(Settings(functions=functions, sections=[PricingSettings(ledger=str(ledger))]))
     sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     return sdk, client, {"transformers": tiny_chat, "vllm": RELAYED_MODEL, "ollama": OLLAMA_MODEL}
 

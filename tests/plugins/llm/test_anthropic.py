@@ -185,14 +185,14 @@ def test_keyed_calls_in_both_wire_formats_are_held_settled_by_usage_and_in_the_l
                                                                                          tmp_path):
     import ollama
 
-    from warmgate.core.settings import PricingSettings
-    from warmgate.pricing.keys import KeyStore
+    from warmgate.plugins.pricing.keys import KeyStore
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     ledger = str(tmp_path / "usage.sqlite")
     config = FunctionConfig(pipeline="llm", model_id=tiny_chat, aliases=["tiny"],
                             price=Price(price_per_unit=1000, settle="usage"))
     server, client = warmgate_server(Settings(functions=[config], auth=AuthSettings(keys=True),
-                                              pricing=PricingSettings(ledger=ledger)))
+                                              sections=[PricingSettings(ledger=ledger)]))
     store = KeyStore(ledger)
     try:
         record, token = store.create(credit=10**6)

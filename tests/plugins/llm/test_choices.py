@@ -9,7 +9,8 @@ import pytest
 
 import warmgate
 from warmgate import FunctionConfig, Settings
-from warmgate.core.settings import Price, PricingSettings
+from warmgate.core.settings import Price
+from warmgate.plugins.pricing.settings import PricingSettings
 
 from .every_backend import BACKENDS, PRICE, ledger_rows, priced_gateway
 from .openai_upstream import ANSWER_WORDS, run_upstream
@@ -107,7 +108,7 @@ def test_a_stream_of_choices_cut_off_bills_what_was_delivered(warmgate_server, t
     with run_upstream("org/dying", "--die-after", "3") as upstream:
         config = FunctionConfig(pipeline="llm", model_id="org/dying", price=Price(price_per_unit=PRICE),
                                 options={"backend": "vllm", "url": upstream.url})
-        server, _ = warmgate_server(Settings(functions=[config], pricing=PricingSettings(ledger=str(ledger))))
+        server, _ = warmgate_server(Settings(functions=[config], sections=[PricingSettings(ledger=str(ledger))]))
         received = 0
         with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as sdk:
             with pytest.raises(openai.APIError):

@@ -219,15 +219,16 @@ def test_the_transformers_backend_tokenizes_the_prompt_raw(gateway, tiny_chat):
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_key_is_billed_what_the_choices_used_and_its_hold_released(warmgate_server, engines, tmp_path, stream):
     from warmgate import FunctionConfig, Settings
-    from warmgate.core.settings import AuthSettings, Price, PricingSettings
-    from warmgate.pricing.keys import KeyStore
+    from warmgate.core.settings import AuthSettings, Price
+    from warmgate.plugins.pricing.keys import KeyStore
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     upstream, _ = engines
     ledger = tmp_path / "usage.sqlite"
     config = FunctionConfig(pipeline="llm", model_id="org/relayed", price=Price(price_per_unit=PRICE, settle="usage"),
                             options={"backend": "vllm", "url": upstream.url})
     _, client = warmgate_server(Settings(functions=[config], auth=AuthSettings(keys=True, api_keys=["operator"]),
-                                         pricing=PricingSettings(ledger=str(ledger))))
+                                         sections=[PricingSettings(ledger=str(ledger))]))
     store = KeyStore(ledger)
     _, token = store.create(credit=120 * PRICE)  # one quote of 2 prompts x 2 choices x 20 tokens, not two
     store.close()

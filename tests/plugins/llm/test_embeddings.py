@@ -12,13 +12,14 @@ import openai
 import pytest
 
 from warmgate import FunctionConfig, Settings
-from warmgate.core.app import create_app
-from warmgate.core.errors import ConfigError
+from warmgate.core.http.app import create_app
+from warmgate.core.http.errors import ConfigError
 from warmgate.core.plugins import get_pipelines
-from warmgate.core.settings import Price, PricingSettings, Scaling
+from warmgate.core.settings import Price, Scaling
 from warmgate.plugins.llm import embeddings
 from warmgate.plugins.llm.embeddings.demo import CONTEXT_LENGTH, HIDDEN_SIZE
 from warmgate.plugins.llm.embeddings.wire import MAX_INPUTS
+from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import wait_for
 
 
@@ -254,7 +255,7 @@ def test_the_demo_function_prices_with_the_demo_models_tokenizer(warmgate_server
     assert planned.demo and planned.price is not None and planned.model_id == "warmgate-demo/tiny-embed"
     shutil.copytree(tiny_embed, tmp_path / "demo" / Path(tiny_embed).name)  # built once per session
     settings = Settings(gateway=GatewaySettings(cache_dir=str(tmp_path)), functions=[planned],
-                        pricing=PricingSettings(ledger="off"))
+                        sections=[PricingSettings(ledger="off")])
     _, client = warmgate_server(settings)
     r = client.post("/v1/embeddings", json={"model": "warmgate-demo/tiny-embed", "input": "hello world"})
     assert r.status_code == 200 and r.headers["x-warmgate-units"] == "4"

@@ -297,10 +297,11 @@ def test_actual_token_usage_is_on_the_access_log_line_beside_the_quote(llm, capf
 
 
 def test_the_ledger_records_quoted_and_actual_tokens_of_a_stream(warmgate_server, tiny_chat, tmp_path):
-    from warmgate.core.settings import Price, PricingSettings
+    from warmgate.core.settings import Price
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     config = FunctionConfig(pipeline="llm", model_id=tiny_chat, price=Price(price_per_unit=1000))
-    _, client = warmgate_server(Settings(functions=[config], pricing=PricingSettings(ledger=str(tmp_path / "u.db"))))
+    _, client = warmgate_server(Settings(functions=[config], sections=[PricingSettings(ledger=str(tmp_path / "u.db"))]))
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True,
             "stream_options": {"include_usage": True}}
     streamed = client.post("/v1/chat/completions", json=body)
@@ -313,13 +314,14 @@ def test_the_ledger_records_quoted_and_actual_tokens_of_a_stream(warmgate_server
 def test_settle_usage_bills_completion_tokens_and_releases_the_rest_of_the_hold(warmgate_server, tiny_chat, tmp_path):
     """With ``price.settle: usage`` a call costs the tokens it produced, streamed or not: the
     second call below fits the balance only because the first one's unused hold came back."""
-    from warmgate.core.settings import AuthSettings, Price, PricingSettings
-    from warmgate.pricing.keys import KeyStore
+    from warmgate.core.settings import AuthSettings, Price
+    from warmgate.plugins.pricing.keys import KeyStore
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     ledger = tmp_path / "usage.sqlite"
     config = FunctionConfig(pipeline="llm", model_id=tiny_chat, price=Price(price_per_unit=1000, settle="usage"))
     settings = Settings(functions=[config], auth=AuthSettings(keys=True, api_keys=["operator"]),
-                        pricing=PricingSettings(ledger=str(ledger)))
+                        sections=[PricingSettings(ledger=str(ledger))])
     _, client = warmgate_server(settings)
     store = KeyStore(ledger)
     record, token = store.create(credit=25_000)  # one quote of 20 tokens, not two

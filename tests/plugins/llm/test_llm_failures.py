@@ -9,8 +9,9 @@ import pytest
 
 from warmgate import FunctionConfig, Settings
 from warmgate.core.plugins import get_pipelines
-from warmgate.core.settings import AuthSettings, Price, PricingSettings
-from warmgate.pricing.keys import KeyStore
+from warmgate.core.settings import AuthSettings, Price
+from warmgate.plugins.pricing.keys import KeyStore
+from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import wait_for
 
 from .openai_upstream import run_upstream
@@ -35,7 +36,7 @@ def gateway(warmgate_server, tmp_path):
         config = FunctionConfig(pipeline="llm", model_id=model_id, price=Price(price_per_unit=PRICE, settle=settle),
                                 options={"backend": "vllm", "url": url, **options})
         settings = Settings(functions=[config], auth=AuthSettings(keys=True, api_keys=["operator"]),
-                            pricing=PricingSettings(ledger=str(ledger)))
+                            sections=[PricingSettings(ledger=str(ledger))])
         server, client = warmgate_server(settings)
         store = KeyStore(ledger)
         _, token = store.create(credit=CREDIT)

@@ -329,11 +329,12 @@ def test_ollama_not_answering_in_time_is_a_504(gateway, fake, sdk, stream):
 
 
 def test_ollama_failing_mid_stream_bills_the_tokens_it_delivered(fake, warmgate_server, ollama_backend, tmp_path):
-    from warmgate.core.settings import Price, PricingSettings
+    from warmgate.core.settings import Price
+    from warmgate.plugins.pricing.settings import PricingSettings
 
     function = FunctionConfig(pipeline="llm", model_id=LLAMA_ID, price=Price(price_per_unit=1000),
                               options={"backend": "ollama", "host": fake.url})
-    _, client = warmgate_server(Settings(functions=[function], pricing=PricingSettings(ledger=str(tmp_path / "u.db"))))
+    _, client = warmgate_server(Settings(functions=[function], sections=[PricingSettings(ledger=str(tmp_path / "u.db"))]))
     fake.fail_after = 2
     r = client.post("/llm", json=_chat(max_tokens=10, stream=True))
     assert "event: error" in r.text

@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from warmgate import FunctionConfig, Settings
-from warmgate.core.app import create_app
+from warmgate.core.http.app import create_app
 from warmgate.core.plugins import get_pipelines
 from warmgate.core.settings import Scaling
 from warmgate.testing.server import serve

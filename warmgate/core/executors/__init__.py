@@ -9,10 +9,10 @@ from warmgate.core.executors.base import BaseExecutor, Call, Executor, ExecutorF
 from warmgate.core.executors.local import LocalExecutor
 from warmgate.core.executors.ray import RayExecutor
 from warmgate.core.executors.remote import RemoteExecutor
+from warmgate.core.functions.spec import PipelineSpec
 from warmgate.core.plugins import load_plugins, pm
 from warmgate.core.registry import collect_factories
 from warmgate.core.settings import FunctionConfig, Settings
-from warmgate.core.spec import PipelineSpec
 
 __all__ = ["BUILT_IN", "BaseExecutor", "Call", "Executor", "ExecutorFactory", "RawRequest", "get_executors",
            "make_executor"]

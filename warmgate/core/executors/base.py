@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from warmgate.core import wire
 from warmgate.core.executors.calling import as_chunks
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.http import wire
 from warmgate.core.settings import FunctionConfig, Settings
-from warmgate.core.spec import PipelineSpec
 
 __all__ = ["BaseExecutor", "Call", "Executor", "ExecutorFactory", "RawRequest"]
 

@@ -9,8 +9,8 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from warmgate.core.spec import Loader
-from warmgate.core.threads import load_in_thread
+from warmgate.core.functions.spec import Loader
+from warmgate.core.functions.threads import load_in_thread
 
 __all__ = ["as_chunks", "call_runner", "start_call", "chunks_of", "is_async_runner", "is_stream", "load_runner"]
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import structlog
 
-from warmgate.core.cancel import cancellation_scope
-from warmgate.core.demo import ensure_demo_model
-from warmgate.core.errors import ClientDisconnected, InferenceError, WarmgateError
 from warmgate.core.executors.base import BaseExecutor, Call
 from warmgate.core.executors.calling import is_async_runner, load_runner, start_call
+from warmgate.core.functions.cancel import cancellation_scope
+from warmgate.core.functions.demo import ensure_demo_model
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.functions.threads import load_in_thread
+from warmgate.core.http.errors import ClientDisconnected, InferenceError, WarmgateError
 from warmgate.core.settings import FunctionConfig, Settings
-from warmgate.core.spec import PipelineSpec
-from warmgate.core.threads import load_in_thread
 
 __all__ = ["LocalExecutor", "describe_error"]
 
@@ -75,7 +75,7 @@ class LocalExecutor(BaseExecutor):
 async def run_while_connected(name: str, work: Coroutine[Any, Any, Any],
                               disconnected: Callable[[], Awaitable[None]]) -> Any:
     """Run the request, and if the client disconnects meanwhile, set the request's cancellation
-    flag (``warmgate.core.cancel``), which runners check between steps, and wait for the runner
+    flag (``warmgate.core.functions.cancel``), which runners check between steps, and wait for the runner
     to stop: the slot is freed only once the work has ended, and the answer is a 499."""
     with cancellation_scope() as cancellation:  # the task and its worker threads copy the context
         run = asyncio.ensure_future(work)

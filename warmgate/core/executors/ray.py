@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from warmgate.core.executors.base import BaseExecutor, Call
+from warmgate.core.executors.ray_settings import RaySettings
 
 __all__ = ["RayExecutor"]
 
@@ -21,7 +22,7 @@ class RayExecutor(BaseExecutor):
         from warmgate.core.executors import ray_serve  # ray only for gateways with ray functions
 
         specs = ray_serve.function_specs(self.pipelines, self.config)
-        runner = await asyncio.to_thread(ray_serve.deploy, specs, self.config, self.settings.ray)
+        runner = await asyncio.to_thread(ray_serve.deploy, specs, self.config, self.settings.section(RaySettings))
         self._deployed = True
         return runner
 

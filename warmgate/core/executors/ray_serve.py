@@ -20,11 +20,12 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from warmgate.core.errors import InferenceError, LoadError, WarmgateError
 from warmgate.core.executors import ray_standby
 from warmgate.core.executors.calling import as_chunks, call_runner, is_stream, load_runner
-from warmgate.core.settings import FunctionConfig, RaySettings
-from warmgate.core.spec import PipelineSpec
+from warmgate.core.executors.ray_settings import RaySettings
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.http.errors import InferenceError, LoadError, WarmgateError
+from warmgate.core.settings import FunctionConfig
 
 __all__ = ["FunctionReplica", "RayRunner", "app_name", "build_app", "deploy", "deployment_options", "function_specs",
            "ray_functions", "serve_config", "shutdown", "standby_modules"]

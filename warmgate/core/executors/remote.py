@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from warmgate.core import wire
 from warmgate.core.executors.base import BaseExecutor, Call
+from warmgate.core.http import wire
 from warmgate.core.settings import FunctionConfig
 
 __all__ = ["RemoteExecutor"]

@@ -26,7 +26,7 @@ import yarl
 from litestar import Response
 from litestar.response import Stream
 
-from warmgate.core.errors import WarmgateError
+from warmgate.core.http.errors import WarmgateError
 from warmgate.core.settings import FunctionConfig
 
 __all__ = ["RemoteError", "RemoteRunner"]

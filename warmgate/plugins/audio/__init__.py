@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from warmgate.core.functions.spec import DemoModel, PriceUnit, SpecBase, deferred
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import AudioInput
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, PriceUnit, SpecBase, deferred
 from warmgate.plugins.audio.audio_to_text import prepare_transcription
 from warmgate.plugins.audio.text_to_speech import check_text
 from warmgate.plugins.audio.wire import AudioResponse, AudioToTextParams, TextResponse, TextToSpeechParams

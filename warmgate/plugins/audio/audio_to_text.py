@@ -6,11 +6,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from warmgate.core.cancel import raise_if_cancelled
-from warmgate.core.decode import json_field
-from warmgate.core.errors import ClientError, ConfigError, LoadError, RequestValidationError
+from warmgate.core.functions.cancel import raise_if_cancelled
+from warmgate.core.functions.spec import Runner, module_bytes
+from warmgate.core.http.decode import json_field
+from warmgate.core.http.errors import ClientError, ConfigError, LoadError, RequestValidationError
 from warmgate.core.media import AUDIO_SAMPLE_RATE, AudioInput, decode_audio, max_audio_seconds
-from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.audio.wire import AudioToTextParams, Chunk, TextResponse
 
 __all__ = ["AudioToTextRunner", "FasterWhisperRunner", "Transcription", "load_audio_to_text", "prepare_transcription"]

@@ -14,10 +14,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from warmgate.core.cancel import raise_if_cancelled
-from warmgate.core.errors import ClientError, LoadError
+from warmgate.core.functions.cancel import raise_if_cancelled
+from warmgate.core.functions.spec import Runner, module_bytes
+from warmgate.core.http.errors import ClientError, LoadError
 from warmgate.core.media import data_url, encode_wav
-from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.audio.wire import AudioResponse, MediaURL, TextToSpeechParams
 
 __all__ = ["TextToSpeechRunner", "check_text", "load_text_to_speech", "split_sentences"]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from warmgate.core.spec import File
+from warmgate.core.functions.spec import File
 
 __all__ = ["AudioResponse", "AudioToTextParams", "Chunk", "MediaURL", "TextResponse", "TextToSpeechParams"]
 

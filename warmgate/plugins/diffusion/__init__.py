@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from warmgate.core.functions.spec import DemoModel, PipelineSpec, PriceUnit, SpecBase, deferred
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import IMAGE_INPUT, ImageInput
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, SpecBase, deferred
 from warmgate.plugins.diffusion.inputs import decode_latent_image_input, decode_video_input
 from warmgate.plugins.diffusion.wire import (
     ImageResponse,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from warmgate.core.errors import ConfigError
+from warmgate.core.http.errors import ConfigError
 from warmgate.core.media import ImageInput, data_url, encode_mp4, image_data_url
 from warmgate.plugins.diffusion.loading import apply_optimizations, choose_device, pretrained_kwargs
 from warmgate.plugins.diffusion.runner import DiffusionRunner, pick_seeds

@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from warmgate.core.live import FrameProcessor
 from warmgate.plugins.diffusion.loading import apply_optimizations, choose_device, pretrained_kwargs
+from warmgate.plugins.live.pipelines import FrameProcessor
 
 __all__ = ["DEFAULT_LIVE_MODEL", "DiffusionLiveParams", "DiffusionLiveProcessor"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from warmgate.core.errors import ConfigError
+from warmgate.core.http.errors import ConfigError
 
 __all__ = ["Family", "apply_optimizations", "choose_device", "family_of", "load_lightning", "pretrained_kwargs"]
 

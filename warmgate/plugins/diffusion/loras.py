@@ -9,8 +9,8 @@ from typing import Any
 
 import structlog
 
-from warmgate.core.decode import json_field
-from warmgate.core.errors import ClientError
+from warmgate.core.http.decode import json_field
+from warmgate.core.http.errors import ClientError
 
 __all__ = ["MAX_LORAS_PER_REQUEST", "LoraCache", "parse_loras"]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import structlog
 
-from warmgate.core.cancel import current_cancellation, raise_if_cancelled
-from warmgate.core.errors import ClientError, InferenceError
+from warmgate.core.functions.cancel import current_cancellation, raise_if_cancelled
+from warmgate.core.functions.spec import Runner, module_bytes
+from warmgate.core.http.errors import ClientError, InferenceError
 from warmgate.core.media import image_data_url
-from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.diffusion.loading import Family, family_of
 from warmgate.plugins.diffusion.loras import LoraCache
 from warmgate.plugins.diffusion.safety import load_safety_checker

@@ -11,7 +11,13 @@ from typing import Any
 from warmgate.core.hookspecs import hookimpl
 from warmgate.plugins.live.processor import NoopProcessor
 from warmgate.plugins.live.routes import ROUTES, LiveSessions
-from warmgate.trickle import TrickleServer
+from warmgate.plugins.live.settings import LiveSettings
+from warmgate.plugins.live.trickle import TrickleServer
+
+
+@hookimpl
+def register_settings(register: Any) -> None:
+    register(LiveSettings)
 
 
 @hookimpl

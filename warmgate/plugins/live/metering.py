@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from warmgate.core.context import RequestContext
-from warmgate.core.live import LIVE_PIPELINE, live_function_name, live_price
 from warmgate.core.plugins import await_me_maybe, pm
 from warmgate.core.settings import FunctionConfig, Settings
 from warmgate.core.usage import Quote, price_wei, report_usage
+from warmgate.plugins.live.pipelines import LIVE_PIPELINE, live_function_name, live_price
 
 __all__ = ["LiveMeter"]
 

@@ -1,5 +1,5 @@
 """The params every live pipeline takes (the ai-runner's ``BaseParams``) and the built-in
-``noop`` pipeline. The frame processor contract itself is ``warmgate.core.live``."""
+``noop`` pipeline. The frame processor contract itself is ``warmgate.plugins.live.pipelines``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.errors import RequestValidationError
-from warmgate.core.live import FrameProcessor
+from warmgate.core.http.errors import RequestValidationError
+from warmgate.plugins.live.pipelines import FrameProcessor
 
 __all__ = ["LiveParams", "NoopProcessor", "parse_params"]
 

@@ -15,14 +15,15 @@ from litestar import Request, Response, asgi, delete, get, post
 from litestar.params import FromPath
 from litestar.types import Receive, Scope, Send
 
-from warmgate.core.auth import Caller
-from warmgate.core.decode import json_body
-from warmgate.core.demo import ensure_demo_model
-from warmgate.core.errors import CapacityError, ClientError, NotFound, RequestValidationError
-from warmgate.core.live import LIVE_PIPELINE, LivePipeline, get_live_pipelines, live_function_name
+from warmgate.core.functions.demo import ensure_demo_model
+from warmgate.core.http.auth import Caller
+from warmgate.core.http.decode import json_body
+from warmgate.core.http.errors import CapacityError, ClientError, NotFound, RequestValidationError
 from warmgate.core.settings import Settings
 from warmgate.plugins.live.metering import LiveMeter
+from warmgate.plugins.live.pipelines import LIVE_PIPELINE, LivePipeline, get_live_pipelines, live_function_name
 from warmgate.plugins.live.processor import parse_params
+from warmgate.plugins.live.settings import LiveSettings
 
 if TYPE_CHECKING:
     from warmgate.plugins.live.session import LiveSession
@@ -139,7 +140,7 @@ class LiveSessions:
                               f"pipeline is installed); available: {', '.join(sorted(self.pipelines))}")
         if caller is not None:
             caller.check_allowed(live_function_name(name), pipeline=LIVE_PIPELINE)
-        live = self.settings.live
+        live = self.settings.section(LiveSettings)
         if len(self.running()) + len(self._starting) >= live.max_sessions:
             raise CapacityError(f"{live.max_sessions} live sessions are running (live.max_sessions); try later")
         if session_id in self._starting or (session_id in self.sessions and not self.sessions[session_id].done):
@@ -171,7 +172,7 @@ class LiveSessions:
 
     async def _options(self, pipeline: LivePipeline) -> dict[str, Any]:
         """The operator's options; under the demo profile, the pipeline's tiny model."""
-        options = dict(self.settings.live.pipelines.get(pipeline.name, {}))
+        options = dict(self.settings.section(LiveSettings).pipelines.get(pipeline.name, {}))
         if self.settings.profile == "demo" and pipeline.demo is not None and "model_id" not in options:
             root = self.settings.gateway.cache_path / "demo"
             options["model_id"] = str(await asyncio.to_thread(ensure_demo_model, pipeline.demo, root))

@@ -28,11 +28,11 @@ import av
 import msgspec
 import structlog
 
-from warmgate.core.live import FrameProcessor
 from warmgate.plugins.live.media import FrameRateCap, LateFrames, SegmentDecoder, SegmentEncoder, cover_crop
 from warmgate.plugins.live.metering import LiveMeter
+from warmgate.plugins.live.pipelines import FrameProcessor
 from warmgate.plugins.live.processor import LiveParams
-from warmgate.trickle.client import SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber
+from warmgate.plugins.live.trickle.client import SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber
 
 __all__ = ["LiveSession", "SessionOptions"]
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from litestar import Request, Response, get
 
-from warmgate.core.errors import ConfigError
-from warmgate.core.functions import loading_function
+from warmgate.core.functions.function import loading_function
+from warmgate.core.functions.spec import DemoModel, PipelineSpec, PriceUnit, deferred
+from warmgate.core.functions.threads import load_in_thread
 from warmgate.core.hookspecs import hookimpl
+from warmgate.core.http.errors import ConfigError
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
-from warmgate.core.threads import load_in_thread
 from warmgate.plugins.llm import completions_wire, embeddings
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.anthropic_api import anthropic_specs

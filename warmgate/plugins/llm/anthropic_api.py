@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.errors import ClientError
-from warmgate.core.spec import PipelineSpec, PriceUnit
+from warmgate.core.functions.spec import PipelineSpec, PriceUnit
+from warmgate.core.http.errors import ClientError
 from warmgate.plugins.llm import anthropic_wire as aw
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import Delta, EngineFailed, GenerationParams, Usage

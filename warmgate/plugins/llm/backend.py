@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import msgspec
 import pluggy
 
-from warmgate.core.errors import WarmgateError
+from warmgate.core.http.errors import WarmgateError
 from warmgate.core.plugins import load_plugins, pm
 from warmgate.core.registry import collect_factories
 

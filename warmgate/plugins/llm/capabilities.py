@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.errors import ClientError, RequestValidationError
+from warmgate.core.http.errors import ClientError, RequestValidationError
 from warmgate.plugins.llm.backend import GenerationParams
 
 __all__ = ["BASIC", "FEATURES", "check_consistent", "check_supported", "requested"]

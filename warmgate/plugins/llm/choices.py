@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from warmgate.core.context import request_context
-from warmgate.core.errors import ClientError
+from warmgate.core.http.errors import ClientError
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
 
 __all__ = ["MAX_CHOICES", "choice_params", "concurrent", "gathered", "merged", "refuse_logprobs", "summed"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.errors import RequestValidationError
+from warmgate.core.http.errors import RequestValidationError
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
 from warmgate.plugins.llm.capabilities import check_supported
 from warmgate.plugins.llm.choices import choice_params, refuse_logprobs

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from warmgate.core.errors import ClientError
+from warmgate.core.http.errors import ClientError
 from warmgate.plugins.llm.choices import MAX_CHOICES
 from warmgate.plugins.llm.openai_wire import CompletionUsage, StreamOptions, decode_keeping_unknown_fields
 

@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from warmgate.core.errors import ClientError
+from warmgate.core.http.errors import ClientError
 from warmgate.plugins.llm.backend import GenerationParams
 
 __all__ = ["ConstrainedSampler", "Grammars", "closing", "constraint", "lex"]

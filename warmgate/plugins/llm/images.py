@@ -11,9 +11,9 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from warmgate.core.errors import ClientError, PayloadTooLarge, UnsupportedMediaType
+from warmgate.core.functions.spec import File
+from warmgate.core.http.errors import ClientError, PayloadTooLarge, UnsupportedMediaType
 from warmgate.core.media import DEFAULT_MAX_INPUT_PIXELS, data_url, decode_image
-from warmgate.core.spec import File
 from warmgate.plugins.llm.backend import GenerationParams
 
 __all__ = ["IMAGE_OPTIONS", "ImageLimits", "resolve_images"]

@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.decode import json_body
-from warmgate.core.errors import ClientError
-from warmgate.core.spec import PipelineSpec, PriceUnit
+from warmgate.core.functions.spec import PipelineSpec, PriceUnit
+from warmgate.core.http.decode import json_body
+from warmgate.core.http.errors import ClientError
 from warmgate.plugins.llm import ollama_wire as ow
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage, text_messages
 from warmgate.plugins.llm.embeddings.inputs import prepare_embeddings, prompt_tokens

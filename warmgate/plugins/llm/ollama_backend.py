@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import structlog
 
-from warmgate.core.errors import RequestValidationError
-from warmgate.core.functions import loading_function
+from warmgate.core.functions.function import loading_function
+from warmgate.core.http.errors import RequestValidationError
 from warmgate.plugins.llm.backend import (
     Delta,
     EngineFailed,

@@ -17,9 +17,9 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.response import Stream
 
-from warmgate.core.decode import json_body
-from warmgate.core.errors import NotFound
-from warmgate.core.functions import Function, FunctionState
+from warmgate.core.functions.function import Function, FunctionState
+from warmgate.core.http.decode import json_body
+from warmgate.core.http.errors import NotFound
 from warmgate.plugins.llm import ollama_wire as ow
 from warmgate.plugins.llm.wire_errors import error_handlers
 

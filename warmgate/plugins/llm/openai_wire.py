@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from warmgate.core.errors import RequestValidationError
+from warmgate.core.http.errors import RequestValidationError
 from warmgate.plugins.llm.backend import TokenLogprob
 from warmgate.plugins.llm.choices import MAX_CHOICES
 
@@ -140,7 +140,7 @@ def decode_keeping_unknown_fields(body: bytes, kind: type[R]) -> R:
     """The request as ``kind`` (a ``dict=True`` struct), with the fields OpenAI does not define in
     ``unknown_fields`` (a dict), to be relayed verbatim to OpenAI-compatible engines (vLLM's
     ``min_p``, ``chat_template_kwargs``...)."""
-    from warmgate.core.decode import json_body
+    from warmgate.core.http.decode import json_body
 
     fields = json_body(body, dict[str, Any])
     try:

@@ -14,8 +14,8 @@ import msgspec
 import structlog
 
 from warmgate.core.context import current_request
-from warmgate.core.errors import RequestValidationError, WarmgateError
-from warmgate.core.spec import Runner
+from warmgate.core.functions.spec import Runner
+from warmgate.core.http.errors import RequestValidationError, WarmgateError
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import (
     Completion,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from warmgate.core.errors import ClientError
+from warmgate.core.http.errors import ClientError
 from warmgate.plugins.llm.backend import GenerationParams, TokenLogprob, TopLogprob
 
 __all__ = ["LogprobRecorder", "PenaltyProcessor", "processors"]

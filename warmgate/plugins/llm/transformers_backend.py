@@ -8,8 +8,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from warmgate.core.errors import ClientError
-from warmgate.core.spec import module_bytes
+from warmgate.core.functions.spec import module_bytes
+from warmgate.core.http.errors import ClientError
 from warmgate.plugins.llm.backend import Delta, GenerationParams, TokenLogprob, Usage
 from warmgate.plugins.llm.grammar import ConstrainedSampler, Grammars, constraint
 from warmgate.plugins.llm.sampling import LogprobRecorder, processors

@@ -31,7 +31,7 @@ import httpx
 import msgspec
 import structlog
 
-from warmgate.core.errors import ClientError, WarmgateError
+from warmgate.core.http.errors import ClientError, WarmgateError
 from warmgate.plugins.llm.backend import (
     Completion,
     Delta,

@@ -11,7 +11,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from warmgate.core.errors import WarmgateError
+from warmgate.core.http.errors import WarmgateError
 
 __all__ = ["ErrorRender", "error_handlers"]
 

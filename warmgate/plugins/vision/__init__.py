@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from warmgate.core.functions.spec import DemoModel, deferred
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.media import IMAGE_INPUT
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, deferred
 from warmgate.plugins.vision.segment_anything_2 import prepare_segmentation
 from warmgate.plugins.vision.wire import ImageToTextParams, ImageToTextResponse, MasksResponse, SegmentAnything2Params
 

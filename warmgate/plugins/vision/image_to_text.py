@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from warmgate.core.functions.spec import Runner, module_bytes
 from warmgate.core.media import ImageInput
-from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.vision.wire import ImageToTextParams, ImageToTextResponse
 
 __all__ = ["ImageToTextRunner", "load_image_to_text"]

@@ -14,10 +14,10 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.decode import json_field
-from warmgate.core.errors import ClientError
+from warmgate.core.functions.spec import Runner, module_bytes
+from warmgate.core.http.decode import json_field
+from warmgate.core.http.errors import ClientError
 from warmgate.core.media import DEFAULT_MAX_INPUT_PIXELS, decode_image
-from warmgate.core.spec import Runner, module_bytes
 from warmgate.plugins.vision.wire import MasksResponse, SegmentAnything2Params
 
 __all__ = ["SegmentationRequest", "SegmentAnything2Runner", "load_segment_anything_2", "prepare_segmentation"]

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from warmgate.core.spec import File
+from warmgate.core.functions.spec import File
 
 __all__ = ["ImageToTextParams", "ImageToTextResponse", "MasksResponse", "SegmentAnything2Params"]
 

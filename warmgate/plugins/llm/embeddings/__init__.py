@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from warmgate.core.errors import ConfigError
-from warmgate.core.functions import loading_function
+from warmgate.core.functions.function import loading_function
+from warmgate.core.functions.spec import DemoModel, PipelineSpec, PriceUnit, deferred
+from warmgate.core.functions.threads import load_in_thread
+from warmgate.core.http.errors import ConfigError
 from warmgate.core.settings import Price
-from warmgate.core.spec import DemoModel, PipelineSpec, PriceUnit, deferred
-from warmgate.core.threads import load_in_thread
 from warmgate.plugins.llm.backend import relays_only
 from warmgate.plugins.llm.embeddings.functions import PIPELINE, forget, track
 from warmgate.plugins.llm.embeddings.inputs import prepare_embeddings, prompt_tokens

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from warmgate.core.errors import ClientError, RequestValidationError
+from warmgate.core.http.errors import ClientError, RequestValidationError
 
 __all__ = ["EncoderInfo", "TokenCounter", "counter", "describe"]
 

@@ -10,8 +10,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from warmgate.core.demo import ensure_demo_model
-from warmgate.core.errors import ConfigError, LoadError
+from warmgate.core.functions.demo import ensure_demo_model
+from warmgate.core.http.errors import ConfigError, LoadError
 from warmgate.plugins.llm.embeddings.encoder import TokenCounter, counter, describe
 
 __all__ = ["PIPELINE", "encoder_for", "forget", "track"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from warmgate.core.errors import RequestValidationError
+from warmgate.core.http.errors import RequestValidationError
 from warmgate.plugins.llm.embeddings import functions
 from warmgate.plugins.llm.embeddings.wire import MAX_INPUTS, EmbeddingJob, EmbeddingRequest
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from warmgate.core.errors import ClientError, RequestValidationError
+from warmgate.core.http.errors import ClientError, RequestValidationError
 from warmgate.plugins.llm.embeddings.wire import EmbeddingJob
 from warmgate.plugins.llm.ollama_backend import OllamaError, load_ollama
 

@@ -9,7 +9,7 @@ from array import array
 from typing import Any, Protocol
 
 from warmgate.core.context import current_request
-from warmgate.core.spec import Runner
+from warmgate.core.functions.spec import Runner
 from warmgate.plugins.llm.embeddings.wire import Embedding, EmbeddingJob, EmbeddingList, EmbeddingUsage
 
 __all__ = ["EmbeddingBackend", "EmbeddingsRunner", "encode_base64"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from warmgate.core.spec import module_bytes
+from warmgate.core.functions.spec import module_bytes
 from warmgate.plugins.llm.embeddings.encoder import describe
 from warmgate.plugins.llm.embeddings.wire import EmbeddingJob
 

@@ -1,0 +1,81 @@
+"""``create_app``: the one place the gateway is assembled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+
+from warmgate.core.config import load_settings, plan_functions
+from warmgate.core.functions.manager import FunctionManager
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.http.auth import Authenticator
+from warmgate.core.http.decode import MAX_FORM_PARTS
+from warmgate.core.http.exception_handlers import EXCEPTION_HANDLERS
+from warmgate.core.http.middleware import wrap_asgi
+from warmgate.core.http.openapi import build_openapi
+from warmgate.core.http.routes import pipeline_route
+from warmgate.core.http.runner_routes import runner_routes
+from warmgate.core.logs import AccessLog, configure_logging, json_lines
+from warmgate.core.metrics import Metrics
+from warmgate.core.plugins import await_me_maybe, get_pipelines, get_routes, pm
+from warmgate.core.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, PipelineSpec] | None = None) -> Litestar:
+    """Build the gateway.
+
+    Args:
+        settings: gateway settings and functions; ``None`` reads them with ``load_settings()``.
+        pipelines: the pipelines to serve; ``None`` collects them from the plugins.
+
+    Returns:
+        The Litestar app. ``app.state.functions`` is its ``FunctionManager``.
+    """
+    settings = settings if settings is not None else load_settings()
+    configure_logging(settings.gateway.log_level, settings.gateway.log_format)
+    specs = dict(pipelines) if pipelines is not None else get_pipelines()
+    metrics = Metrics()
+    manager = FunctionManager(settings, specs, plan_functions(settings, specs), observer=metrics)
+    metrics.track(manager.functions.values())
+    auth = Authenticator(settings.auth.api_keys, settings.auth.keys)
+    extra_routes = get_routes()
+    openapi = build_openapi(specs.values(), extra_routes)
+    max_body = int(settings.gateway.max_body_size)
+    handlers = [pipeline_route(spec, manager, auth, max_body) for spec in specs.values()]
+    handlers += runner_routes(manager, metrics, openapi, extra_routes)
+    handlers += extra_routes
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        for result in pm.hook.startup(app=app):
+            await await_me_maybe(result)
+        await manager.start()
+        sampling = asyncio.create_task(metrics.sample_forever(), name="warmgate-metrics")
+        try:
+            yield
+        finally:
+            sampling.cancel()
+            for result in pm.hook.shutdown(app=app):
+                await await_me_maybe(result)
+            await manager.stop()
+
+    app = Litestar(
+        route_handlers=handlers,
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=None,
+        logging_config=None,
+        lifespan=[lifespan],
+        request_max_body_size=max_body,
+        multipart_form_part_limit=MAX_FORM_PARTS,
+        state=State({"settings": settings, "functions": manager, "metrics": metrics,
+                     "pipelines": specs, "openapi": openapi, "auth": auth}),
+    )
+    access_log = AccessLog(json_lines(settings.gateway.log_format)) if settings.gateway.access_log else None
+    app.asgi_handler = wrap_asgi(app.asgi_handler, metrics, access_log)
+    return app

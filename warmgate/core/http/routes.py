@@ -1,0 +1,194 @@
+"""Litestar routes built from PipelineSpecs: auth, decode, function acquire, run, encode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+import re
+import time
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import Stream
+
+from warmgate.core.context import RequestContext, current_request
+from warmgate.core.executors import Call, RawRequest
+from warmgate.core.executors.calling import chunks_of, is_stream
+from warmgate.core.functions.function import Function, Lease
+from warmgate.core.functions.manager import FunctionManager
+from warmgate.core.functions.spec import PipelineSpec
+from warmgate.core.http.auth import Authenticator
+from warmgate.core.http.decode import json_decoder, multipart_decoder
+from warmgate.core.http.errors import ClientDisconnected, ClientError, InferenceError, PaymentRequired
+from warmgate.core.http.rate_limits import admit
+from warmgate.core.plugins import await_me_maybe, pm
+from warmgate.core.usage import Quote, price_wei
+
+__all__ = ["pipeline_route"]
+
+_JSON = "application/json"
+_encoder = msgspec.json.Encoder()
+
+
+def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authenticator, max_body_size: int) -> HTTPRouteHandler:
+    """One POST handler answering every path of ``spec`` (with and without trailing slash)."""
+    decode_json = json_decoder(spec) if spec.encoding == "json" else None
+    decode_form = multipart_decoder(spec)
+    name = spec.name
+    functions_of = spec.serves or spec.name
+    model_field = spec.model_field
+    units = spec.units
+    prepare = spec.prepare
+    # a pipeline with a function whose executor forwards bytes keeps each request's raw body
+    keep_raw = any(fn.executor.forwards_raw for fn in manager.functions.values() if fn.config.pipeline == functions_of)
+
+    async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
+        context = current_request() or RequestContext("")  # the middleware makes it; bare use has none
+        caller = context.caller = await auth(request.scope, request.app) if auth.enabled else None
+        if caller is not None:
+            await admit(context, request.app, caller)
+        raw = await request.body() if keep_raw or decode_json is not None else b""
+        body = decode_json(raw) if decode_json is not None else await decode_form(request)
+        fn = context.function = manager.resolve(functions_of, getattr(body, model_field, "") or "", spec.wire, name)
+        context.config = fn.config
+        if caller is not None:
+            caller.check_allowed(fn.name, fn.config.aliases, fn.config.pipeline)
+        if prepare is not None:
+            body = await asyncio.to_thread(prepare, body, fn.config.options)
+        if fn.config.price is not None:
+            await _quote(request, context, body, units, manager.settings)
+        waited = time.perf_counter()
+        lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
+        executor = fn.executor
+        scope = request.scope
+        call = Call(spec, body, RawRequest(scope["path"], scope["query_string"], scope["headers"], raw)
+                    if executor.forwards_raw else None, functools.partial(_disconnect, request))
+        try:
+            result = await executor.call(lease.runner, call)
+        except BaseException:
+            lease.release()
+            raise
+        # queueing, loading and the model are not gateway overhead (see middleware)
+        context.external_seconds = time.perf_counter() - waited
+        if isinstance(result, Stream):  # a forwarded stream
+            result.iterator = _relay(result.iterator, lease)
+            return result
+        if is_stream(result):
+            return Stream(_relay(chunks_of(result), lease), media_type=spec.stream_media_type)
+        lease.release()
+        if isinstance(result, Response):
+            return result
+        try:
+            content = _encoder.encode(result)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise InferenceError(f"{name} returned a result that cannot be encoded as JSON: {exc}") from exc
+        return Response(content, media_type=_JSON)
+
+    paths = [p for path in spec.paths for p in (path, path + "/")]
+    return post(
+        path=paths,
+        name=f"pipeline:{name}",
+        include_in_schema=False,  # warmgate writes the OpenAPI document from the specs
+        request_max_body_size=spec.max_body_size or max_body_size,
+        status_code=200,
+        exception_handlers=dict(spec.exception_handlers) if spec.exception_handlers else None,
+    )(handle)
+
+
+async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]) -> Lease:
+    """Wait for a slot and the model (a queue, a cold load), but give up if the client
+    disconnects meanwhile, so a request nobody waits for neither holds a queue place nor runs
+    the model. A load in progress goes on for the requests that come next."""
+    acquire = asyncio.ensure_future(fn.acquire())
+    disconnected = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((acquire, disconnected), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        disconnected.cancel()
+    if acquire.done():
+        return acquire.result()
+    acquire.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        lease = await acquire
+        lease.release()  # it got the slot just as the client left
+    raise ClientDisconnected(f"client disconnected while queued for {fn.name!r}")
+
+
+async def _disconnect(request: Request[Any, Any, Any]) -> None:
+    """Returns when the client goes away (the body is already read, so nothing else arrives)."""
+    message = await request.receive()
+    while message["type"] != "http.disconnect":
+        message = await request.receive()
+
+
+async def _quote(request: Request[Any, Any, Any], context: RequestContext, body: Any, units: Any,
+                 settings: Any) -> None:
+    """Price the request (``price_request`` hooks), refuse it (402) when the caller's
+    ``X-Max-Price-Per-Unit`` is lower than the price per unit, hold it against the caller's
+    balance (``reserve`` hooks, 402 when short), and put units and wei on the response."""
+    fn, caller = context.function, context.caller
+    assert fn is not None
+    count = int(units(body)) if units is not None else 1
+    wei = price_wei(fn.config, count, settings, function=fn, request=body)
+    if wei is None:
+        return
+    ceiling = _max_price_per_unit(request.scope)
+    if ceiling is not None and count > 0 and int(wei) > math.ceil(ceiling * count):  # both rounded up alike
+        raise PaymentRequired(f"{fn.name} costs {_wei_text(Fraction(int(wei), count))} wei per unit "
+                              f"({wei} wei for {count} units), above your X-Max-Price-Per-Unit of "
+                              f"{_wei_text(ceiling)} wei")
+    quote = Quote(function=fn.name, pipeline=fn.config.pipeline, model_id=fn.config.model_id, units=count,
+                  wei=int(wei), key=caller.key if caller is not None else None,
+                  settle_usage=fn.config.price is not None and fn.config.price.settle == "usage")
+    for held in pm.hook.reserve(quote=quote, app=request.app):
+        await await_me_maybe(held)
+    context.headers = [*context.headers, (b"x-warmgate-units", str(count).encode()),
+                       (b"x-warmgate-price", str(int(wei)).encode())]
+    context.quote = quote  # from here on the request is reported to on_usage exactly once
+
+
+MAX_PRICE_HEADER_CHARS = 64
+"""Longest ``X-Max-Price-Per-Unit`` accepted; with ``MAX_PRICE_EXPONENT`` this bounds the exact
+Fraction built from it (``1e10000000`` would take the event loop for seconds)."""
+MAX_PRICE_EXPONENT = 100
+_PRICE = re.compile(r"\d+(\.\d*)?(?:[eE]([-+]?\d+))?")
+
+
+def _max_price_per_unit(scope: Any) -> Fraction | None:
+    """The caller's ceiling in wei per unit (a decimal number, like a Livepeer gateway's
+    ``maxPricePerUnit``), or ``None``. Exact, so a ceiling equal to the price passes."""
+    for name, value in scope["headers"]:
+        if name == b"x-max-price-per-unit":
+            text = value.decode("latin-1").strip()
+            if len(text) > MAX_PRICE_HEADER_CHARS:
+                raise ClientError(f"X-Max-Price-Per-Unit: at most {MAX_PRICE_HEADER_CHARS} characters, "
+                                  f"got {len(text)}")
+            match = _PRICE.fullmatch(text)
+            if match is None:
+                raise ClientError(f"X-Max-Price-Per-Unit: expected a non-negative number of wei, got {text!r}")
+            if match[2] is not None and abs(int(match[2])) > MAX_PRICE_EXPONENT:
+                raise ClientError(f"X-Max-Price-Per-Unit: the exponent must be between -{MAX_PRICE_EXPONENT} "
+                                  f"and {MAX_PRICE_EXPONENT}, got {match[2]}")
+            return Fraction(text)
+    return None
+
+
+def _wei_text(amount: Fraction) -> str:
+    return str(amount.numerator) if amount.denominator == 1 else f"{float(amount):.6g}"
+
+
+async def _relay(chunks: AsyncIterator[Any], lease: Lease) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield chunk.encode() if isinstance(chunk, str) else chunk
+    finally:
+        lease.release()
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()

@@ -9,7 +9,9 @@ a context variable, so a runner's worker thread and a streamed answer see the sa
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,10 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     """The caller's key (``authenticate``), whose balance holds ``wei`` until the request ends."""
     settle_usage: bool = False
     """Bill an LLM call by the completion tokens it produced (``price.settle: usage``)."""
+    request_id: str = ""
+    hold: str = msgspec.field(default_factory=lambda: secrets.token_hex(12))
+    """The hold's id, unique per request: a store's hold row, settled by the ``UsageEvent``
+    that carries it."""
 
 
 class Usage:
@@ -57,8 +63,8 @@ class Usage:
 class RequestContext:
     """One request, from the middleware's first look at it to its last byte."""
 
-    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "log_fields", "on_end", "quote",
-                 "request_id", "started", "usage")
+    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "holding", "log_fields", "on_end",
+                 "quote", "request_id", "started", "usage")
 
     def __init__(self, request_id: str, started: float | None = None) -> None:
         self.request_id = request_id
@@ -69,7 +75,10 @@ class RequestContext:
         self.config: FunctionConfig | None = None
         """What is priced: the function's config (or a live pipeline's, which has no ``Function``)."""
         self.quote: Quote | None = None
-        """Set once the request is priced and held: from then on it is billed exactly once."""
+        """Set once the request is priced: from then on it is billed exactly once (unless its
+        hold is refused: ``hold()``)."""
+        self.holding: asyncio.Future[None] | None = None
+        """The quote's hold being taken while the function runs (``reserve`` hooks that wait)."""
         self.headers: Sequence[tuple[bytes, bytes]] = ()
         """Added to the response whatever it turns out to be (JSON, a stream, an error)."""
         self.external_seconds: float | None = None
@@ -80,6 +89,19 @@ class RequestContext:
         self.usage = Usage()
         self.log_fields: dict[str, Any] = {}
         """Extra fields of the request's access-log line (an LLM's model and finish reason)."""
+
+    async def hold(self) -> None:
+        """Wait for the hold taken while the function ran. Refused (402, or 503 with the store
+        down): its error, and the quote is dropped, since nothing is held and nothing is billed."""
+        holding = self.holding
+        if holding is None:
+            return
+        try:
+            await asyncio.shield(holding)  # a cancelled request leaves it to finish: the report awaits it
+        except BaseException:
+            if holding.done():  # refused, not this waiter cancelled
+                self.quote = None
+            raise
 
     def report_tokens(self, prompt: int | None, completion: int | None) -> None:
         """What an LLM call used (``completion`` None when inexact: the quote is billed)."""

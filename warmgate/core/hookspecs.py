@@ -126,12 +126,25 @@ def limit_request(caller: Any, app: Any) -> Any:
 
 @hookspec
 def reserve(quote: Any, app: Any) -> Any:
-    """Hold ``quote`` (a ``warmgate.core.usage.Quote``: function, units, wei, the caller's key)
-    against the caller's balance before the function runs; raise ``PaymentRequired`` to refuse.
+    """Hold ``quote`` (a ``warmgate.core.usage.Quote``: function, units, wei, the caller's key,
+    its hold id) against the caller's balance; raise ``PaymentRequired`` to refuse.
 
+    Called before the function runs. An awaitable it returns is not awaited first: it runs while
+    the function does, and the answer waits for it (its ``PaymentRequired`` then drops the
+    result), so a hold that needs a database round trip costs the request no time of its own.
     Every quote that passes is reported exactly once to ``on_usage`` when the request ends, with
-    what it is billed (0 when it failed): that is where a hold is settled or released. Runs on
-    the event loop; may return an awaitable.
+    what it is billed (0 when it failed): that is where a hold is settled or released.
+    """
+
+
+@hookspec
+def on_answer(quote: Any, app: Any) -> Any:
+    """The answer to ``quote`` (held by ``reserve``) is about to go out: called after the
+    function ran and its hold was taken, before the first byte of a successful response.
+
+    From here on the client may have its answer, so a store that finds the hold dangling after
+    a crash bills it at the quote; before this, it releases it. Runs on the event loop; may
+    return an awaitable, which the first byte waits for (a store's mark on the hold).
     """
 
 
@@ -168,7 +181,7 @@ def on_usage(event: Any, app: Any) -> Any:
 
     ``event`` is a ``warmgate.core.usage.UsageEvent``: request id, function, units, quoted and
     billed wei (0 when the request failed), status, duration and, for LLM requests, the actual
-    prompt and completion tokens. Runs on the event loop: do not block; return an awaitable
-    (``asyncio.wrap_future`` around a writer thread's future) and the response waits for it, so a
-    ledger can commit the event durably before the client has its answer.
+    prompt and completion tokens, and ``hold``, the quote's hold it settles. Runs on the event
+    loop: do not block; an awaitable it returns is awaited before the last byte. The pricing
+    ledger returns none: it settles after the answer (``on_answer`` made that safe).
     """

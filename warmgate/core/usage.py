@@ -37,6 +37,8 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     key: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    hold: str = ""
+    """The quote's hold (``Quote.hold``), which this event settles."""
 
 
 def price_wei(config: FunctionConfig, units: int, settings: Any, *, function: Any = None,
@@ -68,7 +70,7 @@ async def report_usage(app: Any, context: RequestContext, status: int, seconds: 
     event = UsageEvent(request_id=context.request_id, time=time.time(), function=quote.function,
                        pipeline=quote.pipeline, model_id=quote.model_id, units=units, quoted_wei=quote.wei,
                        wei=wei if billed else 0, status=status, duration_ms=round(seconds * 1000, 3), key=quote.key,
-                       prompt_tokens=usage.prompt_tokens, completion_tokens=completion)
+                       prompt_tokens=usage.prompt_tokens, completion_tokens=completion, hold=quote.hold)
     await record_usage(app, event)
     return event
 

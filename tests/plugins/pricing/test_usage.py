@@ -35,15 +35,24 @@ def metered(warmgate_server, pricing_database):
     return start
 
 
-def test_each_priced_request_is_in_the_ledger_before_its_answer_arrives(metered, pricing_database):
+def test_each_answer_is_billable_before_it_arrives_and_settled_after(metered, pricing_database):
+    """The answer does not wait for its settle, but for its hold's answering mark: read on a
+    connection of its own, as after a crash, each answered request is a usage row or a marked
+    hold (which recovery bills), exactly once; GET /usage then shows every one settled."""
     client = metered()
     for n in range(3):
         r = client.post("/echo", json={"prompt": "hey", "model_id": "echo-paid"}, headers={"X-Request-Id": f"paid-{n}"})
         assert r.status_code == 200
-        [total] = totals(pricing_database)  # already committed
-        assert (total.requests, total.units, total.wei) == (n + 1, 3 * (n + 1), str(21 * (n + 1)))
+        billable = pricing_database.rows("SELECT request_id FROM usage UNION ALL "  # one snapshot of both
+                                         "SELECT request_id FROM holds WHERE answering IS NOT NULL")
+        assert sorted(request_id for (request_id,) in billable) == [f"paid-{i}" for i in range(n + 1)]
+    [total] = client.get("/usage").json()["usage"]
+    assert (total["requests"], total["units"], total["wei"]) == (3, 9, "63")
+    [total] = totals(pricing_database)
+    assert (total.requests, total.units, total.wei) == (3, 9, "63")
+    assert pricing_database.rows("SELECT COUNT(*) FROM holds") == [(0,)]
     client.post("/echo", json={"prompt": "hey", "model_id": "echo-free"})
-    assert [t.function for t in totals(pricing_database)] == ["echo:echo-paid"]  # free: not metered
+    assert [t["function"] for t in client.get("/usage").json()["usage"]] == ["echo:echo-paid"]  # free: not metered
 
 
 def test_a_failed_inference_is_recorded_but_not_billed(metered):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -55,6 +56,10 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
             nonlocal reported
             if context.quote is not None and not reported:
                 reported = True
+                with contextlib.suppress(Exception):  # a hold still being taken: settled after it, or
+                    await context.hold()  # refused (the quote dropped): nothing to report
+                if context.quote is None:
+                    return
                 await report_usage(scope.get("app"), context, final_status, time.perf_counter() - start,
                                    billed=billed)
 

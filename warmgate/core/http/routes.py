@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import math
 import re
 import time
@@ -73,6 +74,12 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             result = await executor.call(lease.runner, call)
         except BaseException:
             lease.release()
+            raise
+        try:
+            await _answer(context, request.app, result)
+        except BaseException:
+            lease.release()
+            await _discard(result)
             raise
         # queueing, loading and the model are not gateway overhead (see middleware)
         context.external_seconds = time.perf_counter() - waited
@@ -145,12 +152,42 @@ async def _quote(request: Request[Any, Any, Any], context: RequestContext, body:
                               f"{_wei_text(ceiling)} wei")
     quote = Quote(function=fn.name, pipeline=fn.config.pipeline, model_id=fn.config.model_id, units=count,
                   wei=int(wei), key=caller.key if caller is not None else None,
-                  settle_usage=fn.config.price is not None and fn.config.price.settle == "usage")
-    for held in pm.hook.reserve(quote=quote, app=request.app):
-        await await_me_maybe(held)
+                  settle_usage=fn.config.price is not None and fn.config.price.settle == "usage",
+                  request_id=context.request_id)
+    holds = [held for held in pm.hook.reserve(quote=quote, app=request.app) if inspect.isawaitable(held)]
     context.headers = [*context.headers, (b"x-warmgate-units", str(count).encode()),
                        (b"x-warmgate-price", str(int(wei)).encode())]
     context.quote = quote  # from here on the request is reported to on_usage exactly once
+    if holds:  # taken while the function runs, not before it starts: awaited before the answer
+        context.holding = asyncio.ensure_future(_taken(holds))
+
+
+async def _taken(holds: list[Any]) -> None:
+    """Every ``reserve`` hook's hold; the first refusal once all have answered (none is left
+    running unawaited)."""
+    for outcome in await asyncio.gather(*holds, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+async def _answer(context: RequestContext, app: Any, result: Any) -> None:
+    """Before an answer goes out: its hold, taken while the function ran (a 402 or 503 now, the
+    result dropped), then the ``on_answer`` hooks, so a store knows from here on that a crash
+    may leave a client with an answer, to be billed."""
+    await context.hold()
+    if context.quote is not None and getattr(result, "status_code", 200) < 400:
+        for answering in pm.hook.on_answer(quote=context.quote, app=app):
+            await await_me_maybe(answering)
+
+
+async def _discard(result: Any) -> None:
+    """Close a result whose answer will not go out (its hold was refused): a stream's generator
+    or upstream ends now."""
+    iterator = result.iterator if isinstance(result, Stream) else result if is_stream(result) else None
+    close = getattr(iterator, "aclose", None) or getattr(iterator, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await await_me_maybe(close())
 
 
 MAX_PRICE_HEADER_CHARS = 64

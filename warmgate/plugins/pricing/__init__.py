@@ -89,15 +89,22 @@ def limit_request(caller: Any, app: Any) -> Any:
 
 @hookimpl
 def reserve(quote: Any, app: Any) -> Any:
+    """Hold the quote (an operator key's too, without a budget: its row lets recovery bill an
+    answer its gateway died before settling); what waits runs while the function does."""
     store = _store(app)
-    if store is not None and quote.key is not None and app.state.keys_on:
-        return store.reserve(quote)
-    return None
+    return store.reserve(quote) if store is not None else None
 
 
 @hookimpl
-def on_usage(event: Any, app: Any) -> Any:
-    """Settle the event's hold and commit its row, and return that commit, which the response
-    waits for before its last byte."""
+def on_answer(quote: Any, app: Any) -> Any:
+    """Mark the quote's hold before the answer's first byte: from here a crash bills it."""
     store = _store(app)
-    return store.settle(event) if store is not None else None
+    return store.answering(quote) if store is not None else None
+
+
+@hookimpl
+def on_usage(event: Any, app: Any) -> None:
+    """Settle the event's hold and queue its row, after the answer: nobody waits for it."""
+    store = _store(app)
+    if store is not None:
+        store.settle(event)

@@ -1,23 +1,26 @@
-"""The usage ledger: one row per priced request, committed durably before its answer goes out.
+"""The usage ledger: one row per priced request, settled after its answer, its hold marked
+before the answer went out (``holds.py``: a crash in between bills the quote).
 
 ``SqliteLedger`` is the SQLite store's ledger (``store.SqliteStore``; the PostgreSQL store
-settles in its own statements, ``postgres_store``): WAL journal with ``synchronous=FULL``, so a committed event
-survives a crash of the process or the machine. An event's row and its key's ``spent`` are
-committed together.
+settles in its own statements, ``postgres_store``): WAL journal, each commit synced to disk right
+after it (``ledger_sync: full``) or left to the OS (``normal``). An event's row, its key's
+``spent`` and its hold's deletion are committed together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
-from concurrent.futures import Future
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from warmgate.core.usage import UsageEvent
+from warmgate.plugins.pricing.holds import INSERT_HOLD, recover_dangling
 from warmgate.plugins.pricing.migrations import open_current
 
 __all__ = ["SqliteLedger", "UsageTotal", "read_totals", "sum_usage", "totals_query"]
@@ -40,44 +43,67 @@ class UsageTotal(msgspec.Struct):
 
 
 class SqliteLedger:
-    """Events are committed by one writer thread in group commits: every event submitted while
-    the previous transaction was syncing goes into the next one, so a busy gateway pays one
-    fsync per batch instead of one per request, and each caller still waits for its own commit."""
+    """The SQLite file's writer: holds, their ``answering`` marks and settles (see ``holds.py``)
+    are committed by one writer thread in group commits, every item queued while the previous
+    transaction ran going into the next one. A commit reaches the OS (WAL, ``synchronous=NORMAL``:
+    a ``kill -9`` cannot undo it); with ``sync="full"`` a second thread then syncs the WAL to the
+    disk, so no answer ever waits for an fsync. Only an ``answering`` mark is waited for, before
+    its answer's first byte; holds and settles are queued and nobody waits."""
 
     def __init__(self, path: str | Path, *, sync: str = "full") -> None:
         self.path = Path(path).expanduser()
-        self._db = open_current(self.path, synchronous=sync.upper()).connection
-        self._lock = threading.Lock()  # the connection: writer thread vs. totals()
+        self._db = open_current(self.path, synchronous="NORMAL").connection
+        self._lock = threading.Lock()  # the connection: writer thread vs. totals() and recovery
         self._queue = threading.Condition()
-        self._pending: list[tuple[UsageEvent, Future[None] | asyncio.Future[None], str | None]] = []
+        self._pending: list[_Item] = []
         self._closed = False
+        self._synced = threading.Condition()
+        self._commits = self._synced_commits = 0
         self._writer = threading.Thread(target=self._write_batches, name="warmgate-ledger", daemon=True)
+        self._syncer = (threading.Thread(target=self._sync_wal, name="warmgate-ledger-sync", daemon=True)
+                        if sync.lower() == "full" else None)
         self._writer.start()
+        if self._syncer is not None:
+            self._syncer.start()
 
-    def submit(self, event: UsageEvent) -> Future[None]:
-        """Queue ``event``; the future completes when it is committed (or fails with the reason)."""
-        done: Future[None] = Future()
-        self._enqueue(event, done)
-        return done
+    def recover(self, owner: str) -> tuple[int, int]:
+        """Settle the holds of gateway processes that are gone (``holds.recover_dangling``)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                counts = recover_dangling(self._db, owner)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return counts
 
-    def submit_async(self, event: UsageEvent, hold: str | None = None) -> asyncio.Future[None]:
-        """``submit`` for the event loop: the loop is woken once per committed batch, not once
-        per event as ``asyncio.wrap_future`` would. ``hold``: the row in ``holds`` (processes
-        sharing the file) that the event settles, deleted in the same transaction."""
+    def hold(self, row: tuple[object, ...]) -> None:
+        """Queue a hold's row (``holds.hold_row``): written while the function runs."""
+        self._enqueue(_Item(hold=row))
+
+    def answering(self, hold: str) -> asyncio.Future[None]:
+        """Mark the hold: its answer is about to go out. The future completes once committed."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue(event, done, hold)
+        self._enqueue(_Item(answering=(hold, time.time()), done=done))
         return done
 
-    def _enqueue(self, event: UsageEvent, done: Future[None] | asyncio.Future[None], hold: str | None = None) -> None:
+    def settle(self, event: UsageEvent) -> None:
+        """Queue the event's usage row, its key's spending and its hold's deletion."""
+        self._enqueue(_Item(event=event))
+
+    def flush(self) -> asyncio.Future[None]:
+        """Completes once everything queued before it is committed (a read then sees it)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Item(done=done))
+        return done
+
+    def _enqueue(self, item: _Item) -> None:
         with self._queue:
             if self._closed:
                 raise RuntimeError("the ledger is closed")
-            self._pending.append((event, done, hold))
+            self._pending.append(item)
             self._queue.notify()
-
-    def record(self, event: UsageEvent) -> None:
-        """Insert one event and return once it is durable."""
-        self.submit(event).result()
 
     def _write_batches(self) -> None:
         while True:
@@ -87,22 +113,44 @@ class SqliteLedger:
                 if not self._pending:
                     return  # closed and drained
                 batch, self._pending = self._pending, []
-            events = [event for event, _, _ in batch]
-            holds = [hold for _, _, hold in batch if hold is not None]
             failure: Exception | None = None
             try:
                 with self._lock:
                     self._db.execute("BEGIN IMMEDIATE")
-                    _insert(self._db, events)
-                    _add_spending(self._db, events)
-                    _release(self._db, holds)
+                    _write(self._db, batch)
                     self._db.execute("COMMIT")
             except Exception as exc:  # the disk is full or gone: every waiter learns why
                 failure = exc
                 with self._lock:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
-            _wake([done for _, done, _ in batch], failure)
+            else:
+                with self._synced:
+                    self._commits += 1
+                    self._synced.notify_all()
+            _wake([item.done for item in batch if item.done is not None], failure)
+
+    def _sync_wal(self) -> None:
+        """Sync the WAL after each commit (or after several, when one sync outlasts them): what
+        ``synchronous=FULL`` does inside the commit, here without holding the file's write lock."""
+        wal = -1
+        try:
+            while True:
+                with self._synced:
+                    while self._synced_commits == self._commits and not self._closed:
+                        self._synced.wait()
+                    commits = self._commits
+                    if commits == self._synced_commits:
+                        return  # closed, everything synced
+                if wal < 0:
+                    wal = os.open(f"{self.path}-wal", os.O_RDONLY)
+                os.fsync(wal)
+                with self._synced:
+                    self._synced_commits = commits
+                    self._synced.notify_all()
+        finally:
+            if wal >= 0:
+                os.close(wal)
 
     def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
         """Per key and function: requests, failures, units, billed wei and tokens."""
@@ -112,13 +160,26 @@ class SqliteLedger:
         return sum_usage(rows)
 
     def close(self) -> None:
-        """Commit what is queued, then close."""
+        """Commit and sync what is queued, then close."""
         with self._queue:
             self._closed = True
             self._queue.notify()
         self._writer.join()
+        with self._synced:
+            self._synced.notify_all()
+        if self._syncer is not None:
+            self._syncer.join()
         with self._lock:
             self._db.close()
+
+
+class _Item(msgspec.Struct):
+    """One thing for the writer: a hold's row, an ``answering`` mark, a settle, or only a waiter."""
+
+    hold: tuple[object, ...] | None = None
+    answering: tuple[str, float] | None = None
+    event: UsageEvent | None = None
+    done: asyncio.Future[None] | None = None
 
 
 TOTALS_QUERY = "SELECT key, function, status, units, wei, prompt_tokens, completion_tokens FROM usage WHERE time >= ?"
@@ -160,16 +221,41 @@ def sum_usage(rows: list[Any]) -> list[UsageTotal]:
                        prompt_tokens=t[4], completion_tokens=t[5]) for (k, f), t in ordered]
 
 
-def _wake(waiters: list[Future[None] | asyncio.Future[None]], failure: Exception | None) -> None:
-    """Complete every waiter of a batch: thread futures here, loop futures in one callback per loop."""
+def _write(db: Any, batch: list[_Item]) -> None:
+    """A batch's statements. A hold marked or settled in the batch that wrote it is written
+    once, marked, or not at all (the no-op pipeline's hold, mark and settle are often one batch)."""
+    new: dict[object, tuple[object, ...]] = {}
+    marks: dict[str, float] = {}
+    settled: list[str] = []
+    events: list[UsageEvent] = []
+    for item in batch:
+        if item.hold is not None:
+            new[item.hold[0]] = item.hold
+        elif item.answering is not None:
+            hold, moment = item.answering
+            if hold in new:
+                new[hold] = (*new[hold][:-1], moment)
+            else:
+                marks[hold] = moment
+        elif item.event is not None:
+            events.append(item.event)
+            if new.pop(item.event.hold, None) is None:
+                marks.pop(item.event.hold, None)
+                settled.append(item.event.hold)
+    if new:
+        db.executemany(INSERT_HOLD, list(new.values()))
+    if marks:
+        db.executemany("UPDATE holds SET answering = ? WHERE id = ?", [(t, h) for h, t in marks.items()])
+    _insert(db, events)
+    _add_spending(db, events)
+    _release(db, settled)
+
+
+def _wake(waiters: list[asyncio.Future[None]], failure: Exception | None) -> None:
+    """Complete every waiter of a batch, in one callback per event loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     for done in waiters:
-        if isinstance(done, asyncio.Future):
-            by_loop.setdefault(done.get_loop(), []).append(done)
-        elif failure is not None:
-            done.set_exception(failure)
-        else:
-            done.set_result(None)
+        by_loop.setdefault(done.get_loop(), []).append(done)
     for loop, futures in by_loop.items():
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
             loop.call_soon_threadsafe(_complete, futures, failure)

@@ -17,6 +17,12 @@ version 1.
    ``warmgate_admit``, which counts and admits in one round trip, and ``warmgate_end`` (both
    commit without waiting for the disk: see ``pricing/rate_limits.py``).
    SQLite also gets ``holds``, for the gateway processes of ``serve --workers`` sharing the file.
+4. The ledger off the critical path: a hold is written while its function runs and settled after
+   the answer, so a hold row carries what recovery needs to bill it (``request_id``, ``pipeline``,
+   ``model_id``, ``units``, ``function``) and ``answering``, the time its answer started (NULL:
+   not yet). A dangling hold with ``answering`` set is billed at its quote, one without is released
+   (see ``pricing/holds.py``). Holds of operator keys (no budget) are rows too: ``key`` may be NULL.
+   PostgreSQL also gets ``warmgate_answering``, which marks a hold without waiting for the disk.
 """
 
 from __future__ import annotations
@@ -193,19 +199,56 @@ END $$""")
 # rate_events: a request counts against rpm while its admission is in the window, its tokens
 # against tpm while its end is, and against max_parallel while it runs in a live process.
 
+_SQLITE_4 = """
+DROP TABLE holds;
+CREATE TABLE holds (
+    id TEXT PRIMARY KEY,
+    key TEXT,
+    wei TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL,
+    function TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    answering REAL
+);
+CREATE INDEX holds_key ON holds (key);
+"""
+# Rebuilt rather than altered (SQLite cannot drop a NOT NULL): a migration runs with no gateway
+# serving (``serve`` refuses the older schema), so no hold is in flight.
+
+_POSTGRES_4 = ("ALTER TABLE holds ALTER COLUMN key DROP NOT NULL",
+               "ALTER TABLE holds ADD COLUMN pipeline TEXT NOT NULL DEFAULT ''",
+               "ALTER TABLE holds ADD COLUMN model_id TEXT NOT NULL DEFAULT ''",
+               "ALTER TABLE holds ADD COLUMN units BIGINT NOT NULL DEFAULT 0",
+               "ALTER TABLE holds ADD COLUMN request_id TEXT NOT NULL DEFAULT ''",
+               "ALTER TABLE holds ADD COLUMN answering DOUBLE PRECISION", """
+CREATE FUNCTION warmgate_answering(p_hold TEXT, p_time DOUBLE PRECISION) RETURNS VOID LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);  -- safe against a gateway's crash at once
+    UPDATE holds SET answering = p_time WHERE id = p_hold;
+END $$""")
+# warmgate_answering commits without waiting for PostgreSQL's WAL flush: a gateway killed after
+# it returned cannot undo it (the database has it); only a crash of the database server within
+# its WAL writer's delay could, and then the hold is released, never billed twice.
+
 MIGRATIONS: dict[Dialect, list[tuple[int, str, str | tuple[str, ...]]]] = {
     "sqlite": [
         (1, "usage and keys", _SQLITE_1),
         (2, "usage (key, time) index", "CREATE INDEX IF NOT EXISTS usage_key_time ON usage (key, time);"),
         (3, "per-key rate limits", _SQLITE_3),
+        (4, "holds written while the function runs, settled after the answer", _SQLITE_4),
     ],
     "postgresql": [
         (1, "usage and keys", _POSTGRES_1),
         (2, "usage (key, time) index; holds and owners shared by replicas", _POSTGRES_2),
         (3, "per-key rate limits", _POSTGRES_3),
+        (4, "holds written while the function runs, settled after the answer", _POSTGRES_4),
     ],
 }
-LATEST = 3
+LATEST = 4
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
                   "applied DOUBLE PRECISION NOT NULL)")

@@ -2,20 +2,20 @@
 
 Holds are rows: taking one is a single statement that raises the key's ``held`` only if
 ``credit - spent - held`` covers the quote, so exactly one replica gets the last affordable
-quote. Settling is a single statement too: the hold deleted, the usage row inserted (unique per
-hold, so a retried settle is not billed twice), the key's ``spent`` raised and ``held`` lowered.
+quote; it runs while the function does. Marking it ``answering`` before the answer goes out is
+one statement that does not wait for the database's disk (``warmgate_answering``). Settling,
+after the answer, is a single statement too: the hold deleted, the usage row inserted (unique
+per hold, so a retried settle is not billed twice), the key's ``spent`` raised and ``held``
+lowered.
 
 Each process is an ``owners`` row whose lease it renews every third of ``pricing.hold_lease``;
-every replica, on the same beat, releases the holds of owners whose lease ran out. The rule: an
-answer goes out only after its settle has committed, so a hold still there when its owner died
-belongs to a request whose client never got its answer; it is released, not billed. A client
-that got an answer was billed once, by the settle that let the answer out.
+every replica, on the same beat (and when it starts), settles the holds of owners whose lease
+ran out by the rule of ``holds.py``: billed at the quote if marked ``answering``, else released.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import secrets
@@ -45,11 +45,17 @@ POOL_SIZE = 16
 CONNECT_WAIT = 2.0
 """Seconds a request waits for a connection before its 503: the store is down or saturated."""
 
-_HOLD = """
+_HOLD_VALUES = "%(wei)s, %(owner)s, %(function)s, %(created)s, %(pipeline)s, %(model_id)s, %(units)s, %(request_id)s"
+_HOLD = f"""
 WITH k AS (UPDATE keys SET held = held + %(wei)s
            WHERE id = %(key)s AND (credit IS NULL OR credit - spent - held >= %(wei)s) RETURNING id)
-INSERT INTO holds (id, key, wei, owner, function, created)
-SELECT %(hold)s, id, %(wei)s, %(owner)s, %(function)s, %(created)s FROM k RETURNING id"""
+INSERT INTO holds (id, key, wei, owner, function, created, pipeline, model_id, units, request_id)
+SELECT %(hold)s, id, {_HOLD_VALUES} FROM k RETURNING id"""
+_HOLD_UNKEYED = f"""
+INSERT INTO holds (id, key, wei, owner, function, created, pipeline, model_id, units, request_id)
+VALUES (%(hold)s, NULL, {_HOLD_VALUES}) RETURNING id"""
+"""An operator key's request: no budget, its row for recovery only."""
+_ANSWERING = "SELECT warmgate_answering(%s, %s)"
 
 _INSERT_USAGE = """
 INSERT INTO usage (hold, request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei, status,
@@ -57,7 +63,6 @@ INSERT INTO usage (hold, request_id, time, key, function, pipeline, model_id, un
 VALUES (%(hold)s, %(request_id)s, %(time)s, %(key)s, %(function)s, %(pipeline)s, %(model_id)s, %(units)s,
         %(quoted_wei)s, %(wei)s, %(status)s, %(duration_ms)s, %(prompt_tokens)s, %(completion_tokens)s)
 ON CONFLICT (hold) DO NOTHING"""
-"""An event without a key (an operator's): its row only."""
 
 _SETTLE = f"""
 WITH h AS (DELETE FROM holds WHERE id = %(hold)s RETURNING wei),
@@ -65,28 +70,39 @@ u AS ({_INSERT_USAGE} RETURNING 1)
 UPDATE keys SET spent = spent + CASE WHEN EXISTS (SELECT 1 FROM u) THEN %(wei)s ELSE 0 END,
                 held = held - COALESCE((SELECT wei FROM h), 0)
 WHERE id = %(key)s"""
+"""An event without a key (an operator's): its hold deleted and its row, no key updated."""
 
 _RENEW = """
 INSERT INTO owners (id, pid, host, lease_until) VALUES (%(owner)s, %(pid)s, %(host)s, now() + %(lease)s * interval '1 second')
 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until"""
 
-_RELEASED = """
-sums AS (SELECT key, SUM(wei) AS wei, COUNT(*) AS n FROM gone GROUP BY key),
-released AS (UPDATE keys SET held = keys.held - sums.wei FROM sums WHERE keys.id = sums.key RETURNING sums.n)
-SELECT COALESCE(SUM(n), 0) FROM released"""
-"""The tail of a statement that deleted holds (``gone``): their keys' ``held`` lowered; how many."""
+_GONE = "RETURNING id, key, wei, function, pipeline, model_id, units, request_id, answering, created"
+_SETTLED = """
+billed AS (INSERT INTO usage (hold, request_id, time, key, function, pipeline, model_id, units, quoted_wei, wei,
+                              status, duration_ms)
+           SELECT id, request_id, answering, key, function, pipeline, model_id, units, wei, wei, 200,
+                  round(((answering - created) * 1000)::numeric, 3) FROM gone WHERE answering IS NOT NULL
+           ON CONFLICT (hold) DO NOTHING RETURNING key, wei),
+unheld AS (SELECT key, SUM(wei) AS wei FROM gone WHERE key IS NOT NULL GROUP BY key),
+spending AS (SELECT key, SUM(wei) AS wei FROM billed WHERE key IS NOT NULL GROUP BY key),
+keyed AS (UPDATE keys SET held = keys.held - unheld.wei, spent = keys.spent + COALESCE(spending.wei, 0)
+          FROM unheld LEFT JOIN spending ON spending.key = unheld.key WHERE keys.id = unheld.key RETURNING 1)
+SELECT (SELECT COUNT(*) FROM billed), (SELECT COUNT(*) FROM gone) - (SELECT COUNT(*) FROM billed)"""
+"""The tail of a statement that deleted holds (``gone``, their ``_GONE`` columns), by the rule of
+``holds.py``: the ``answering`` ones billed at their quote, every one's ``held`` lowered;
+(billed, released). A hold already settled has a usage row: not billed again."""
 
-_REAP = """
+_REAP = f"""
 WITH dead AS (DELETE FROM owners WHERE lease_until < now() RETURNING id),
 gone AS (DELETE FROM holds WHERE owner IN (SELECT id FROM dead)
-                              OR owner NOT IN (SELECT id FROM owners) RETURNING key, wei),""" + _RELEASED
+                              OR owner NOT IN (SELECT id FROM owners) {_GONE}),""" + _SETTLED
 
 _ADMIT = "SELECT * FROM warmgate_admit(%s, %s, %s, %s, %s, %s, %s)"
 """One round trip: the key's use of the window counted and the request admitted, or not (see
 ``warmgate_admit`` in ``migrations.py``)."""
 _END = "SELECT warmgate_end(%s, %s)"
 
-_RELEASE = "WITH gone AS (DELETE FROM holds WHERE id = ANY(%(holds)s) RETURNING key, wei)," + _RELEASED
+_RELEASE = f"WITH gone AS (DELETE FROM holds WHERE id = ANY(%(holds)s) {_GONE})," + _SETTLED
 
 
 class PostgresStore:
@@ -101,9 +117,9 @@ class PostgresStore:
         self.window = WINDOW
         self._unended: list[tuple[str, int]] = []
         """Rate-limited requests whose end did not reach the database: retried by the lease beat."""
-        self._holds: dict[tuple[str, str, int], collections.deque[str]] = {}
-        """This process's holds by (key, function, wei): holds alike are interchangeable."""
-        self._unsettled: list[tuple[str, dict[str, Any]]] = []
+        self._settling: set[asyncio.Task[None]] = set()
+        """Settles on their way to the database (the answers went out)."""
+        self._unsettled: list[dict[str, Any]] = []
         """Settles that outlasted their wait for the database: committed later, by the lease beat."""
         self._uncertain: list[str] = []
         """Holds whose statement failed with the connection: refused with 503, so released if taken."""
@@ -120,6 +136,7 @@ class PostgresStore:
         try:
             await self._pool.open(wait=True, timeout=10)
             await self._renew()
+            await self.reap()  # gateways that died before this one started, once their lease ran out
         except Exception as exc:
             await self._pool.close()
             raise unreachable(self.url, exc) from None
@@ -193,60 +210,83 @@ class PostgresStore:
             self._unended.pop(0)
 
     def reserve(self, quote: Quote) -> Any:
-        return self._reserve(quote) if quote.key is not None else None  # an operator key: no budget
+        return self._reserve(quote)
 
     async def _reserve(self, quote: Quote) -> None:
-        hold = secrets.token_hex(12)
-        args = {"wei": quote.wei, "key": quote.key, "hold": hold, "owner": self.owner, "function": quote.function,
-                "created": time.time()}
+        args = {"wei": quote.wei, "key": quote.key, "hold": quote.hold, "owner": self.owner, "function": quote.function,
+                "created": time.time(), "pipeline": quote.pipeline, "model_id": quote.model_id, "units": quote.units,
+                "request_id": quote.request_id}
+        statement = _HOLD if quote.key is not None else _HOLD_UNKEYED
         try:
             async with self._connection() as db:
-                taken = await (await db.execute(_HOLD, args)).fetchone()
-                if taken is None:
+                taken = await (await db.execute(statement, args)).fetchone()
+            if taken is None and self._settling:  # this process's answers may still be holding what it needs
+                await self._settled_here()
+                async with self._connection() as db:
+                    taken = await (await db.execute(statement, args)).fetchone()
+            if taken is None:
+                async with self._connection() as db:
                     row = await (await db.execute("SELECT credit, spent, held FROM keys WHERE id = %s",
                                                   (quote.key,))).fetchone()
         except StoreUnavailable:
-            self._uncertain.append(hold)  # committed, its reply lost? The lease beat releases it if so
+            self._uncertain.append(quote.hold)  # committed, its reply lost? The lease beat releases it if so
             raise
         if taken is None:
             credit, spent, held = (int(value) for value in row) if row is not None else (0, 0, 0)
             raise short_of(quote, credit, spent, held)
-        self._holds.setdefault((quote.key, quote.function, quote.wei), collections.deque()).append(hold)
 
-    async def settle(self, event: UsageEvent) -> None:
-        """Commit the event; retried while the database is away, up to one lease (a later retry
-        is idempotent: the row is unique per hold)."""
-        holds = self._holds.get((event.key, event.function, event.quoted_wei)) if event.key is not None else None
-        hold = holds.popleft() if holds else secrets.token_hex(12)
-        args = {"hold": hold, "request_id": event.request_id, "time": event.time, "key": event.key,
-                "function": event.function, "pipeline": event.pipeline, "model_id": event.model_id,
+    async def answering(self, quote: Quote) -> None:
+        async with self._connection() as db:
+            await db.execute(_ANSWERING, (quote.hold, time.time()))
+
+    def settle(self, event: UsageEvent) -> None:
+        """Commit the event after its answer, in a task that ``totals``, ``balance`` and
+        ``close`` wait for."""
+        task = asyncio.ensure_future(self._settle(event))
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("usage_not_recorded", error=str(task.exception()))
+
+    async def _settle(self, event: UsageEvent) -> None:
+        """Retried while the database is away, up to one lease; later by the lease beat (a
+        retry is idempotent: the row is unique per hold)."""
+        args = {"hold": event.hold or secrets.token_hex(12), "request_id": event.request_id, "time": event.time,
+                "key": event.key, "function": event.function, "pipeline": event.pipeline, "model_id": event.model_id,
                 "units": event.units, "quoted_wei": event.quoted_wei, "wei": event.wei, "status": event.status,
                 "duration_ms": event.duration_ms, "prompt_tokens": event.prompt_tokens,
                 "completion_tokens": event.completion_tokens}
-        statement = _SETTLE if event.key is not None else _INSERT_USAGE
         deadline = time.monotonic() + self.lease
         while True:
             try:
                 async with self._connection() as db:
-                    await db.execute(statement, args)
+                    await db.execute(_SETTLE, args)
                 return
             except StoreUnavailable:
                 if time.monotonic() > deadline:
-                    self._unsettled.append((statement, args))  # the lease beat commits it once it can
-                    raise
+                    self._unsettled.append(args)  # the lease beat commits it once it can
+                    return
                 await asyncio.sleep(0.2)
+
+    async def _settled_here(self) -> None:
+        """Wait for the settles this process has started (a read after them sees them)."""
+        if self._settling:
+            await asyncio.wait(list(self._settling))
 
     async def _settle_late(self) -> None:
         """Commit the settles that outlasted their wait (their answers went out, so they are
-        billed once, late). Had this process's lease run out meanwhile, another replica released
-        their holds; the settle then bills without releasing again."""
+        billed once, late). Had this process's lease run out meanwhile, another replica billed
+        their holds at the quote; the settle then finds the row there and bills nothing more."""
         while self._unsettled:
-            statement, args = self._unsettled[0]
             async with self._connection() as db:
-                await db.execute(statement, args)
+                await db.execute(_SETTLE, self._unsettled[0])
             self._unsettled.pop(0)
 
     async def balance(self, key_id: str) -> Balance | None:
+        await self._settled_here()
         async with self._connection() as db:
             row = await (await db.execute("SELECT name, credit, spent, held FROM keys WHERE id = %s",
                                           (key_id,))).fetchone()
@@ -260,6 +300,7 @@ class PostgresStore:
                        available_wei=None if credit is None else str(credit - spent - held))
 
     async def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
+        await self._settled_here()
         query, args = totals_query("postgresql", key=key, since=since)
         async with self._connection() as db:
             rows = await (await db.execute(query.replace("?", "%s"), args)).fetchall()
@@ -274,16 +315,17 @@ class PostgresStore:
         if self._uncertain:
             holds = list(self._uncertain)
             async with self._connection() as db:
-                await db.execute(_RELEASE, {"holds": holds})
+                await db.execute(_RELEASE, {"holds": holds})  # refused with a 503: never answering
             del self._uncertain[:len(holds)]
 
-    async def reap(self) -> int:
-        """Release the holds of owners whose lease ran out; how many."""
+    async def reap(self) -> tuple[int, int]:
+        """Settle the holds of owners whose lease ran out (``holds.py``); (billed, released)."""
         async with self._connection() as db:
-            (count,) = await (await db.execute(_REAP)).fetchone()
-        if count:
-            _log.warning("holds_released", count=int(count), reason="their gateway's lease expired")
-        return int(count)
+            billed, released = await (await db.execute(_REAP)).fetchone()
+        if billed or released:
+            _log.warning("dangling_holds_settled", billed=int(billed), released=int(released),
+                         reason="their gateway's lease expired")
+        return int(billed), int(released)
 
     async def _keep_lease(self) -> None:
         while True:
@@ -304,6 +346,7 @@ class PostgresStore:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beat
+        await self._settled_here()
         with contextlib.suppress(StoreUnavailable):
             await self._settle_late()
         if self._unsettled:

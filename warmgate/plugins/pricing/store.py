@@ -15,18 +15,24 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
+
 from warmgate.core.http.auth import Caller
-from warmgate.core.http.errors import ConfigError
+from warmgate.core.http.errors import ConfigError, PaymentRequired
 from warmgate.core.usage import Quote, UsageEvent
 from warmgate.plugins.pricing.accounts import Accounts, Balance
 from warmgate.plugins.pricing.database import is_postgres_url
+from warmgate.plugins.pricing.holds import hold_row
 from warmgate.plugins.pricing.keys import KeyStore
 from warmgate.plugins.pricing.ledger import SqliteLedger, UsageTotal
+from warmgate.plugins.pricing.owners import new_owner
 from warmgate.plugins.pricing.rate_limits import KeyAdmission, SqliteRateLimits
 from warmgate.plugins.pricing.settings import pricing_settings
 from warmgate.plugins.pricing.sqlite_holds import SqliteHolds
 
 __all__ = ["SqliteStore", "Store", "open_store", "store_target"]
+
+_log = structlog.get_logger("warmgate.pricing")
 
 
 class Store(Protocol):
@@ -34,11 +40,15 @@ class Store(Protocol):
         """The key's caller; ``None`` for a token that is not a key; 401 for a revoked key."""
 
     def reserve(self, quote: Quote) -> None | Awaitable[None]:
-        """Hold the quote against its key's balance, or 402 (503 when the store is down)."""
+        """Hold the quote against its key's balance, or 402 (503 when the store is down); an
+        awaitable runs while the function does (``holds.py``)."""
 
-    def settle(self, event: UsageEvent) -> None | Awaitable[None]:
+    def answering(self, quote: Quote) -> None | Awaitable[None]:
+        """Mark the quote's hold: its answer is about to go out (a crash now bills it)."""
+
+    def settle(self, event: UsageEvent) -> None:
         """Release the event's hold, commit its usage row and spend what it was billed, in one
-        transaction; the answer waits for it."""
+        transaction, after the answer: queued, nobody waits."""
 
     def admit(self, key_id: str) -> KeyAdmission | None | Awaitable[KeyAdmission]:
         """Admit a request of the key against its rate limits (``None``: it has none), or
@@ -46,7 +56,8 @@ class Store(Protocol):
 
     def balance(self, key_id: str) -> Balance | None | Awaitable[Balance | None]: ...
 
-    async def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]: ...
+    async def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
+        """Totals with every settle this process queued before the call."""
 
     async def close(self) -> None: ...
 
@@ -67,32 +78,47 @@ def store_target(settings: Any) -> str | Path | None:
 
 
 class SqliteStore:
-    """Gateway processes on a SQLite file, the ledger a group commit (``SqliteLedger``). One
-    process: holds are a subtraction in memory (``Accounts``). Several (``shared``: ``serve
-    --workers``): holds are rows in the file (``SqliteHolds``)."""
+    """Gateway processes on a SQLite file, its writes group-committed (``SqliteLedger``). One
+    process: holds are a subtraction in memory (``Accounts``), their rows written for recovery
+    only. Several (``shared``: ``serve --workers``): holds are rows in the file that decide, taken
+    under its write lock (``SqliteHolds``). Opening it settles the holds of processes gone."""
 
     def __init__(self, path: Path, *, keys: bool, sync: str, shared: bool = False) -> None:
+        self.owner = new_owner()
         self.ledger = SqliteLedger(path, sync=sync)
+        self.recovered = self.ledger.recover(self.owner)
+        """(billed, released): the dangling holds of gateways that died before this one started."""
+        if any(self.recovered):
+            _log.warning("dangling_holds_settled", billed=self.recovered[0], released=self.recovered[1])
         self.accounts = Accounts(KeyStore(path)) if keys else None
         self.rate_limits = SqliteRateLimits(path) if keys else None
-        self.holds = SqliteHolds(path) if keys and shared else None
+        self.holds = SqliteHolds(path, self.owner) if keys and shared else None
 
     def authenticate(self, token: str) -> Caller | None:
         return self.accounts.authenticate(token) if self.accounts is not None else None
 
     def reserve(self, quote: Quote) -> Awaitable[None] | None:
-        if self.holds is not None:
-            return self.holds.reserve(quote)
+        if self.holds is not None and quote.key is not None:
+            return self._shared_reserve(quote, self.holds)
         if self.accounts is not None:
             self.accounts.reserve(quote)
+        self.ledger.hold(hold_row(quote, self.owner))
         return None
 
-    def settle(self, event: UsageEvent) -> Awaitable[None]:
-        if self.holds is not None:
-            return self.ledger.submit_async(event, self.holds.settled(event))
-        if self.accounts is not None:
+    async def _shared_reserve(self, quote: Quote, holds: SqliteHolds) -> None:
+        try:
+            await holds.reserve(quote)
+        except PaymentRequired:  # this process's settles may still be queued, holding what it needs
+            await self.ledger.flush()
+            await holds.reserve(quote)
+
+    def answering(self, quote: Quote) -> Awaitable[None]:
+        return self.ledger.answering(quote.hold)
+
+    def settle(self, event: UsageEvent) -> None:
+        if self.holds is None and self.accounts is not None:
             self.accounts.settle(event)
-        return self.ledger.submit_async(event)
+        self.ledger.settle(event)
 
     def admit(self, key_id: str) -> Awaitable[KeyAdmission] | None:
         record = self.accounts.record(key_id) if self.accounts is not None else None
@@ -102,10 +128,16 @@ class SqliteStore:
 
     def balance(self, key_id: str) -> Balance | None | Awaitable[Balance | None]:
         if self.holds is not None:
-            return self.holds.balance(key_id)
+            return self._shared_balance(key_id)
         return self.accounts.balance(key_id) if self.accounts is not None else None
 
+    async def _shared_balance(self, key_id: str) -> Balance | None:
+        assert self.holds is not None
+        await self.ledger.flush()  # this process's settles in the file first
+        return await self.holds.balance(key_id)
+
     async def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
+        await self.ledger.flush()
         return await asyncio.to_thread(self.ledger.totals, key=key, since=since)
 
     async def close(self) -> None:

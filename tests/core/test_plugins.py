@@ -1,5 +1,6 @@
 """The plugin system: every hook exercised, registration validated, hooks documented."""
 
+import asyncio
 import inspect
 import re
 from pathlib import Path
@@ -485,6 +486,54 @@ def test_hook_reserve(register_plugin, warmgate_server):
     refused = client.post("/echo", json={"prompt": "abcdefg"})
     assert refused.status_code == 402 and refused.json()["detail"]["msg"] == "6 wei left, 7 asked"
     assert (plugin.available, plugin.spent) == (6, 4)
+
+
+class AnsweringPlugin:
+    """A hold that waits (as a database round trip does) and refuses quotes over 5 units; the
+    order of the hooks each request reaches."""
+
+    def __init__(self):
+        self.calls = []
+
+    @warmgate.hookimpl
+    def reserve(self, quote, app):
+        async def hold():
+            await asyncio.sleep(0)
+            if quote.units > 5:
+                raise warmgate.core.http.errors.PaymentRequired(f"{quote.units} units is over 5")
+            self.calls.append(("held", quote.request_id))
+
+        return hold()
+
+    @warmgate.hookimpl
+    def on_answer(self, quote, app):
+        self.calls.append(("answering", quote.request_id))
+
+    @warmgate.hookimpl
+    def on_usage(self, event, app):
+        self.calls.append(("usage", event.request_id, event.status, event.hold != ""))
+
+
+def test_hook_on_answer(register_plugin, warmgate_server):
+    from warmgate.core.settings import FunctionConfig, Price
+    from warmgate.plugins.pricing.settings import PricingSettings
+
+    plugin = register_plugin(AnsweringPlugin(), "undo-answering")
+    functions = [FunctionConfig(pipeline="echo", model_id="echo-1", price=Price(price_per_unit=1))]
+    _, client = warmgate_server(Settings(functions=functions, sections=[PricingSettings(ledger="off")]),
+                                pipelines={"echo": EchoPipeline().spec})
+
+    def call(request_id, **body):
+        return client.post("/echo", json={"prompt": "abc", **body}, headers={"X-Request-Id": request_id})
+
+    assert call("ok").status_code == 200
+    assert call("words", stream=True).status_code == 200
+    assert call("failed", fail=True).status_code == 500  # no answer: never marked answering
+    refused = call("refused", prompt="abcdefgh")  # the hold, taken while echo ran, refuses: its result is dropped
+    assert refused.status_code == 402 and refused.json()["detail"]["msg"] == "8 units is over 5"
+    assert plugin.calls == [("held", "ok"), ("answering", "ok"), ("usage", "ok", 200, True),
+                            ("held", "words"), ("answering", "words"), ("usage", "words", 200, True),
+                            ("held", "failed"), ("usage", "failed", 500, True)]  # "refused": held nothing, no usage
 
 
 class HealthPlugin:

@@ -84,20 +84,64 @@ def test_kill_9_during_load_loses_no_answered_request_and_leaves_no_hold(config,
             worker.join(timeout=15)
     assert len(answered) >= 300
 
-    counts = dict(ledger_rows("SELECT request_id, COUNT(*) FROM usage GROUP BY request_id"))
-    assert [rid for rid in answered if counts.get(rid) != 1] == []  # every answer is there, exactly once
-    [(spent,)] = ledger_rows("SELECT spent FROM keys WHERE id = ?", record.id)
-    [(billed,)] = ledger_rows("SELECT SUM(CAST(wei AS BIGINT)) FROM usage WHERE key = ?", record.id)
-    assert int(spent) == billed == 4 * len(counts)  # the key paid for exactly the committed rows
-
-    with gateway_process(config) as gateway:  # restarted: nothing is held for the requests that died
+    with gateway_process(config) as gateway:  # restarted: the dead one's holds settled by the rule of holds.py
         auth = {"Authorization": f"Bearer {token}"}
         assert httpx.post(f"{gateway.url}/echo", json={"prompt": "abcd"}, headers=auth).status_code == 200
 
         def balance():
             return httpx.get(f"{gateway.url}/usage", headers=auth).json()["balance"]
 
-        # SQLite: holds died with the process; PostgreSQL: released once the dead one's lease ran out
+        # SQLite: settled as it starts; PostgreSQL: once the dead one's lease ran out
         assert wait_for(lambda: balance()["held_wei"] == "0", timeout=30)
         balance = balance()
-    assert int(balance["available_wei"]) == 10**12 - billed - 4
+    assert ledger_rows("SELECT COUNT(*) FROM holds") == [(0,)]
+    counts = dict(ledger_rows("SELECT request_id, COUNT(*) FROM usage GROUP BY request_id"))
+    assert [rid for rid in answered if counts.get(rid) != 1] == []  # every answer is there, exactly once
+    assert max(counts.values()) == 1  # and every request at most once (some billed by recovery: answers cut off)
+    [(spent,)] = ledger_rows("SELECT spent FROM keys WHERE id = ?", record.id)
+    [(billed,)] = ledger_rows("SELECT SUM(CAST(wei AS BIGINT)) FROM usage WHERE key = ?", record.id)
+    assert int(spent) == billed == 4 * len(counts)  # the key paid for exactly the committed rows
+    assert int(balance["available_wei"]) == 10**12 - billed
+
+
+def test_kill_9_bills_an_answer_that_had_started_at_its_quote_and_releases_one_that_had_not(
+        config, make_key, ledger_rows):
+    """The answer no longer waits for its settle: its hold is marked before the first byte. A
+    gateway killed mid-stream (the client has its first words) and mid-inference (no byte yet)
+    leaves one hold of each kind; the next gateway bills the first at its quote and releases
+    the second."""
+    record, token = make_key(credit=10**6)
+    auth = {"Authorization": f"Bearer {token}"}
+    statuses: list[object] = []
+
+    def post_running():
+        try:
+            statuses.append(httpx.post(f"{gateway.url}/echo", json={"prompt": "abcd", "sleep": 30}, timeout=60,
+                                       headers={**auth, "X-Request-Id": "running"}).status_code)
+        except httpx.HTTPError as exc:
+            statuses.append(type(exc).__name__)
+
+    with gateway_process(config) as gateway:
+        with httpx.Client(base_url=gateway.url, headers=auth, timeout=60) as client, client.stream(
+                "POST", "/echo", json={"prompt": "ab cd ef", "stream": True, "interval": 30},
+                headers={"X-Request-Id": "started"}) as answer:
+            assert answer.status_code == 200
+            first = next(line for line in answer.iter_lines() if line.startswith("data:"))
+            assert "ab" in first  # the client has part of its answer
+            quoted = int(answer.headers["x-warmgate-price"])
+            running = threading.Thread(target=post_running)
+            running.start()
+            assert wait_for(lambda: sorted(ledger_rows("SELECT request_id, answering IS NOT NULL FROM holds"))
+                            == [("running", False), ("started", True)], timeout=20)
+            gateway.kill()
+        running.join(timeout=30)
+    assert statuses and statuses[0] != 200
+    assert ledger_rows("SELECT COUNT(*) FROM usage") == [(0,)]  # nothing was settled: the gateway died first
+
+    with gateway_process(config) as gateway:  # SQLite: settled as it starts; PostgreSQL: once the lease ran out
+        assert wait_for(lambda: ledger_rows("SELECT COUNT(*) FROM holds") == [(0,)], timeout=30)
+        balance = httpx.get(f"{gateway.url}/usage", headers=auth).json()["balance"]
+    rows = [(rid, int(wei), int(quoted_wei), status) for rid, wei, quoted_wei, status in
+            ledger_rows("SELECT request_id, wei, quoted_wei, status FROM usage")]
+    assert rows == [("started", quoted, quoted, 200)]  # billed once, at its quote; "running" is not there
+    assert (balance["spent_wei"], balance["held_wei"]) == (str(quoted), "0")

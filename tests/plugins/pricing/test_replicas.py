@@ -192,16 +192,19 @@ def test_an_answer_whose_settle_outlasts_an_outage_is_billed_once_when_the_datab
         record, _ = make_key(url, credit=100)
         quote = Quote(function="echo:echo-1", pipeline="echo", model_id="echo-1", units=4, wei=4, key=record.id)
         event = UsageEvent(request_id="late", time=1.0, function=quote.function, pipeline="echo", model_id="echo-1",
-                           units=4, quoted_wei=4, wei=4, status=200, duration_ms=1.0, key=record.id)
+                           units=4, quoted_wei=4, wei=4, status=200, duration_ms=1.0, key=record.id, hold=quote.hold)
 
         async def outage():
             store = PostgresStore(url, lease=1.0)
             await store.open()
             try:
                 await store.reserve(quote)
+                await store.answering(quote)
                 server.stop("fast")
+                store.settle(event)  # after the answer: retried for one lease, then left to the lease beat
+                await store.flush()
                 with pytest.raises(StoreUnavailable, match="is unreachable"):
-                    await store.settle(event)  # retried for one lease, then left to the lease beat
+                    await store.balance(record.id)
                 server.start()
                 for _ in range(100):  # the beat commits it once the database answers
                     if db.rows("SELECT COUNT(*) FROM usage") == [(1,)]:

@@ -221,7 +221,7 @@ class PostgresStore:
             async with self._connection() as db:
                 taken = await (await db.execute(statement, args)).fetchone()
             if taken is None and self._settling:  # this process's answers may still be holding what it needs
-                await self._settled_here()
+                await self.flush()
                 async with self._connection() as db:
                     taken = await (await db.execute(statement, args)).fetchone()
             if taken is None:
@@ -271,7 +271,7 @@ class PostgresStore:
                     return
                 await asyncio.sleep(0.2)
 
-    async def _settled_here(self) -> None:
+    async def flush(self) -> None:
         """Wait for the settles this process has started (a read after them sees them)."""
         if self._settling:
             await asyncio.wait(list(self._settling))
@@ -286,7 +286,7 @@ class PostgresStore:
             self._unsettled.pop(0)
 
     async def balance(self, key_id: str) -> Balance | None:
-        await self._settled_here()
+        await self.flush()
         async with self._connection() as db:
             row = await (await db.execute("SELECT name, credit, spent, held FROM keys WHERE id = %s",
                                           (key_id,))).fetchone()
@@ -300,7 +300,7 @@ class PostgresStore:
                        available_wei=None if credit is None else str(credit - spent - held))
 
     async def totals(self, *, key: str | None = None, since: float | None = None) -> list[UsageTotal]:
-        await self._settled_here()
+        await self.flush()
         query, args = totals_query("postgresql", key=key, since=since)
         async with self._connection() as db:
             rows = await (await db.execute(query.replace("?", "%s"), args)).fetchall()
@@ -346,7 +346,7 @@ class PostgresStore:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beat
-        await self._settled_here()
+        await self.flush()
         with contextlib.suppress(StoreUnavailable):
             await self._settle_late()
         if self._unsettled:

@@ -29,9 +29,9 @@ class PricingSettings(SettingsSection):
     """PostgreSQL: seconds a gateway's holds outlive it when it dies (it renews its lease every
     third of this); then any other gateway releases them."""
     ledger_sync: Literal["full", "normal"] = "full"
-    """``full``: each group commit is synced to disk before the answers it covers go out
-    (survives power loss). ``normal``: written to the OS, not synced (survives a crash or
-    ``kill -9`` of the gateway, not of the machine), several times cheaper per request."""
+    """SQLite. ``full``: each group commit is synced to disk right after it, by a thread of its
+    own (a settled row survives power loss; answers wait for no sync, see ``holds.py``).
+    ``normal``: left to the OS. Either survives a crash or ``kill -9`` of the gateway."""
 
     def with_env(self, env: Mapping[str, str]) -> Self:
         """``$WARMGATE_DATABASE_URL`` is ``database``."""

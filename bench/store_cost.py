@@ -1,5 +1,6 @@
 """The pricing store's own cost per request, without HTTP: what a gateway asks of the database
-for one priced request of a key (a hold, then a settle that writes the usage row), and for one
+for one priced request of a key (a hold, its answering mark, then a settle that writes the usage
+row, queued after the answer and counted when committed), and for one
 of a rate-limited key (the admission, then its end), through the real store classes on a
 throwaway PostgreSQL server (fsync on) and a SQLite file. Prints requests per second and the
 store's milliseconds per request at c=1 and c=32 on one key, and at c=32 spread over 32 keys
@@ -33,14 +34,15 @@ def quote(key: str) -> Quote:
     return Quote(function="echo:echo-1", pipeline="echo", model_id="echo-1", units=3, wei=3, key=key)
 
 
-def event(key: str, n: int) -> UsageEvent:
+def event(held: Quote, n: int) -> UsageEvent:
     return UsageEvent(request_id=f"r{n}", time=time.time(), function="echo:echo-1", pipeline="echo",
-                      model_id="echo-1", units=3, quoted_wei=3, wei=3, status=200, duration_ms=1.0, key=key)
+                      model_id="echo-1", units=3, quoted_wei=3, wei=3, status=200, duration_ms=1.0, key=held.key,
+                      hold=held.hold)
 
 
 async def measure(store: object, keys: list[tuple[str, str]], work: str, requests: int, concurrency: int) -> float:
-    """Requests per second of ``work`` (``ledger``: hold + settle; ``limits``: admit + end),
-    worker ``i`` on key ``i % len(keys)``."""
+    """Requests per second of ``work`` (``ledger``: hold + mark + settle, the settles all
+    committed; ``limits``: admit + end), worker ``i`` on key ``i % len(keys)``."""
     for _, token in keys:
         await _maybe(store.authenticate(token))  # the key as the gateway caches it
     counter = iter(range(requests))
@@ -48,14 +50,17 @@ async def measure(store: object, keys: list[tuple[str, str]], work: str, request
     async def one_by_one(key: str) -> None:
         for n in counter:
             if work == "ledger":
-                await _maybe(store.reserve(quote(key)))
-                await _maybe(store.settle(event(key, n)))
+                held = quote(key)
+                await _maybe(store.reserve(held))
+                await _maybe(store.answering(held))
+                store.settle(event(held, n))
             else:
                 admission = await _maybe(store.admit(key))
                 await _maybe(admission.end(10))
 
     start = time.perf_counter()
     await asyncio.gather(*(one_by_one(keys[i % len(keys)][0]) for i in range(concurrency)))
+    await store.totals()  # waits for this process's settles to be committed
     return requests / (time.perf_counter() - start)
 
 
@@ -99,7 +104,7 @@ def main() -> None:
         server.remove()
     print(f"{'store':<12}{'work per request':<26}{'c':>4}{'keys':>6}{'requests/s':>12}{'store ms/request':>18}")
     for kind, work, concurrency, count, rate in rows:
-        label = "hold + settle (ledger)" if work == "ledger" else "admit + end (rate limit)"
+        label = "hold + mark + settle" if work == "ledger" else "admit + end (rate limit)"
         print(f"{kind:<12}{label:<26}{concurrency:>4}{count:>6}{rate:>12.0f}{1000 * concurrency / rate:>18.2f}")
 
 

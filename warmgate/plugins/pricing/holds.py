@@ -1,9 +1,11 @@
 """A hold's life in the database, and the rule for one its gateway left behind.
 
 A priced request's quote is held while its function runs: the hold row is written then,
-concurrently with the function, not before it starts. Before the first byte of a successful
-answer goes out, the row is marked ``answering`` (the time), and the answer waits for that mark
-to be committed. After the last byte the request is settled: its usage row inserted, its key's
+concurrently with the function, not before it starts (PostgreSQL, and SQLite shared by ``serve
+--workers``, where the row is what decides the hold; one SQLite process decides in memory and
+writes the row with its mark, since an unmarked row could only ever be released). Before the
+first byte of a successful answer goes out, the row is marked ``answering`` (the time), and the
+answer waits for that mark to be committed. After the last byte the request is settled: its usage row inserted, its key's
 ``spent`` raised and the hold deleted, in one transaction, which the answer does not wait for.
 
 **The rule for a dangling hold** (its gateway died: ``kill -9``, a lost machine): marked

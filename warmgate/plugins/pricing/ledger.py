@@ -25,6 +25,8 @@ from warmgate.plugins.pricing.migrations import open_current
 
 __all__ = ["SqliteLedger", "UsageTotal", "read_totals", "sum_usage", "totals_query"]
 
+SETTLE_DELAY = 0.002
+"""Seconds a batch of settles alone waits for more (or for a mark that someone awaits)."""
 ABANDONED = 499
 """Status of a request whose client left mid-answer: billed, so it counts as used."""
 
@@ -56,6 +58,8 @@ class SqliteLedger:
         self._lock = threading.Lock()  # the connection: writer thread vs. totals() and recovery
         self._queue = threading.Condition()
         self._pending: list[_Item] = []
+        self._waiting = 0
+        """Items of ``_pending`` that someone awaits (a mark, a flush): they are committed at once."""
         self._closed = False
         self._synced = threading.Condition()
         self._commits = self._synced_commits = 0
@@ -78,14 +82,12 @@ class SqliteLedger:
             self._db.execute("COMMIT")
         return counts
 
-    def hold(self, row: tuple[object, ...]) -> None:
-        """Queue a hold's row (``holds.hold_row``): written while the function runs."""
-        self._enqueue(_Item(hold=row))
-
-    def answering(self, hold: str) -> asyncio.Future[None]:
-        """Mark the hold: its answer is about to go out. The future completes once committed."""
+    def answering(self, hold: str, row: tuple[object, ...] | None = None) -> asyncio.Future[None]:
+        """Mark the hold: its answer is about to go out. ``row`` (``holds.hold_row``): the hold
+        is not in the file yet (one process decides holds in memory) and is written marked. The
+        future completes once committed."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Item(answering=(hold, time.time()), done=done))
+        self._enqueue(_Item(answering=(hold, time.time()), row=row, done=done))
         return done
 
     def settle(self, event: UsageEvent) -> None:
@@ -103,7 +105,10 @@ class SqliteLedger:
             if self._closed:
                 raise RuntimeError("the ledger is closed")
             self._pending.append(item)
-            self._queue.notify()
+            if item.done is not None:
+                self._waiting += 1
+            if item.done is not None or len(self._pending) == 1:  # a settle more wakes nobody: it can wait
+                self._queue.notify()
 
     def _write_batches(self) -> None:
         while True:
@@ -112,7 +117,10 @@ class SqliteLedger:
                     self._queue.wait()
                 if not self._pending:
                     return  # closed and drained
-                batch, self._pending = self._pending, []
+                deadline = time.monotonic() + SETTLE_DELAY
+                while not self._waiting and not self._closed and (left := deadline - time.monotonic()) > 0:
+                    self._queue.wait(left)  # only settles: nobody waits, so gather more into one commit
+                batch, self._pending, self._waiting = self._pending, [], 0
             failure: Exception | None = None
             try:
                 with self._lock:
@@ -174,10 +182,11 @@ class SqliteLedger:
 
 
 class _Item(msgspec.Struct):
-    """One thing for the writer: a hold's row, an ``answering`` mark, a settle, or only a waiter."""
+    """One thing for the writer: an ``answering`` mark (with the hold's row when it is not in
+    the file), a settle, or only a waiter."""
 
-    hold: tuple[object, ...] | None = None
     answering: tuple[str, float] | None = None
+    row: tuple[object, ...] | None = None
     event: UsageEvent | None = None
     done: asyncio.Future[None] | None = None
 
@@ -222,19 +231,17 @@ def sum_usage(rows: list[Any]) -> list[UsageTotal]:
 
 
 def _write(db: Any, batch: list[_Item]) -> None:
-    """A batch's statements. A hold marked or settled in the batch that wrote it is written
-    once, marked, or not at all (the no-op pipeline's hold, mark and settle are often one batch)."""
+    """A batch's statements. A hold written and settled in one batch is not written at all
+    (on the no-op pipeline its mark and its settle are often one batch)."""
     new: dict[object, tuple[object, ...]] = {}
     marks: dict[str, float] = {}
     settled: list[str] = []
     events: list[UsageEvent] = []
     for item in batch:
-        if item.hold is not None:
-            new[item.hold[0]] = item.hold
-        elif item.answering is not None:
+        if item.answering is not None:
             hold, moment = item.answering
-            if hold in new:
-                new[hold] = (*new[hold][:-1], moment)
+            if item.row is not None:
+                new[hold] = (*item.row[:-1], moment)
             else:
                 marks[hold] = moment
         elif item.event is not None:

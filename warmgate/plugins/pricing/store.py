@@ -79,9 +79,11 @@ def store_target(settings: Any) -> str | Path | None:
 
 class SqliteStore:
     """Gateway processes on a SQLite file, its writes group-committed (``SqliteLedger``). One
-    process: holds are a subtraction in memory (``Accounts``), their rows written for recovery
-    only. Several (``shared``: ``serve --workers``): holds are rows in the file that decide, taken
-    under its write lock (``SqliteHolds``). Opening it settles the holds of processes gone."""
+    process: holds are a subtraction in memory (``Accounts``), and a hold's row is first written
+    with its answering mark (unmarked, recovery would only release it: the same as no row).
+    Several (``shared``: ``serve --workers``): holds are rows in the file that decide, taken
+    under its write lock while the function runs (``SqliteHolds``). Opening the store settles
+    the holds of processes gone."""
 
     def __init__(self, path: Path, *, keys: bool, sync: str, shared: bool = False) -> None:
         self.owner = new_owner()
@@ -101,8 +103,7 @@ class SqliteStore:
         if self.holds is not None and quote.key is not None:
             return self._shared_reserve(quote, self.holds)
         if self.accounts is not None:
-            self.accounts.reserve(quote)
-        self.ledger.hold(hold_row(quote, self.owner))
+            self.accounts.reserve(quote)  # decided in memory: the row is written with its mark
         return None
 
     async def _shared_reserve(self, quote: Quote, holds: SqliteHolds) -> None:
@@ -113,7 +114,9 @@ class SqliteStore:
             await holds.reserve(quote)
 
     def answering(self, quote: Quote) -> Awaitable[None]:
-        return self.ledger.answering(quote.hold)
+        if self.holds is not None and quote.key is not None:
+            return self.ledger.answering(quote.hold)  # its row was written when it was taken
+        return self.ledger.answering(quote.hold, hold_row(quote, self.owner))
 
     def settle(self, event: UsageEvent) -> None:
         if self.holds is None and self.accounts is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +28,16 @@ if TYPE_CHECKING:
 __all__ = ["Quote", "RequestContext", "Usage", "current_request", "request_context"]
 
 
+_HOLD_PREFIX = secrets.token_hex(6)
+_hold_counter = itertools.count(1)
+
+
+def new_hold_id() -> str:
+    """Unique across gateway processes and their restarts (the process id, a random prefix,
+    a counter), without a trip to the OS's random source per request."""
+    return f"{os.getpid():x}{_HOLD_PREFIX}{next(_hold_counter):012x}"
+
+
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
     """What a priced request is quoted and held for (``reserve``), before it runs."""
 
@@ -39,7 +51,7 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     settle_usage: bool = False
     """Bill an LLM call by the completion tokens it produced (``price.settle: usage``)."""
     request_id: str = ""
-    hold: str = msgspec.field(default_factory=lambda: secrets.token_hex(12))
+    hold: str = msgspec.field(default_factory=new_hold_id)
     """The hold's id, unique per request: a store's hold row, settled by the ``UsageEvent``
     that carries it."""
 

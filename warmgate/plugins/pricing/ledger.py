@@ -45,12 +45,13 @@ class UsageTotal(msgspec.Struct):
 
 
 class SqliteLedger:
-    """The SQLite file's writer: holds, their ``answering`` marks and settles (see ``holds.py``)
-    are committed by one writer thread in group commits, every item queued while the previous
-    transaction ran going into the next one. A commit reaches the OS (WAL, ``synchronous=NORMAL``:
-    a ``kill -9`` cannot undo it); with ``sync="full"`` a second thread then syncs the WAL to the
-    disk, so no answer ever waits for an fsync. Only an ``answering`` mark is waited for, before
-    its answer's first byte; holds and settles are queued and nobody waits."""
+    """The SQLite file's writer: ``answering`` marks and settles (see ``holds.py``) are committed
+    by one writer thread in group commits, every item queued while the previous transaction ran
+    going into the next one. A commit reaches the OS (WAL, ``synchronous=NORMAL``: a ``kill -9``
+    cannot undo it); with ``sync="full"`` a second thread then syncs the WAL to the disk, so no
+    answer ever waits for an fsync. Only a mark is waited for, before its answer's first byte: it
+    is committed at once. Settles are queued, nobody waits, and a batch of them alone waits up to
+    ``SETTLE_DELAY`` for company."""
 
     def __init__(self, path: str | Path, *, sync: str = "full") -> None:
         self.path = Path(path).expanduser()

@@ -217,7 +217,9 @@ CREATE TABLE holds (
 CREATE INDEX holds_key ON holds (key);
 """
 # Rebuilt rather than altered (SQLite cannot drop a NOT NULL): a migration runs with no gateway
-# serving (``serve`` refuses the older schema), so no hold is in flight.
+# serving (``serve`` refuses the older schema), and a hold a gateway of version 3 left behind had
+# no answer out (its answers waited for their settle), so dropping it releases it, as its rule
+# did. PostgreSQL keeps such holds unmarked: they are released too.
 
 _POSTGRES_4 = ("ALTER TABLE holds ALTER COLUMN key DROP NOT NULL",
                "ALTER TABLE holds ADD COLUMN pipeline TEXT NOT NULL DEFAULT ''",

@@ -2,10 +2,10 @@
 the usage ledger, whichever database it is.
 
 ``SqliteStore`` (the default, one gateway process): holds in memory, the ledger group-committed
-by a writer thread. ``PostgresStore`` (``pricing.database: postgresql://...`` or
+by a writer thread (``serve --workers``: holds in the file). ``PostgresStore`` (``pricing.database: postgresql://...`` or
 ``$WARMGATE_DATABASE_URL``, several replicas): holds in the database, leased by their owner.
 A method returns its result, or an awaitable of it: the SQLite store answers most calls without
-waiting, and the core awaits what the hooks return.
+waiting, and the core awaits what the hooks return (a hold's beside the function: ``holds.py``).
 """
 
 from __future__ import annotations

@@ -105,6 +105,11 @@ _END = "SELECT warmgate_end(%s, %s)"
 _RELEASE = f"WITH gone AS (DELETE FROM holds WHERE id = ANY(%(holds)s) {_GONE})," + _SETTLED
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("usage_not_recorded", error=str(task.exception()))
+
+
 class PostgresStore:
     def __init__(self, url: str, *, lease: float = 10.0, refresh: float = 1.0) -> None:
         self.url = url
@@ -117,8 +122,9 @@ class PostgresStore:
         self.window = WINDOW
         self._unended: list[tuple[str, int]] = []
         """Rate-limited requests whose end did not reach the database: retried by the lease beat."""
-        self._settling: set[asyncio.Task[None]] = set()
-        """Settles on their way to the database (the answers went out)."""
+        self._queued: list[dict[str, Any]] = []
+        """Settles on their way to the database (the answers went out), for ``_settler``."""
+        self._settler: asyncio.Task[None] | None = None
         self._unsettled: list[dict[str, Any]] = []
         """Settles that outlasted their wait for the database: committed later, by the lease beat."""
         self._uncertain: list[str] = []
@@ -220,7 +226,7 @@ class PostgresStore:
         try:
             async with self._connection() as db:
                 taken = await (await db.execute(statement, args)).fetchone()
-            if taken is None and self._settling:  # this process's answers may still be holding what it needs
+            if taken is None and self._settles_pending():  # this process's answers may hold what it needs
                 await self.flush()
                 async with self._connection() as db:
                     taken = await (await db.execute(statement, args)).fetchone()
@@ -240,41 +246,43 @@ class PostgresStore:
             await db.execute(_ANSWERING, (quote.hold, time.time()))
 
     def settle(self, event: UsageEvent) -> None:
-        """Commit the event after its answer, in a task that ``totals``, ``balance`` and
-        ``close`` wait for."""
-        task = asyncio.ensure_future(self._settle(event))
-        self._settling.add(task)
-        task.add_done_callback(self._settled)
+        """Queue the event after its answer: one task commits every queued settle in one
+        transaction (one WAL flush, and one wait for the key's row, per batch)."""
+        self._queued.append({"hold": event.hold or secrets.token_hex(12), "request_id": event.request_id,
+                             "time": event.time, "key": event.key, "function": event.function,
+                             "pipeline": event.pipeline, "model_id": event.model_id, "units": event.units,
+                             "quoted_wei": event.quoted_wei, "wei": event.wei, "status": event.status,
+                             "duration_ms": event.duration_ms, "prompt_tokens": event.prompt_tokens,
+                             "completion_tokens": event.completion_tokens})
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.ensure_future(self._settle_queued())
+            self._settler.add_done_callback(_log_failure)
 
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self._settling.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("usage_not_recorded", error=str(task.exception()))
+    async def _settle_queued(self) -> None:
+        """Commit the queued settles, batch by batch; a batch is retried while the database is
+        away, up to one lease, then left to the lease beat (a retry is idempotent: the row is
+        unique per hold)."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            deadline = time.monotonic() + self.lease
+            while True:
+                try:
+                    async with self._connection() as db, db.transaction(), db.cursor() as cursor:
+                        await cursor.executemany(_SETTLE, batch)
+                    break
+                except StoreUnavailable:
+                    if time.monotonic() > deadline:
+                        self._unsettled.extend(batch)  # the lease beat commits them once it can
+                        break
+                    await asyncio.sleep(0.2)
 
-    async def _settle(self, event: UsageEvent) -> None:
-        """Retried while the database is away, up to one lease; later by the lease beat (a
-        retry is idempotent: the row is unique per hold)."""
-        args = {"hold": event.hold or secrets.token_hex(12), "request_id": event.request_id, "time": event.time,
-                "key": event.key, "function": event.function, "pipeline": event.pipeline, "model_id": event.model_id,
-                "units": event.units, "quoted_wei": event.quoted_wei, "wei": event.wei, "status": event.status,
-                "duration_ms": event.duration_ms, "prompt_tokens": event.prompt_tokens,
-                "completion_tokens": event.completion_tokens}
-        deadline = time.monotonic() + self.lease
-        while True:
-            try:
-                async with self._connection() as db:
-                    await db.execute(_SETTLE, args)
-                return
-            except StoreUnavailable:
-                if time.monotonic() > deadline:
-                    self._unsettled.append(args)  # the lease beat commits it once it can
-                    return
-                await asyncio.sleep(0.2)
+    def _settles_pending(self) -> bool:
+        return self._settler is not None and not self._settler.done()
 
     async def flush(self) -> None:
-        """Wait for the settles this process has started (a read after them sees them)."""
-        if self._settling:
-            await asyncio.wait(list(self._settling))
+        """Wait for the settles this process has queued (a read after them sees them)."""
+        while self._settler is not None and not self._settler.done():
+            await asyncio.shield(self._settler)
 
     async def _settle_late(self) -> None:
         """Commit the settles that outlasted their wait (their answers went out, so they are

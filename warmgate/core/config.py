@@ -24,6 +24,7 @@ from warmgate.core.http.errors import ConfigError
 from warmgate.core.plugins import load_plugins, pm
 from warmgate.core.registry import Registry, collect
 from warmgate.core.settings import FunctionConfig, GatewaySettings, Settings, SettingsSection
+from warmgate.core.tracing.settings import TracingSettings
 
 __all__ = ["DEFAULT_CONFIG_FILE", "check_sections", "get_settings_sections", "load_settings", "plan_functions",
            "translate_ai_models"]
@@ -53,11 +54,12 @@ def load_settings(
 
 
 def get_settings_sections() -> dict[str, type[SettingsSection]]:
-    """Every section a plugin may add to ``serverless.yaml``, by key: the ray executor's, then
+    """Every section a plugin may add to ``serverless.yaml``, by key: the core's (the ray executor's, tracing), then
     those plugins register (``register_settings``); a key registered twice is an error."""
     load_plugins()
     registry: Registry[type[SettingsSection]] = Registry("settings section")
     registry.add("warmgate", RaySettings.key, RaySettings)
+    registry.add("warmgate", TracingSettings.key, TracingSettings)
 
     def register(plugin: str, kind: Any) -> None:
         if not (isinstance(kind, type) and issubclass(kind, SettingsSection) and kind.key):

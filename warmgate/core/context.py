@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from warmgate.core.functions.function import Function
     from warmgate.core.http.auth import Caller
     from warmgate.core.settings import FunctionConfig
+    from warmgate.core.tracing.spans import Trace
 
 __all__ = ["Quote", "RequestContext", "Usage", "current_request", "request_context"]
 
@@ -58,7 +59,7 @@ class RequestContext:
     """One request, from the middleware's first look at it to its last byte."""
 
     __slots__ = ("caller", "config", "external_seconds", "function", "headers", "log_fields", "on_end", "quote",
-                 "request_id", "started", "usage")
+                 "request_id", "started", "trace", "usage")
 
     def __init__(self, request_id: str, started: float | None = None) -> None:
         self.request_id = request_id
@@ -80,6 +81,8 @@ class RequestContext:
         self.usage = Usage()
         self.log_fields: dict[str, Any] = {}
         """Extra fields of the request's access-log line (an LLM's model and finish reason)."""
+        self.trace: Trace | None = None
+        """Its spans, when tracing is on and the request is sampled (``warmgate.core.tracing``)."""
 
     def report_tokens(self, prompt: int | None, completion: int | None) -> None:
         """What an LLM call used (``completion`` None when inexact: the quote is billed)."""

@@ -69,7 +69,10 @@ async def report_usage(app: Any, context: RequestContext, status: int, seconds: 
                        pipeline=quote.pipeline, model_id=quote.model_id, units=units, quoted_wei=quote.wei,
                        wei=wei if billed else 0, status=status, duration_ms=round(seconds * 1000, 3), key=quote.key,
                        prompt_tokens=usage.prompt_tokens, completion_tokens=completion)
+    span = context.trace.start("ledger write") if context.trace is not None else None
     await record_usage(app, event)
+    if span is not None:
+        span.end()
     return event
 
 

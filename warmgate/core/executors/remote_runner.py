@@ -28,12 +28,14 @@ from litestar.response import Stream
 
 from warmgate.core.http.errors import WarmgateError
 from warmgate.core.settings import FunctionConfig
+from warmgate.core.tracing import CLIENT, Span, start_span
 
 __all__ = ["RemoteError", "RemoteRunner"]
 
 _log = structlog.get_logger("warmgate.remote")
 
-_FORWARDED_HEADERS = ("content-type", "accept", "x-request-id")
+_FORWARDED_HEADERS = ("content-type", "accept", "x-request-id", "traceparent", "tracestate")
+"""A caller's trace context passes through untouched; a traced request sends its own (``tracing``)."""
 _RETURNED_HEADERS = ("content-type", "retry-after", "cache-control")
 
 
@@ -126,6 +128,10 @@ class RemoteRunner:
         sent = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers
                 if name.decode("latin-1") in _FORWARDED_HEADERS}
         target = yarl.URL(f"{self.url}{path}?{query.decode('latin-1')}" if query else f"{self.url}{path}", encoded=True)
+        span = start_span("POST", CLIENT, {"http.request.method": "POST", "url.full": f"{self.url}{path}",
+                                           "server.address": target.host, "server.port": target.port})
+        if span is not None:  # one span per attempt; the runner continues the trace under it
+            sent.update(span.headers())
         try:
             response = await self.session.post(target, data=body, headers=sent)
         except asyncio.TimeoutError as exc:
@@ -135,8 +141,10 @@ class RemoteRunner:
             raise RemoteError(f"remote runner {self.url} is unreachable: {self.error}",
                               retry_after=self._retry_after) from exc
         returned = {name: response.headers[name] for name in _RETURNED_HEADERS if name in response.headers}
+        if span is not None:
+            span.set("http.response.status_code", response.status)
         if response.content_type == "text/event-stream" and response.status < 300:
-            return Stream(_relay(response), status_code=response.status, headers=returned,
+            return Stream(_relay(response, span), status_code=response.status, headers=returned,
                           media_type="text/event-stream")
         try:
             content = await response.read()
@@ -149,6 +157,8 @@ class RemoteRunner:
                               f"{_message(content)}", 502)
         if response.status >= 500 and response.status != 503:
             raise RemoteError(f"remote runner {self.url} failed ({response.status}): {_message(content)}", 502)
+        if span is not None:
+            span.end()
         return Response(content, status_code=response.status, headers=returned,
                         media_type=response.headers.get("content-type"))
 
@@ -161,16 +171,21 @@ class RemoteRunner:
             await self._session.close()
 
 
-async def _relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _relay(response: aiohttp.ClientResponse, span: Span | None) -> AsyncIterator[bytes]:
     """The runner's events as they come; a runner that breaks off ends the stream with an error
-    event, as the local LLM plugin does, rather than a hang or a silent cut."""
+    event, as the local LLM plugin does, rather than a hang or a silent cut. The attempt's span
+    ends with the stream."""
     try:
         async for chunk in response.content.iter_any():
             yield chunk
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         error = msgspec.json.encode({"error": {"message": f"remote runner broke off: {_describe(exc)}"}})
         yield b"data: " + error + b"\n\n"
+        if span is not None:
+            span.fail(f"remote runner broke off: {_describe(exc)}")
     finally:
+        if span is not None:
+            span.end()
         if response.content.at_eof():
             response.release()  # the connection goes back to the pool
         else:

@@ -28,6 +28,7 @@ from warmgate.core.http.decode import json_decoder, multipart_decoder
 from warmgate.core.http.errors import ClientDisconnected, ClientError, InferenceError, PaymentRequired
 from warmgate.core.http.rate_limits import admit
 from warmgate.core.plugins import await_me_maybe, pm
+from warmgate.core.tracing.spans import Span, Trace
 from warmgate.core.usage import Quote, price_wei
 
 __all__ = ["pipeline_route"]
@@ -50,7 +51,11 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
 
     async def handle(request: Request[Any, Any, Any]) -> Response[Any]:
         context = current_request() or RequestContext("")  # the middleware makes it; bare use has none
+        trace = context.trace  # None unless the request is traced: then each span below costs one check
+        span = trace.start("auth") if trace is not None and auth.enabled else None
         caller = context.caller = await auth(request.scope, request.app) if auth.enabled else None
+        if span is not None:
+            span.end()
         if caller is not None:
             await admit(context, request.app, caller)
         raw = await request.body() if keep_raw or decode_json is not None else b""
@@ -62,13 +67,18 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
         if prepare is not None:
             body = await asyncio.to_thread(prepare, body, fn.config.options)
         if fn.config.price is not None:
+            span = trace.start("quote and hold") if trace is not None else None
             await _quote(request, context, body, units, manager.settings)
+            if span is not None:
+                span.end()
         waited = time.perf_counter()
-        lease = fn.acquire_now() or await _acquire_while_connected(fn, request)
+        lease = fn.acquire_now() or await _acquire_while_connected(fn, request, trace)
         executor = fn.executor
         scope = request.scope
         call = Call(spec, body, RawRequest(scope["path"], scope["query_string"], scope["headers"], raw)
                     if executor.forwards_raw else None, functools.partial(_disconnect, request))
+        span = trace.start(f"execute {fn.config.executor}", attributes={"warmgate.function": fn.name}) \
+            if trace is not None else None  # a failure leaves it open: the trace ends it failed
         try:
             result = await executor.call(lease.runner, call)
         except BaseException:
@@ -77,17 +87,22 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
         # queueing, loading and the model are not gateway overhead (see middleware)
         context.external_seconds = time.perf_counter() - waited
         if isinstance(result, Stream):  # a forwarded stream
-            result.iterator = _relay(result.iterator, lease)
+            result.iterator = _relay(result.iterator, lease, span)
             return result
         if is_stream(result):
-            return Stream(_relay(chunks_of(result), lease), media_type=spec.stream_media_type)
+            return Stream(_relay(chunks_of(result), lease, span), media_type=spec.stream_media_type)
         lease.release()
+        if span is not None:
+            span.end()
         if isinstance(result, Response):
             return result
+        span = trace.start("encode") if trace is not None else None
         try:
             content = _encoder.encode(result)
         except (TypeError, msgspec.EncodeError) as exc:
             raise InferenceError(f"{name} returned a result that cannot be encoded as JSON: {exc}") from exc
+        if span is not None:
+            span.end()
         return Response(content, media_type=_JSON)
 
     paths = [p for path in spec.paths for p in (path, path + "/")]
@@ -101,10 +116,21 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
     )(handle)
 
 
-async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]) -> Lease:
+async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any], trace: Trace | None) -> Lease:
     """Wait for a slot and the model (a queue, a cold load), but give up if the client
     disconnects meanwhile, so a request nobody waits for neither holds a queue place nor runs
-    the model. A load in progress goes on for the requests that come next."""
+    the model. A load in progress goes on for the requests that come next. A traced wait is a
+    span linked to the load it waited for."""
+    wait = trace.start("queue wait", attributes={"warmgate.function": fn.name}) if trace is not None else None
+    try:
+        return await _acquire_or_leave(fn, request)
+    finally:
+        if wait is not None:
+            request.app.state.tracer.waited(wait, fn)
+            wait.end()
+
+
+async def _acquire_or_leave(fn: Function, request: Request[Any, Any, Any]) -> Lease:
     acquire = asyncio.ensure_future(fn.acquire())
     disconnected = asyncio.ensure_future(_disconnect(request))
     try:
@@ -183,12 +209,17 @@ def _wei_text(amount: Fraction) -> str:
     return str(amount.numerator) if amount.denominator == 1 else f"{float(amount):.6g}"
 
 
-async def _relay(chunks: AsyncIterator[Any], lease: Lease) -> AsyncIterator[bytes]:
+async def _relay(chunks: AsyncIterator[Any], lease: Lease, span: Span | None) -> AsyncIterator[bytes]:
+    """The stream's chunks; its slot is freed, and its executor span ended, when it ends."""
     try:
         async for chunk in chunks:
+            if span is not None and span.events is None:
+                span.event("first chunk")
             yield chunk.encode() if isinstance(chunk, str) else chunk
     finally:
         lease.release()
+        if span is not None:
+            span.end()
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()

@@ -11,6 +11,12 @@ subprocess on 127.0.0.1, one server at a time, and loads it with ``wrk``:
   before its response ends;
 * ``warmgate+keys``: as ``warmgate+ledger``, with ``auth.keys``: a key made with the key store,
   each request's quote held against its balance and settled with its ledger row.
+* ``warmgate+tracing``: as ``warmgate``, every request traced (``tracing.sample_ratio: 1``) and
+  exported to a local OTLP/HTTP receiver in the driver's process. Target: <= 10% throughput
+  cost against ``warmgate`` at c=64.
+* ``warmgate@baseline`` (with ``--baseline DIR``): the ``warmgate`` server run from another
+  checkout (``PYTHONPATH=DIR``), e.g. main before tracing: ``warmgate`` against it is what
+  tracing costs when it is off. Target: 0% (within the noise).
 
 Three more comparisons, each behind its flag (instead of the table above):
 
@@ -52,7 +58,9 @@ from processes import free_port, stop
 
 __test__ = False  # never collected by pytest
 
-VARIANTS = ("bare", "warmgate", "warmgate+log", "warmgate+price", "warmgate+ledger", "warmgate+keys")
+VARIANTS = ("bare", "warmgate", "warmgate+log", "warmgate+price", "warmgate+ledger", "warmgate+keys", "warmgate+tracing")
+BASELINE = "warmgate@baseline"
+"""The ``warmgate`` server from the ``--baseline`` checkout."""
 _PRICED = ("warmgate+price", "warmgate+ledger", "warmgate+keys")
 LEVELS = ((1, 1), (2, 64))  # (wrk threads, connections)
 API_KEY = "bench-key"
@@ -121,10 +129,11 @@ class SlowRunner:
 
 
 def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", keys: bool = False,
-                 ledger_sync: str = "full", slow: bool = False, database: str = "") -> Litestar:
+                 ledger_sync: str = "full", slow: bool = False, database: str = "", otlp: str = "") -> Litestar:
     """The no-op pipeline (``slow``: the 5 ms one) through the full warmgate path, auth on;
     ``priced`` quotes every request; with a ``ledger`` file (or a PostgreSQL ``database``)
-    every request is committed to it; ``keys`` requires keys from it."""
+    every request is committed to it; ``keys`` requires keys from it; with an ``otlp``
+    endpoint every request is traced and exported there."""
     from warmgate import FunctionConfig, PipelineSpec, Settings, create_app
     from warmgate.core.settings import AuthSettings, GatewaySettings, Price
     from warmgate.plugins.pricing.settings import PricingSettings
@@ -139,17 +148,21 @@ def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", ke
                                   price=Price(price_per_unit=1) if priced else None)],
         sections=[PricingSettings(ledger="" if database else ledger, ledger_sync=ledger_sync, database=database)],
     )
+    if otlp:
+        from warmgate.core.tracing.settings import TracingSettings
+
+        settings.sections.append(TracingSettings(endpoint=otlp, sample_ratio=1.0))
     return create_app(settings, pipelines={"noop": spec})
 
 
-def serve(variant: str, port: int, ledger: str, ledger_sync: str, slow: bool, database: str) -> None:
+def serve(variant: str, port: int, ledger: str, ledger_sync: str, slow: bool, database: str, otlp: str = "") -> None:
     """Run one server variant in this process until terminated."""
     import uvicorn
 
     app = bare_app() if variant == "bare" else warmgate_app(
         access_log=variant == "warmgate+log", priced=variant in _PRICED,
         ledger=ledger if variant in ("warmgate+ledger", "warmgate+keys") else "off", keys=variant == "warmgate+keys",
-        ledger_sync=ledger_sync, slow=slow, database=database)
+        ledger_sync=ledger_sync, slow=slow, database=database, otlp=otlp if variant == "warmgate+tracing" else "")
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_config=None, access_log=False)
 
@@ -222,9 +235,11 @@ def measure(proc: subprocess.Popen[bytes], port: int, variant: str, token: str, 
 
 
 def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str, *, slow: bool = False,
-                  database: str = "", levels: tuple[tuple[int, int], ...] = LEVELS) -> dict[str, dict[str, float]]:
+                  database: str = "", levels: tuple[tuple[int, int], ...] = LEVELS, otlp: str = "",
+                  baseline: str = "") -> dict[str, dict[str, float]]:
     """Start ``variant``'s server (a fresh ledger, or the PostgreSQL ``database``, and a key
-    when it needs one; ``slow``: the 5 ms pipeline) and measure it."""
+    when it needs one; ``slow``: the 5 ms pipeline; ``otlp``: where ``warmgate+tracing``
+    exports; ``baseline``: the checkout ``warmgate@baseline`` runs from) and measure it."""
     port = free_port()
     ledger = tmp / f"usage-{port}.sqlite"
     token = API_KEY
@@ -234,9 +249,11 @@ def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str, *
         store = KeyStore(database or ledger)
         _, token = store.create(name="bench", credit=10**30)
         store.close()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port), "--ledger", str(ledger),
-                             "--ledger-sync", sync, "--database", database, *(["--slow"] if slow else [])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": baseline} if variant == BASELINE else None
+    served = "warmgate" if variant == BASELINE else variant
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", served, "--port", str(port), "--ledger", str(ledger),
+                             "--ledger-sync", sync, "--database", database, "--otlp", otlp, *(["--slow"] if slow else [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return measure(proc, port, variant, token, wrk, tmp, duration, levels)
 
 
@@ -339,6 +356,15 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
                   f"{variant} added p50 at c=1: {added:+.3f} ms (target < 0.3 ms: {_verdict(added < 0.3)})"]
     if "warmgate+price" in results and "warmgate+keys" in results:  # the pricing issue's target (--pricing: 5 ms)
         lines += [_cost(results, "", "c1", None), _cost(results, "", "c64", 0.25)]
+    for variant, against, what, target in (("warmgate+tracing", "warmgate", "tracing, sampling 1.0", 0.10),
+                                           ("warmgate", BASELINE, "tracing off, against the baseline", 0.0)):
+        if variant in results and against in results:
+            for level in ("c1", "c64"):
+                cost = 1 - results[variant][level]["rps"] / results[against][level]["rps"]
+                met = cost <= target if target else abs(cost) <= 0.03  # 0%: within this machine's noise
+                goal = (f"target {'<= ' if target else ''}{target:.0%}{'' if target else ' within 3%'}: {_verdict(met)}"
+                        if level == "c64" else "no target")
+                lines.append(f"{what}: throughput cost vs {against}, c={level[1:]}: {cost:.1%} ({goal})")
     return "\n".join(lines)
 
 
@@ -371,6 +397,9 @@ def main() -> None:
     parser.add_argument("--ledger", default="off", help=argparse.SUPPRESS)
     parser.add_argument("--database", default="", help=argparse.SUPPRESS)
     parser.add_argument("--slow", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--otlp", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", default="",
+                        help="a checkout (e.g. main before a change) whose warmgate server is measured too, as warmgate@baseline")
     parser.add_argument("--ledger-sync", choices=("full", "normal"), default="full",
                         help="pricing.ledger_sync of the ledger and keys servers (default full)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma list of servers to run (default: all)")
@@ -382,9 +411,9 @@ def main() -> None:
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
     if args.serve:
-        serve(args.serve, args.port, args.ledger, args.ledger_sync, args.slow, args.database)
+        serve(args.serve, args.port, args.ledger, args.ledger_sync, args.slow, args.database, args.otlp)
         return
-    variants = [v for v in VARIANTS if v in args.only.split(",")]
+    variants = [v for v in VARIANTS if v in args.only.split(",")] + ([BASELINE] if args.baseline else [])
     if "bare" not in variants:
         parser.error("--only must include bare: every ratio is against it")
     wrk = shutil.which("wrk")
@@ -402,9 +431,14 @@ def main() -> None:
         return
     print(f"{len(variants)} servers x c={[c for _, c in LEVELS]} x {args.rounds} rounds, {args.duration}s each after "
           f"a {WARMUP_SECONDS}s warm-up; medians; server and wrk share the machine's cores", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp:
-        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration, args.ledger_sync) for v in variants}
+    from warmgate.testing.otlp import OTLPReceiver
+
+    with tempfile.TemporaryDirectory() as tmp, OTLPReceiver(decode_spans=False) as receiver:  # a collector's endpoint
+        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration, args.ledger_sync, otlp=receiver.endpoint,
+                                    baseline=args.baseline) for v in variants}
                   for _ in range(args.rounds)]
+    if "warmgate+tracing" in variants:
+        print(f"warmgate+tracing exported {receiver.bytes / 1e6:.1f} MB in {receiver.posts} OTLP posts", file=sys.stderr)
     results = median_of_rounds(rounds)
     if args.json:
         print(json.dumps({"duration_s": args.duration, "rounds": rounds, "results": results,

@@ -33,7 +33,8 @@ Three more comparisons, each behind its flag (instead of the table above):
 
 Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json] [--pricing | --store |
 --workers]``. Needs ``wrk`` (``apt-get install -y wrk``). Server and wrk share the machine's cores,
-so compare the numbers with each other, not with other machines. This is a script, not a test.
+so compare the numbers with each other, not with other machines; the server's CPU time per request
+(``CPU us/req``) is the number the machine's other load disturbs least. This is a script, not a test.
 """
 
 from __future__ import annotations
@@ -198,6 +199,13 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, token: st
         sys.exit(f"error: {variant} POST {path} answered an unexpected body: {answer!r}")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used: per request, it is what a server costs even
+    on a machine whose other processes make its throughput noisy."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(wrk: str, script: Path, url: str, threads: int, conns: int, seconds: int) -> dict[str, float]:
     """One wrk run; requests/s, p50 and p99 in ms, and error counts."""
     cmd = [wrk, f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url]
@@ -224,7 +232,9 @@ def measure(proc: subprocess.Popen[bytes], port: int, variant: str, token: str, 
         wait_ready(proc, base, variant, token, path=path, body=body)
         for threads, conns in levels:
             run_wrk(wrk, script, base + path, threads, conns, WARMUP_SECONDS)  # discarded
+            cpu = _cpu_seconds(proc.pid)
             result = run_wrk(wrk, script, base + path, threads, conns, duration)
+            result["cpu_us"] = (_cpu_seconds(proc.pid) - cpu) / max(1, result["requests"]) * 1e6
             if result["errors"] or result["non_2xx"]:
                 print(f"warning: {variant} c={conns}: {result['errors']:.0f} socket errors, "
                       f"{result['non_2xx']:.0f} non-2xx responses", file=sys.stderr)
@@ -332,10 +342,11 @@ def _verdict(ok: bool) -> str:
 
 def table(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     width = max(14, *(len(v) + 2 for v in results))
-    lines = [f"{'server':<{width}}{'conc':>5}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}", "-" * (width + 34)]
+    lines = [f"{'server':<{width}}{'conc':>5}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}", "-" * (width + 46)]
     for variant, levels in results.items():
         for key, r in levels.items():
-            lines.append(f"{variant:<{width}}{key[1:]:>5}{r['rps']:>11.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}")
+            lines.append(f"{variant:<{width}}{key[1:]:>5}{r['rps']:>11.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}"
+                         f"{r.get('cpu_us', float('nan')):>12.1f}")
     return [*lines, ""]
 
 
@@ -361,10 +372,12 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
         if variant in results and against in results:
             for level in ("c1", "c64"):
                 cost = 1 - results[variant][level]["rps"] / results[against][level]["rps"]
+                cpu = results[variant][level]["cpu_us"] / results[against][level]["cpu_us"] - 1
                 met = cost <= target if target else abs(cost) <= 0.03  # 0%: within this machine's noise
                 goal = (f"target {'<= ' if target else ''}{target:.0%}{'' if target else ' within 3%'}: {_verdict(met)}"
                         if level == "c64" else "no target")
-                lines.append(f"{what}: throughput cost vs {against}, c={level[1:]}: {cost:.1%} ({goal})")
+                lines.append(f"{what}: throughput cost vs {against}, c={level[1:]}: {cost:.1%} ({goal}); "
+                             f"server CPU per request {cpu:+.1%}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from warmgate.core.context import request_context
 from warmgate.core.tracing.spans import CLIENT, INTERNAL, SERVER, Span, Trace
 
-__all__ = ["CLIENT", "INTERNAL", "SERVER", "Span", "Trace", "outgoing_headers", "record_error", "start_span"]
+__all__ = ["CLIENT", "INTERNAL", "SERVER", "Span", "Trace", "branch", "outgoing_headers", "record_error", "start_span"]
 
 
 def start_span(name: str, kind: int = INTERNAL, attributes: dict[str, Any] | None = None) -> Span | None:
@@ -23,6 +23,13 @@ def start_span(name: str, kind: int = INTERNAL, attributes: dict[str, Any] | Non
     context = request_context.get()
     trace = context.trace if context is not None else None
     return trace.start(name, kind, attributes) if trace is not None else None
+
+
+def branch(name: str, attributes: dict[str, Any] | None = None) -> Trace | None:
+    """Spans for work the current request starts and outlives (``Trace.branch``); None: untraced."""
+    context = request_context.get()
+    trace = context.trace if context is not None else None
+    return trace.branch(name, attributes) if trace is not None else None
 
 
 def outgoing_headers() -> dict[str, str] | None:

@@ -25,8 +25,11 @@ __all__ = ["BATCH_SPANS", "OTLPExporter"]
 
 _log = structlog.get_logger("warmgate.tracing")
 
-BATCH_SPANS = 512
-"""Spans per POST at most (the OpenTelemetry SDK's default batch)."""
+BATCH_SPANS = 4096
+"""Spans per POST at most: at thousands of requests a second, fewer and larger posts cost the
+gateway's process less than the OpenTelemetry SDK's 512."""
+WAKE_TRACES = 256
+"""Queued traces that start an export before the interval is up."""
 
 
 class OTLPExporter:
@@ -57,7 +60,7 @@ class OTLPExporter:
             self.dropped += 1
             return
         queue.append(trace)
-        if len(queue) == BATCH_SPANS // 8:  # about a batch of requests' spans: no need to wait for the timer
+        if len(queue) == WAKE_TRACES:
             self._wake.set()
 
     def start(self) -> None:
@@ -86,12 +89,16 @@ class OTLPExporter:
             self._drain(client)
 
     def _drain(self, client: httpx.Client) -> None:
+        """Post what was queued when the thread woke, in batches; what comes meanwhile waits for
+        the next wake, so the thread never posts back to back while requests keep coming."""
         queue = self._queue
-        while queue:
+        left = len(queue)
+        while left > 0:
             batch: list[Trace] = []
             count = 0
-            while queue and count < BATCH_SPANS:
+            while left > 0 and count < BATCH_SPANS:
                 trace = queue.popleft()
+                left -= 1
                 batch.append(trace)
                 count += len(trace.spans)
             self._post(client, encode_request(batch, self._header))

@@ -122,6 +122,12 @@ class Trace:
         self._open.append(span)
         return span
 
+    def branch(self, name: str, attributes: dict[str, Any] | None = None) -> Trace:
+        """The spans of work this request starts and outlives (a live session): the same trace,
+        under the current span, exported when ``finish()`` is called on it."""
+        return Trace(self._export, name, attributes=attributes, trace_id=self.trace_id,
+                     parent_id=self.current.span_id, tracestate=self.tracestate)
+
     def closed(self, span: Span) -> None:
         stack = self._open
         if stack and stack[-1] is span:

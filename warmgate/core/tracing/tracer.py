@@ -9,6 +9,7 @@ trace; a model load is a trace of its own, which every request that waited for i
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from warmgate.core.tracing.spans import SERVER, Span, Trace
@@ -70,6 +71,15 @@ class Tracer:
             return None
         return Trace(self.exporter.submit, method, kind=SERVER, attributes=attributes, trace_id=trace_id,
                      parent_id=parent_id, tracestate=tracestate or "")
+
+    def continued(self, name: str, headers: Mapping[str, str]) -> Trace | None:
+        """A trace carried here in ``headers`` (``traceparent``, ``tracestate``) by another
+        process that is not HTTP (a Ray replica's call), or None when it is not sampled."""
+        parent = parse_traceparent(headers.get("traceparent", ""))
+        if parent is None or not parent[2]:
+            return None
+        return Trace(self.exporter.submit, name, kind=SERVER, trace_id=parent[0], parent_id=parent[1],
+                     tracestate=headers.get("tracestate", ""))
 
     def finish(self, trace: Trace, scope: dict[str, Any], context: RequestContext, status: int) -> None:
         """Name the server span by its route, record the answer (and an LLM call's usage) and export."""

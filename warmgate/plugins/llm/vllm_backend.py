@@ -32,6 +32,7 @@ import msgspec
 import structlog
 
 from warmgate.core.http.errors import ClientError, WarmgateError
+from warmgate.core.tracing import outgoing_headers
 from warmgate.plugins.llm.backend import (
     Completion,
     Delta,
@@ -289,7 +290,9 @@ class OpenAICompatibleBackend:
 
     def _post(self, params: GenerationParams, stream: bool) -> Any:
         url = self.url if params.prompt is None else self.completions_url  # a raw prompt: the legacy completions
-        return self.session.post(url, data=self._body(params, stream), headers=_JSON_HEADERS)
+        trace = outgoing_headers()  # the engine (vLLM) continues the request's trace under its engine span
+        return self.session.post(url, data=self._body(params, stream),
+                                 headers=_JSON_HEADERS if trace is None else {**_JSON_HEADERS, **trace})
 
     async def complete(self, params: GenerationParams) -> Completion:
         """One answer without streaming: for non-streaming requests the engine then sends one

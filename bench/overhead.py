@@ -18,7 +18,7 @@ subprocess on 127.0.0.1, one server at a time, and loads it with ``wrk``:
   checkout (``PYTHONPATH=DIR``), e.g. main before tracing: ``warmgate`` against it is what
   tracing costs when it is off. Target: 0% (within the noise).
 
-Three more comparisons, each behind its flag (instead of the table above):
+Four more comparisons, each behind its flag (instead of the table above):
 
 * ``--pricing``: the cost of keys and the ledger, ``warmgate+keys`` against ``warmgate+price``,
   on the no-op pipeline and on a 5 ms one (an async runner that sleeps 5 ms), at c=1 and c=64.
@@ -26,13 +26,15 @@ Three more comparisons, each behind its flag (instead of the table above):
 * ``--store``: ``warmgate+keys`` on the 5 ms pipeline at c=64 with its keys and ledger in the
   SQLite file against a throwaway PostgreSQL (``warmgate.testing.postgres``, fsync on, as the
   SQLite ledger's ``ledger_sync: full``) through ``pricing.database``.
+* ``--tracing``: ``warmgate+tracing`` against ``warmgate`` on the no-op pipeline and on the 5 ms
+  one, at c=1 and c=64, with the server's CPU per request.
 * ``--workers``: a gateway relaying ``/echo`` (``executor: remote``, unpriced) to an upstream
   warmgate running the echo pipeline in process (an instant runner), in one worker process and in
   two (``serve --workers 2``: ``warmgate.testing.process``, as tests/core/test_workers.py runs it), at
   c=64. The upstream, the workers and wrk all share the machine's cores.
 
-Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json] [--pricing | --store |
---workers]``. Needs ``wrk`` (``apt-get install -y wrk``). Server and wrk share the machine's cores,
+Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json] [--baseline DIR] [--pricing |
+--store | --workers | --tracing]``. Needs ``wrk`` (``apt-get install -y wrk``). Server and wrk share the machine's cores,
 so compare the numbers with each other, not with other machines; the server's CPU time per request
 (``CPU us/req``) is the number the machine's other load disturbs least. This is a script, not a test.
 """
@@ -274,6 +276,14 @@ def bench_pricing(wrk: str, tmp: Path, duration: int, sync: str, rounds: int) ->
     return median_of_rounds(runs)
 
 
+def bench_tracing(wrk: str, tmp: Path, duration: int, sync: str, rounds: int,
+                  otlp: str) -> dict[str, dict[str, dict[str, float]]]:
+    """``--tracing``: every request traced and exported, against tracing off, on the no-op and the 5 ms pipeline."""
+    runs = [{f"{variant}{'@5ms' if slow else ''}": bench_variant(variant, wrk, tmp, duration, sync, slow=slow, otlp=otlp)
+             for slow in (False, True) for variant in ("warmgate", "warmgate+tracing")} for _ in range(rounds)]
+    return median_of_rounds(runs)
+
+
 def bench_store(wrk: str, tmp: Path, duration: int, sync: str, rounds: int) -> dict[str, dict[str, dict[str, float]]]:
     """``--store``: keys + ledger on the 5 ms pipeline at c=64 in SQLite, then in PostgreSQL."""
     from warmgate.testing.postgres import PostgresServer
@@ -370,15 +380,29 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
     for variant, against, what, target in (("warmgate+tracing", "warmgate", "tracing, sampling 1.0", 0.10),
                                            ("warmgate", BASELINE, "tracing off, against the baseline", 0.0)):
         if variant in results and against in results:
-            for level in ("c1", "c64"):
-                cost = 1 - results[variant][level]["rps"] / results[against][level]["rps"]
-                cpu = results[variant][level]["cpu_us"] / results[against][level]["cpu_us"] - 1
-                met = cost <= target if target else abs(cost) <= 0.03  # 0%: within this machine's noise
-                goal = (f"target {'<= ' if target else ''}{target:.0%}{'' if target else ' within 3%'}: {_verdict(met)}"
-                        if level == "c64" else "no target")
-                lines.append(f"{what}: throughput cost vs {against}, c={level[1:]}: {cost:.1%} ({goal}); "
-                             f"server CPU per request {cpu:+.1%}")
+            lines += _relative(results, variant, against, what, target)
     return "\n".join(lines)
+
+
+def _relative(results: dict[str, dict[str, dict[str, float]]], variant: str, against: str, what: str,
+              target: float) -> list[str]:
+    """``variant``'s throughput cost and server CPU per request against ``against``, at c=1 and
+    c=64 (the target is for c=64; a target of 0 allows this machine's noise, 3%)."""
+    lines = []
+    for level in ("c1", "c64"):
+        cost = 1 - results[variant][level]["rps"] / results[against][level]["rps"]
+        cpu = results[variant][level]["cpu_us"] / results[against][level]["cpu_us"] - 1
+        met = cost <= target if target else abs(cost) <= 0.03
+        goal = (f"target {'<= ' if target else ''}{target:.0%}{'' if target else ' within 3%'}: {_verdict(met)}"
+                if level == "c64" else "no target")
+        lines.append(f"{what}: throughput cost vs {against}, c={level[1:]}: {cost:.1%} ({goal}); "
+                     f"server CPU per request {cpu:+.1%}")
+    return lines
+
+
+def report_tracing(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    return "\n".join([*table(results), *_relative(results, "warmgate+tracing", "warmgate", "tracing, no-op pipeline", 0.10),
+                      *_relative(results, "warmgate+tracing@5ms", "warmgate@5ms", "tracing, 5 ms pipeline", 0.10)])
 
 
 def report_pricing(results: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -420,6 +444,7 @@ def main() -> None:
     extra.add_argument("--pricing", action="store_true", help="keys + ledger cost on the no-op and 5 ms pipelines")
     extra.add_argument("--store", action="store_true", help="PostgreSQL against SQLite, 5 ms pipeline, c=64")
     extra.add_argument("--workers", action="store_true", help="a relay in 2 worker processes against 1, c=64")
+    extra.add_argument("--tracing", action="store_true", help="tracing on against off, no-op and 5 ms pipelines")
     args = parser.parse_args()
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
@@ -432,6 +457,14 @@ def main() -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
+    if args.tracing:
+        from warmgate.testing.otlp import OTLPReceiver
+
+        with tempfile.TemporaryDirectory() as tmp, OTLPReceiver(decode_spans=False) as receiver:
+            results = bench_tracing(wrk, Path(tmp), args.duration, args.ledger_sync, args.rounds, receiver.endpoint)
+        print(json.dumps({"duration_s": args.duration, "results": results}, indent=2) if args.json
+              else report_tracing(results))
+        return
     if args.pricing or args.store or args.workers:
         with tempfile.TemporaryDirectory() as tmp:
             if args.pricing:

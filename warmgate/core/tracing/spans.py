@@ -36,14 +36,18 @@ def traceparent(trace_id: int, span_id: int) -> str:
 
 class Span:
     """One timed step of a trace. ``end()`` is idempotent; a span still open when its trace
-    finishes is ended then (with the request's error, if it failed)."""
+    finishes is ended then (with the request's error, if it failed). A span does not point back
+    at its ``Trace`` (only at the trace's list of open spans, empty once it finishes), so a
+    finished trace is freed by reference counting, not left to the cyclic garbage collector."""
 
-    __slots__ = ("attributes", "end_ns", "error", "events", "kind", "links", "name", "parent_id", "span_id",
-                 "start_ns", "trace")
+    __slots__ = ("_open", "attributes", "end_ns", "error", "events", "kind", "links", "name", "parent_id",
+                 "span_id", "start_ns", "trace_id", "tracestate")
 
     def __init__(self, trace: Trace, name: str, parent_id: int, kind: int = INTERNAL,
                  attributes: dict[str, Any] | None = None) -> None:
-        self.trace = trace
+        self.trace_id = trace.trace_id
+        self.tracestate = trace.tracestate
+        self._open = trace._open
         self.name = name
         self.span_id = new_span_id()
         self.parent_id = parent_id
@@ -69,7 +73,7 @@ class Span:
         """Point at a span of another trace (a model load this request waited for)."""
         if self.links is None:
             self.links = []
-        self.links.append((other.trace.trace_id, other.span_id))
+        self.links.append((other.trace_id, other.span_id))
 
     def fail(self, reason: str) -> None:
         self.error = reason
@@ -77,18 +81,22 @@ class Span:
     def end(self) -> None:
         if not self.end_ns:
             self.end_ns = time.time_ns()
-            self.trace.closed(self)
+            stack = self._open
+            if stack and stack[-1] is self:
+                stack.pop()
+            elif self in stack:
+                stack.remove(self)
 
     @property
     def traceparent(self) -> str:
         """What an outgoing request made inside this span sends, so its server continues the trace."""
-        return traceparent(self.trace.trace_id, self.span_id)
+        return traceparent(self.trace_id, self.span_id)
 
     def headers(self) -> dict[str, str]:
         """``traceparent`` and, when the trace came with one, ``tracestate``."""
         sent = {"traceparent": self.traceparent}
-        if self.trace.tracestate:
-            sent["tracestate"] = self.trace.tracestate
+        if self.tracestate:
+            sent["tracestate"] = self.tracestate
         return sent
 
 
@@ -107,9 +115,10 @@ class Trace:
         self.tracestate = tracestate
         self.reason: str | None = None
         """Why the request failed, as its error body says; open spans end with it."""
+        self._open: list[Span] = []
         self.root = Span(self, name, parent_id, kind, attributes)
         self.spans = [self.root]
-        self._open = [self.root]
+        self._open.append(self.root)
 
     @property
     def current(self) -> Span:
@@ -127,13 +136,6 @@ class Trace:
         under the current span, exported when ``finish()`` is called on it."""
         return Trace(self._export, name, attributes=attributes, trace_id=self.trace_id,
                      parent_id=self.current.span_id, tracestate=self.tracestate)
-
-    def closed(self, span: Span) -> None:
-        stack = self._open
-        if stack and stack[-1] is span:
-            stack.pop()
-        elif span in stack:
-            stack.remove(span)
 
     def finish(self) -> None:
         """End every open span (innermost first; failed with ``reason`` when there is one) and

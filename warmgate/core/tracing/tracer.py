@@ -43,8 +43,8 @@ class Tracer:
         self.exporter = exporter
         self.sample_ratio = sample_ratio
         self._bound = round(sample_ratio * 2**64)
-        self.loads: dict[str, Span] = {}
-        """The span of each function's current or last model load."""
+        self.loads: dict[str, Trace] = {}
+        """The trace of each function's current or last model load."""
 
     def _sampled(self, trace_id: int) -> bool:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self._bound  # the SDK's TraceIdRatioBased, on the low 64 bits
@@ -114,23 +114,23 @@ class Tracer:
         trace = Trace(self.exporter.submit, f"load {fn.name}", attributes={
             "warmgate.function": fn.name, "warmgate.model_id": config.model_id, "warmgate.executor": config.executor})
         if self._sampled(trace.trace_id):
-            self.loads[fn.name] = trace.root
+            self.loads[fn.name] = trace
         else:
             self.loads.pop(fn.name, None)
 
     def load_ended(self, fn: Function, failed: bool) -> None:
-        span = self.loads.get(fn.name)
-        if span is None or span.end_ns:
+        trace = self.loads.get(fn.name)
+        if trace is None or trace.root.end_ns:
             return
         if failed:
-            span.trace.reason = span.error = fn.last_error or "the load failed"
-        span.trace.finish()
+            trace.reason = trace.root.error = fn.last_error or "the load failed"
+        trace.finish()
 
     def waited(self, span: Span, fn: Function) -> None:
         """Link a request's wait for ``fn`` to the load it waited for, if one ended (or runs) meanwhile."""
         load = self.loads.get(fn.name)
-        if load is not None and (not load.end_ns or load.end_ns >= span.start_ns):
-            span.link(load)
+        if load is not None and (not load.root.end_ns or load.root.end_ns >= span.start_ns):
+            span.link(load.root)
 
     def observe(self, inner: FunctionObserver) -> LoadObserver:
         return LoadObserver(self, inner)

@@ -60,6 +60,18 @@ def _any_value(value: Any) -> bytes:
 
 
 _attribute_cache: dict[tuple[str, Any], bytes] = {}
+_name_cache: dict[str, bytes] = {}
+_KINDS = {kind: b"\x30" + _varint(kind) for kind in range(6)}
+
+
+def _name(name: str) -> bytes:
+    """``Span.name`` (span names repeat: a route, a step), encoded once."""
+    encoded = _name_cache.get(name)
+    if encoded is None:
+        encoded = _field(5, name.encode())
+        if len(_name_cache) < _CACHED_ATTRIBUTES:
+            _name_cache[name] = encoded
+    return encoded
 
 
 def _attributes(number: int, attributes: Mapping[str, Any]) -> bytes:
@@ -84,8 +96,7 @@ def _spans(trace: Trace) -> Iterable[bytes]:
         parts = [trace_id, b"\x12\x08", span.span_id.to_bytes(8, "big"), state]
         if span.parent_id:
             parts += (b"\x22\x08", span.parent_id.to_bytes(8, "big"))
-        parts += (_field(5, span.name.encode()), b"\x30", _varint(span.kind), b"\x39", _fixed64(span.start_ns),
-                  b"\x41", _fixed64(span.end_ns))
+        parts += (_name(span.name), _KINDS[span.kind], b"\x39", _fixed64(span.start_ns), b"\x41", _fixed64(span.end_ns))
         if span.attributes:
             parts.append(_attributes(9, span.attributes))
         if span.events:

@@ -244,3 +244,29 @@ def test_tracing_off_imports_no_opentelemetry_module():
     result = subprocess.run([sys.executable, "-c", _OFF], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"  # nor the exporter, the encoder or the tracer
+
+
+def test_serve_refuses_bad_tracing_settings_in_one_line(tmp_path):
+    bad = tmp_path / "serverless.yaml"
+    bad.write_text("tracing:\n  endpoint: http://collector:4318\n  sample_ratio: 2\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run([sys.executable, "-m", "warmgate", "serve", "--config", str(bad), "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: invalid configuration: {bad}: line 3, tracing.sample_ratio: Expected `float` <= 1.0"]
+    env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "collector:4318"
+    elsewhere = tmp_path / "no-config"  # no ./serverless.yaml: the built-in defaults, and the variable
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "warmgate", "serve", "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=elsewhere)
+    assert result.returncode == 1 and "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: expected an http(s) URL" in result.stderr
+
+
+def test_the_standard_variables_turn_tracing_off(receiver, monkeypatch):
+    settings = Settings(sections=[tracing(receiver, "gw")])
+    for variable, value in (("OTEL_SDK_DISABLED", "true"), ("OTEL_TRACES_EXPORTER", "none")):
+        monkeypatch.setenv(variable, value)
+        assert create_app(settings).state.tracer is None
+        monkeypatch.delenv(variable)
+    assert create_app(settings).state.tracer is not None

@@ -85,8 +85,15 @@ class OTLPExporter:
             while not self._stopping:
                 self._wake.wait(self.interval)
                 self._wake.clear()
-                self._drain(client)
+                self._drain_logged(client)
+            self._drain_logged(client)
+
+    def _drain_logged(self, client: httpx.Client) -> None:
+        try:
             self._drain(client)
+        except Exception:  # a bug here must cost spans, not the thread (and with it every later export)
+            self.failures += 1
+            _log.exception("trace_export_failed", endpoint=self.endpoint)
 
     def _drain(self, client: httpx.Client) -> None:
         """Post what was queued when the thread woke, in batches; what comes meanwhile waits for

@@ -2,8 +2,8 @@
 
 The resource and the instrumentation scope are encoded once with opentelemetry-proto's own
 messages. Spans are written field by field here: building opentelemetry-proto messages cost
-about 10 µs a span on the machine this was measured on, more than the gateway's own time for a
-no-op request, and these bytes about 2.5 µs. An attribute with the same key and value (a method,
+about 10 µs a span on the machine this was measured on (a no-op request's own work is about 45
+µs), and these bytes about 3 µs. An attribute with the same key and value (a method,
 a route, a function) is encoded once and reused. ``tests/core/test_tracing.py`` decodes what this
 writes with opentelemetry-proto.
 """

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from warmgate.core.tracing.spans import SERVER, Span, Trace
+from warmgate.core.tracing.spans import SERVER, Span, Trace, new_trace_id
 
 if TYPE_CHECKING:
     from warmgate.core.context import RequestContext
@@ -57,18 +57,20 @@ class Tracer:
                 parent = parse_traceparent(value.decode("latin-1"))
             elif name == b"tracestate":
                 tracestate = value.decode("latin-1")
+        if parent is None:  # a trace of its own, kept by the ratio (decided before anything is built)
+            trace_id, parent_id, tracestate = new_trace_id(), 0, ""
+            if not self._sampled(trace_id):
+                return None
+        else:
+            trace_id, parent_id, sampled = parent
+            if not sampled:
+                return None
         method = scope["method"]
         attributes = {"http.request.method": method, "url.path": scope["path"], "url.scheme": scope["scheme"],
                       "warmgate.request_id": request_id}
         client = scope.get("client")
         if client:
             attributes["client.address"] = client[0]
-        if parent is None:
-            trace = Trace(self.exporter.submit, method, kind=SERVER, attributes=attributes)
-            return trace if self._sampled(trace.trace_id) else None
-        trace_id, parent_id, sampled = parent
-        if not sampled:
-            return None
         return Trace(self.exporter.submit, method, kind=SERVER, attributes=attributes, trace_id=trace_id,
                      parent_id=parent_id, tracestate=tracestate or "")
 
@@ -111,12 +113,12 @@ class Tracer:
     def load_started(self, fn: Function) -> None:
         """A load is a trace of its own, sampled as a new request's trace is."""
         config = fn.config
-        trace = Trace(self.exporter.submit, f"load {fn.name}", attributes={
-            "warmgate.function": fn.name, "warmgate.model_id": config.model_id, "warmgate.executor": config.executor})
-        if self._sampled(trace.trace_id):
-            self.loads[fn.name] = trace
-        else:
+        trace_id = new_trace_id()
+        if not self._sampled(trace_id):
             self.loads.pop(fn.name, None)
+            return
+        self.loads[fn.name] = Trace(self.exporter.submit, f"load {fn.name}", trace_id=trace_id, attributes={
+            "warmgate.function": fn.name, "warmgate.model_id": config.model_id, "warmgate.executor": config.executor})
 
     def load_ended(self, fn: Function, failed: bool) -> None:
         trace = self.loads.get(fn.name)

@@ -108,6 +108,23 @@ def test_a_cold_load_is_its_own_span_linked_from_both_first_requests(receiver, w
     assert load.attributes["warmgate.function"] == "slow:m" and load.status_code != ERROR
 
 
+def test_a_failed_load_fails_its_span_and_the_wait_linked_to_it(receiver, warmgate_server):
+    def load(model_id, options):
+        raise OSError("no such weights")
+
+    spec = PipelineSpec(name="broken", request=EchoRequest, response=EchoResponse, load=load, default_model_id="m")
+    settings = Settings(functions=[FunctionConfig(pipeline="broken", model_id="m")], sections=[tracing(receiver, "gw")])
+    _, client = warmgate_server(settings, pipelines={"broken": spec})
+    assert client.post("/broken", json={"prompt": "x"}).status_code == 503  # LoadError
+    spans = receiver.wait_for(lambda got: any(s.name == "load broken:m" for s in got)
+                              and any(s.name == "queue wait" for s in got))
+    [load] = [s for s in spans if s.name == "load broken:m"]
+    [wait] = [s for s in spans if s.name == "queue wait"]
+    assert load.status_code == ERROR and "no such weights" in load.status_message
+    assert wait.links == [(load.trace_id, load.span_id)]
+    assert wait.status_code == ERROR and "no such weights" in wait.status_message
+
+
 def test_a_failed_request_has_its_spans_in_error_with_the_reason(receiver, warmgate_server):
     runner = MockRunner()
     runner.enqueue(RuntimeError("the model fell over"))

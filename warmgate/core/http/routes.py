@@ -124,6 +124,10 @@ async def _acquire_while_connected(fn: Function, request: Request[Any, Any, Any]
     wait = trace.start("queue wait", attributes={"warmgate.function": fn.name}) if trace is not None else None
     try:
         return await _acquire_or_leave(fn, request)
+    except BaseException as exc:  # a full queue, a failed load, a client that left
+        if wait is not None:
+            wait.fail(getattr(exc, "msg", None) or type(exc).__name__)
+        raise
     finally:
         if wait is not None:
             request.app.state.tracer.waited(wait, fn)

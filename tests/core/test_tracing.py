@@ -13,8 +13,9 @@ from warmgate import FunctionConfig, PipelineSpec, Settings
 from warmgate.core.config import load_settings
 from warmgate.core.http.app import create_app
 from warmgate.core.http.errors import ConfigError
-from warmgate.core.settings import AuthSettings, GatewaySettings
+from warmgate.core.settings import AuthSettings, GatewaySettings, Price
 from warmgate.core.tracing.settings import TracingSettings
+from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import EchoPipeline, EchoRequest, EchoResponse, MockRunner, mock_pipeline, wait_for
 from warmgate.testing.otlp import OTLPReceiver, ReceivedSpan
 from warmgate.testing.process import free_port, gateway_process
@@ -123,6 +124,19 @@ def test_a_failed_load_fails_its_span_and_the_wait_linked_to_it(receiver, warmga
     assert load.status_code == ERROR and "no such weights" in load.status_message
     assert wait.links == [(load.trace_id, load.span_id)]
     assert wait.status_code == ERROR and "no such weights" in wait.status_message
+
+
+def test_a_priced_request_shows_its_quote_and_its_ledger_write(receiver, warmgate_server, tmp_path):
+    settings = Settings(functions=[FunctionConfig(pipeline="echo", model_id="echo-1", price=Price(price_per_unit=3))],
+                        sections=[PricingSettings(ledger=str(tmp_path / "usage.sqlite")), tracing(receiver, "gw")])
+    _, client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})
+    r = client.post("/echo", json={"prompt": "hey"})
+    assert r.status_code == 200 and r.headers["x-warmgate-price"] == "9"
+    spans = receiver.wait_for(lambda got: server_span(got, "gw", "/echo") is not None)
+    root = server_span(spans, "gw", "/echo")
+    steps = sorted(children(spans, root).values(), key=lambda s: s.start_ns)
+    assert [s.name for s in steps] == ["quote and hold", "queue wait", "execute local", "encode", "ledger write"]
+    assert all(root.start_ns <= s.start_ns <= s.end_ns <= root.end_ns for s in steps)
 
 
 def test_a_failed_request_has_its_spans_in_error_with_the_reason(receiver, warmgate_server):

@@ -57,7 +57,7 @@ class RemoteExecutor(BaseExecutor):
             errors = [r.client.unreachable() for r in router.runners]
             await self.stop(router)
             if len(errors) == 1:
-                raise errors[0]
+                raise RunnersFailed(errors[0].msg, retry_after=self._retry_after)
             raise RunnersFailed(f"no runner of {self.config.name!r} is reachable: "
                                 + "; ".join(e.msg for e in errors), retry_after=self._retry_after)
         return router
@@ -138,5 +138,5 @@ class RemoteExecutor(BaseExecutor):
             return wire.RemoteInfo(url=first.url, status="NOT CONNECTED", error=last_error)
         return wire.RemoteInfo(url=first.url, status=first.client.status, error=first.client.error)
 
-    def runners_info(self) -> list[wire.RunnerInfo]:
+    def runner_info(self) -> list[wire.RunnerInfo] | None:
         return self.router.info()

@@ -117,3 +117,10 @@ def test_ai_models_entries_sharing_a_model_all_need_a_url(tmp_path):
                {"pipeline": "echo", "model_id": "org/a"}]
     with pytest.raises(ConfigError, match=r"aiModels.json: \[1\].url: entries \[0, 1\] share pipeline and model_id"):
         load_settings(_write(tmp_path, json.dumps(entries), "aiModels.json"), env={})
+
+
+def test_a_runner_priced_in_fiat_needs_an_eth_rate(tmp_path):
+    text = FUNCTION + ("    runners:\n      - {url: 'http://a:1'}\n"
+                       "      - {url: 'http://b:1', price: {price_per_unit: 1, currency: USD}}\n")
+    with pytest.raises(ConfigError, match=r"functions\[0\].runners\[1\].price.currency: USD needs its ETH rate"):
+        plan_functions(load_settings(_write(tmp_path, text), env={}), {"echo": EchoPipeline().spec})

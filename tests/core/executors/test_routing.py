@@ -19,7 +19,6 @@ from warmgate.testing import EchoPipeline, wait_for
 from warmgate.testing.process import free_port, gateway_process
 
 
-
 def _runner_config(tmp_path, name, *, warm=False, model_id="echo-1"):
     path = tmp_path / f"{name}.yaml"
     path.write_text(json.dumps({

@@ -44,10 +44,13 @@ class PricingSettings(SettingsSection):
             return "auth.keys", "keys are kept in the usage ledger's database, but pricing.ledger is off"
         rates = {code.upper() for code in self.eth_rates}
         for i, fn in enumerate(settings.functions if settings.profile != "demo" else ()):
-            currency = fn.price.currency.upper() if fn.price is not None else "WEI"
-            if currency not in ("WEI", "ETH") and currency not in rates:
-                return (f"functions[{i}].price.currency",
-                        f"{currency} needs its ETH rate in pricing.eth_rates (e.g. {{{currency}: 3000}})")
+            prices = [(f"functions[{i}].price", fn.price)]
+            prices += [(f"functions[{i}].runners[{j}].price", r.price) for j, r in enumerate(fn.runners or ())]
+            for where, price in prices:
+                currency = price.currency.upper() if price is not None else "WEI"
+                if currency not in ("WEI", "ETH") and currency not in rates:
+                    return (f"{where}.currency",
+                            f"{currency} needs its ETH rate in pricing.eth_rates (e.g. {{{currency}: 3000}})")
         return None
 
 

@@ -117,6 +117,9 @@ def test_least_busy_spreads_requests_over_every_runner(runners, gateway):
     served = [pool.function(i)["requests"] for i in range(3)]
     assert all(n > 0 for n in served) and sum(served) == 48
     assert [r["requests"] for r in _runner_states(client)] == served
+    metrics = client.get("/metrics").text
+    for url, n in zip(pool.urls, served, strict=True):
+        assert f'warmgate_runner_requests_total{{function="echo:echo-1",runner="{url}"}} {float(n)}' in metrics
 
 
 def test_a_runner_killed_under_load_costs_no_request_and_comes_back(runners, gateway):
@@ -187,6 +190,13 @@ def test_a_price_cap_between_two_runners_uses_only_the_cheaper_and_below_both_is
 
     free = client.post("/echo", json={"prompt": "abcd"})  # no cap: the hold covers the dearest runner
     assert free.status_code == 200 and free.headers["x-warmgate-price"] in ("4", "12")
+
+    cheapest = gateway(pool.urls[:2], runner_fields=prices, routing=Routing(strategy="cheapest", health_interval=0.2))
+    before = pool.function(0)["requests"]
+    for _ in range(5):
+        r = cheapest.post("/echo", json={"prompt": "abcd"})
+        assert r.status_code == 200 and r.headers["x-warmgate-price"] == "4"
+    assert pool.function(0)["requests"] == before + 5
 
 
 def test_a_client_error_from_a_runner_is_answered_as_is_and_not_retried(runners, gateway):

@@ -29,6 +29,7 @@ from warmgate.core.http.decode import json_decoder, multipart_decoder
 from warmgate.core.http.errors import (
     ClientDisconnected,
     ClientError,
+    ContextExceeded,
     InferenceError,
     LoadError,
     PaymentRequired,
@@ -141,8 +142,8 @@ async def _serve_chain(chain: list[Function], offers: dict[str, dict[str, int]] 
                        spec: PipelineSpec, body: Any, raw: bytes, request: Request[Any, Any, Any],
                        ) -> tuple[Function, Lease, Any]:
     """Serve the request on the first function of ``chain`` that can: the next one (a
-    fallback) when every runner of one failed, is in cooldown or is priced out, or its model
-    does not load. Each is billed at its own price (``offers``); the response names the one
+    fallback) when every runner of one failed, is in cooldown or is priced out, its model
+    does not load, or the prompt overflows its context. Each is billed at its own price (``offers``); the response names the one
     that served (``X-Warmgate-Function``)."""
     failures: list[WarmgateError] = []
     scope = request.scope
@@ -164,8 +165,10 @@ async def _serve_chain(chain: list[Function], offers: dict[str, dict[str, int]] 
             continue
         try:
             result = await fn.executor.call(lease.runner, call)
-        except RunnersFailed as exc:
+        except (RunnersFailed, ContextExceeded) as exc:
             lease.release()
+            if isinstance(exc, ContextExceeded) and fn is chain[-1]:
+                raise
             failures.append(exc)
             if fn is not chain[-1]:
                 _log.warning("function_fallback", function=fn.name, error=exc.msg)

@@ -211,6 +211,7 @@ def test_runners_routing_and_fallbacks_are_read(tmp_path):
     a, b = routed.runner_list
     assert (a.url, a.token, a.weight, a.price) == ("http://gpu-a:8000", "a-secret", 2, None)
     assert (b.price.price_per_unit, b.max_concurrency) == (150, 4)
+    assert (a.max_concurrency, routed.max_concurrency) == (1, 5)  # the function admits its runners' sum
     assert (routed.routing.strategy, routed.routing.retries, routed.routing.cooldown) == ("least-busy", 1, 10)
     assert routed.routing.cooldown_failures == 3  # the default
     assert routed.fallbacks == ["backup"] and backup.runner_list == []
@@ -239,6 +240,10 @@ FUNCTION = "functions:\n  - pipeline: echo\n    executor: remote\n"
      "line 4, functions[0].url", "not both"),
     (FUNCTION + "    runners: [{url: 'http://a:1', weight: 0}]\n",
      "line 4, functions[0].runners[0].weight", ">= 1"),
+    (FUNCTION + "    runners: [{url: 'http://a:1', executor: local}]\n",
+     "line 4, functions[0].runners[0]", "a url or an executor (local, ray), one of them"),
+    (FUNCTION + "    runners: [{executor: local}, {executor: local}]\n",
+     "line 4, functions[0].runners[1].executor", "local is listed twice"),
 ])
 def test_bad_routing_is_refused_with_its_line_and_field(tmp_path, text, location, expected):
     with pytest.raises(ConfigError) as refused:

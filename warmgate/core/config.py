@@ -304,6 +304,15 @@ def _all_sections(settings: Settings, env: Mapping[str, str]) -> list[SettingsSe
     return sections + [section.with_env(env) for section in present.values()]
 
 
+def _with_runner_capacities(fn: FunctionConfig) -> FunctionConfig:
+    """A function with ``runners`` admits what they take together: each runner's
+    ``max_concurrency`` (blank: the function's), summed."""
+    if not fn.runners:
+        return fn
+    runners = [msgspec.structs.replace(r, max_concurrency=r.max_concurrency or fn.max_concurrency) for r in fn.runners]
+    return msgspec.structs.replace(fn, runners=runners, max_concurrency=sum(r.max_concurrency or 0 for r in runners))
+
+
 def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) -> list[FunctionConfig]:
     """The functions to serve: the configured ones (checked against installed pipelines) and a
     cold default-model function for any pipeline left bare; or, with the demo profile, a tiny
@@ -324,6 +333,7 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
         if problem is not None:
             raise ConfigError(settings.source, f"functions[{i}].{problem[0]}", problem[1])
         model_id = fn.model_id or spec.default_model_id
+        fn = _with_runner_capacities(fn)
         planned.append(msgspec.structs.replace(fn, model_id=model_id, name=fn.name or f"{fn.pipeline}:{model_id}"))
     served = {fn.pipeline for fn in planned}
     for spec in pipelines.values():

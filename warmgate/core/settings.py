@@ -129,7 +129,11 @@ class RunnerConfig(_Config):
     """One server a remote function's requests may go to: a warmgate, a Livepeer ai-runner, or
     (for an LLM) an OpenAI-compatible engine."""
 
-    url: str
+    url: str = ""
+    """Its base URL (``http://host:port``); blank with ``executor``."""
+    executor: Literal["", "local", "ray"] = ""
+    """``local`` (the model in this gateway's process) or ``ray`` (a Ray Serve deployment made by
+    this gateway): one runner of the function beside the remote ones, loaded on first use."""
     token: str = ""
     """Bearer token the runner expects; blank: the function's ``token``."""
     weight: Positive = 1
@@ -201,10 +205,12 @@ class FunctionConfig(_Config):
             raise ValueError("`url`: give the runner's url or a list of runners, not both")
         seen: set[str] = set()
         for i, runner in enumerate(self.runners):
-            url = runner.url.rstrip("/")
-            if url in seen:
-                raise ValueError(f"`runners[{i}].url`: {url} is listed twice")
-            seen.add(url)
+            if bool(runner.url) == bool(runner.executor):
+                raise ValueError(f"`runners[{i}]`: give a runner a url or an executor (local, ray), one of them")
+            key = runner.url.rstrip("/") or runner.executor
+            if key in seen:
+                raise ValueError(f"`runners[{i}].{'url' if runner.url else 'executor'}`: {key} is listed twice")
+            seen.add(key)
 
     @property
     def keep_warm(self) -> bool:

@@ -223,3 +223,26 @@ def test_a_stream_cut_mid_way_ends_with_an_error_event_and_is_not_retried(runner
     assert "remote runner broke off" in rest and "[DONE]" not in rest
     states = _runner_states(client)
     assert sum(s["requests"] for s in states) == 1
+
+
+def test_the_gateways_own_instance_is_a_runner_loaded_only_when_no_warm_one_can_serve(warmgate_server, tmp_path):
+    echo = EchoPipeline()
+    with gateway_process(_runner_config(tmp_path, "remote", warm=True)) as remote:
+        fn = FunctionConfig(pipeline="echo", model_id="echo-1", executor="remote", max_concurrency=4,
+                            runners=[RunnerConfig(url=remote.url), RunnerConfig(executor="local")],
+                            routing=Routing(health_interval=0.2, cooldown=60, cooldown_failures=1))
+        _, client = warmgate_server(Settings(functions=[fn]), pipelines={"echo": echo.spec})
+        for i in range(10):
+            assert client.post("/echo", json={"prompt": f"n{i}"}).status_code == 200
+        assert echo.loads == 0  # the warm remote runner took them all
+        remote.kill()
+        r = client.post("/echo", json={"prompt": "here"})
+    assert r.status_code == 200 and r.json()["text"] == "here"
+    assert echo.loads == 1
+    with client.stream("POST", "/echo", json={"prompt": "a b c", "stream": True}) as streamed:
+        assert streamed.status_code == 200 and b"".join(streamed.iter_raw()).endswith(b"data: [DONE]\n\n")
+    [remote_state, local] = _runner_states(client)
+    assert (local["url"], local["state"], local["warm"], local["requests"], local["in_flight"]) == \
+        ("local", "OK", True, 2, 0)
+    assert remote_state["retries"] == remote_state["failures"] <= 1  # unless a health poll saw it die first
+    assert wait_for(lambda: _runner_states(client)[0]["state"] == "UNREACHABLE", timeout=5)

@@ -9,14 +9,20 @@ import asyncio
 import functools
 import re
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 from litestar.response import Stream
 
 from warmgate.core.context import current_request
 from warmgate.core.executors.base import BaseExecutor, Call, RunnersFailed
+from warmgate.core.executors.calling import chunks_of, is_stream
+from warmgate.core.executors.in_process import InProcessRunner
+from warmgate.core.executors.local import describe_error
 from warmgate.core.executors.routing import RoutedRunner, Router
 from warmgate.core.http import wire
+from warmgate.core.http.errors import ClientError
 from warmgate.core.settings import FunctionConfig
 
 __all__ = ["RemoteExecutor"]
@@ -32,6 +38,10 @@ class RemoteExecutor(BaseExecutor):
         self.router = Router(config)
         self.runner_prices = tuple((r.url, r.priced) for r in self.router.runners) if self.router.own_prices else ()
         self._retry_after = settings.gateway.retry_after
+        self._own = {r.url: _own_executor(config, r.config.executor, pipelines, settings)
+                     for r in self.router.runners if r.config.executor}
+        """The gateway's own instances among the runners (``executor: local`` or ``ray``)."""
+        self.in_process = any(e.in_process for e in self._own.values())
 
     @classmethod
     def check_config(cls, config: FunctionConfig) -> tuple[str, str] | None:
@@ -39,7 +49,7 @@ class RemoteExecutor(BaseExecutor):
         if not runners:
             return "url", "executor 'remote' needs the runner's url (http://host:port) or a list of runners"
         for i, runner in enumerate(runners):
-            if not _URL.match(runner.url):
+            if not runner.executor and not _URL.match(runner.url):
                 return (f"runners[{i}].url" if config.runners else "url",
                         f"executor 'remote' needs the runner's url (http://host:port), got {runner.url!r}")
         return None
@@ -51,7 +61,9 @@ class RemoteExecutor(BaseExecutor):
 
         router = self.router
         for runner in router.runners:
-            runner.client = RemoteRunner(self.config, runner.config, functools.partial(router.health_seen, runner))
+            own = self._own.get(runner.url) if runner.config.executor else None
+            runner.client = (InProcessRunner(own, runner.url) if own is not None else
+                             RemoteRunner(self.config, runner.config, functools.partial(router.health_seen, runner)))
         await asyncio.gather(*(r.client.connect() for r in router.runners))
         if all(r.client.status == "UNREACHABLE" for r in router.runners):
             errors = [r.client.unreachable() for r in router.runners]
@@ -87,8 +99,11 @@ class RemoteExecutor(BaseExecutor):
             tried.append(routed)
             router.started(routed)
             try:
-                result = await routed.client.forward(raw.path, raw.query, raw.headers, raw.body,
-                                                     functools.partial(self._stream_ended, routed))
+                if isinstance(routed.client, InProcessRunner):
+                    result = await self._call_own(routed, call)
+                else:
+                    result = await routed.client.forward(raw.path, raw.query, raw.headers, raw.body,
+                                                         functools.partial(self._stream_ended, routed))
             except RemoteError as exc:
                 router.ended(routed)
                 router.failed(routed, exc.msg)
@@ -99,13 +114,28 @@ class RemoteExecutor(BaseExecutor):
             except BaseException:
                 router.ended(routed)
                 raise
-            if not isinstance(result, Stream):
+            streamed = isinstance(result, Stream) or (isinstance(routed.client, InProcessRunner) and is_stream(result))
+            if isinstance(routed.client, InProcessRunner) and streamed:
+                result = _counted(chunks_of(result), functools.partial(self._stream_ended, routed))
+            elif not streamed:
                 router.ended(routed)
-            router.succeeded(routed, served=result.status_code < 300)
+            router.succeeded(routed, served=getattr(result, "status_code", 200) < 300)
             if offers is not None and context is not None:
                 context.config, context.served_wei = routed.priced, offers[routed.url]
             return result
         raise self._exhausted(errors, tried, offers)
+
+    async def _call_own(self, routed: RoutedRunner, call: Call) -> Any:
+        """The gateway's own instance: its load or inference failing is a runner's failure
+        (tried on another runner); a client error is the caller's."""
+        from warmgate.core.executors.remote_runner import RemoteError
+
+        try:
+            return await routed.client.call(call)
+        except ClientError:
+            raise
+        except Exception as exc:
+            raise RemoteError(f"{routed.url}: {describe_error(exc)}", 502) from exc
 
     def _stream_ended(self, routed: RoutedRunner, error: str | None) -> None:
         self.router.ended(routed)
@@ -132,6 +162,10 @@ class RemoteExecutor(BaseExecutor):
         return RunnersFailed(f"no runner of {self.config.name!r} could serve the request: " + "; ".join(reasons),
                              retry_after=retry_after)
 
+    async def shutdown(self) -> None:
+        for own in self._own.values():
+            await own.shutdown()
+
     def remote_info(self, runner: Any, last_error: str | None) -> wire.RemoteInfo | None:
         first = self.router.runners[0]
         if first.client is None:
@@ -140,3 +174,25 @@ class RemoteExecutor(BaseExecutor):
 
     def runner_info(self) -> list[wire.RunnerInfo] | None:
         return self.router.info()
+
+
+def _own_executor(config: FunctionConfig, executor: str, pipelines: Any, settings: Any) -> Any:
+    """The executor of the gateway's own instance: the function's config as a plain local or
+    ray function."""
+    from warmgate.core.executors import BUILT_IN  # the package imports this module first
+
+    own = msgspec.structs.replace(config, executor=executor, url="", runners=None, fallbacks=[])
+    return BUILT_IN[executor](own, pipelines, settings)
+
+
+async def _counted(chunks: AsyncIterator[Any], ended: Callable[[str | None], None]) -> AsyncIterator[Any]:
+    """An in-process stream whose end (or failure) frees the runner's place in the count."""
+    error: str | None = None
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except Exception as exc:
+        error = describe_error(exc)
+        raise
+    finally:
+        ended(error)

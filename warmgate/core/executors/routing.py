@@ -41,7 +41,8 @@ class RoutedRunner:
 
     def __init__(self, runner: RunnerConfig, function: FunctionConfig) -> None:
         self.config = runner
-        self.url = runner.url.rstrip("/")
+        self.url = runner.url.rstrip("/") or runner.executor
+        """Its base URL, or ``local``/``ray`` for the gateway's own instance."""
         self.weight = runner.weight
         self.capacity = runner.max_concurrency or function.max_concurrency
         self.priced = function if runner.price is None else _with_price(function, runner)

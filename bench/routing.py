@@ -6,14 +6,17 @@ function has one runner (``url``), one whose function has all three (``least-bus
 is an aiohttp client in this process. Printed:
 
 - throughput at c=48 with the 20 ms model, three runners against one (rounds interleaved, medians);
-- p50 latency at c=1 with no model time, one runner against three: routing's own cost;
+- p50 latency at c=1 with no model time: the runner called directly, a gateway with one runner,
+  with three, and (``--base DIR``, a checkout from before routing) that checkout's one-runner
+  gateway; and the router's own work per request in this process (choose, count, score), for one
+  runner and for three;
 - p99 at c=16 over a 5 s window in which one of the three runners is ``kill -9``-ed, against a
   5 s window with no kill (and the requests that failed, which should be none).
 
 All processes share this machine's cores, so the runners compete with the gateways and the
 client: the numbers describe this machine, not a cluster.
 
-    python bench/routing.py [--seconds 5] [--rounds 3]
+    python bench/routing.py [--seconds 5] [--rounds 3] [--base /path/to/checkout]
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
+import httpx
 
 from warmgate.testing.process import free_port, gateway_process
 
@@ -107,10 +114,51 @@ async def _kill_window(url: str, seconds: float, kill: object) -> tuple[list[flo
     return await load
 
 
+@contextlib.contextmanager
+def _base_gateway(base: str, config: Path):
+    """The echo gateway process of another checkout (``PYTHONPATH=base``), on a free port."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": base, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "warmgate.testing.process", str(config), str(port), "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _router_cost(runners: int, requests: int = 200_000) -> float:
+    """Microseconds of the router's own work per request: choose, started, succeeded, ended."""
+    from warmgate import FunctionConfig
+    from warmgate.core.executors.routing import Router
+    from warmgate.core.settings import Routing, RunnerConfig
+
+    config = FunctionConfig(pipeline="echo", executor="remote", routing=Routing(strategy="least-busy"),
+                            runners=[RunnerConfig(url=f"http://runner-{i}:8000") for i in range(runners)])
+    router = Router(config)
+    started = time.perf_counter()
+    for _ in range(requests):
+        chosen = router.choose()
+        assert chosen is not None
+        router.started(chosen)
+        router.succeeded(chosen, served=True)
+        router.ended(chosen)
+    return (time.perf_counter() - started) / requests * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base", help="a checkout from before routing, for its one-runner gateway at c=1")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
@@ -128,9 +176,13 @@ def main() -> None:
             for name, gateway in (("one", one), ("three", three)):
                 latencies, failed = asyncio.run(_drive(gateway.url, MODEL, 48, args.seconds))
                 throughput[name].append(len(latencies) / args.seconds)
-        c1: dict[str, list[float]] = {"runner direct": [], "one": [], "three": []}
+        paths = [("runner direct", urls[0]), ("one", one.url), ("three", three.url)]
+        if args.base:
+            paths.append(("one, before routing (--base)",
+                          stack.enter_context(_base_gateway(args.base, _gateway(directory, "base", urls[:1])))))
+        c1: dict[str, list[float]] = {name: [] for name, _ in paths}
         for _ in range(args.rounds):
-            for name, url in (("runner direct", urls[0]), ("one", one.url), ("three", three.url)):
+            for name, url in paths:
                 latencies, _ = asyncio.run(_drive(url, BARE, 1, requests=1000))
                 c1[name].append(_p(latencies, 0.5))
 
@@ -147,7 +199,14 @@ def main() -> None:
     for name, values in c1.items():
         print(f"| {name} | {statistics.median(values):.3f} |")
     added = statistics.median(c1["three"]) - statistics.median(c1["one"])
-    print(f"| routing over 3 runners, added to 1 | {added:+.3f} |")
+    print(f"| three runners, added to one | {added:+.3f} |")
+    if args.base:
+        before = statistics.median(c1["one, before routing (--base)"])
+        print(f"| one runner, added by routing | {statistics.median(c1['one']) - before:+.3f} |")
+    print("\nthe router's own work per request, in this process")
+    print("| runners | µs |\n|---|---|")
+    for n in (1, 3):
+        print(f"| {n} | {_router_cost(n):.2f} |")
     print(f"\n20 ms model, c=16, 3 runners, {args.seconds:g} s windows")
     print("| window | requests | failed | p50 ms | p99 ms |\n|---|---|---|---|---|")
     print(f"| no kill | {len(calm)} | {calm_failed} | {_p(calm, 0.5):.1f} | {_p(calm, 0.99):.1f} |")

@@ -114,10 +114,9 @@ class RemoteExecutor(BaseExecutor):
             except BaseException:
                 router.ended(routed)
                 raise
-            streamed = isinstance(result, Stream) or (isinstance(routed.client, InProcessRunner) and is_stream(result))
-            if isinstance(routed.client, InProcessRunner) and streamed:
+            if isinstance(routed.client, InProcessRunner) and is_stream(result):
                 result = _counted(chunks_of(result), functools.partial(self._stream_ended, routed))
-            elif not streamed:
+            elif not isinstance(result, Stream):  # a forwarded stream ends through _stream_ended
                 router.ended(routed)
             router.succeeded(routed, served=getattr(result, "status_code", 200) < 300)
             if offers is not None and context is not None:

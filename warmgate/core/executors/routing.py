@@ -102,13 +102,13 @@ class Router:
         """The runner for the next attempt, or None when every runner is tried, cooling down or
         priced out (``offers``: the wei quoted per runner url, only those under the caller's cap)."""
         now = time.monotonic()
-        ready = [r for r in self.runners if r not in tried and not r.cooling(now)
-                 and (offers is None or r.url in offers)]
-        if not ready:
-            return None
-        if len(ready) > 1:
-            reachable = [r for r in ready if r.reachable]
-            ready = reachable or ready
+        ready = [r for r in self.runners if now >= r.cooldown_until and r.reachable
+                 and (not tried or r not in tried) and (offers is None or r.url in offers)]
+        if not ready:  # runners the health poll lost, as a last resort
+            ready = [r for r in self.runners if now >= r.cooldown_until and r not in tried
+                     and (offers is None or r.url in offers)]
+            if not ready:
+                return None
         if len(ready) == 1:
             return ready[0]
         strategy = self.strategy
@@ -119,12 +119,11 @@ class Router:
             if free:
                 return random.choices(free, weights=[r.weight for r in free])[0]  # noqa: S311 (not security)
         if strategy == "cheapest" and offers is not None:
-            return min(ready, key=lambda r: (offers[r.url], r.in_flight))
+            return min(ready, key=lambda r: (offers[r.url], r.in_flight / r.capacity))
         return self._least_busy(ready)
 
     def _warm_first(self, ready: list[RoutedRunner]) -> RoutedRunner:
-        warm = [r for r in ready if r.warm]
-        free = [r for r in warm if r.in_flight < r.capacity]
+        free = [r for r in ready if r.warm and r.in_flight < r.capacity]
         if free:
             return self._least_busy(free)
         loading = [r for r in ready if r.loading and r.in_flight < r.capacity]
@@ -138,11 +137,17 @@ class Router:
         return self._least_busy(busy or ready)
 
     def _least_busy(self, runners: Sequence[RoutedRunner]) -> RoutedRunner:
-        """Fewest in flight (relative to capacity); ties go round, so an idle pool spreads."""
-        least = min(r.in_flight / r.capacity for r in runners)
-        tied = [r for r in runners if r.in_flight / r.capacity == least]
-        self._turn += 1
-        return tied[self._turn % len(tied)]
+        """Fewest in flight for its capacity; the scan starts one further each time, so ties go
+        round and an idle pool spreads."""
+        count = len(runners)
+        self._turn = turn = (self._turn + 1) % count
+        best, best_load = runners[turn], runners[turn].in_flight / runners[turn].capacity
+        for k in range(1, count):
+            runner = runners[(turn + k) % count]
+            load = runner.in_flight / runner.capacity
+            if load < best_load:
+                best, best_load = runner, load
+        return best
 
     # -- keeping score -----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from warmgate import FunctionConfig, Settings
+from warmgate.core.hookspecs import hookimpl
 from warmgate.core.settings import Price, Routing, RunnerConfig
 from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import EchoPipeline, wait_for
@@ -156,9 +157,21 @@ def test_a_runner_killed_under_load_costs_no_request_and_comes_back(runners, gat
     assert pool.function(1)["requests"] > 0  # back in rotation
 
 
-def test_all_runners_down_is_a_503_naming_each_failure_or_the_fallback_serves(runners, gateway):
+class _Bills:
+    """Records every usage event, as a ledger would get it."""
+
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def on_usage(self, event, app):
+        self.events.append(event)
+
+
+def test_all_runners_down_is_a_503_naming_each_failure_or_the_fallback_serves(runners, gateway, register_plugin):
+    bills = register_plugin(_Bills(), "routing-bills")
     pool = runners()
-    backup = FunctionConfig(pipeline="echo", model_id="echo-backup", name="backup")
+    backup = FunctionConfig(pipeline="echo", model_id="echo-backup", name="backup", price=Price(price_per_unit=5))
     client = gateway(pool.urls, routing=Routing(health_interval=0.2, retries=2))
     unbacked = client
     for process in pool.processes:
@@ -168,13 +181,18 @@ def test_all_runners_down_is_a_503_naming_each_failure_or_the_fallback_serves(ru
     msg = r.json()["detail"]["msg"]
     assert all(url in msg for url in pool.urls) and "unreachable" in msg
 
-    backed = gateway(pool.urls, functions=[backup], fallbacks=["backup"])
+    backed = gateway(pool.urls, functions=[backup], fallbacks=["backup"], price=Price(price_per_unit=1))
     r = backed.post("/echo", json={"prompt": "anyone?"})
     assert r.status_code == 200, r.text
     assert r.headers["x-warmgate-function"] == "backup" and r.json()["model_id"] == "echo-backup"
+    assert r.headers["x-warmgate-price"] == "35"  # 7 characters at the fallback's 5 wei, not the 1 of echo-1
+    [bill] = bills.events
+    assert (bill.function, bill.model_id, bill.quoted_wei, bill.wei, bill.status) == ("backup", "echo-backup", 35, 35, 200)
 
 
-def test_a_price_cap_between_two_runners_uses_only_the_cheaper_and_below_both_is_402(runners, gateway):
+def test_a_price_cap_between_two_runners_uses_only_the_cheaper_and_below_both_is_402(runners, gateway,
+                                                                                      register_plugin):
+    bills = register_plugin(_Bills(), "routing-bills")
     pool = runners()
     prices = [{"price": Price(price_per_unit=1)}, {"price": Price(price_per_unit=3)}]
     client = gateway(pool.urls[:2], runner_fields=prices, routing=Routing(strategy="least-busy", health_interval=0.2))
@@ -183,6 +201,7 @@ def test_a_price_cap_between_two_runners_uses_only_the_cheaper_and_below_both_is
         assert r.status_code == 200, r.text
         assert r.headers["x-warmgate-price"] == "4"  # 4 characters at the cheaper runner's 1 wei
     assert [pool.function(i)["requests"] for i in range(2)] == [10, 0]
+    assert {(e.quoted_wei, e.wei, e.function) for e in bills.events} == {(4, 4, "echo:echo-1")}
 
     refused = client.post("/echo", json={"prompt": "abcd"}, headers={"X-Max-Price-Per-Unit": "0.5"})
     assert refused.status_code == 402
@@ -190,6 +209,8 @@ def test_a_price_cap_between_two_runners_uses_only_the_cheaper_and_below_both_is
 
     free = client.post("/echo", json={"prompt": "abcd"})  # no cap: the hold covers the dearest runner
     assert free.status_code == 200 and free.headers["x-warmgate-price"] in ("4", "12")
+    last = bills.events[-1]  # billed at the price of the runner that served, held at the dearest
+    assert (last.quoted_wei, last.wei) == (12, int(free.headers["x-warmgate-price"]))
 
     cheapest = gateway(pool.urls[:2], runner_fields=prices, routing=Routing(strategy="cheapest", health_interval=0.2))
     before = pool.function(0)["requests"]

@@ -114,8 +114,10 @@ class RemoteRunner:
 
     async def check_health(self) -> str:
         try:
-            async with self.session.get(self.url + "/health", timeout=aiohttp.ClientTimeout(total=5.0)) as response:
-                content, code = await response.read(), response.status
+            content, code = await self._get("/health")
+            if code == 404:  # an OpenAI-compatible engine without /health: its model list says it is up
+                content, code = await self._get("/v1/models")
+                content, self._lists_functions = b"", False
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self.status, self.error, self.warm = "UNREACHABLE", _describe(exc), False
             self._report()
@@ -123,12 +125,16 @@ class RemoteRunner:
         try:
             status = msgspec.json.decode(content, type=_Health).status if code < 300 else "ERROR"
         except msgspec.DecodeError:
-            status = "OK" if code < 300 else "ERROR"  # an engine's bare 200
+            status = "OK" if code < 300 else "ERROR"  # an engine's bare 200 (vLLM's /health)
         self.status = status
         self.error = None if status != "ERROR" else f"GET /health answered {code}"
         self.warm = await self._model_warm() if status in ("OK", "IDLE") else False
         self._report()
         return status
+
+    async def _get(self, path: str) -> tuple[bytes, int]:
+        async with self.session.get(self.url + path, timeout=aiohttp.ClientTimeout(total=5.0)) as response:
+            return await response.read(), response.status
 
     async def _model_warm(self) -> bool:
         """Whether this function's model is loaded there: a warmgate lists its functions' states;
@@ -136,8 +142,7 @@ class RemoteRunner:
         if self._lists_functions is False:
             return True
         try:
-            async with self.session.get(self.url + "/functions", timeout=aiohttp.ClientTimeout(total=5.0)) as response:
-                content, code = await response.read(), response.status
+            content, code = await self._get("/functions")
             listed = msgspec.json.decode(content, type=_Functions).functions if code < 300 else None
         except (aiohttp.ClientError, asyncio.TimeoutError, msgspec.DecodeError, msgspec.ValidationError):
             listed = None

@@ -123,6 +123,17 @@ def test_least_busy_spreads_requests_over_every_runner(runners, gateway):
         assert f'warmgate_runner_requests_total{{function="echo:echo-1",runner="{url}"}} {float(n)}' in metrics
 
 
+def test_weighted_sends_each_runner_its_share(runners, gateway):
+    pool = runners()
+    client = gateway(pool.urls[:2], runner_fields=[{"weight": 1}, {"weight": 4}],
+                     routing=Routing(strategy="weighted", health_interval=0.2))
+    for i in range(200):
+        assert client.post("/echo", json={"prompt": f"w{i}"}).status_code == 200
+    light, heavy = (pool.function(i)["requests"] for i in range(2))
+    assert light + heavy == 200 and light > 0 and heavy > 2 * light  # 1:4 expected; 1:2 is far out of reach
+    assert pool.function(2)["requests"] == 0
+
+
 def test_a_runner_killed_under_load_costs_no_request_and_comes_back(runners, gateway):
     pool = runners()
     client = gateway(pool.urls, routing=Routing(strategy="least-busy", cooldown=1.0, cooldown_failures=1,

@@ -49,7 +49,9 @@ def load_settings(
     profile = profile if profile is not None else env.get("WARMGATE_PROFILE", settings.profile)
     if profile not in ("", "demo"):
         raise ConfigError(settings.source, "profile", f"expected 'demo' or nothing, got {profile!r}")
-    return msgspec.structs.replace(settings, profile=profile)
+    settings = msgspec.structs.replace(settings, profile=profile)
+    check_sections(settings)
+    return settings
 
 
 def get_settings_sections() -> dict[str, type[SettingsSection]]:
@@ -70,14 +72,18 @@ def get_settings_sections() -> dict[str, type[SettingsSection]]:
 
 
 def check_sections(settings: Settings) -> None:
-    """Each section's own ``check`` against the whole settings, when the functions are planned (a registered section the
+    """Each section's own ``check`` against the whole settings (a registered section the
     settings lack is checked at its defaults), as a ``ConfigError``."""
-    kinds = list(get_settings_sections().values())
-    kinds += [type(section) for section in settings.sections if type(section) not in kinds]
-    for kind in kinds:
-        problem = settings.section(kind).check(settings)
+    for section in _sections(settings):
+        problem = section.check(settings)
         if problem is not None:
             raise ConfigError(settings.source, *problem)
+
+
+def _sections(settings: Settings) -> list[SettingsSection]:
+    kinds = list(get_settings_sections().values())
+    kinds += [type(section) for section in settings.sections if type(section) not in kinds]
+    return [settings.section(kind) for kind in kinds]
 
 
 def _read_file(path: Path) -> Settings:
@@ -320,7 +326,7 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
     demo runs anywhere, whatever ``serverless.yaml`` describes). Several workers (``serve
     --workers``) serve only the configured functions: a default one would load its model in each."""
     executors = get_executors()
-    check_sections(settings)
+    sections = _sections(settings)
     planned: list[FunctionConfig] = []
     for i, fn in enumerate(settings.functions if settings.profile != "demo" else ()):
         spec = pipelines.get(fn.pipeline)
@@ -329,7 +335,8 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
             hint = f" (it serves the functions of {spec.serves!r})" if spec is not None else ""
             raise ConfigError(settings.source, f"functions[{i}].pipeline",
                               f"unknown pipeline {fn.pipeline!r}{hint}; installed: {', '.join(hosts) or 'none'}")
-        problem = check_executor(fn, executors)
+        problems = [check_executor(fn, executors), *(section.check_function(fn) for section in sections)]
+        problem = next((p for p in problems if p is not None), None)
         if problem is not None:
             raise ConfigError(settings.source, f"functions[{i}].{problem[0]}", problem[1])
         model_id = fn.model_id or spec.default_model_id

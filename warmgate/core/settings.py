@@ -74,7 +74,12 @@ class SettingsSection(_Config):
 
     def check(self, settings: Settings) -> tuple[str, str] | None:
         """What is wrong with this section in the light of the whole settings, as (field,
-        message) for a ``ConfigError``, or None."""
+        message) for a ``ConfigError`` when the file is read, or None."""
+        return None
+
+    def check_function(self, config: FunctionConfig) -> tuple[str, str] | None:
+        """What this section refuses in one configured function, as (field within the
+        function, message) for a ``ConfigError`` when the functions are planned, or None."""
         return None
 
 

@@ -260,6 +260,7 @@ def test_a_stream_cut_mid_way_ends_with_an_error_event_and_is_not_retried(runner
 def test_the_gateways_own_instance_is_a_runner_loaded_only_when_no_warm_one_can_serve(warmgate_server, tmp_path):
     echo = EchoPipeline()
     with gateway_process(_runner_config(tmp_path, "remote", warm=True)) as remote:
+        assert wait_for(lambda: httpx.get(f"{remote.url}/functions").json()["functions"][0]["state"] == "idle")
         fn = FunctionConfig(pipeline="echo", model_id="echo-1", executor="remote", max_concurrency=4,
                             runners=[RunnerConfig(url=remote.url), RunnerConfig(executor="local")],
                             routing=Routing(health_interval=0.2, cooldown=60, cooldown_failures=1))

@@ -84,6 +84,8 @@ class RemoteRunner:
         self.warm = False
         """The model is loaded on the runner (a warmgate's ``/functions``; an ai-runner or
         engine that answers its health check has it)."""
+        self.loading = False
+        """A warmgate runner says the model is loading there (``/functions``)."""
         self._on_health = on_health
         self._lists_functions: bool | None = None
         self._health_interval = float(options.get("health_interval", config.routing.health_interval))
@@ -150,8 +152,9 @@ class RemoteRunner:
             self._lists_functions = False
             return True
         self._lists_functions = True
-        return any(f.state in _WARM_STATES for f in listed
-                   if f.pipeline == self.pipeline and self.model_id in (f.model_id, f.name))
+        mine = [f.state for f in listed if f.pipeline == self.pipeline and self.model_id in (f.model_id, f.name)]
+        self.loading = "loading" in mine
+        return any(state in _WARM_STATES for state in mine)
 
     def _report(self) -> None:
         if self._on_health is not None:

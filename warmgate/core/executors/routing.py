@@ -193,6 +193,8 @@ class Router:
             runner.consecutive_failures = 0
         runner.reachable = True
         runner.warm = client.warm
+        if client.warm or client.loading:  # a load under way there counts as the function's one cold load
+            runner.loading = client.loading
 
     def cool_down(self, runner: RoutedRunner) -> None:
         runner.cooldown_until = time.monotonic() + self.cooldown

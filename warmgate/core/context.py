@@ -58,8 +58,8 @@ class Usage:
 class RequestContext:
     """One request, from the middleware's first look at it to its last byte."""
 
-    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "log_fields", "on_end", "quote",
-                 "request_id", "started", "trace", "usage")
+    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "log_fields", "offers", "on_end",
+                 "quote", "request_id", "served_wei", "started", "trace", "usage")
 
     def __init__(self, request_id: str, started: float | None = None) -> None:
         self.request_id = request_id
@@ -69,6 +69,12 @@ class RequestContext:
         self.function: Function | None = None
         self.config: FunctionConfig | None = None
         """What is priced: the function's config (or a live pipeline's, which has no ``Function``)."""
+        self.offers: dict[str, int] | None = None
+        """Routing: the wei each runner with its own price quotes for this request, by url, only
+        those at or under the caller's ``X-Max-Price-Per-Unit``; None: any runner may serve."""
+        self.served_wei: int | None = None
+        """What the runner or fallback function that served charges for the quoted units, when
+        it may differ from the hold (``quote.wei``, the dearest that could have served)."""
         self.quote: Quote | None = None
         """Set once the request is priced and held: from then on it is billed exactly once."""
         self.headers: Sequence[tuple[bytes, bytes]] = ()

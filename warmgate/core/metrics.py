@@ -58,6 +58,29 @@ class _FunctionCollector:
             queued.add_metric([fn.name], fn.waiting)
             running.add_metric([fn.name], fn.in_flight)
         yield from (state, queued, running)
+        yield from _runner_metrics(self.functions)
+
+
+def _runner_metrics(functions: list[Function]) -> Iterator[Metric]:
+    """Per runner of a routed function: requests, failures, retries and cooldowns as counters,
+    requests in flight and whether its model is warm as gauges."""
+    labels = ["function", "runner"]
+    counters = {name: CounterMetricFamily(f"warmgate_runner_{name}", text, labels=labels) for name, text in (
+        ("requests", "Requests sent to each runner of a routed function."),
+        ("failures", "Attempts that failed on each runner (refused, reset, timed out, 5xx, stream cut)."),
+        ("retries", "Failed attempts on each runner that were tried again on another one."),
+        ("cooldowns", "Times each runner was put in cooldown after failing in a row."))}
+    in_flight = GaugeMetricFamily("warmgate_runner_in_flight", "Requests in flight per runner.", labels=labels)
+    warm = GaugeMetricFamily("warmgate_runner_warm", "1 when the runner has the function's model warm.",
+                             labels=labels)
+    for fn in functions:
+        for runner in fn.executor.runner_info() or ():
+            values = [fn.name, runner.url]
+            for name, family in counters.items():
+                family.add_metric(values, getattr(runner, name))
+            in_flight.add_metric(values, runner.in_flight)
+            warm.add_metric(values, 1 if runner.warm else 0)
+    yield from (*counters.values(), in_flight, warm)
 
 
 class _Series:

@@ -29,6 +29,8 @@ class EchoRequest(msgspec.Struct, kw_only=True):
     """Make the runner raise, to test inference errors."""
     stream: bool = False
     """Return the words one by one as server-sent events."""
+    interval: Annotated[float, msgspec.Meta(ge=0, le=5)] = 0.0
+    """Seconds between streamed words, to keep a stream open."""
 
 
 class EchoResponse(msgspec.Struct):
@@ -65,11 +67,13 @@ class _EchoRunner(Runner):
             raise RuntimeError("echo was asked to fail")
         text = " ".join([request.prompt] * request.repeat)
         if request.stream:
-            return self._events(text)
+            return self._events(text, request.interval)
         return EchoResponse(text=text, model_id=self.model_id)
 
-    def _events(self, text: str) -> Iterator[str]:
-        for word in text.split():
+    def _events(self, text: str, interval: float) -> Iterator[str]:
+        for i, word in enumerate(text.split()):
+            if i and interval:
+                time.sleep(interval)
             yield f"data: {msgspec.json.encode({'delta': word}).decode()}\n\n"
         yield "data: [DONE]\n\n"
 

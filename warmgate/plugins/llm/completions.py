@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.http.errors import RequestValidationError
+from warmgate.core.http.errors import ContextExceeded
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
 from warmgate.plugins.llm.capabilities import check_supported
 from warmgate.plugins.llm.choices import choice_params, refuse_logprobs
@@ -49,7 +49,7 @@ def _check_context(runner: LLMRunner, prompts: list[str], max_tokens: int) -> No
         tokens = count(prompt)
         if tokens + max_tokens > limit:
             where = "the prompt" if len(prompts) == 1 else f"prompt {i}"
-            raise RequestValidationError.single(["body", "max_tokens"], f"max_tokens {max_tokens} plus {where}'s "
+            raise ContextExceeded.single(["body", "max_tokens"], f"max_tokens {max_tokens} plus {where}'s "
                                                 f"{tokens} tokens exceeds the model's context of {limit} tokens")
 
 

@@ -15,7 +15,7 @@ import structlog
 
 from warmgate.core.context import current_request
 from warmgate.core.functions.spec import Runner
-from warmgate.core.http.errors import RequestValidationError, WarmgateError
+from warmgate.core.http.errors import ContextExceeded, WarmgateError
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import (
     Completion,
@@ -109,7 +109,7 @@ class LLMRunner(Runner):
             return
         prompt = await self.count_request_tokens(params) or 0
         if params.max_tokens + prompt > limit:
-            raise RequestValidationError.single(
+            raise ContextExceeded.single(
                 ["body", max_tokens_field],
                 f"max_tokens {params.max_tokens} plus the prompt's {prompt} tokens exceeds the model's "
                 f"context of {limit} tokens",

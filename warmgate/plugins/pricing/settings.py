@@ -45,10 +45,14 @@ class PricingSettings(SettingsSection):
         return None
 
     def check_function(self, config: FunctionConfig) -> tuple[str, str] | None:
-        """A price in fiat needs its ETH rate."""
-        currency = config.price.currency.upper() if config.price is not None else "WEI"
-        if currency not in ("WEI", "ETH") and currency not in {code.upper() for code in self.eth_rates}:
-            return "price.currency", f"{currency} needs its ETH rate in pricing.eth_rates (e.g. {{{currency}: 3000}})"
+        """A price in fiat, the function's or a runner's, needs its ETH rate."""
+        rates = {code.upper() for code in self.eth_rates}
+        prices = [("price", config.price)]
+        prices += [(f"runners[{j}].price", r.price) for j, r in enumerate(config.runners or ())]
+        for where, price in prices:
+            currency = price.currency.upper() if price is not None else "WEI"
+            if currency not in ("WEI", "ETH") and currency not in rates:
+                return f"{where}.currency", f"{currency} needs its ETH rate in pricing.eth_rates (e.g. {{{currency}: 3000}})"
         return None
 
 

@@ -137,12 +137,11 @@
       cells[0].textContent = fn.name;
       cells[1].textContent = fn.pipeline;
       cells[2].textContent = fn.model_id + (fn.demo ? " (demo)" : "");
-      cells[3].textContent = fn.executor + (fn.remote ? ` · ${fn.remote.url} ${fn.remote.status}` : "");
+      cells[3].replaceChildren(fn.executor, ...(fn.runners || []).map(runnerLine));
       const badge = el("span", { class: `badge state-${fn.state}`, text: fn.state });
       const extra = [];
       if (trail.length > 1) extra.push(el("span", { class: "trail", text: trail.join(" → ") }));
       if (fn.state === "error" && fn.last_error) extra.push(el("span", { class: "error-text", text: fn.last_error }));
-      if (fn.remote && fn.remote.error) extra.push(el("span", { class: "error-text", text: fn.remote.error }));
       if (fn.warm) extra.push(el("span", { class: "trail", text: "kept warm" }));
       cells[4].replaceChildren(badge, ...extra);
       cells[5].textContent = fn.loads;
@@ -155,6 +154,24 @@
     for (const [name, row] of state.rows) {
       if (!seen.has(name)) { row.remove(); state.rows.delete(name); }
     }
+  }
+
+  // One runner of a routed function: where, its health, warm or cold, load, failures, cooldown.
+  function runnerLine(runner) {
+    const parts = [runner.state, runner.warm ? "warm" : "cold", `${runner.in_flight} in flight`,
+      `${runner.requests} req`];
+    if (runner.failures) parts.push(`${runner.failures} failed`);
+    if (runner.price) parts.push(`${runner.price.price_per_unit} ${runner.price.currency}/unit`);
+    const line = el("div", { class: "runner small", "data-runner": runner.url, "data-state": runner.state },
+      el("span", { class: "mono", text: runner.url }), ` · ${parts.join(" · ")}`);
+    if (runner.cooldown_until) {
+      const left = Math.max(0, Math.round(runner.cooldown_until - Date.now() / 1000));
+      line.append(el("span", { class: "error-text", text: ` cooling down ${left} s` }));
+    }
+    if (runner.last_error && runner.state !== "OK" && runner.state !== "IDLE") {
+      line.append(el("span", { class: "error-text", text: ` ${runner.last_error}` }));
+    }
+    return line;
   }
 
   async function pollFunctions() {

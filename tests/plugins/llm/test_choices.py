@@ -7,7 +7,6 @@ import collections
 import openai
 import pytest
 
-import warmgate
 from warmgate import FunctionConfig, Settings
 from warmgate.core.settings import Price
 from warmgate.plugins.pricing.settings import PricingSettings
@@ -119,44 +118,3 @@ def test_a_stream_of_choices_cut_off_bills_what_was_delivered(warmgate_server, t
     [(status, units, wei, _, completion)] = ledger_rows(ledger, 1)
     assert 3 <= received < 16 and status == 502  # the quote was 16 tokens
     assert (units, wei, completion) == (received, str(received * PRICE), received)
-
-
-class LogprobsBackend:
-    """Declares log probabilities (and raw prompts) without computing any: what they do not carry
-    yet, several choices and text completions, must refuse them rather than drop them."""
-
-    backend_name = "logprobs-declared"
-    features = frozenset({"prompt", "logprobs"})
-    context_length = None
-
-    def count_prompt_tokens(self, messages):
-        return None
-
-    async def generate(self, params):
-        from warmgate.plugins.llm.backend import Delta, Usage
-
-        yield Delta(text="x", tokens=1)
-        yield Delta(finish_reason="stop", usage=Usage(1, 1))
-
-    async def close(self):
-        """Nothing to release."""
-
-
-class LogprobsPlugin:
-    @warmgate.hookimpl
-    def register_llm_backends(self, register):
-        register("logprobs-declared", lambda model_id, options: LogprobsBackend())
-
-
-def test_logprobs_are_refused_where_they_would_be_dropped(register_plugin, warmgate_server):
-    register_plugin(LogprobsPlugin(), "undo-logprobs")
-    config = FunctionConfig(pipeline="llm", model_id="org/lp", options={"backend": "logprobs-declared"})
-    _, client = warmgate_server(Settings(functions=[config]))
-    one = client.post("/v1/chat/completions", json={"messages": ASK, "logprobs": True, "max_tokens": 2})
-    assert one.status_code == 200  # one choice: the backend's own path
-    several = client.post("/v1/chat/completions", json={"messages": ASK, "logprobs": True, "n": 2, "max_tokens": 2})
-    text = client.post("/v1/completions", json={"prompt": "hi", "logprobs": 1, "max_tokens": 2})
-    for refused in (several, text):
-        assert refused.status_code == 400 and refused.json()["detail"]["msg"].startswith("`logprobs`"), refused.text
-    assert client.post("/v1/completions", json={"prompt": "hi", "n": 2, "max_tokens": 2}).json()["choices"][1] == {
-        "index": 1, "text": "x", "finish_reason": "stop", "logprobs": None}

@@ -142,6 +142,7 @@ BAD = [
     ({"prompt": [1, 2, 3]}, "prompt"),
     ({"prompt": "hi", "max_tokens": 0}, "max_tokens"),
     ({"prompt": "hi", "logprobs": 6}, "logprobs"),
+    ({"prompt": "hi", "logprobs": -1}, "logprobs"),
 ]
 
 
@@ -157,26 +158,12 @@ def test_bad_input_is_a_422_naming_the_field(gateway, body, field):
     ({"prompt": "hi", "suffix": "bye"}, "`suffix`"),
     ({"prompt": "hi", "best_of": 3}, "`best_of`"),
     ({"prompt": ["a", "b", "c"], "n": 6}, "`n`"),
+    ({"prompt": "hi", "echo": True, "logprobs": 2}, "`echo`"),
 ])
 def test_what_is_not_supported_is_a_400_naming_the_field(gateway, body, field):
     _, client, models, _ = gateway
     r = client.post("/v1/completions", json={"model": models["vllm"], **body})
     assert r.status_code == 400 and r.json()["detail"]["msg"].startswith(field), r.text
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_logprobs_on_text_completions_are_a_400_naming_the_field_never_dropped(gateway, backend):
-    """Ollama computes none (the 400 names the backend); transformers and the relay have them for
-    chat, not yet on the completions path, which says so rather than answering without them."""
-    sdk, _, models, _ = gateway
-    with pytest.raises(openai.BadRequestError) as refused:
-        sdk.completions.create(model=models[backend], prompt="hi", logprobs=2, max_tokens=2)
-    message = refused.value.response.json()["detail"]["msg"]
-    assert message.startswith("`logprobs`")
-    if backend == "ollama":
-        assert f"the {backend} backend serving {models[backend]}" in message
-    else:
-        assert "not returned for text completions yet" in message
 
 
 def test_a_prompt_over_the_context_is_a_422_on_max_tokens(gateway):

@@ -41,6 +41,7 @@ from warmgate.plugins.llm.backend import (
     GenerationParams,
     TokenLogprob,
     ToolCallDelta,
+    TopLogprob,
     Usage,
 )
 
@@ -184,15 +185,32 @@ class _Completion(msgspec.Struct):
     usage: dict[str, Any] = {}
 
 
+class _TextLogprobs(msgspec.Struct):
+    """The legacy completions' shape of a choice's logprobs, as vLLM answers it."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None] | None = None
+
+
 def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
-    """The engine's ``logprobs.content`` of a choice, checked into the runner's shape."""
-    content = (choice.get("logprobs") or {}).get("content")
-    if content is None:
-        return None
+    """The engine's logprobs of a choice (chat's ``logprobs.content``, or the legacy
+    completions' lists), checked into the runner's shape."""
+    logprobs = choice.get("logprobs") or {}
     try:
-        return msgspec.convert(content, list[TokenLogprob])
-    except msgspec.ValidationError as exc:
+        if "tokens" in logprobs:
+            return _from_text_logprobs(msgspec.convert(logprobs, _TextLogprobs))
+        content = logprobs.get("content")
+        return None if content is None else msgspec.convert(content, list[TokenLogprob])
+    except (msgspec.ValidationError, ValueError) as exc:  # ValueError: lists of different lengths
         raise EngineFailed(f"the engine answered logprobs warmgate cannot read: {exc}") from None
+
+
+def _from_text_logprobs(legacy: _TextLogprobs) -> list[TokenLogprob]:
+    tops = legacy.top_logprobs or [None] * len(legacy.tokens)
+    return [TokenLogprob(token, -9999.0 if logprob is None else logprob, list(token.encode()),
+                         [TopLogprob(t, v, list(t.encode())) for t, v in (candidates or {}).items()])
+            for token, logprob, candidates in zip(legacy.tokens, legacy.token_logprobs, tops, strict=True)]
 
 
 class OpenAICompatibleBackend:
@@ -278,8 +296,10 @@ class OpenAICompatibleBackend:
             body["top_k"] = params.top_k
         if params.seed is not None:
             body["seed"] = params.seed
-        if params.logprobs:
+        if params.logprobs and params.prompt is None:
             body.update(logprobs=True, top_logprobs=params.top_logprobs or 0)
+        elif params.logprobs:  # the legacy completions take the number of candidates
+            body["logprobs"] = params.top_logprobs or 0
         optional = {"tools": params.tools, "tool_choice": params.tool_choice,
                     "parallel_tool_calls": params.parallel_tool_calls, "stop": params.stop,
                     "presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty,

@@ -14,8 +14,8 @@ with ``" WORD0 WORD1 ... WORD7"`` in ``text_completion`` chunks.
 the relay to read them, then the process kills itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
 ``stream_options``); ``--hang``: chat requests are accepted and never answered.
 With ``tools``, it calls them (see ``_tool_calls``); with ``logprobs``, it answers them
-(``_logprob``; on ``/v1/completions`` in the legacy shape). ``GET /last`` answers the body of the last chat or completions request, as the
-engine received it."""
+(``_logprob``; on ``/v1/completions`` in the legacy shape). ``GET /last`` answers the body of
+the last chat or completions request, as the engine received it."""
 
 from __future__ import annotations
 

@@ -231,6 +231,10 @@ class OpenAICompatibleBackend:
         self.root = root
         self.url = f"{root}/v1/chat/completions"
         self.completions_url = f"{root}/v1/completions"
+        import yarl  # aiohttp's, imported with it (connect)
+
+        self._targets = {False: yarl.URL(self.url), True: yarl.URL(self.completions_url)}
+        """Parsed once: aiohttp parses a URL string on every request."""
         self.served = served
         self.context_length = context_length
         self.engine: ManagedEngine | None = None
@@ -253,7 +257,9 @@ class OpenAICompatibleBackend:
             raise ImportError(f"the vllm LLM backend needs the [vllm] extra (pip install 'warmgate[vllm]'): {exc}") from exc
         root = url.rstrip("/").removesuffix("/v1")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # no cookie jar: an engine's cookies are no client's, and keeping them costs every request
         session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0),
+                                        cookie_jar=aiohttp.DummyCookieJar(),
                                         timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout))
         try:
             async with session.get(f"{root}/v1/models") as models:
@@ -308,7 +314,7 @@ class OpenAICompatibleBackend:
         return self._encode(body)
 
     def _post(self, params: GenerationParams, stream: bool) -> Any:
-        url = self.url if params.prompt is None else self.completions_url  # a raw prompt: the legacy completions
+        url = self._targets[params.prompt is not None]  # a raw prompt: the legacy completions
         return self.session.post(url, data=self._body(params, stream), headers=_JSON_HEADERS)
 
     async def complete(self, params: GenerationParams) -> Completion:

@@ -9,18 +9,9 @@ import collections
 import httpx
 import pytest
 
-from .every_backend import BACKENDS, ledger_rows, priced_gateway
+from .every_backend import BACKENDS, ledger_rows
 
 ASK = [{"role": "user", "content": "one two three four five"}]
-
-
-@pytest.fixture
-def gateway(warmgate_server, tiny_chat, engines, tmp_path):
-    """A priced function on each backend -> (openai client, models by backend, ledger path)."""
-    ledger = tmp_path / "usage.sqlite"
-    sdk, _, models = priced_gateway(warmgate_server, tiny_chat, *engines, ledger)
-    with sdk:
-        yield sdk, models, ledger
 
 
 def check_entries(backend, tokens, logprobs, tops, text, top):
@@ -38,8 +29,8 @@ def check_entries(backend, tokens, logprobs, tops, text, top):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_chat_logprobs_with_several_choices(gateway, backend, stream, engines):
-    sdk, models, ledger = gateway
+def test_chat_logprobs_with_several_choices(priced, backend, stream, engines):
+    sdk, _, models, ledger = priced
     answer = sdk.chat.completions.create(model=models[backend], messages=ASK, n=2, max_tokens=4, logprobs=True,
                                          top_logprobs=2, stream=stream)
     entries, texts = collections.defaultdict(list), collections.defaultdict(str)
@@ -65,8 +56,8 @@ def test_chat_logprobs_with_several_choices(gateway, backend, stream, engines):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_text_completion_logprobs_in_the_legacy_shape(gateway, backend, stream, engines):
-    sdk, models, ledger = gateway
+def test_text_completion_logprobs_in_the_legacy_shape(priced, backend, stream, engines):
+    sdk, _, models, ledger = priced
     prompts = ["one two three four", "five six seven eight"]
     answer = sdk.completions.create(model=models[backend], prompt=prompts, max_tokens=3, logprobs=3, stream=stream)
     parts = collections.defaultdict(lambda: {"text": "", "tokens": [], "token_logprobs": [], "top_logprobs": [],
@@ -95,8 +86,8 @@ def test_text_completion_logprobs_in_the_legacy_shape(gateway, backend, stream, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_logprobs_zero_gives_the_chosen_tokens_without_candidates(gateway, backend):
-    sdk, models, _ = gateway
+def test_logprobs_zero_gives_the_chosen_tokens_without_candidates(priced, backend):
+    sdk, _, models, _ = priced
     completion = sdk.completions.create(model=models[backend], prompt="one two three", max_tokens=2, logprobs=0)
     logprobs = completion.choices[0].logprobs
     assert logprobs.tokens and len(logprobs.token_logprobs) == len(logprobs.tokens)

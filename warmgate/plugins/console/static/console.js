@@ -699,13 +699,14 @@
     sendButton.addEventListener("click", async () => {
       const content = text.value.trim();
       if (!content) return;
-      let body, target = form, picture = null;
+      let body, target = form, picture = null, pushed = false;
       const streams = form.fields.some((f) => f.name === "stream");
       try {
         if (image.files.length) picture = await dataURL(image.files[0]);
         // an image goes as OpenAI content parts: text, then the picture as a data: URL
         messages.push({ role: "user", content: picture ? [{ type: "text", text: content },
           { type: "image_url", image_url: { url: picture } }] : content });
+        pushed = true;
         const extra = {};
         if (tools.value.trim()) {
           try { extra.tools = JSON.parse(tools.value); } catch (error) { throw new Error(`tools: not JSON: ${error.message}`); }
@@ -715,7 +716,7 @@
         if (Object.keys(extra).length || messages.some((m) => Array.isArray(m.content))) target = { ...form, path: "/v1/chat/completions" };
         body = requestBody(form, inputs, { messages, ...(streams ? { stream: true } : {}), ...extra });
       } catch (error) {
-        messages.pop();
+        if (pushed) messages.pop(); // an image that could not be read left the conversation as it was
         meta.replaceChildren(el("div", { class: "failure", text: error.message }));
         return;
       }

@@ -1,11 +1,12 @@
 """serverless.yaml and aiModels.json: valid files, errors that name file, line and field, env overrides;
 routing (runners, strategies, fallbacks), the single url as a list of one runner."""
 
+import dataclasses
 import json
 
 import pytest
 
-from warmgate import ConfigError, create_app
+from warmgate import ConfigError, DemoModel, create_app
 from warmgate.core.config import load_settings, plan_functions
 from warmgate.testing import EchoPipeline
 
@@ -143,6 +144,21 @@ def test_demo_profile_plans_tiny_models_for_pipelines_that_have_one():
     settings = load_settings(None, profile="demo", env={})
     [fn] = plan_functions(settings, {"echo": EchoPipeline().spec})
     assert fn.demo and fn.model_id == "warmgate-demo/echo"
+
+
+def test_a_pipeline_with_several_demo_models_gets_a_function_for_each_in_order():
+    spec = EchoPipeline().spec
+    second = DemoModel(model_id="warmgate-demo/echo-2", build=spec.demo.build)
+    several = dataclasses.replace(spec, demo=None, demos=(spec.demo, second))
+    assert several.demo is spec.demo and several.demo_model("warmgate-demo/echo-2") is second
+    assert several.demo_model("warmgate-demo/other") is None
+    planned = plan_functions(load_settings(None, profile="demo", env={}), {"echo": several})
+    assert [(fn.name, fn.demo) for fn in planned] == [("echo:warmgate-demo/echo", True),
+                                                      ("echo:warmgate-demo/echo-2", True)]
+    with pytest.raises(ValueError, match="demo model ids must differ"):
+        dataclasses.replace(spec, demo=None, demos=(second, second))
+    with pytest.raises(ValueError, match="give demo or demos, not both"):
+        dataclasses.replace(spec, demo=second, demos=(spec.demo,))
 
 
 @pytest.mark.parametrize(("function", "expected"), [

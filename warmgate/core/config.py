@@ -349,11 +349,9 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
         if spec.name in served or spec.serves or settings.gateway.workers > 1:
             continue
         if settings.profile == "demo":
-            if spec.demo is None:
-                continue
-            planned.append(FunctionConfig(pipeline=spec.name, model_id=spec.demo.model_id, demo=True,
-                                          name=f"{spec.name}:{spec.demo.model_id}", max_concurrency=4,
-                                          price=spec.demo.price))
+            planned += [FunctionConfig(pipeline=spec.name, model_id=demo.model_id, demo=True,
+                                       name=f"{spec.name}:{demo.model_id}", max_concurrency=4, price=demo.price)
+                        for demo in spec.demos]
         elif spec.default_model_id:
             planned.append(FunctionConfig(pipeline=spec.name, model_id=spec.default_model_id,
                                           name=f"{spec.name}:{spec.default_model_id}"))

@@ -83,10 +83,12 @@ def register_pipelines(register: Any) -> None:
             summary="LLM",
             operation_id="genLLM",
             description="Generate text using a language model.",
-            demo=DemoModel(
-                model_id="warmgate-demo/tiny-chat",
-                build=deferred("warmgate.plugins.llm.demo:build_tiny_chat_model"),
-                price=Price(price_per_unit=166_666_667),
+            demos=(
+                DemoModel(model_id="warmgate-demo/tiny-chat", price=Price(price_per_unit=166_666_667),
+                          build=deferred("warmgate.plugins.llm.demo:build_tiny_chat_model")),
+                # image_url content parts: a tiny LLaVA, loaded (and built) on its first request
+                DemoModel(model_id="warmgate-demo/tiny-vision-chat", price=Price(price_per_unit=166_666_667),
+                          build=deferred("warmgate.plugins.llm.demo:build_tiny_vision_model")),
             ),
         )
     )

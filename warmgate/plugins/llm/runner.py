@@ -29,7 +29,7 @@ from warmgate.plugins.llm.backend import (
     text_messages,
 )
 from warmgate.plugins.llm.capabilities import check_consistent, check_supported
-from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, refuse_logprobs, summed
+from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, summed
 from warmgate.plugins.llm.images import ImageLimits, resolve_images
 from warmgate.plugins.llm.tracing import engine_span, finished, first_chunk
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
@@ -392,7 +392,6 @@ class LLMRunner(Runner):
 
     async def _chat_choices(self, params: GenerationParams, request: oa.ChatCompletionRequest, ident: str,
                             created: int) -> Any:
-        refuse_logprobs(params, "several choices (n > 1)")
         choices = [choice_params(params, index) for index in range(params.n)]
         if not request.stream:
             answers, usage = await self._answers(params, choices)
@@ -408,9 +407,9 @@ class LLMRunner(Runner):
                 return chunk([oa.ChunkChoice(index=index, delta=oa.ChunkDelta(), finish_reason=delta.finish_reason)])
             if delta.tool_calls:
                 part = oa.ChunkDelta(tool_calls=[_chunk_tool_call(c) for c in delta.tool_calls])
-            else:
-                part = oa.ChunkDelta(content=delta.text)
-            return chunk([oa.ChunkChoice(index=index, delta=part)])
+                return chunk([oa.ChunkChoice(index=index, delta=part)])
+            return chunk([oa.ChunkChoice(index=index, delta=oa.ChunkDelta(content=delta.text),
+                                         logprobs=_choice_logprobs(delta.logprobs))])
 
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         first, deltas = await self._open_choices(choices)

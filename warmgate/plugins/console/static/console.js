@@ -683,6 +683,15 @@
     }
   }
 
+  function dataURL(file) { // the file as a data: URL, the form OpenAI's image_url parts take
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(new Error(`image: cannot read ${file.name}`));
+      reader.readAsDataURL(file);
+    });
+  }
+
   function chatWidget(form, inputs, output) {
     const log = el("div", { class: "chat-log", "aria-live": "polite" });
     const text = el("textarea", { class: "chat-text", placeholder: "Message", rows: 2 });
@@ -692,9 +701,11 @@
     const tools = el("textarea", { class: "chat-tools", rows: 3, placeholder:
       'Tools: a JSON array, e.g. [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]' });
     const jsonOutput = el("input", { type: "checkbox", class: "chat-json" });
+    const image = el("input", { type: "file", accept: "image/*", class: "chat-image" });
     const openaiOptions = el("details", { class: "chat-openai" },
-      el("summary", { text: "Tools and JSON output (sent as OpenAI chat to /v1/chat/completions)" }), tools,
-      el("label", {}, jsonOutput, " JSON output (response_format json_object)"));
+      el("summary", { text: "Tools, JSON output and images (sent as OpenAI chat to /v1/chat/completions)" }), tools,
+      el("label", {}, jsonOutput, " JSON output (response_format json_object)"),
+      el("label", {}, " Image for the next message (a vision-language model, e.g. warmgate-demo/tiny-vision-chat): ", image));
     const messages = [];
     output.append(log, el("div", { class: "chat-input" }, text, sendButton, clear), openaiOptions, meta);
     clear.addEventListener("click", () => { messages.length = 0; log.replaceChildren(); meta.replaceChildren(); });
@@ -705,24 +716,31 @@
     sendButton.addEventListener("click", async () => {
       const content = text.value.trim();
       if (!content) return;
-      let body, target = form;
+      let body, target = form, picture = null, pushed = false;
       const streams = form.fields.some((f) => f.name === "stream");
       try {
-        messages.push({ role: "user", content });
+        if (image.files.length) picture = await dataURL(image.files[0]);
+        // an image goes as OpenAI content parts: text, then the picture as a data: URL
+        messages.push({ role: "user", content: picture ? [{ type: "text", text: content },
+          { type: "image_url", image_url: { url: picture } }] : content });
+        pushed = true;
         const extra = {};
         if (tools.value.trim()) {
           try { extra.tools = JSON.parse(tools.value); } catch (error) { throw new Error(`tools: not JSON: ${error.message}`); }
         }
         if (jsonOutput.checked) extra.response_format = { type: "json_object" };
-        if (Object.keys(extra).length) target = { ...form, path: "/v1/chat/completions" }; // /llm has neither
+        // /llm has neither tools, JSON output nor images: a conversation that uses one goes to OpenAI chat
+        if (Object.keys(extra).length || messages.some((m) => Array.isArray(m.content))) target = { ...form, path: "/v1/chat/completions" };
         body = requestBody(form, inputs, { messages, ...(streams ? { stream: true } : {}), ...extra });
       } catch (error) {
-        messages.pop();
+        if (pushed) messages.pop(); // an image that could not be read left the conversation as it was
         meta.replaceChildren(el("div", { class: "failure", text: error.message }));
         return;
       }
       text.value = "";
-      log.append(el("div", { class: "msg user", text: content }));
+      image.value = "";
+      log.append(el("div", { class: "msg user", text: content },
+        picture ? el("img", { class: "chat-picture", src: picture, alt: "sent image" }) : null));
       const reply = el("div", { class: "msg assistant", "data-chunks": 0 });
       log.append(reply);
       sendButton.disabled = true;

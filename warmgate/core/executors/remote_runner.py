@@ -27,7 +27,7 @@ import yarl
 from litestar import Response
 from litestar.response import Stream
 
-from warmgate.core.http.errors import WarmgateError
+from warmgate.core.http.errors import CONTEXT_EXCEEDED_HEADER, ContextExceeded, WarmgateError
 from warmgate.core.settings import FunctionConfig, RunnerConfig
 from warmgate.core.tracing import CLIENT, Span, start_span
 
@@ -186,7 +186,7 @@ class RemoteRunner:
             sent.update(span.headers())
         try:
             return await self._send(target, body, sent, span, on_stream_end)
-        except RemoteError as exc:
+        except (RemoteError, ContextExceeded) as exc:
             if span is not None:  # a failed attempt ends now, failed (another may be tried)
                 span.fail(exc.msg)
                 span.end()
@@ -220,6 +220,8 @@ class RemoteRunner:
         if response.status in (401, 403):  # our token, not the caller's: an operator's mistake
             raise RemoteError(f"remote runner {self.url} refused the function's token ({response.status}): "
                               f"{_message(content)}", 502)
+        if response.status in (400, 422) and _context_exceeded(response, content):
+            raise ContextExceeded.single(["body", "max_tokens"], f"remote runner {self.url}: {_message(content)}")
         if response.status >= 500:
             raise RemoteError(f"remote runner {self.url} failed ({response.status}): {_message(content)}",
                               503 if response.status == 503 else 502,
@@ -264,12 +266,26 @@ async def _relay(response: aiohttp.ClientResponse, on_end: Callable[[str | None]
 
 
 def _message(content: bytes) -> str:
-    """The runner's ``detail.msg`` (or the start of its body)."""
-    with contextlib.suppress(msgspec.DecodeError, AttributeError):  # not JSON, or not our error shape
-        detail = msgspec.json.decode(content).get("detail")
+    """The runner's error message: ``detail.msg`` (or each ``detail[].msg``), OpenAI's
+    ``error.message``, or the start of its body."""
+    with contextlib.suppress(msgspec.DecodeError, AttributeError, TypeError):  # not JSON, or not an error shape
+        body = msgspec.json.decode(content)
+        detail, error = body.get("detail"), body.get("error")
         if isinstance(detail, dict) and isinstance(detail.get("msg"), str):
             return str(detail["msg"])
+        if isinstance(detail, list) and detail and all(isinstance(d.get("msg"), str) for d in detail):
+            return "; ".join(str(d["msg"]) for d in detail)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(body.get("message"), str):  # vLLM's own error shape
+            return str(body["message"])
     return content[:300].decode(errors="replace") or "no body"
+
+
+def _context_exceeded(response: aiohttp.ClientResponse, content: bytes) -> bool:
+    """A runner's answer that the prompt overflowed its model's context: a warmgate says so in a
+    header; an OpenAI-compatible engine (vLLM, OpenAI) in its message, as LiteLLM reads it."""
+    return bool(response.headers.get(CONTEXT_EXCEEDED_HEADER)) or b"maximum context length" in content
 
 
 def _describe(exc: BaseException) -> str:

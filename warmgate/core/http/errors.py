@@ -142,9 +142,18 @@ class RequestValidationError(ClientError):
         return {"detail": self.errors}
 
 
+CONTEXT_EXCEEDED_HEADER = "X-Warmgate-Context-Exceeded"
+"""Sent with a ``ContextExceeded`` answer, so a gateway in front (``executor: remote``) knows the
+prompt overflowed and can fall back as well."""
+
+
 class ContextExceeded(RequestValidationError):
     """The prompt and ``max_tokens`` overflow the model's context: a 422 naming the field, or,
     when the function has ``fallbacks``, the next one serves (a model with a longer context)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self.headers = {**self.headers, CONTEXT_EXCEEDED_HEADER: "true"}
 
 
 def _parse_path(path: str) -> list[str | int]:

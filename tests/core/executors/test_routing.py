@@ -14,7 +14,8 @@ import pytest
 
 from warmgate import FunctionConfig, Settings
 from warmgate.core.hookspecs import hookimpl
-from warmgate.core.settings import Price, Routing, RunnerConfig
+from warmgate.core.http.auth import Caller
+from warmgate.core.settings import AuthSettings, Price, Routing, RunnerConfig
 from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import EchoPipeline, wait_for
 from warmgate.testing.process import free_port, gateway_process
@@ -279,3 +280,31 @@ def test_the_gateways_own_instance_is_a_runner_loaded_only_when_no_warm_one_can_
         ("local", "OK", True, 2, 0)
     assert remote_state["retries"] == remote_state["failures"] <= 1  # unless a health poll saw it die first
     assert wait_for(lambda: _runner_states(client)[0]["state"] == "UNREACHABLE", timeout=5)
+
+
+class _KeyAuth:
+    """Two keys: one may call the primary function only, the other its fallback too."""
+
+    @hookimpl
+    def authenticate(self, token):
+        allowed = {"primary-only": {"echo:echo-1"}, "both": {"echo:echo-1", "backup"}}.get(token)
+        return Caller(key=token, functions=frozenset(allowed)) if allowed else None
+
+
+def test_a_fallback_serves_only_a_key_allowed_to_call_it(warmgate_server, register_plugin):
+    register_plugin(_KeyAuth(), "routing-keys")
+    backup = FunctionConfig(pipeline="echo", model_id="echo-backup", name="backup")
+    fn = FunctionConfig(pipeline="echo", model_id="echo-1", executor="remote", url="http://127.0.0.1:9",
+                        fallbacks=["backup"])
+    settings = Settings(functions=[fn, backup], auth=AuthSettings(api_keys=["operator"]),
+                        sections=[PricingSettings(ledger="off")])
+    _, client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})
+
+    def call(token):
+        return client.post("/echo", json={"prompt": "x"}, headers={"Authorization": f"Bearer {token}"})
+
+    served = call("both")
+    assert served.status_code == 200 and served.headers["x-warmgate-function"] == "backup"
+    refused = call("primary-only")  # the primary's runner is down and the fallback is not this key's
+    assert refused.status_code == 503 and "127.0.0.1:9" in refused.json()["detail"]["msg"]
+    assert "backup" not in refused.json()["detail"]["msg"]

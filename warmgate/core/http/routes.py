@@ -77,6 +77,8 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
         if prepare is not None:
             body = await asyncio.to_thread(prepare, body, fn.config.options)
         chain = manager.chains[fn.name]
+        if caller is not None and len(chain) > 1:  # a fallback serves only a key allowed to call it
+            chain = [fn, *(f for f in chain[1:] if caller.may_call(f.name, f.config.aliases, f.config.pipeline))]
         offers = None
         routed = len(chain) > 1 or bool(fn.executor.runner_prices)  # several prices, or fallbacks
         span = trace.start("quote and hold") if trace is not None and (routed or fn.config.price is not None) else None

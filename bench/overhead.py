@@ -11,8 +11,14 @@ subprocess on 127.0.0.1, one server at a time, and loads it with ``wrk``:
   before its response ends;
 * ``warmgate+keys``: as ``warmgate+ledger``, with ``auth.keys``: a key made with the key store,
   each request's quote held against its balance and settled with its ledger row.
+* ``warmgate+tracing``: as ``warmgate``, every request traced (``tracing.sample_ratio: 1``) and
+  exported to a local OTLP/HTTP receiver in the driver's process. Target: <= 10% throughput
+  cost against ``warmgate`` at c=64.
+* ``warmgate@baseline`` (with ``--baseline DIR``): the ``warmgate`` server run from another
+  checkout (``PYTHONPATH=DIR``), e.g. main before tracing: ``warmgate`` against it is what
+  tracing costs when it is off. Target: 0% (within the noise).
 
-Three more comparisons, each behind its flag (instead of the table above):
+Four more comparisons, each behind its flag (instead of the table above):
 
 * ``--pricing``: the cost of keys and the ledger, ``warmgate+keys`` against ``warmgate+price``,
   on the no-op pipeline and on a 5 ms one (an async runner that sleeps 5 ms), at c=1 and c=64.
@@ -20,14 +26,17 @@ Three more comparisons, each behind its flag (instead of the table above):
 * ``--store``: ``warmgate+keys`` on the 5 ms pipeline at c=64 with its keys and ledger in the
   SQLite file against a throwaway PostgreSQL (``warmgate.testing.postgres``, fsync on, as the
   SQLite ledger's ``ledger_sync: full``) through ``pricing.database``.
+* ``--tracing``: ``warmgate+tracing`` against ``warmgate`` on the no-op pipeline and on the 5 ms
+  one, at c=1 and c=64, with the server's CPU per request.
 * ``--workers``: a gateway relaying ``/echo`` (``executor: remote``, unpriced) to an upstream
   warmgate running the echo pipeline in process (an instant runner), in one worker process and in
   two (``serve --workers 2``: ``warmgate.testing.process``, as tests/core/test_workers.py runs it), at
   c=64. The upstream, the workers and wrk all share the machine's cores.
 
-Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json] [--pricing | --store |
---workers]``. Needs ``wrk`` (``apt-get install -y wrk``). Server and wrk share the machine's cores,
-so compare the numbers with each other, not with other machines. This is a script, not a test.
+Usage: ``python bench/overhead.py [--duration 10] [--rounds 3] [--json] [--baseline DIR] [--pricing |
+--store | --workers | --tracing]``. Needs ``wrk`` (``apt-get install -y wrk``). Server and wrk share the machine's cores,
+so compare the numbers with each other, not with other machines; the server's CPU time per request
+(``CPU us/req``) is the number the machine's other load disturbs least. This is a script, not a test.
 """
 
 from __future__ import annotations
@@ -52,7 +61,9 @@ from processes import free_port, stop
 
 __test__ = False  # never collected by pytest
 
-VARIANTS = ("bare", "warmgate", "warmgate+log", "warmgate+price", "warmgate+ledger", "warmgate+keys")
+VARIANTS = ("bare", "warmgate", "warmgate+log", "warmgate+price", "warmgate+ledger", "warmgate+keys", "warmgate+tracing")
+BASELINE = "warmgate@baseline"
+"""The ``warmgate`` server from the ``--baseline`` checkout."""
 _PRICED = ("warmgate+price", "warmgate+ledger", "warmgate+keys")
 LEVELS = ((1, 1), (2, 64))  # (wrk threads, connections)
 API_KEY = "bench-key"
@@ -121,10 +132,11 @@ class SlowRunner:
 
 
 def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", keys: bool = False,
-                 ledger_sync: str = "full", slow: bool = False, database: str = "") -> Litestar:
+                 ledger_sync: str = "full", slow: bool = False, database: str = "", otlp: str = "") -> Litestar:
     """The no-op pipeline (``slow``: the 5 ms one) through the full warmgate path, auth on;
     ``priced`` quotes every request; with a ``ledger`` file (or a PostgreSQL ``database``)
-    every request is committed to it; ``keys`` requires keys from it."""
+    every request is committed to it; ``keys`` requires keys from it; with an ``otlp``
+    endpoint every request is traced and exported there."""
     from warmgate import FunctionConfig, PipelineSpec, Settings, create_app
     from warmgate.core.settings import AuthSettings, GatewaySettings, Price
     from warmgate.plugins.pricing.settings import PricingSettings
@@ -139,17 +151,21 @@ def warmgate_app(access_log: bool, priced: bool = False, ledger: str = "off", ke
                                   price=Price(price_per_unit=1) if priced else None)],
         sections=[PricingSettings(ledger="" if database else ledger, ledger_sync=ledger_sync, database=database)],
     )
+    if otlp:
+        from warmgate.core.tracing.settings import TracingSettings
+
+        settings.sections.append(TracingSettings(endpoint=otlp, sample_ratio=1.0))
     return create_app(settings, pipelines={"noop": spec})
 
 
-def serve(variant: str, port: int, ledger: str, ledger_sync: str, slow: bool, database: str) -> None:
+def serve(variant: str, port: int, ledger: str, ledger_sync: str, slow: bool, database: str, otlp: str = "") -> None:
     """Run one server variant in this process until terminated."""
     import uvicorn
 
     app = bare_app() if variant == "bare" else warmgate_app(
         access_log=variant == "warmgate+log", priced=variant in _PRICED,
         ledger=ledger if variant in ("warmgate+ledger", "warmgate+keys") else "off", keys=variant == "warmgate+keys",
-        ledger_sync=ledger_sync, slow=slow, database=database)
+        ledger_sync=ledger_sync, slow=slow, database=database, otlp=otlp if variant == "warmgate+tracing" else "")
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_config=None, access_log=False)
 
@@ -185,6 +201,13 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, variant: str, token: st
         sys.exit(f"error: {variant} POST {path} answered an unexpected body: {answer!r}")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used: per request, it is what a server costs even
+    on a machine whose other processes make its throughput noisy."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(wrk: str, script: Path, url: str, threads: int, conns: int, seconds: int) -> dict[str, float]:
     """One wrk run; requests/s, p50 and p99 in ms, and error counts."""
     cmd = [wrk, f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url]
@@ -211,7 +234,9 @@ def measure(proc: subprocess.Popen[bytes], port: int, variant: str, token: str, 
         wait_ready(proc, base, variant, token, path=path, body=body)
         for threads, conns in levels:
             run_wrk(wrk, script, base + path, threads, conns, WARMUP_SECONDS)  # discarded
+            cpu = _cpu_seconds(proc.pid)
             result = run_wrk(wrk, script, base + path, threads, conns, duration)
+            result["cpu_us"] = (_cpu_seconds(proc.pid) - cpu) / max(1, result["requests"]) * 1e6
             if result["errors"] or result["non_2xx"]:
                 print(f"warning: {variant} c={conns}: {result['errors']:.0f} socket errors, "
                       f"{result['non_2xx']:.0f} non-2xx responses", file=sys.stderr)
@@ -222,9 +247,11 @@ def measure(proc: subprocess.Popen[bytes], port: int, variant: str, token: str, 
 
 
 def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str, *, slow: bool = False,
-                  database: str = "", levels: tuple[tuple[int, int], ...] = LEVELS) -> dict[str, dict[str, float]]:
+                  database: str = "", levels: tuple[tuple[int, int], ...] = LEVELS, otlp: str = "",
+                  baseline: str = "") -> dict[str, dict[str, float]]:
     """Start ``variant``'s server (a fresh ledger, or the PostgreSQL ``database``, and a key
-    when it needs one; ``slow``: the 5 ms pipeline) and measure it."""
+    when it needs one; ``slow``: the 5 ms pipeline; ``otlp``: where ``warmgate+tracing``
+    exports; ``baseline``: the checkout ``warmgate@baseline`` runs from) and measure it."""
     port = free_port()
     ledger = tmp / f"usage-{port}.sqlite"
     token = API_KEY
@@ -234,9 +261,11 @@ def bench_variant(variant: str, wrk: str, tmp: Path, duration: int, sync: str, *
         store = KeyStore(database or ledger)
         _, token = store.create(name="bench", credit=10**30)
         store.close()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port), "--ledger", str(ledger),
-                             "--ledger-sync", sync, "--database", database, *(["--slow"] if slow else [])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": baseline} if variant == BASELINE else None
+    served = "warmgate" if variant == BASELINE else variant
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", served, "--port", str(port), "--ledger", str(ledger),
+                             "--ledger-sync", sync, "--database", database, "--otlp", otlp, *(["--slow"] if slow else [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return measure(proc, port, variant, token, wrk, tmp, duration, levels)
 
 
@@ -244,6 +273,14 @@ def bench_pricing(wrk: str, tmp: Path, duration: int, sync: str, rounds: int) ->
     """``--pricing``: priced with and without keys + ledger, on the no-op and the 5 ms pipeline."""
     runs = [{f"{variant}{'@5ms' if slow else ''}": bench_variant(variant, wrk, tmp, duration, sync, slow=slow)
              for slow in (False, True) for variant in ("warmgate+price", "warmgate+keys")} for _ in range(rounds)]
+    return median_of_rounds(runs)
+
+
+def bench_tracing(wrk: str, tmp: Path, duration: int, sync: str, rounds: int,
+                  otlp: str) -> dict[str, dict[str, dict[str, float]]]:
+    """``--tracing``: every request traced and exported, against tracing off, on the no-op and the 5 ms pipeline."""
+    runs = [{f"{variant}{'@5ms' if slow else ''}": bench_variant(variant, wrk, tmp, duration, sync, slow=slow, otlp=otlp)
+             for slow in (False, True) for variant in ("warmgate", "warmgate+tracing")} for _ in range(rounds)]
     return median_of_rounds(runs)
 
 
@@ -315,10 +352,11 @@ def _verdict(ok: bool) -> str:
 
 def table(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     width = max(14, *(len(v) + 2 for v in results))
-    lines = [f"{'server':<{width}}{'conc':>5}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}", "-" * (width + 34)]
+    lines = [f"{'server':<{width}}{'conc':>5}{'req/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}", "-" * (width + 46)]
     for variant, levels in results.items():
         for key, r in levels.items():
-            lines.append(f"{variant:<{width}}{key[1:]:>5}{r['rps']:>11.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}")
+            lines.append(f"{variant:<{width}}{key[1:]:>5}{r['rps']:>11.0f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}"
+                         f"{r.get('cpu_us', float('nan')):>12.1f}")
     return [*lines, ""]
 
 
@@ -339,7 +377,32 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
                   f"{variant} added p50 at c=1: {added:+.3f} ms (target < 0.3 ms: {_verdict(added < 0.3)})"]
     if "warmgate+price" in results and "warmgate+keys" in results:  # the pricing issue's target (--pricing: 5 ms)
         lines += [_cost(results, "", "c1", None), _cost(results, "", "c64", 0.25)]
+    for variant, against, what, target in (("warmgate+tracing", "warmgate", "tracing, sampling 1.0", 0.10),
+                                           ("warmgate", BASELINE, "tracing off, against the baseline", 0.0)):
+        if variant in results and against in results:
+            lines += _relative(results, variant, against, what, target)
     return "\n".join(lines)
+
+
+def _relative(results: dict[str, dict[str, dict[str, float]]], variant: str, against: str, what: str,
+              target: float) -> list[str]:
+    """``variant``'s throughput cost and server CPU per request against ``against``, at c=1 and
+    c=64 (the target is for c=64; a target of 0 allows this machine's noise, 3%)."""
+    lines = []
+    for level in ("c1", "c64"):
+        cost = 1 - results[variant][level]["rps"] / results[against][level]["rps"]
+        cpu = results[variant][level]["cpu_us"] / results[against][level]["cpu_us"] - 1
+        met = cost <= target if target else abs(cost) <= 0.03
+        goal = (f"target {'<= ' if target else ''}{target:.0%}{'' if target else ' within 3%'}: {_verdict(met)}"
+                if level == "c64" else "no target")
+        lines.append(f"{what}: throughput cost vs {against}, c={level[1:]}: {cost:.1%} ({goal}); "
+                     f"server CPU per request {cpu:+.1%}")
+    return lines
+
+
+def report_tracing(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    return "\n".join([*table(results), *_relative(results, "warmgate+tracing", "warmgate", "tracing, no-op pipeline", 0.10),
+                      *_relative(results, "warmgate+tracing@5ms", "warmgate@5ms", "tracing, 5 ms pipeline", 0.10)])
 
 
 def report_pricing(results: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -371,6 +434,9 @@ def main() -> None:
     parser.add_argument("--ledger", default="off", help=argparse.SUPPRESS)
     parser.add_argument("--database", default="", help=argparse.SUPPRESS)
     parser.add_argument("--slow", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--otlp", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", default="",
+                        help="a checkout (e.g. main before a change) whose warmgate server is measured too, as warmgate@baseline")
     parser.add_argument("--ledger-sync", choices=("full", "normal"), default="full",
                         help="pricing.ledger_sync of the ledger and keys servers (default full)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma list of servers to run (default: all)")
@@ -378,18 +444,27 @@ def main() -> None:
     extra.add_argument("--pricing", action="store_true", help="keys + ledger cost on the no-op and 5 ms pipelines")
     extra.add_argument("--store", action="store_true", help="PostgreSQL against SQLite, 5 ms pipeline, c=64")
     extra.add_argument("--workers", action="store_true", help="a relay in 2 worker processes against 1, c=64")
+    extra.add_argument("--tracing", action="store_true", help="tracing on against off, no-op and 5 ms pipelines")
     args = parser.parse_args()
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
     if args.serve:
-        serve(args.serve, args.port, args.ledger, args.ledger_sync, args.slow, args.database)
+        serve(args.serve, args.port, args.ledger, args.ledger_sync, args.slow, args.database, args.otlp)
         return
-    variants = [v for v in VARIANTS if v in args.only.split(",")]
+    variants = [v for v in VARIANTS if v in args.only.split(",")] + ([BASELINE] if args.baseline else [])
     if "bare" not in variants:
         parser.error("--only must include bare: every ratio is against it")
     wrk = shutil.which("wrk")
     if wrk is None:
         sys.exit("error: wrk is not installed; install it with `apt-get update && apt-get install -y wrk`")
+    if args.tracing:
+        from warmgate.testing.otlp import OTLPReceiver
+
+        with tempfile.TemporaryDirectory() as tmp, OTLPReceiver(decode_spans=False) as receiver:
+            results = bench_tracing(wrk, Path(tmp), args.duration, args.ledger_sync, args.rounds, receiver.endpoint)
+        print(json.dumps({"duration_s": args.duration, "results": results}, indent=2) if args.json
+              else report_tracing(results))
+        return
     if args.pricing or args.store or args.workers:
         with tempfile.TemporaryDirectory() as tmp:
             if args.pricing:
@@ -402,9 +477,14 @@ def main() -> None:
         return
     print(f"{len(variants)} servers x c={[c for _, c in LEVELS]} x {args.rounds} rounds, {args.duration}s each after "
           f"a {WARMUP_SECONDS}s warm-up; medians; server and wrk share the machine's cores", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp:
-        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration, args.ledger_sync) for v in variants}
+    from warmgate.testing.otlp import OTLPReceiver
+
+    with tempfile.TemporaryDirectory() as tmp, OTLPReceiver(decode_spans=False) as receiver:  # a collector's endpoint
+        rounds = [{v: bench_variant(v, wrk, Path(tmp), args.duration, args.ledger_sync, otlp=receiver.endpoint,
+                                    baseline=args.baseline) for v in variants}
                   for _ in range(args.rounds)]
+    if "warmgate+tracing" in variants:
+        print(f"warmgate+tracing exported {receiver.bytes / 1e6:.1f} MB in {receiver.posts} OTLP posts", file=sys.stderr)
     results = median_of_rounds(rounds)
     if args.json:
         print(json.dumps({"duration_s": args.duration, "rounds": rounds, "results": results,

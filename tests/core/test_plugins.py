@@ -695,6 +695,10 @@ class ShoutSettings(warmgate.SettingsSection):
     def check(self, settings):
         return ("shout.volume", "at most 10") if self.volume > 10 else None
 
+    def check_function(self, config):
+        louder = config.options.get("shout", 0) > self.volume
+        return ("options.shout", "louder than shout.volume") if louder else None
+
 
 class SettingsPlugin:
     @warmgate.hookimpl
@@ -720,9 +724,12 @@ def test_hook_register_settings(register_plugin, tmp_path):
     config.write_text("shout:\n  volume: loud\n")
     with pytest.raises(warmgate.ConfigError, match=r"line 2, shout.volume: Expected `int`, got `str`"):
         load_settings(config, env={})
-    # the section's own check runs when the functions are planned (at start)
+    # the section's own check runs when the file is read, its function check at start
     config.write_text("shout: {volume: 11}\n")
     with pytest.raises(warmgate.ConfigError, match=r"shout.volume: at most 10"):
+        load_settings(config, env={})
+    config.write_text("shout: {volume: 2}\nfunctions: [{pipeline: echo, model_id: e, options: {shout: 3}}]\n")
+    with pytest.raises(warmgate.ConfigError, match=r"functions\[0\].options.shout: louder than shout.volume"):
         plan_functions(load_settings(config, env={}), {"echo": EchoPipeline().spec})
 
 

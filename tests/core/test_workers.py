@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from warmgate.plugins.pricing.keys import KeyStore
+from warmgate.testing import wait_for
 from warmgate.testing.postgres import PricingDatabase
 from warmgate.testing.process import free_port, gateway_process
 
@@ -63,8 +64,9 @@ def burst(url, token, count, **fields):
     return asyncio.run(run())
 
 
-def test_two_workers_on_one_sqlite_file_serve_exactly_the_100_requests_a_balance_covers(workers):
+def test_two_workers_on_one_sqlite_file_serve_exactly_the_100_requests_a_balance_covers(workers, runner):
     gateway, db = workers
+    gateway_runner_url = runner.url
     record, token = make_key(db.target, credit=300)  # 100 requests of 3 characters
     responses = burst(gateway.url, token, 200, sleep=0.02)
     assert Counter(r.status_code for r in responses) == {200: 100, 402: 100}
@@ -78,6 +80,14 @@ def test_two_workers_on_one_sqlite_file_serve_exactly_the_100_requests_a_balance
             r'warmgate_requests_total\{[^}]*route="/echo"[^}]*\} (\S+)', text))
         assert counted == 200
         assert len([line for line in text.splitlines() if line.startswith('warmgate_in_flight{function="echo')]) == 1
+    # and the runner's own counts: the 100 that reached it, once each, summed over both workers
+    # (each worker adds its own every second)
+    runner_requests = re.compile(r'warmgate_runner_requests_total\{function="echo:echo-1",runner="([^"]+)"\} (\S+)')
+
+    def runner_counts():
+        return [(url, float(n)) for url, n in runner_requests.findall(httpx.get(f"{gateway.url}/metrics").text)]
+
+    assert wait_for(lambda: runner_counts() == [(gateway_runner_url, 100.0)], timeout=10), runner_counts()
 
 
 def test_a_rate_limit_is_counted_across_the_workers(workers):

@@ -24,6 +24,7 @@ from warmgate.core.http.errors import ConfigError
 from warmgate.core.plugins import load_plugins, pm
 from warmgate.core.registry import Registry, collect
 from warmgate.core.settings import FunctionConfig, GatewaySettings, Settings, SettingsSection
+from warmgate.core.tracing.settings import TracingSettings
 
 __all__ = ["DEFAULT_CONFIG_FILE", "check_sections", "get_settings_sections", "load_settings", "plan_functions",
            "translate_ai_models"]
@@ -49,15 +50,18 @@ def load_settings(
     profile = profile if profile is not None else env.get("WARMGATE_PROFILE", settings.profile)
     if profile not in ("", "demo"):
         raise ConfigError(settings.source, "profile", f"expected 'demo' or nothing, got {profile!r}")
-    return msgspec.structs.replace(settings, profile=profile)
+    settings = msgspec.structs.replace(settings, profile=profile)
+    check_sections(settings)
+    return settings
 
 
 def get_settings_sections() -> dict[str, type[SettingsSection]]:
-    """Every section a plugin may add to ``serverless.yaml``, by key: the ray executor's, then
+    """Every section a plugin may add to ``serverless.yaml``, by key: the core's (the ray executor's, tracing), then
     those plugins register (``register_settings``); a key registered twice is an error."""
     load_plugins()
     registry: Registry[type[SettingsSection]] = Registry("settings section")
     registry.add("warmgate", RaySettings.key, RaySettings)
+    registry.add("warmgate", TracingSettings.key, TracingSettings)
 
     def register(plugin: str, kind: Any) -> None:
         if not (isinstance(kind, type) and issubclass(kind, SettingsSection) and kind.key):
@@ -70,14 +74,18 @@ def get_settings_sections() -> dict[str, type[SettingsSection]]:
 
 
 def check_sections(settings: Settings) -> None:
-    """Each section's own ``check`` against the whole settings, when the functions are planned (a registered section the
+    """Each section's own ``check`` against the whole settings (a registered section the
     settings lack is checked at its defaults), as a ``ConfigError``."""
-    kinds = list(get_settings_sections().values())
-    kinds += [type(section) for section in settings.sections if type(section) not in kinds]
-    for kind in kinds:
-        problem = settings.section(kind).check(settings)
+    for section in _sections(settings):
+        problem = section.check(settings)
         if problem is not None:
             raise ConfigError(settings.source, *problem)
+
+
+def _sections(settings: Settings) -> list[SettingsSection]:
+    kinds = list(get_settings_sections().values())
+    kinds += [type(section) for section in settings.sections if type(section) not in kinds]
+    return [settings.section(kind) for kind in kinds]
 
 
 def _read_file(path: Path) -> Settings:
@@ -113,6 +121,7 @@ def _read_file(path: Path) -> Settings:
         except msgspec.ValidationError as exc:
             raise _located(exc, source, yaml_text, under=key) from None
     _check_unique_names(settings, source)
+    _check_fallbacks(settings, source, yaml_text)
     return msgspec.structs.replace(settings, source=source, sections=sections)
 
 
@@ -141,6 +150,40 @@ def translate_ai_models(entries: list[Any], source: str = "aiModels.json") -> li
         if entry.get("optimization_flags"):
             fn["options"] = dict(entry["optimization_flags"])
         out.append(fn)
+    return _group_runners(out, source)
+
+
+def _group_runners(functions: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """aiModels.json entries that share a pipeline and model (several runner containers) become
+    one function whose runners are their urls, each with its own capacity and price; the
+    function admits their capacities together."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, fn in enumerate(functions):
+        groups.setdefault((fn["pipeline"], fn["model_id"]), []).append(i)
+    out = []
+    for indexes in groups.values():
+        entries = [functions[i] for i in indexes]
+        if len(entries) == 1:
+            out.append(entries[0])
+            continue
+        local = next((i for i, fn in zip(indexes, entries, strict=True) if "url" not in fn), None)
+        if local is not None:
+            raise ConfigError(source, f"[{local}].url", f"entries {indexes} share pipeline and model_id, so they are "
+                              "runners of one function: each needs the url of its runner")
+        runners = []
+        for fn in entries:
+            runner: dict[str, Any] = {"url": fn["url"], "token": fn["token"],
+                                      "max_concurrency": fn.get("max_concurrency", 1)}
+            if "price" in fn:
+                runner["price"] = fn["price"]
+            runners.append(runner)
+        first = entries[0]
+        merged = {key: first[key] for key in ("pipeline", "model_id", "executor") if key in first}
+        merged.update(warm=any(fn["warm"] for fn in entries), runners=runners,
+                      max_concurrency=sum(r["max_concurrency"] for r in runners))
+        if "options" in first:
+            merged["options"] = first["options"]
+        out.append(merged)
     return out
 
 
@@ -198,6 +241,43 @@ def _check_unique_names(settings: Settings, source: str) -> None:
         seen[name] = i
 
 
+def _check_fallbacks(settings: Settings, source: str, yaml_text: str | None) -> None:
+    """Each fallback names a function (by name or alias) of the same pipeline, and following
+    fallbacks never comes back to where it started."""
+    names: dict[tuple[str, str], int] = {}
+    for i, fn in enumerate(settings.functions):
+        for key in (fn.name or f"{fn.pipeline}:{fn.model_id}", fn.model_id, *fn.aliases):
+            names.setdefault((fn.pipeline, key), i)
+    targets: dict[int, list[int]] = {}
+    for i, fn in enumerate(settings.functions):
+        for j, name in enumerate(fn.fallbacks):
+            path = f"$.functions[{i}].fallbacks[{j}]"
+            target = names.get((fn.pipeline, name))
+            if target is None:
+                defined = sorted({key for (pipeline, key) in names if pipeline == fn.pipeline})
+                raise ConfigError(source, _where(yaml_text, path, path[2:]),
+                                  f"fallback {name!r} names no {fn.pipeline} function; defined: {', '.join(defined)}")
+            targets.setdefault(i, []).append(target)
+    for start in targets:
+        cycle = _first_cycle(start, targets, [start])
+        if cycle is not None:
+            path = f"$.functions[{start}].fallbacks"
+            shown = " -> ".join(settings.functions[i].name or f"functions[{i}]" for i in cycle)
+            raise ConfigError(source, _where(yaml_text, path, path[2:]), f"fallbacks go round in a cycle: {shown}")
+
+
+def _first_cycle(start: int, targets: dict[int, list[int]], trail: list[int]) -> list[int] | None:
+    """A fallback path from ``trail``'s end back to ``start``, depth first, or None."""
+    for target in targets.get(trail[-1], ()):
+        if target == start:
+            return [*trail, start]
+        if target not in trail:
+            found = _first_cycle(start, targets, [*trail, target])
+            if found is not None:
+                return found
+    return None
+
+
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     """``WARMGATE_<FIELD>`` overrides a gateway setting; ``WARMGATE_API_KEYS`` is a comma list;
     ``WARMGATE_KEYS=1`` requires keys made with ``warmgate keys``; each section applies its own
@@ -232,6 +312,15 @@ def _all_sections(settings: Settings, env: Mapping[str, str]) -> list[SettingsSe
     return sections + [section.with_env(env) for section in present.values()]
 
 
+def _with_runner_capacities(fn: FunctionConfig) -> FunctionConfig:
+    """A function with ``runners`` admits what they take together: each runner's
+    ``max_concurrency`` (blank: the function's), summed."""
+    if not fn.runners:
+        return fn
+    runners = [msgspec.structs.replace(r, max_concurrency=r.max_concurrency or fn.max_concurrency) for r in fn.runners]
+    return msgspec.structs.replace(fn, runners=runners, max_concurrency=sum(r.max_concurrency or 0 for r in runners))
+
+
 def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) -> list[FunctionConfig]:
     """The functions to serve: the configured ones (checked against installed pipelines) and a
     cold default-model function for any pipeline left bare; or, with the demo profile, a tiny
@@ -239,7 +328,7 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
     demo runs anywhere, whatever ``serverless.yaml`` describes). Several workers (``serve
     --workers``) serve only the configured functions: a default one would load its model in each."""
     executors = get_executors()
-    check_sections(settings)
+    sections = _sections(settings)
     planned: list[FunctionConfig] = []
     for i, fn in enumerate(settings.functions if settings.profile != "demo" else ()):
         spec = pipelines.get(fn.pipeline)
@@ -248,21 +337,21 @@ def plan_functions(settings: Settings, pipelines: Mapping[str, PipelineSpec]) ->
             hint = f" (it serves the functions of {spec.serves!r})" if spec is not None else ""
             raise ConfigError(settings.source, f"functions[{i}].pipeline",
                               f"unknown pipeline {fn.pipeline!r}{hint}; installed: {', '.join(hosts) or 'none'}")
-        problem = check_executor(fn, executors)
+        problems = [check_executor(fn, executors), *(section.check_function(fn) for section in sections)]
+        problem = next((p for p in problems if p is not None), None)
         if problem is not None:
             raise ConfigError(settings.source, f"functions[{i}].{problem[0]}", problem[1])
         model_id = fn.model_id or spec.default_model_id
+        fn = _with_runner_capacities(fn)
         planned.append(msgspec.structs.replace(fn, model_id=model_id, name=fn.name or f"{fn.pipeline}:{model_id}"))
     served = {fn.pipeline for fn in planned}
     for spec in pipelines.values():
         if spec.name in served or spec.serves or settings.gateway.workers > 1:
             continue
         if settings.profile == "demo":
-            if spec.demo is None:
-                continue
-            planned.append(FunctionConfig(pipeline=spec.name, model_id=spec.demo.model_id, demo=True,
-                                          name=f"{spec.name}:{spec.demo.model_id}", max_concurrency=4,
-                                          price=spec.demo.price))
+            planned += [FunctionConfig(pipeline=spec.name, model_id=demo.model_id, demo=True,
+                                       name=f"{spec.name}:{demo.model_id}", max_concurrency=4, price=demo.price)
+                        for demo in spec.demos]
         elif spec.default_model_id:
             planned.append(FunctionConfig(pipeline=spec.name, model_id=spec.default_model_id,
                                           name=f"{spec.name}:{spec.default_model_id}"))

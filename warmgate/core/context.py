@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from warmgate.core.functions.function import Function
     from warmgate.core.http.auth import Caller
     from warmgate.core.settings import FunctionConfig
+    from warmgate.core.tracing.spans import Trace
 
 __all__ = ["Quote", "RequestContext", "Usage", "current_request", "request_context"]
 
@@ -75,8 +76,8 @@ class Usage:
 class RequestContext:
     """One request, from the middleware's first look at it to its last byte."""
 
-    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "holding", "log_fields", "on_end",
-                 "quote", "request_id", "started", "usage")
+    __slots__ = ("caller", "config", "external_seconds", "function", "headers", "holding", "log_fields", "offers",
+                 "on_end", "quote", "request_id", "served_wei", "started", "trace", "usage")
 
     def __init__(self, request_id: str, started: float | None = None) -> None:
         self.request_id = request_id
@@ -86,6 +87,12 @@ class RequestContext:
         self.function: Function | None = None
         self.config: FunctionConfig | None = None
         """What is priced: the function's config (or a live pipeline's, which has no ``Function``)."""
+        self.offers: dict[str, int] | None = None
+        """Routing: the wei each runner with its own price quotes for this request, by url, only
+        those at or under the caller's ``X-Max-Price-Per-Unit``; None: any runner may serve."""
+        self.served_wei: int | None = None
+        """What the runner or fallback function that served charges for the quoted units, when
+        it may differ from the hold (``quote.wei``, the dearest that could have served)."""
         self.quote: Quote | None = None
         """Set once the request is priced: from then on it is billed exactly once (unless its
         hold is refused: ``hold()``)."""
@@ -101,6 +108,8 @@ class RequestContext:
         self.usage = Usage()
         self.log_fields: dict[str, Any] = {}
         """Extra fields of the request's access-log line (an LLM's model and finish reason)."""
+        self.trace: Trace | None = None
+        """Its spans, when tracing is on and the request is sampled (``warmgate.core.tracing``)."""
 
     async def hold(self) -> None:
         """Wait for the hold taken while the function ran. Refused (402, or 503 with the store

@@ -54,7 +54,8 @@ def register_settings(register: Any) -> None:
     """Register this plugin's own top-level sections of ``serverless.yaml`` with
     ``register(section_type)``: a ``warmgate.SettingsSection`` subclass whose ``key`` is the
     section's name (``pricing``, ``live``). The core decodes the section with it (errors name the
-    line and field), applies its ``with_env`` overrides and its ``check``; plugins read it back
+    line and field), applies its ``with_env`` overrides, its ``check`` and, per configured function,
+    its ``check_function``; plugins read it back
     with ``settings.section(section_type)``. A key registered twice is an error naming both
     plugins. Return value is ignored.
     """

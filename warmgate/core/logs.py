@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 import structlog
 
+from warmgate.core.context import request_context
+
 __all__ = ["AccessLog", "configure_logging", "json_lines", "request_id_var"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("warmgate_request_id", default=None)
@@ -25,6 +27,9 @@ def _add_request_id(logger: Any, method: str, event: dict[str, Any]) -> dict[str
     request_id = request_id_var.get()
     if request_id is not None:
         event.setdefault("request_id", request_id)
+        context = request_context.get()
+        if context is not None and context.trace is not None:
+            event.setdefault("trace_id", f"{context.trace.trace_id:032x}")
     return event
 
 

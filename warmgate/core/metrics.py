@@ -10,7 +10,9 @@ Under ``serve --workers`` (``$PROMETHEUS_MULTIPROC_DIR`` set) every worker write
 prometheus-client's per-process files and ``/metrics`` adds them up, whichever worker answers:
 requests and latencies as counters and histograms, and each function's queue depth, requests in
 flight and state (the number of workers whose function is in it) as gauges each worker samples
-every second (``sample_forever``).
+every second (``sample_forever``), and each runner of a remote function: its counts as counters
+(each worker adds what it counted since its last sample), its requests in flight summed and its
+warmth as the most any worker saw.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 _LOAD_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 
 
+_RUNNER_COUNTS = (
+    ("requests", "Requests sent to each runner of a routed function."),
+    ("failures", "Attempts that failed on each runner (refused, reset, timed out, 5xx, stream cut)."),
+    ("retries", "Failed attempts on each runner that were tried again on another one."),
+    ("cooldowns", "Times each runner was put in cooldown after failing in a row."),
+)
+
+
 class _FunctionCollector:
     """Reads state, queue depth and in-flight requests of every function at scrape time."""
 
@@ -58,6 +68,26 @@ class _FunctionCollector:
             queued.add_metric([fn.name], fn.waiting)
             running.add_metric([fn.name], fn.in_flight)
         yield from (state, queued, running)
+        yield from _runner_metrics(self.functions)
+
+
+def _runner_metrics(functions: list[Function]) -> Iterator[Metric]:
+    """Per runner of a routed function: requests, failures, retries and cooldowns as counters,
+    requests in flight and whether its model is warm as gauges."""
+    labels = ["function", "runner"]
+    counters = {name: CounterMetricFamily(f"warmgate_runner_{name}", text, labels=labels)
+                for name, text in _RUNNER_COUNTS}
+    in_flight = GaugeMetricFamily("warmgate_runner_in_flight", "Requests in flight per runner.", labels=labels)
+    warm = GaugeMetricFamily("warmgate_runner_warm", "1 when the runner has the function's model warm.",
+                             labels=labels)
+    for fn in functions:
+        for runner in fn.executor.runner_info() or ():
+            values = [fn.name, runner.url]
+            for name, family in counters.items():
+                family.add_metric(values, getattr(runner, name))
+            in_flight.add_metric(values, runner.in_flight)
+            warm.add_metric(values, 1 if runner.warm else 0)
+    yield from (*counters.values(), in_flight, warm)
 
 
 class _Series:
@@ -117,6 +147,15 @@ class _WorkerMetrics:
                             multiprocess_mode="livesum", registry=registry)
         self.running = Gauge("warmgate_in_flight", "Requests running, per function.", ["function"],
                              multiprocess_mode="livesum", registry=registry)
+        labels = ["function", "runner"]
+        self.runner_counts = {name: Counter(f"warmgate_runner_{name}", text, labels, registry=registry)
+                              for name, text in _RUNNER_COUNTS}
+        self.runner_in_flight = Gauge("warmgate_runner_in_flight", "Requests in flight per runner.", labels,
+                                      multiprocess_mode="livesum", registry=registry)
+        self.runner_warm = Gauge("warmgate_runner_warm", "1 when a worker sees the runner with the function's "
+                                 "model warm.", labels, multiprocess_mode="livemax", registry=registry)
+        self._counted: dict[tuple[str, str, str], int] = {}
+        """What each runner counter held at the last sample: a sample adds what came since."""
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -128,6 +167,14 @@ class _WorkerMetrics:
                 self.state.labels(fn.name, state.value).set(1 if fn.state is state else 0)
             self.queued.labels(fn.name).set(fn.waiting)
             self.running.labels(fn.name).set(fn.in_flight)
+            for runner in fn.executor.runner_info() or ():
+                for name, _ in _RUNNER_COUNTS:
+                    now, key = getattr(runner, name), (fn.name, runner.url, name)
+                    if now > self._counted.get(key, 0):
+                        self.runner_counts[name].labels(fn.name, runner.url).inc(now - self._counted.get(key, 0))
+                        self._counted[key] = now
+                self.runner_in_flight.labels(fn.name, runner.url).set(runner.in_flight)
+                self.runner_warm.labels(fn.name, runner.url).set(1 if runner.warm else 0)
 
 
 class Metrics:

@@ -17,6 +17,8 @@ __all__ = [
     "GatewaySettings",
     "Price",
     "Resources",
+    "Routing",
+    "RunnerConfig",
     "Scaling",
     "Settings",
     "SettingsSection",
@@ -72,7 +74,12 @@ class SettingsSection(_Config):
 
     def check(self, settings: Settings) -> tuple[str, str] | None:
         """What is wrong with this section in the light of the whole settings, as (field,
-        message) for a ``ConfigError``, or None."""
+        message) for a ``ConfigError`` when the file is read, or None."""
+        return None
+
+    def check_function(self, config: FunctionConfig) -> tuple[str, str] | None:
+        """What this section refuses in one configured function, as (field within the
+        function, message) for a ``ConfigError`` when the functions are planned, or None."""
         return None
 
 
@@ -123,6 +130,45 @@ class Price(_Config):
             raise ValueError(f"`currency`: expected wei, eth or a fiat code such as USD, got {self.currency!r}")
 
 
+class RunnerConfig(_Config):
+    """One server a remote function's requests may go to: a warmgate, a Livepeer ai-runner, or
+    (for an LLM) an OpenAI-compatible engine."""
+
+    url: str = ""
+    """Its base URL (``http://host:port``); blank with ``executor``."""
+    executor: Literal["", "local", "ray"] = ""
+    """``local`` (the model in this gateway's process) or ``ray`` (a Ray Serve deployment made by
+    this gateway): one runner of the function beside the remote ones, loaded on first use."""
+    token: str = ""
+    """Bearer token the runner expects; blank: the function's ``token``."""
+    weight: Positive = 1
+    """Its share of the requests under ``routing.strategy: weighted``."""
+    price: Price | None = None
+    """What a request costs when this runner serves it; blank: the function's ``price``."""
+    max_concurrency: Positive | None = None
+    """Requests sent to it at once before ``warm-first`` looks at another runner; blank: the
+    function's ``max_concurrency``."""
+
+
+class Routing(_Config):
+    """How a function with several runners picks one, and what happens when one fails."""
+
+    strategy: Literal["warm-first", "least-busy", "weighted", "cheapest"] = "warm-first"
+    """``warm-first``: a runner with the model warm and a free slot, least busy first; a cold one
+    only when no warm one can take the request, one cold load at a time. ``least-busy``: fewest
+    requests in flight. ``weighted``: at random by ``weight``. ``cheapest``: the lowest price
+    under the caller's ``X-Max-Price-Per-Unit``, then the least busy."""
+    retries: Annotated[int, msgspec.Meta(ge=0)] = 2
+    """Other runners tried after a failure that reached no client (refused, reset, connect
+    timeout, a 5xx answer)."""
+    cooldown: Seconds = 30.0
+    """Seconds a runner that keeps failing is skipped, then tried again."""
+    cooldown_failures: Positive = 3
+    """Failures in a row that put a runner in cooldown."""
+    health_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    """Seconds between polls of each runner's ``/health`` (and a warmgate's ``/functions``)."""
+
+
 class FunctionConfig(_Config):
     pipeline: str
     model_id: str = ""
@@ -144,14 +190,43 @@ class FunctionConfig(_Config):
     executor: str = "local"
     """Where the model runs: ``local``, ``remote``, ``ray``, or one a plugin registers (``register_executors``)."""
     url: str = ""
-    """Remote runner to forward to (``executor: remote``)."""
+    """Remote runner to forward to (``executor: remote``): a list of one ``runners`` entry."""
     token: str = ""
+    runners: list[RunnerConfig] | None = None
+    """The servers that run the model (``executor: remote``); ``routing`` picks one per request."""
+    routing: Routing = msgspec.field(default_factory=Routing)
+    fallbacks: list[str] = []
+    """Functions (names or aliases, same pipeline) that serve a request when every runner of
+    this one failed or is in cooldown, tried in order."""
     demo: bool = False
     """Set by ``--profile demo``: the model is a tiny local build made on first use."""
+
+    def __post_init__(self) -> None:
+        if self.runners is None:
+            return
+        if not self.runners:
+            raise ValueError("`runners`: list at least one runner ({url: http://host:port})")
+        if self.url:
+            raise ValueError("`url`: give the runner's url or a list of runners, not both")
+        seen: set[str] = set()
+        for i, runner in enumerate(self.runners):
+            if bool(runner.url) == bool(runner.executor):
+                raise ValueError(f"`runners[{i}]`: give a runner a url or an executor (local, ray), one of them")
+            key = runner.url.rstrip("/") or runner.executor
+            if key in seen:
+                raise ValueError(f"`runners[{i}].{'url' if runner.url else 'executor'}`: {key} is listed twice")
+            seen.add(key)
 
     @property
     def keep_warm(self) -> bool:
         return self.warm or self.scaling.min_instances > 0
+
+    @property
+    def runner_list(self) -> list[RunnerConfig]:
+        """``runners``, or the single ``url`` as a list of one (empty without either)."""
+        if self.runners:
+            return self.runners
+        return [RunnerConfig(url=self.url, token=self.token)] if self.url else []
 
 
 class GatewaySettings(_Config):

@@ -67,11 +67,19 @@ async def report_usage(app: Any, context: RequestContext, status: int, seconds: 
     elif usage.units is not None:  # metered as it ran (a live segment): what it used, not the hold
         units = usage.units
         wei = _reprice(app, context, units, default=0)
-    event = UsageEvent(request_id=context.request_id, time=time.time(), function=quote.function,
-                       pipeline=quote.pipeline, model_id=quote.model_id, units=units, quoted_wei=quote.wei,
+    elif context.served_wei is not None:  # routed: the serving runner's (or fallback's) price, not the hold's
+        wei = min(wei, context.served_wei)
+    function, model_id = quote.function, quote.model_id
+    if context.served_wei is not None and context.config is not None:  # a fallback is billed as itself
+        function, model_id = context.config.name, context.config.model_id
+    event = UsageEvent(request_id=context.request_id, time=time.time(), function=function,
+                       pipeline=quote.pipeline, model_id=model_id, units=units, quoted_wei=quote.wei,
                        wei=wei if billed else 0, status=status, duration_ms=round(seconds * 1000, 3), key=quote.key,
                        prompt_tokens=usage.prompt_tokens, completion_tokens=completion, hold=quote.hold)
+    span = context.trace.start("ledger write") if context.trace is not None else None
     await record_usage(app, event)
+    if span is not None:
+        span.end()
     return event
 
 

@@ -30,7 +30,7 @@ class EchoRequest(msgspec.Struct, kw_only=True):
     stream: bool = False
     """Return the words one by one as server-sent events."""
     interval: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0
-    """Seconds between streamed words, to hold an answer half sent."""
+    """Seconds between streamed words, to keep a stream open or an answer half sent."""
 
 
 class EchoResponse(msgspec.Struct):

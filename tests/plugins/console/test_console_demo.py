@@ -143,6 +143,31 @@ def test_llm_chat_streams_the_reply(demo, page, artifacts):
     panel.screenshot(path=artifacts / "llm-chat.png")
 
 
+def test_llm_chat_sends_an_image_to_the_demo_vision_model(demo, page, artifacts, tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(picture)
+    panel = _open(page, demo, "llm")
+    panel.locator("form.fields [name=model]").fill("warmgate-demo/tiny-vision-chat")
+    panel.locator("form.fields [name=max_tokens]").fill("8")
+    panel.locator(".chat-openai summary").click()
+    panel.locator(".chat-image").set_input_files(str(picture))
+    panel.locator(".chat-text").fill("What is in this picture?")
+    with page.expect_request(lambda r: r.url.endswith("/v1/chat/completions") and r.method == "POST") as sent:
+        panel.locator(".chat-input button.primary").click()
+    body = json.loads(sent.value.post_data)
+    assert body["model"] == "warmgate-demo/tiny-vision-chat"
+    [text, image] = body["messages"][0]["content"]
+    assert text == {"type": "text", "text": "What is in this picture?"}
+    assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/png;base64,")
+    reply = panel.locator(".msg.assistant[data-done=true]")
+    reply.wait_for(timeout=180_000)
+    assert "failure" not in (reply.get_attribute("class") or "")
+    assert panel.locator(".msg.user img.chat-picture").count() == 1
+    panel.screenshot(path=artifacts / "llm-chat-image.png")
+
+
 def _tone_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")

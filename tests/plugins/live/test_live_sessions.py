@@ -11,12 +11,14 @@ import pytest
 import warmgate
 from warmgate import FrameProcessor, Settings
 from warmgate.core.settings import AuthSettings, GatewaySettings, Price
+from warmgate.core.tracing.settings import TracingSettings
 from warmgate.plugins.live.settings import LiveSettings
 from warmgate.plugins.live.trickle.client import TricklePublisher
 from warmgate.plugins.pricing.settings import PricingSettings
 from warmgate.testing import EchoPipeline
 from warmgate.testing.live import clip, decode, publish, read_events, read_segments, until_true
 from warmgate.testing.logs import access_lines
+from warmgate.testing.otlp import OTLPReceiver
 
 
 class Inverter(FrameProcessor):
@@ -364,3 +366,29 @@ def test_the_access_log_names_trickle_requests_by_their_full_path(warmgate_serve
     lines = access_lines(capfd, ["trickle-write", "trickle-missing"])
     assert (lines["trickle-write"]["path"], lines["trickle-write"]["status"]) == (f"{control}/0", 200)
     assert (lines["trickle-missing"]["path"], lines["trickle-missing"]["status"]) == ("/ai/trickle/no-such-channel/0", 404)
+
+
+def test_a_traced_session_is_one_span_with_its_milestones_as_events(gateway):
+    with OTLPReceiver() as receiver:
+        client = gateway(Settings(sections=[NO_SKIPS, TracingSettings(endpoint=receiver.endpoint, service_name="gw")]))
+        r = client.post("/live/sessions", json={"model_id": "invert", "params": {"width": 384, "height": 384}})
+        assert r.status_code == 200, r.text
+        urls = r.json()
+
+        async def run():
+            reading = asyncio.ensure_future(read_segments(urls["subscribe_url"]))
+            async with TricklePublisher(urls["publish_url"]) as publisher:
+                for segment in clip():
+                    async with await publisher.next() as writer:
+                        await writer.write(segment)
+            return await asyncio.wait_for(reading, 60)
+
+        assert asyncio.run(run())
+        spans = receiver.wait_for(lambda got: any(s.name == "live session invert" for s in got))
+    [session] = [s for s in spans if s.name == "live session invert"]
+    [started] = [s for s in spans if s.kind == 2 and s.attributes["url.path"] == "/live/sessions"]
+    assert (session.trace_id, session.parent_id) == (started.trace_id, started.span_id)  # the request that started it
+    assert session.events == ["runner_receive_stream_request", "runner_receive_first_ingest_segment",
+                              "runner_send_first_processed_segment"]
+    assert session.status_code != 2 and session.attributes["warmgate.live.frames_out"] > 0
+    assert session.end_ns > started.end_ns  # it outlived the request

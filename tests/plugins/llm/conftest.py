@@ -3,6 +3,7 @@ import pytest
 
 from warmgate.core.plugins import get_pipelines
 
+from .every_backend import priced_gateway
 from .fake_ollama import FakeModel, run_fake_ollama
 from .openai_upstream import run_upstream
 
@@ -19,6 +20,16 @@ def engines():
     ``org/relayed``, the fake Ollama ``llama3.1:8b``."""
     with run_upstream("org/relayed") as upstream, run_fake_ollama(local=[FakeModel(name="llama3.1:8b")]) as ollama:
         yield upstream, ollama
+
+
+@pytest.fixture
+def priced(warmgate_server, tiny_chat, engines, tmp_path):
+    """A function on each backend priced per token, with a ledger -> (openai client, httpx client,
+    model id by backend, ledger path)."""
+    ledger = tmp_path / "usage.sqlite"
+    sdk, client, models = priced_gateway(warmgate_server, tiny_chat, *engines, ledger)
+    with sdk:
+        yield sdk, client, models, ledger
 
 
 @pytest.fixture

@@ -58,6 +58,8 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     keep_alive: int | float | str | None = None
     tools: list[dict[str, Any]] = []
     format: str | dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 class GenerateRequest(msgspec.Struct, kw_only=True):
@@ -67,6 +69,8 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     stream: bool = True
     options: dict[str, Any] = {}
     keep_alive: int | float | str | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 class GenerateChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -79,6 +83,7 @@ class GenerateChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
     prompt_eval_count: int | None = None
     eval_count: int | None = None
     eval_duration: int | None = None
+    logprobs: list[dict[str, Any]] | None = None
 
 
 TEMPLATE = "<|user|>{prompt}<|assistant|>"
@@ -116,6 +121,14 @@ class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
     prompt_eval_duration: int | None = None
     eval_count: int | None = None
     eval_duration: int | None = None
+    logprobs: list[dict[str, Any]] | None = None
+
+
+def logprobs_of(piece: str, i: int, top: int) -> list[dict[str, Any]]:
+    """Piece ``i``'s logprobs as Ollama (0.12.11 and later) streams them with a chunk: -0.5 - i/10,
+    and ``top`` candidates ``" c0"``, ``" c1"``..."""
+    tops = [{"token": f" c{j}", "logprob": -0.1 * (j + 1), "bytes": list(f" c{j}".encode())} for j in range(top)]
+    return [{"token": piece, "logprob": -0.5 - i / 10, "bytes": list(piece.encode()), "top_logprobs": tops}]
 
 
 class EmbedRequest(msgspec.Struct, kw_only=True):
@@ -394,12 +407,13 @@ class FakeOllama:
                 return _error(self.fail_message, 500)
             record.tokens_sent, record.outcome = len(pieces), "done"
             return _json(self._final(request.model, "".join(pieces), reason, prompt_count, eval_count))
-        return _ndjson(self._stream(record, request.model, pieces, reason, prompt_count, eval_count))
+        top = request.top_logprobs if request.logprobs else None
+        return _ndjson(self._stream(record, request.model, pieces, reason, prompt_count, eval_count, top))
 
     async def _stream(self, record: ChatRecord, model: str, pieces: list[str], reason: str, prompt_count: int,
-                      eval_count: int) -> AsyncIterator[bytes]:
+                      eval_count: int, top: int | None) -> AsyncIterator[bytes]:
         try:
-            for piece in pieces:
+            for i, piece in enumerate(pieces):
                 if self.fail_after is not None and record.tokens_sent >= self.fail_after:
                     record.outcome = "error"
                     yield _encoder.encode({"error": self.fail_message}) + b"\n"
@@ -408,7 +422,8 @@ class FakeOllama:
                     await asyncio.sleep(self.token_delay)
                 record.tokens_sent += 1
                 yield _encoder.encode(ChatChunk(model=model, created_at=_now(), message=Message("assistant", piece),
-                                                done=False)) + b"\n"
+                                                done=False, logprobs=None if top is None else logprobs_of(piece, i, top))
+                                      ) + b"\n"
             record.outcome = "done"
             yield _encoder.encode(self._final(model, "", reason, prompt_count, eval_count)) + b"\n"
         except (asyncio.CancelledError, GeneratorExit):
@@ -443,9 +458,11 @@ class FakeOllama:
         prompt = request.prompt if request.raw else TEMPLATE.format(prompt=request.prompt)
         pieces, reason, prompt_count, eval_count = plan([Message("user", prompt)], request.options)
 
-        def chunk(text: str, done: bool = False) -> GenerateChunk:
+        def chunk(text: str, done: bool = False, i: int = 0) -> GenerateChunk:
             if not done:
-                return GenerateChunk(model=request.model, created_at=_now(), response=text, done=False)
+                logprobs = logprobs_of(text, i, request.top_logprobs) if request.logprobs else None
+                return GenerateChunk(model=request.model, created_at=_now(), response=text, done=False,
+                                     logprobs=logprobs)
             return GenerateChunk(model=request.model, created_at=_now(), response=text, done=True, done_reason=reason,
                                  total_duration=(prompt_count + eval_count + 1) * _NS, prompt_eval_count=prompt_count,
                                  eval_count=eval_count, eval_duration=eval_count * _NS)
@@ -454,10 +471,10 @@ class FakeOllama:
             return _json(chunk("".join(pieces), done=True))
 
         async def lines() -> AsyncIterator[bytes]:
-            for piece in pieces:
+            for i, piece in enumerate(pieces):
                 if self.token_delay:
                     await asyncio.sleep(self.token_delay)
-                yield _encoder.encode(chunk(piece)) + b"\n"
+                yield _encoder.encode(chunk(piece, i=i)) + b"\n"
             yield _encoder.encode(chunk("", done=True)) + b"\n"
 
         return _ndjson(lines())

@@ -14,8 +14,8 @@ with ``" WORD0 WORD1 ... WORD7"`` in ``text_completion`` chunks.
 the relay to read them, then the process kills itself (SIGKILL); ``--no-usage``: no ``usage`` anywhere (an engine that ignores
 ``stream_options``); ``--hang``: chat requests are accepted and never answered.
 With ``tools``, it calls them (see ``_tool_calls``); with ``logprobs``, it answers them
-(``_logprob``). ``GET /last`` answers the body of the last chat or completions request, as the
-engine received it."""
+(``_logprob``; on ``/v1/completions`` in the legacy shape). ``GET /last`` answers the body of
+the last chat or completions request, as the engine received it."""
 
 from __future__ import annotations
 
@@ -154,9 +154,19 @@ async def _text_completion(request: web.Request, body: dict, args: argparse.Name
     usage = {"prompt_tokens": len(str(body["prompt"]).split()), "completion_tokens": len(words)}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     base = {"id": "cmpl-upstream", "object": "text_completion", "created": 0, "model": args.model}
+    top = body.get("logprobs")
+
+    def logprobs(first: int, chosen: list[str]) -> dict | None:  # as vLLM answers the legacy shape
+        if top is None:
+            return None
+        entries = [_logprob(word, first + i, {"top_logprobs": top}) for i, word in enumerate(chosen)]
+        return {"tokens": chosen, "token_logprobs": [e["logprob"] for e in entries],
+                "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries] if top else None,
+                "text_offset": [len("".join(chosen[:i])) for i in range(len(chosen))]}
+
     if not body.get("stream"):
         return web.json_response({**base, "usage": usage, "choices": [
-            {"index": 0, "text": "".join(words), "logprobs": None, "finish_reason": finish}]})
+            {"index": 0, "text": "".join(words), "logprobs": logprobs(0, words), "finish_reason": finish}]})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
 
@@ -164,7 +174,7 @@ async def _text_completion(request: web.Request, body: dict, args: argparse.Name
         await response.write(b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n")
 
     for i, word in enumerate(words):
-        await send([{"index": 0, "text": word, "logprobs": None,
+        await send([{"index": 0, "text": word, "logprobs": logprobs(i, [word]),
                      "finish_reason": finish if i == len(words) - 1 else None}])
     if (body.get("stream_options") or {}).get("include_usage"):
         await send([], usage=usage)

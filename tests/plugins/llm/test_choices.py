@@ -7,24 +7,14 @@ import collections
 import openai
 import pytest
 
-import warmgate
 from warmgate import FunctionConfig, Settings
 from warmgate.core.settings import Price
 from warmgate.plugins.pricing.settings import PricingSettings
 
-from .every_backend import BACKENDS, PRICE, ledger_rows, priced_gateway
+from .every_backend import BACKENDS, PRICE, ledger_rows
 from .openai_upstream import ANSWER_WORDS, run_upstream
 
 ASK = [{"role": "user", "content": "one two three"}]
-
-
-@pytest.fixture
-def gateway(warmgate_server, tiny_chat, engines, tmp_path):
-    """A priced function on each backend -> (openai client, httpx client, models by backend, ledger path)."""
-    ledger = tmp_path / "usage.sqlite"
-    sdk, client, models = priced_gateway(warmgate_server, tiny_chat, *engines, ledger)
-    with sdk:
-        yield sdk, client, models, ledger
 
 
 def expected_completion(backend, max_tokens):
@@ -33,8 +23,8 @@ def expected_completion(backend, max_tokens):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_n_choices_carry_their_index_and_usage_sums_them(gateway, backend):
-    sdk, client, models, ledger = gateway
+def test_n_choices_carry_their_index_and_usage_sums_them(priced, backend):
+    sdk, client, models, ledger = priced
     raw = sdk.chat.completions.with_raw_response.create(model=models[backend], messages=ASK, n=2, max_tokens=6,
                                                         seed=5)
     assert (raw.headers["x-warmgate-units"], raw.headers["x-warmgate-price"]) == ("12", str(12 * PRICE))
@@ -55,8 +45,8 @@ def test_n_choices_carry_their_index_and_usage_sums_them(gateway, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_streamed_n_chunks_carry_the_index_of_their_choice(gateway, backend):
-    sdk, client, models, ledger = gateway
+def test_streamed_n_chunks_carry_the_index_of_their_choice(priced, backend):
+    sdk, client, models, ledger = priced
     chunks = list(sdk.chat.completions.create(model=models[backend], messages=ASK, n=3, max_tokens=5, stream=True,
                                               stream_options={"include_usage": True}))
     texts, roles, finishes = collections.defaultdict(str), collections.Counter(), {}
@@ -77,16 +67,16 @@ def test_streamed_n_chunks_carry_the_index_of_their_choice(gateway, backend):
     assert row[1] == row[4] == usage.completion_tokens and row[3] == usage.prompt_tokens
 
 
-def test_seeded_choices_are_reproducible_on_transformers(gateway):
-    sdk, _, models, _ = gateway
+def test_seeded_choices_are_reproducible_on_transformers(priced):
+    sdk, _, models, _ = priced
     answers = [[c.message.content for c in sdk.chat.completions.create(
         model=models["transformers"], messages=ASK, n=2, max_tokens=8, temperature=1.0, seed=11).choices]
         for _ in range(2)]
     assert answers[0] == answers[1]
 
 
-def test_n_with_tool_calls_gives_each_choice_its_calls(gateway):
-    sdk, _, models, _ = gateway
+def test_n_with_tool_calls_gives_each_choice_its_calls(priced):
+    sdk, _, models, _ = priced
     weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
     completion = sdk.chat.completions.create(model=models["vllm"], messages=ASK, tools=[weather], n=2, max_tokens=20)
@@ -96,8 +86,8 @@ def test_n_with_tool_calls_gives_each_choice_its_calls(gateway):
 
 
 @pytest.mark.parametrize("n", [0, 17])
-def test_n_out_of_range_is_a_422_naming_n(gateway, n):
-    sdk, _, models, _ = gateway
+def test_n_out_of_range_is_a_422_naming_n(priced, n):
+    sdk, _, models, _ = priced
     with pytest.raises(openai.UnprocessableEntityError) as refused:
         sdk.chat.completions.create(model=models["vllm"], messages=ASK, n=n)
     assert refused.value.response.json()["detail"][0]["loc"] == ["body", "n"]
@@ -119,44 +109,3 @@ def test_a_stream_of_choices_cut_off_bills_what_was_delivered(warmgate_server, t
     [(status, units, wei, _, completion)] = ledger_rows(ledger, 1)
     assert 3 <= received < 16 and status == 502  # the quote was 16 tokens
     assert (units, wei, completion) == (received, str(received * PRICE), received)
-
-
-class LogprobsBackend:
-    """Declares log probabilities (and raw prompts) without computing any: what they do not carry
-    yet, several choices and text completions, must refuse them rather than drop them."""
-
-    backend_name = "logprobs-declared"
-    features = frozenset({"prompt", "logprobs"})
-    context_length = None
-
-    def count_prompt_tokens(self, messages):
-        return None
-
-    async def generate(self, params):
-        from warmgate.plugins.llm.backend import Delta, Usage
-
-        yield Delta(text="x", tokens=1)
-        yield Delta(finish_reason="stop", usage=Usage(1, 1))
-
-    async def close(self):
-        """Nothing to release."""
-
-
-class LogprobsPlugin:
-    @warmgate.hookimpl
-    def register_llm_backends(self, register):
-        register("logprobs-declared", lambda model_id, options: LogprobsBackend())
-
-
-def test_logprobs_are_refused_where_they_would_be_dropped(register_plugin, warmgate_server):
-    register_plugin(LogprobsPlugin(), "undo-logprobs")
-    config = FunctionConfig(pipeline="llm", model_id="org/lp", options={"backend": "logprobs-declared"})
-    _, client = warmgate_server(Settings(functions=[config]))
-    one = client.post("/v1/chat/completions", json={"messages": ASK, "logprobs": True, "max_tokens": 2})
-    assert one.status_code == 200  # one choice: the backend's own path
-    several = client.post("/v1/chat/completions", json={"messages": ASK, "logprobs": True, "n": 2, "max_tokens": 2})
-    text = client.post("/v1/completions", json={"prompt": "hi", "logprobs": 1, "max_tokens": 2})
-    for refused in (several, text):
-        assert refused.status_code == 400 and refused.json()["detail"]["msg"].startswith("`logprobs`"), refused.text
-    assert client.post("/v1/completions", json={"prompt": "hi", "n": 2, "max_tokens": 2}).json()["choices"][1] == {
-        "index": 1, "text": "x", "finish_reason": "stop", "logprobs": None}

@@ -8,17 +8,8 @@ import httpx
 import openai
 import pytest
 
-from .every_backend import BACKENDS, PRICE, ledger_rows, priced_gateway
+from .every_backend import BACKENDS, PRICE, ledger_rows
 from .fake_ollama import TEMPLATE
-
-
-@pytest.fixture
-def gateway(warmgate_server, tiny_chat, engines, tmp_path):
-    """A priced function on each backend -> (openai client, httpx client, models by backend, ledger path)."""
-    ledger = tmp_path / "usage.sqlite"
-    sdk, client, models = priced_gateway(warmgate_server, tiny_chat, *engines, ledger)
-    with sdk:
-        yield sdk, client, models, ledger
 
 
 def expected_text(backend, prompt, max_tokens):
@@ -32,8 +23,8 @@ def expected_text(backend, prompt, max_tokens):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_completion_of_a_raw_prompt(gateway, backend, engines):
-    sdk, _, models, ledger = gateway
+def test_a_completion_of_a_raw_prompt(priced, backend, engines):
+    sdk, _, models, ledger = priced
     upstream, ollama = engines
     raw = sdk.completions.with_raw_response.create(model=models[backend], prompt="the cat sat", max_tokens=6)
     assert (raw.headers["x-warmgate-units"], raw.headers["x-warmgate-price"]) == ("6", str(6 * PRICE))
@@ -59,8 +50,8 @@ def test_a_completion_of_a_raw_prompt(gateway, backend, engines):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_streamed_completion_in_text_completion_chunks(gateway, backend):
-    sdk, _, models, ledger = gateway
+def test_a_streamed_completion_in_text_completion_chunks(priced, backend):
+    sdk, _, models, ledger = priced
     chunks = list(sdk.completions.create(model=models[backend], prompt="a b c d", max_tokens=5, stream=True,
                                          stream_options={"include_usage": True}))
     assert all(c.object == "text_completion" for c in chunks)
@@ -78,8 +69,8 @@ def test_a_streamed_completion_in_text_completion_chunks(gateway, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_list_of_prompts_with_n_answers_n_choices_per_prompt_in_order(gateway, backend, stream):
-    sdk, client, models, ledger = gateway
+def test_a_list_of_prompts_with_n_answers_n_choices_per_prompt_in_order(priced, backend, stream):
+    sdk, client, models, ledger = priced
     prompts = ["x y", "p q r"]
     body = {"model": models[backend], "prompt": prompts, "n": 2, "max_tokens": 4, "stream": stream}
     if stream:
@@ -114,8 +105,8 @@ def test_a_list_of_prompts_with_n_answers_n_choices_per_prompt_in_order(gateway,
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_echo_puts_the_prompt_before_the_text_and_stop_cuts_it(gateway, backend, stream):
-    sdk, _, models, _ = gateway
+def test_echo_puts_the_prompt_before_the_text_and_stop_cuts_it(priced, backend, stream):
+    sdk, _, models, _ = priced
     answer = sdk.completions.create(model=models[backend], prompt="one two three", echo=True, max_tokens=6,
                                     stream=stream)
     text = "".join(c.choices[0].text for c in answer if c.choices) if stream else answer.choices[0].text
@@ -129,8 +120,8 @@ def test_echo_puts_the_prompt_before_the_text_and_stop_cuts_it(gateway, backend,
         assert text == generated[:generated.index(stop)]
 
 
-def test_completions_also_answer_under_llm(gateway):
-    _, client, models, _ = gateway
+def test_completions_also_answer_under_llm(priced):
+    _, client, models, _ = priced
     r = client.post("/llm/completions", json={"model": models["vllm"], "prompt": "hi there", "max_tokens": 2})
     assert r.status_code == 200 and r.json()["choices"][0]["text"] == " there0 there1"
 
@@ -142,12 +133,13 @@ BAD = [
     ({"prompt": [1, 2, 3]}, "prompt"),
     ({"prompt": "hi", "max_tokens": 0}, "max_tokens"),
     ({"prompt": "hi", "logprobs": 6}, "logprobs"),
+    ({"prompt": "hi", "logprobs": -1}, "logprobs"),
 ]
 
 
 @pytest.mark.parametrize(("body", "field"), BAD)
-def test_bad_input_is_a_422_naming_the_field(gateway, body, field):
-    _, client, models, _ = gateway
+def test_bad_input_is_a_422_naming_the_field(priced, body, field):
+    _, client, models, _ = priced
     r = client.post("/v1/completions", json={"model": models["vllm"], **body})
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"][:2] == ["body", field]
@@ -157,36 +149,22 @@ def test_bad_input_is_a_422_naming_the_field(gateway, body, field):
     ({"prompt": "hi", "suffix": "bye"}, "`suffix`"),
     ({"prompt": "hi", "best_of": 3}, "`best_of`"),
     ({"prompt": ["a", "b", "c"], "n": 6}, "`n`"),
+    ({"prompt": "hi", "echo": True, "logprobs": 2}, "`echo`"),
 ])
-def test_what_is_not_supported_is_a_400_naming_the_field(gateway, body, field):
-    _, client, models, _ = gateway
+def test_what_is_not_supported_is_a_400_naming_the_field(priced, body, field):
+    _, client, models, _ = priced
     r = client.post("/v1/completions", json={"model": models["vllm"], **body})
     assert r.status_code == 400 and r.json()["detail"]["msg"].startswith(field), r.text
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_logprobs_on_text_completions_are_a_400_naming_the_field_never_dropped(gateway, backend):
-    """Ollama computes none (the 400 names the backend); transformers and the relay have them for
-    chat, not yet on the completions path, which says so rather than answering without them."""
-    sdk, _, models, _ = gateway
-    with pytest.raises(openai.BadRequestError) as refused:
-        sdk.completions.create(model=models[backend], prompt="hi", logprobs=2, max_tokens=2)
-    message = refused.value.response.json()["detail"]["msg"]
-    assert message.startswith("`logprobs`")
-    if backend == "ollama":
-        assert f"the {backend} backend serving {models[backend]}" in message
-    else:
-        assert "not returned for text completions yet" in message
-
-
-def test_a_prompt_over_the_context_is_a_422_on_max_tokens(gateway):
-    _, client, models, _ = gateway
+def test_a_prompt_over_the_context_is_a_422_on_max_tokens(priced):
+    _, client, models, _ = priced
     r = client.post("/v1/completions", json={"model": models["transformers"], "prompt": "hi", "max_tokens": 100000})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "max_tokens"]
 
 
-def test_unknown_fields_reach_the_relays_engine_verbatim(gateway, engines):
-    sdk, _, models, _ = gateway
+def test_unknown_fields_reach_the_relays_engine_verbatim(priced, engines):
+    sdk, _, models, _ = priced
     upstream, _ = engines
     sdk.completions.create(model=models["vllm"], prompt="hi", max_tokens=2, seed=4,
                            extra_body={"min_p": 0.05, "repetition_penalty": 1.1})
@@ -197,17 +175,17 @@ def test_unknown_fields_reach_the_relays_engine_verbatim(gateway, engines):
     assert refused.value.response.json()["detail"]["msg"].startswith("unknown fields `min_p`: the ollama backend")
 
 
-def test_completions_are_in_the_openapi_document(gateway):
-    _, client, _, _ = gateway
+def test_completions_are_in_the_openapi_document(priced):
+    _, client, _, _ = priced
     paths = client.get("/openapi.json").json()["paths"]
     assert paths["/v1/completions"]["post"]["operationId"] == "createCompletion"
     assert "/llm/completions" in paths
 
 
-def test_the_transformers_backend_tokenizes_the_prompt_raw(gateway, tiny_chat):
+def test_the_transformers_backend_tokenizes_the_prompt_raw(priced, tiny_chat):
     from transformers import AutoTokenizer
 
-    sdk, _, models, _ = gateway
+    sdk, _, models, _ = priced
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
     completion = sdk.completions.create(model=models["transformers"], prompt="the cat sat", max_tokens=2)
     chat = sdk.chat.completions.create(model=models["transformers"], max_tokens=2,

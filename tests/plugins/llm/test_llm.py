@@ -2,6 +2,7 @@
 driven by the openai SDK (sync and async) and by httpx for the Livepeer-shaped SSE."""
 
 import asyncio
+import base64
 import json
 import time
 
@@ -242,14 +243,42 @@ def test_stop_sequences_are_cut_even_across_deltas(chunks, stops, text):
     assert out == text
 
 
-def test_demo_profile_serves_a_tiny_chat_model_under_its_demo_name(warmgate_server, tmp_path, sdk):
+def test_demo_profile_serves_a_tiny_chat_model_and_a_tiny_vlm_under_their_demo_names(warmgate_server, tmp_path, sdk):
     settings = Settings(profile="demo", gateway=warmgate.core.settings.GatewaySettings(cache_dir=str(tmp_path)))
     specs = get_pipelines()
     server, client = warmgate_server(settings, pipelines={name: specs[name] for name in ("llm", "chat-completions")})
-    completion = sdk(server.url + "/v1").chat.completions.create(model="warmgate-demo/tiny-chat", max_tokens=3,
-                                             messages=[{"role": "user", "content": "hi"}])
+    functions = {f["model_id"]: f for f in client.get("/functions").json()["functions"]}
+    assert {model: (f["demo"], f["state"]) for model, f in functions.items()} == {
+        "warmgate-demo/tiny-chat": (True, "cold"), "warmgate-demo/tiny-vision-chat": (True, "cold")}  # loaded on use
+    openai_sdk = sdk(server.url + "/v1")
+    assert {m.id for m in openai_sdk.models.list()} == set(functions)
+    completion = openai_sdk.chat.completions.create(model="warmgate-demo/tiny-chat", max_tokens=3,
+                                                    messages=[{"role": "user", "content": "hi"}])
     assert completion.model == "warmgate-demo/tiny-chat"
     assert (tmp_path / "demo" / "warmgate-demo--tiny-chat" / "config.json").is_file()
+    assert not (tmp_path / "demo" / "warmgate-demo--tiny-vision-chat").exists()  # built on its first request
+    png = base64.b64encode(_one_pixel_png()).decode()
+    ask = [{"role": "user", "content": [{"type": "text", "text": "what is it?"},
+                                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]}]
+    seen = openai_sdk.chat.completions.create(model="warmgate-demo/tiny-vision-chat", max_tokens=3, messages=ask)
+    assert seen.model == "warmgate-demo/tiny-vision-chat" and seen.usage.prompt_tokens > 16  # the image's tokens
+    streamed = list(openai_sdk.chat.completions.create(model="warmgate-demo/tiny-vision-chat", max_tokens=3,
+                                                       messages=ask, stream=True))
+    assert streamed[-1].choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(openai.BadRequestError) as refused:  # the text-only demo model names itself
+        openai_sdk.chat.completions.create(model="warmgate-demo/tiny-chat", max_tokens=3, messages=ask)
+    message = refused.value.response.json()["detail"]["msg"]
+    assert message.startswith("`messages[0].content[1]`") and "warmgate-demo/tiny-chat" in message
+
+
+def _one_pixel_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), (10, 200, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_llm_requests_are_quoted_by_max_tokens(warmgate_server, tiny_chat):

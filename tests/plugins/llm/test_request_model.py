@@ -39,7 +39,7 @@ NEEDS = {
 }
 UNSUPPORTED = {
     "transformers": ["image", "audio"],
-    "ollama": ["tool_choice", "logprobs", "logit_bias", "audio"],
+    "ollama": ["tool_choice", "logit_bias", "audio"],
     "vllm": ["audio"],
 }
 

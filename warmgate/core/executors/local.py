@@ -45,8 +45,9 @@ class LocalExecutor(BaseExecutor):
     async def start(self) -> Any:
         spec, config = self.spec, self.config
         model_id, options = config.model_id, dict(config.options)
-        if config.demo and spec.demo is not None:
-            path = await load_in_thread(ensure_demo_model, spec.demo, self._demo_root)
+        demo = spec.demo_model(config.model_id) if config.demo else None
+        if demo is not None:
+            path = await load_in_thread(ensure_demo_model, demo, self._demo_root)
             model_id, options["served_model_id"] = str(path), config.model_id
         assert spec.load is not None  # specs without a loader serve another pipeline's functions
         runner = await load_runner(spec.load, model_id, options)

@@ -9,6 +9,7 @@ from typing import Any
 
 from warmgate.core.executors.base import BaseExecutor, Call
 from warmgate.core.executors.ray_settings import RaySettings
+from warmgate.core.tracing.settings import TracingSettings
 
 __all__ = ["RayExecutor"]
 
@@ -22,7 +23,8 @@ class RayExecutor(BaseExecutor):
         from warmgate.core.executors import ray_serve  # ray only for gateways with ray functions
 
         specs = ray_serve.function_specs(self.pipelines, self.config)
-        runner = await asyncio.to_thread(ray_serve.deploy, specs, self.config, self.settings.section(RaySettings))
+        runner = await asyncio.to_thread(ray_serve.deploy, specs, self.config, self.settings.section(RaySettings),
+                                         self.settings.section(TracingSettings))
         self._deployed = True
         return runner
 

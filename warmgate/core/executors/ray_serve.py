@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import re
 import threading
@@ -20,12 +21,16 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from warmgate.core.context import RequestContext, request_context
 from warmgate.core.executors import ray_standby
 from warmgate.core.executors.calling import as_chunks, call_runner, is_stream, load_runner
 from warmgate.core.executors.ray_settings import RaySettings
 from warmgate.core.functions.spec import PipelineSpec
 from warmgate.core.http.errors import InferenceError, LoadError, WarmgateError
 from warmgate.core.settings import FunctionConfig
+from warmgate.core.tracing import outgoing_headers
+from warmgate.core.tracing.settings import TracingSettings
+from warmgate.core.tracing.setup import make_tracer
 
 __all__ = ["FunctionReplica", "RayRunner", "app_name", "build_app", "deploy", "deployment_options", "function_specs",
            "ray_functions", "serve_config", "shutdown", "standby_modules"]
@@ -132,9 +137,14 @@ class FunctionReplica:
     loader, and runs requests as a local function does (``invoke`` for the pipelines that serve
     this function's runner, such as OpenAI chat on an LLM)."""
 
-    def __init__(self, specs: Mapping[str, PipelineSpec], config: FunctionConfig) -> None:
+    def __init__(self, specs: Mapping[str, PipelineSpec], config: FunctionConfig,
+                 tracing: TracingSettings | None = None) -> None:
         self._specs = dict(specs)
         self._config = config
+        self._tracer = make_tracer(tracing, "the gateway's tracing settings") if tracing is not None else None
+        """With the gateway's ``tracing`` settings, a traced request's replica span joins its trace."""
+        if self._tracer is not None:
+            self._tracer.start()
         self._runner: Any = None
         self._lock = asyncio.Lock()
         self._standby_env = _own_runtime_env() if os.environ.get(ray_standby.MODULES_VARIABLE) else None
@@ -167,15 +177,47 @@ class FunctionReplica:
     async def _result(self, spec_name: str, request: Any) -> Any:
         return await call_runner(await self._ensure(), request, self._specs[spec_name].invoke)
 
-    async def __call__(self, spec_name: str, request: Any) -> Any:
-        result = await self._result(spec_name, request)
+    def _begin(self, trace: Mapping[str, str] | None) -> tuple[RequestContext, contextvars.Token[Any]]:
+        """The request's context in the replica: its runner reports on it and, when the gateway's
+        trace came along (``traceparent``), its spans continue that trace here."""
+        context = RequestContext("")
+        if self._tracer is not None and trace:
+            context.trace = self._tracer.continued(f"replica {self._config.name}", trace)
+        return context, request_context.set(context)
+
+    @staticmethod
+    def _end(context: RequestContext, token: contextvars.Token[Any]) -> None:
+        with contextlib.suppress(ValueError):  # a stream closed from another context
+            request_context.reset(token)
+        if context.trace is not None:
+            context.trace.finish()
+
+    async def __call__(self, spec_name: str, request: Any, trace: Mapping[str, str] | None = None) -> Any:
+        context, token = self._begin(trace)
+        try:
+            result = await self._result(spec_name, request)
+        except Exception as exc:
+            if context.trace is not None:
+                context.trace.reason = context.trace.root.error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            self._end(context, token)
         if is_stream(result):
             raise InferenceError("the pipeline streamed an answer to a request that did not ask for a stream")
         return result
 
-    async def stream(self, spec_name: str, request: Any) -> AsyncIterator[Any]:
-        async for chunk in as_chunks(await self._result(spec_name, request)):
-            yield chunk
+    async def stream(self, spec_name: str, request: Any, trace: Mapping[str, str] | None = None) -> AsyncIterator[Any]:
+        context, token = self._begin(trace)
+        try:
+            async for chunk in as_chunks(await self._result(spec_name, request)):
+                yield chunk
+        finally:
+            self._end(context, token)
+
+    def __del__(self) -> None:
+        """Serve calls this when it stops the replica: the last spans go out."""
+        if getattr(self, "_tracer", None) is not None:
+            self._tracer.shutdown()
 
 
 class RayRunner:
@@ -190,13 +232,14 @@ class RayRunner:
         if getattr(request, "stream", False):
             return self.stream(spec_name, request)
         try:
-            return await self.handle.remote(spec_name, request)
+            return await self.handle.remote(spec_name, request, outgoing_headers())
         except Exception as exc:
             raise _unwrap(exc) from exc
 
     async def stream(self, spec_name: str, request: Any) -> AsyncIterator[Any]:
         try:
-            async for chunk in self.handle.options(stream=True, method_name="stream").remote(spec_name, request):
+            trace = outgoing_headers()  # the replica continues the request's trace
+            async for chunk in self.handle.options(stream=True, method_name="stream").remote(spec_name, request, trace):
                 yield chunk
         except Exception as exc:
             raise _unwrap(exc) from exc
@@ -251,7 +294,8 @@ def _connect(settings: RaySettings, on_cluster: Callable[[], None] | None = None
     return serve
 
 
-def deploy(specs: Mapping[str, PipelineSpec], config: FunctionConfig, settings: RaySettings) -> RayRunner:
+def deploy(specs: Mapping[str, PipelineSpec], config: FunctionConfig, settings: RaySettings,
+           tracing: TracingSettings | None = None) -> RayRunner:
     """Create or update the function's application (blocking: call it from a thread) and
     return its handle. With 0 replicas this takes about a second, plus the first standby
     worker's imports (``scaling.standby``); no model is loaded yet."""
@@ -268,7 +312,7 @@ def deploy(specs: Mapping[str, PipelineSpec], config: FunctionConfig, settings: 
     name = app_name(config)
     with _quiet_config_checks():
         deployment = serve.deployment(FunctionReplica, **options)
-        serve.run(deployment.bind(dict(specs), config), name=name, route_prefix=None)
+        serve.run(deployment.bind(dict(specs), config, tracing), name=name, route_prefix=None)
     if standby_asked:  # a first request at zero replicas is then served as fast as the next ones
         modules = actor["runtime_env"]["env_vars"][ray_standby.MODULES_VARIABLE]
         ray_standby.wait_ready(modules, standby_asked[0], STANDBY_WAIT_S)
@@ -325,4 +369,5 @@ def build_app(args: dict[str, str]) -> Any:
         raise LookupError(f"{args['config']} has no function {args['function']!r}")
     specs = function_specs(pipelines, config)
     with _quiet_config_checks():
-        return serve.deployment(FunctionReplica, **deployment_options(config, specs)).bind(specs, config)
+        return serve.deployment(FunctionReplica, **deployment_options(config, specs)).bind(
+            specs, config, settings.section(TracingSettings))

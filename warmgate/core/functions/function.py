@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from warmgate.core.executors.base import Executor
+from warmgate.core.executors.base import Executor, RunnersFailed
 from warmgate.core.executors.local import describe_error as _describe
 from warmgate.core.functions.spec import PipelineSpec
 from warmgate.core.http.errors import CapacityError, LoadError
@@ -281,7 +281,7 @@ class Function:
             log.error("function_load_failed", error=self.last_error)
             if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise
-            if isinstance(exc, CapacityError):
+            if isinstance(exc, (CapacityError, RunnersFailed)):  # keep their status and Retry-After
                 raise
             raise LoadError(f"function {self.name!r} failed to load model {self.config.model_id!r}: {self.last_error}") from exc
         finally:

@@ -61,6 +61,18 @@ class FunctionManager:
                 for fn in self._by_pipeline.get(route.serves, ()):
                     for key in route.model_names(fn.config):
                         self._lookup.setdefault((route.name, key), fn)
+        self.chains: dict[str, list[Function]] = {name: self._chain(fn) for name, fn in self.functions.items()}
+        """Each function followed by its ``fallbacks``, theirs after them, each once (the config
+        refused unknown names and cycles)."""
+
+    def _chain(self, fn: Function) -> list[Function]:
+        chain = [fn]
+        for current in chain:  # grows as it is read: breadth first
+            for name in current.config.fallbacks:
+                fallback = self._lookup.get((current.config.pipeline, name))
+                if fallback is not None and fallback not in chain:
+                    chain.append(fallback)
+        return chain
 
     # -- lookup ------------------------------------------------------------------------
 

@@ -142,7 +142,11 @@ class PipelineSpec:
     stream_media_type: str = "text/event-stream"
     """Content type when the runner streams."""
     demo: DemoModel | None = None
-    """Tiny model for ``--profile demo``."""
+    """Tiny model for ``--profile demo`` (a shorthand for ``demos=(demo,)``; with ``demos``, the
+    first of them)."""
+    demos: tuple[DemoModel, ...] = ()
+    """Every tiny model ``--profile demo`` serves on this pipeline, one function each (a chat model
+    and a vision-language one for ``llm``); the first is the one a blank model id picks."""
     serves: str = ""
     """Serve the functions of another pipeline: a second wire format for the same models (OpenAI
     chat in front of ``llm``). Such a spec has no functions, loader or demo model of its own."""
@@ -174,8 +178,15 @@ class PipelineSpec:
             raise ValueError(f"pipeline name {self.name!r} must be a non-empty path segment")
         if not (isinstance(self.request, type) and issubclass(self.request, msgspec.Struct)):
             raise TypeError(f"pipeline {self.name!r}: request must be a msgspec.Struct subclass, got {self.request!r}")
+        if self.demo is not None and self.demos and self.demos[0] is not self.demo:
+            raise ValueError(f"pipeline {self.name!r}: give demo or demos, not both")
+        object.__setattr__(self, "demos", tuple(self.demos) or ((self.demo,) if self.demo is not None else ()))
+        object.__setattr__(self, "demo", self.demos[0] if self.demos else None)
+        ids = [demo.model_id for demo in self.demos]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"pipeline {self.name!r}: demo model ids must differ, got {ids}")
         if self.serves:
-            if self.load is not None or self.demo is not None:
+            if self.load is not None or self.demos:
                 raise ValueError(f"pipeline {self.name!r} serves {self.serves!r}: it takes no load or demo of its own")
         elif not callable(self.load):
             raise TypeError(f"pipeline {self.name!r}: load must be callable, got {self.load!r}")
@@ -196,6 +207,10 @@ class PipelineSpec:
                 raise ValueError(f"pipeline {self.name!r}: path {path!r} must start and not end with '/'")
         if self.file_fields and self.encoding != "multipart":
             raise ValueError(f"pipeline {self.name!r}: File fields {self.file_fields} need encoding='multipart'")
+
+    def demo_model(self, model_id: str) -> DemoModel | None:
+        """The demo model served as ``model_id``, if one is."""
+        return next((demo for demo in self.demos if demo.model_id == model_id), None)
 
     @property
     def file_fields(self) -> tuple[str, ...]:

@@ -23,6 +23,8 @@ from warmgate.core.logs import AccessLog, configure_logging, json_lines
 from warmgate.core.metrics import Metrics
 from warmgate.core.plugins import await_me_maybe, get_pipelines, get_routes, pm
 from warmgate.core.settings import Settings
+from warmgate.core.tracing.settings import TracingSettings
+from warmgate.core.tracing.setup import make_tracer
 
 __all__ = ["create_app"]
 
@@ -35,13 +37,16 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
         pipelines: the pipelines to serve; ``None`` collects them from the plugins.
 
     Returns:
-        The Litestar app. ``app.state.functions`` is its ``FunctionManager``.
+        The Litestar app. ``app.state.functions`` is its ``FunctionManager``, ``app.state.tracer``
+        its ``Tracer`` (None when tracing is off).
     """
     settings = settings if settings is not None else load_settings()
     configure_logging(settings.gateway.log_level, settings.gateway.log_format)
     specs = dict(pipelines) if pipelines is not None else get_pipelines()
     metrics = Metrics()
-    manager = FunctionManager(settings, specs, plan_functions(settings, specs), observer=metrics)
+    tracer = make_tracer(settings.section(TracingSettings), settings.source)  # None: off, nothing imported
+    manager = FunctionManager(settings, specs, plan_functions(settings, specs),
+                              observer=metrics if tracer is None else tracer.observe(metrics))
     metrics.track(manager.functions.values())
     auth = Authenticator(settings.auth.api_keys, settings.auth.keys)
     extra_routes = get_routes()
@@ -53,6 +58,8 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if tracer is not None:
+            tracer.start()
         for result in pm.hook.startup(app=app):
             await await_me_maybe(result)
         await manager.start()
@@ -64,6 +71,8 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
             for result in pm.hook.shutdown(app=app):
                 await await_me_maybe(result)
             await manager.stop()
+            if tracer is not None:
+                await asyncio.to_thread(tracer.shutdown)  # the last spans, bounded by the export timeout
 
     app = Litestar(
         route_handlers=handlers,
@@ -74,8 +83,8 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
         request_max_body_size=max_body,
         multipart_form_part_limit=MAX_FORM_PARTS,
         state=State({"settings": settings, "functions": manager, "metrics": metrics,
-                     "pipelines": specs, "openapi": openapi, "auth": auth}),
+                     "pipelines": specs, "openapi": openapi, "auth": auth, "tracer": tracer}),
     )
     access_log = AccessLog(json_lines(settings.gateway.log_format)) if settings.gateway.access_log else None
-    app.asgi_handler = wrap_asgi(app.asgi_handler, metrics, access_log)
+    app.asgi_handler = wrap_asgi(app.asgi_handler, metrics, access_log, tracer)
     return app

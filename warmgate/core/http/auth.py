@@ -29,9 +29,13 @@ class Caller(msgspec.Struct, frozen=True):
     key: str | None = None
     functions: frozenset[str] | None = None
 
+    def may_call(self, function: str, aliases: Sequence[str] = (), pipeline: str = "") -> bool:
+        """Whether the key may call ``function`` (see ``allows``)."""
+        return self.functions is None or any(allows(entry, function, aliases, pipeline) for entry in self.functions)
+
     def check_allowed(self, function: str, aliases: Sequence[str] = (), pipeline: str = "") -> None:
-        """Raise ``Forbidden`` (403) unless the key may call ``function`` (see ``allows``)."""
-        if self.functions is None or any(allows(entry, function, aliases, pipeline) for entry in self.functions):
+        """Raise ``Forbidden`` (403) unless the key may call ``function``."""
+        if self.may_call(function, aliases, pipeline):
             return
         raise Forbidden(f"key {self.key} may not call {function!r}; it may call: {', '.join(sorted(self.functions))}")
 

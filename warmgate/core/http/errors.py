@@ -11,6 +11,7 @@ The tree::
     │   ├── RateLimited (429)              over the key's rpm, tpm or max_parallel; carries Retry-After
     │   ├── UnsupportedMediaType (415)
     │   └── RequestValidationError (422)   body does not match the schema; carries the field
+    │       └── ContextExceeded (422)      prompt + max_tokens over the model's context (fallbacks serve it)
     │   └── ClientDisconnected (499)       the caller left while its request waited
     ├── CapacityError (503)                queue full or no memory; carries Retry-After
     ├── LoadError (503)                    a function could not load its model
@@ -34,6 +35,7 @@ __all__ = [
     "ClientDisconnected",
     "ClientError",
     "ConfigError",
+    "ContextExceeded",
     "InferenceError",
     "LoadError",
     "NotFound",
@@ -138,6 +140,20 @@ class RequestValidationError(ClientError):
 
     def to_body(self) -> dict[str, Any]:
         return {"detail": self.errors}
+
+
+CONTEXT_EXCEEDED_HEADER = "X-Warmgate-Context-Exceeded"
+"""Sent with a ``ContextExceeded`` answer, so a gateway in front (``executor: remote``) knows the
+prompt overflowed and can fall back as well."""
+
+
+class ContextExceeded(RequestValidationError):
+    """The prompt and ``max_tokens`` overflow the model's context: a 422 naming the field, or,
+    when the function has ``fallbacks``, the next one serves (a model with a longer context)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self.headers = {**self.headers, CONTEXT_EXCEEDED_HEADER: "true"}
 
 
 def _parse_path(path: str) -> list[str | int]:

@@ -7,12 +7,15 @@ import contextlib
 import itertools
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warmgate.core.context import RequestContext, request_context
 from warmgate.core.logs import AccessLog, request_id_var
 from warmgate.core.metrics import Metrics
 from warmgate.core.usage import report_usage
+
+if TYPE_CHECKING:
+    from warmgate.core.tracing.tracer import Tracer
 
 __all__ = ["OVERHEAD_HEADER", "wrap_asgi"]
 
@@ -35,9 +38,10 @@ def _request_id(scope: dict[str, Any]) -> str:
     return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
-def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
+def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None, tracer: Tracer | None = None) -> Any:
     """Wrap Litestar's ASGI handler so that 404s and 405s are counted and logged too. Each
-    request gets its ``RequestContext`` here, and its bill, headers and log line come from it."""
+    request gets its ``RequestContext`` here, and its bill, headers and log line come from it;
+    with a ``tracer``, a sampled request's trace too (its server span is this whole function)."""
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -46,6 +50,10 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
         start = time.perf_counter()
         request_id = _request_id(scope)
         context = RequestContext(request_id, start)
+        if tracer is not None:
+            trace = context.trace = tracer.begin(scope, request_id)
+            if trace is not None:
+                context.log_fields["trace_id"] = f"{trace.trace_id:032x}"
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
         responded = False
@@ -99,6 +107,8 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None) -> Any:
                 await asyncio.shield(report(499 if answered else status, billed=answered))
             if context.on_end:
                 await asyncio.shield(end())
+            if context.trace is not None:
+                tracer.finish(context.trace, scope, context, status)  # type: ignore[union-attr]
             seconds = time.perf_counter() - start
             metrics.observe_request(scope.get("path_template") or "<unmatched>", scope["method"], status, seconds)
             if access_log is not None:

@@ -35,6 +35,7 @@ def function_info(fn: Function) -> wire.FunctionInfo:
         max_concurrency=c.max_concurrency, max_queue=c.max_queue, idle_timeout=c.scaling.idle_timeout,
         last_error=fn.last_error, load_seconds=fn.load_seconds, last_used_at=fn.last_used_at,
         memory_bytes=fn.memory_bytes, demo=c.demo, remote=fn.executor.remote_info(fn.runner, fn.last_error),
+        runners=fn.executor.runner_info(),
     )
 
 

@@ -7,11 +7,13 @@ from typing import Literal
 import msgspec
 
 from warmgate.core.hardware import GPUComputeInfo, GPUUtilizationInfo
+from warmgate.core.settings import Price
 
 __all__ = [
     "APIError",
     "FunctionInfo",
     "RemoteInfo",
+    "RunnerInfo",
     "FunctionList",
     "HTTPError",
     "HTTPValidationError",
@@ -52,6 +54,31 @@ class RemoteInfo(msgspec.Struct):
     error: str | None
 
 
+class RunnerInfo(msgspec.Struct):
+    """One runner of a routed function, as this gateway sees it (no token)."""
+
+    url: str
+    state: str
+    """Its last ``/health``: LOADING, OK, IDLE, ERROR, or UNREACHABLE (NOT CONNECTED while the
+    function is cold here)."""
+    warm: bool
+    """The function's model is loaded there."""
+    in_flight: int
+    requests: int
+    failures: int
+    """Attempts that failed there (refused, reset, timed out, a 5xx answer, a stream cut off)."""
+    retries: int
+    """Of those, the ones tried again on another runner."""
+    cooldowns: int
+    last_error: str | None
+    cooldown_until: float | None
+    """Unix seconds when its cooldown ends, while it is in one."""
+    price: Price | None
+    """Its own price; None: the function's."""
+    weight: int
+    max_concurrency: int
+
+
 class FunctionInfo(msgspec.Struct):
     name: str
     pipeline: str
@@ -72,7 +99,9 @@ class FunctionInfo(msgspec.Struct):
     memory_bytes: int | None
     demo: bool
     remote: RemoteInfo | None = None
-    """``executor: remote``: the runner and its last ``/health`` (LOADING, OK, IDLE, ERROR, UNREACHABLE)."""
+    """``executor: remote``: the (first) runner and its last ``/health`` (LOADING, OK, IDLE, ERROR, UNREACHABLE)."""
+    runners: list[RunnerInfo] | None = None
+    """``executor: remote``: every runner with its state, load and price."""
 
 
 class FunctionList(msgspec.Struct):

@@ -28,6 +28,7 @@ import av
 import msgspec
 import structlog
 
+from warmgate.core import tracing
 from warmgate.plugins.live.media import FrameRateCap, LateFrames, SegmentDecoder, SegmentEncoder, cover_crop
 from warmgate.plugins.live.metering import LiveMeter
 from warmgate.plugins.live.pipelines import FrameProcessor
@@ -135,6 +136,9 @@ class LiveSession:
         self._events_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stop = threading.Event()
+        self._span = tracing.branch(f"live session {pipeline}", {"warmgate.live.session": session_id,
+                                                                  "warmgate.live.pipeline": pipeline})
+        """The session's span (when the request that started it is traced), with its milestones as events."""
 
     # -- life ------------------------------------------------------------------------------
 
@@ -177,6 +181,9 @@ class LiveSession:
             self.last_error, self.last_error_time = str(exc) or type(exc).__name__, time.time()
             self._set_state("ERROR")
             _log.warning("live_session_failed", session=self.id, error=self.last_error, exc_info=True)
+            if self._span is not None:
+                self._span.root.fail(self.last_error)
+                self._span.root.event("error", {"message": self.last_error})
             await self._emit({"type": "error", "pipeline": self.pipeline, "message": self.last_error,
                               "time": _ms(self.last_error_time)})
         finally:
@@ -198,6 +205,10 @@ class LiveSession:
                     await asyncio.shield(self._events.close())
             _log.info("live_session_ended", session=self.id, state=self.state, frames_in=self.frames_in,
                       frames_out=self.frames_out)
+            if self._span is not None:
+                self._span.root.attributes.update({"warmgate.live.frames_in": self.frames_in,
+                                                   "warmgate.live.frames_out": self.frames_out})
+                self._span.finish()
             if self._on_end is not None:
                 self._on_end(self)
 
@@ -320,6 +331,8 @@ class LiveSession:
                         update = json.loads(body)
                     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
                         reason = "is not JSON" if isinstance(exc, ValueError) else "is nested too deeply"
+                        if self._span is not None:
+                            self._span.root.event("error", {"message": f"control message {reason}"})
                         await self._emit({"type": "error", "pipeline": self.pipeline,
                                           "message": f"control message {reason}", "time": _ms(time.time())})
                         continue
@@ -371,7 +384,10 @@ class LiveSession:
             await asyncio.shield(self._send_event(event, queue))
 
     async def _trace(self, kind: str) -> None:
-        """A ``stream_trace`` event, as the ai-runner marks a stream's milestones."""
+        """A ``stream_trace`` event, as the ai-runner marks a stream's milestones (and an event of
+        the session's span: the first segment in, the first segment out)."""
+        if self._span is not None:
+            self._span.root.event(kind)
         await self._emit({"type": kind, "timestamp": _ms(time.time())}, "stream_trace")
 
     async def _send_event(self, event: dict[str, Any], queue: str) -> None:

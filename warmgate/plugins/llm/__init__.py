@@ -10,7 +10,7 @@ from typing import Any
 from litestar import Request, Response, get
 
 from warmgate.core.functions.function import loading_function
-from warmgate.core.functions.spec import DemoModel, PipelineSpec, PriceUnit, deferred
+from warmgate.core.functions.spec import DemoModel, PipelineSpec, PriceUnit, SpecBase, deferred
 from warmgate.core.functions.threads import load_in_thread
 from warmgate.core.hookspecs import hookimpl
 from warmgate.core.http.errors import ConfigError
@@ -50,6 +50,10 @@ async def load_llm(model_id: str, options: dict[str, Any]) -> LLMRunner:
     return runner
 
 
+_OPENAI = SpecBase(serves=PIPELINE, model_field="model", price_unit=PriceUnit.TOKEN, tags=("openai",), wire="openai")
+"""The OpenAI routes: served by the llm functions, named by ``model``, priced per token."""
+
+
 def _chat(runner: LLMRunner, request: oa.ChatCompletionRequest) -> Any:
     return runner.chat(request)
 
@@ -79,48 +83,40 @@ def register_pipelines(register: Any) -> None:
             summary="LLM",
             operation_id="genLLM",
             description="Generate text using a language model.",
-            demo=DemoModel(
-                model_id="warmgate-demo/tiny-chat",
-                build=deferred("warmgate.plugins.llm.demo:build_tiny_chat_model"),
-                price=Price(price_per_unit=166_666_667),
+            demos=(
+                DemoModel(model_id="warmgate-demo/tiny-chat", price=Price(price_per_unit=166_666_667),
+                          build=deferred("warmgate.plugins.llm.demo:build_tiny_chat_model")),
+                # image_url content parts: a tiny LLaVA, loaded (and built) on its first request
+                DemoModel(model_id="warmgate-demo/tiny-vision-chat", price=Price(price_per_unit=166_666_667),
+                          build=deferred("warmgate.plugins.llm.demo:build_tiny_vision_model")),
             ),
         )
     )
     register(
-        PipelineSpec(
+        _OPENAI.spec(
             name="chat-completions",
             request=oa.ChatCompletionRequest,
             response=oa.ChatCompletion,
             decode=oa.decode_chat_request,
-            serves=PIPELINE,
             invoke=_chat,
-            model_field="model",
-            price_unit=PriceUnit.TOKEN,
             units=_chat_max_tokens,
             paths=("/v1/chat/completions", "/llm/chat/completions"),
             summary="Chat Completions",
             operation_id="createChatCompletion",
-            tags=("openai",),
-            wire="openai",
             description="OpenAI-compatible chat completions on the LLM functions.",
         )
     )
     register(
-        PipelineSpec(
+        _OPENAI.spec(
             name="completions",
             request=completions_wire.CompletionRequest,
             response=completions_wire.TextCompletion,
             decode=completions_wire.decode_completion_request,
-            serves=PIPELINE,
             invoke=complete_text,
-            model_field="model",
-            price_unit=PriceUnit.TOKEN,
             units=quoted_tokens,
             paths=("/v1/completions", "/llm/completions"),
             summary="Completions",
             operation_id="createCompletion",
-            tags=("openai",),
-            wire="openai",
             description="OpenAI-compatible legacy text completions (a raw prompt, no chat template) on the LLM "
                         "functions.",
         )

@@ -17,10 +17,9 @@ from typing import Any, TypeVar
 import msgspec
 
 from warmgate.core.context import request_context
-from warmgate.core.http.errors import ClientError
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
 
-__all__ = ["MAX_CHOICES", "choice_params", "concurrent", "gathered", "merged", "refuse_logprobs", "summed"]
+__all__ = ["MAX_CHOICES", "choice_params", "concurrent", "gathered", "merged", "summed"]
 
 MAX_CHOICES = 16
 """The most generations one request may ask for (``n``, times the prompts of a completions
@@ -32,13 +31,6 @@ _END = object()
 
 def concurrent(backend: Any) -> bool:
     return bool(getattr(backend, "concurrent_choices", True))
-
-
-def refuse_logprobs(params: GenerationParams, what: str) -> None:
-    """Log probabilities are not yet carried through several choices or text completions: a
-    backend that computes them must not have them dropped silently here."""
-    if params.logprobs:
-        raise ClientError(f"`logprobs`: log probabilities are not returned for {what} yet")
 
 
 def choice_params(params: GenerationParams, index: int) -> GenerationParams:

@@ -11,11 +11,11 @@ from typing import Any
 
 import msgspec
 
-from warmgate.core.http.errors import RequestValidationError
+from warmgate.core.http.errors import ContextExceeded
 from warmgate.plugins.llm.backend import Delta, GenerationParams, Usage
 from warmgate.plugins.llm.capabilities import check_supported
-from warmgate.plugins.llm.choices import choice_params, refuse_logprobs
-from warmgate.plugins.llm.completions_wire import CompletionRequest, TextChoice, TextCompletion
+from warmgate.plugins.llm.choices import choice_params
+from warmgate.plugins.llm.completions_wire import CompletionRequest, TextChoice, TextCompletion, text_logprobs
 from warmgate.plugins.llm.runner import LLMRunner, _openai_error, _openai_usage, _sse, _Stream
 
 __all__ = ["complete_text", "quoted_tokens"]
@@ -49,14 +49,13 @@ def _check_context(runner: LLMRunner, prompts: list[str], max_tokens: int) -> No
         tokens = count(prompt)
         if tokens + max_tokens > limit:
             where = "the prompt" if len(prompts) == 1 else f"prompt {i}"
-            raise RequestValidationError.single(["body", "max_tokens"], f"max_tokens {max_tokens} plus {where}'s "
+            raise ContextExceeded.single(["body", "max_tokens"], f"max_tokens {max_tokens} plus {where}'s "
                                                 f"{tokens} tokens exceeds the model's context of {limit} tokens")
 
 
 async def complete_text(runner: LLMRunner, request: CompletionRequest) -> Any:
     base = _params(request)
     check_supported(base, runner.backend, runner.model_id)  # logprobs on a backend without them: 400 naming it
-    refuse_logprobs(base, "text completions")
     prompts = request.prompts
     _check_context(runner, prompts, request.max_tokens)
     choices = [choice_params(msgspec.structs.replace(base, prompt=prompt), i)
@@ -72,13 +71,19 @@ async def complete_text(runner: LLMRunner, request: CompletionRequest) -> Any:
         return TextCompletion(id=ident, created=created, model=runner.model_id, choices=choices,
                               usage=None if usage is None else _openai_usage(usage))
 
+    top = bool(request.logprobs)  # 0: the chosen tokens' logprobs without candidates
     if not request.stream:
         answers, usage = await runner._answers(account, choices, per_prompt=request.n)
-        return completion([TextChoice(index=i, text=echoed(i) + answer.text, finish_reason=answer.finish_reason)
+        return completion([TextChoice(index=i, text=echoed(i) + answer.text, finish_reason=answer.finish_reason,
+                                      logprobs=text_logprobs(answer.logprobs, 0, top)[0])
                            for i, answer in enumerate(answers)], usage)
 
+    offsets = [0] * len(choices)  # each choice's text so far, where its next token starts
+
     def render(index: int, delta: Delta) -> bytes:
-        return _sse(completion([TextChoice(index=index, text=delta.text, finish_reason=delta.finish_reason)]))
+        logprobs, offsets[index] = text_logprobs(delta.logprobs, offsets[index], top)
+        return _sse(completion([TextChoice(index=index, text=delta.text, finish_reason=delta.finish_reason,
+                                           logprobs=logprobs)]))
 
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
     first, deltas = await runner._open_choices(choices)

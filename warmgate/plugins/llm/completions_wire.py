@@ -8,10 +8,12 @@ from typing import Annotated
 import msgspec
 
 from warmgate.core.http.errors import ClientError
+from warmgate.plugins.llm.backend import TokenLogprob
 from warmgate.plugins.llm.choices import MAX_CHOICES
 from warmgate.plugins.llm.openai_wire import CompletionUsage, StreamOptions, decode_keeping_unknown_fields
 
-__all__ = ["CompletionRequest", "TextChoice", "TextCompletion", "decode_completion_request"]
+__all__ = ["CompletionRequest", "TextChoice", "TextCompletion", "TextLogprobs", "decode_completion_request",
+           "text_logprobs"]
 
 Prompt = Annotated[str, msgspec.Meta(min_length=1)]
 
@@ -47,12 +49,15 @@ class CompletionRequest(msgspec.Struct, kw_only=True, dict=True):
 
 
 def decode_completion_request(body: bytes) -> CompletionRequest:
-    """The request, checked before any model loads: ``suffix`` and a ``best_of`` that is not
-    ``n`` are 400s, as are more generations than one request may ask for."""
+    """The request, checked before any model loads: ``suffix``, ``echo`` with ``logprobs`` and
+    a ``best_of`` that is not ``n`` are 400s, as are more generations than one request may ask for."""
     request = decode_keeping_unknown_fields(body, CompletionRequest)
     if request.suffix is not None:
         raise ClientError("`suffix`: fill-in-the-middle completions are not supported; send the text before the "
                           "gap as `prompt` alone")
+    if request.echo and request.logprobs is not None:
+        raise ClientError("`echo`: with `logprobs`, the prompt's own log probabilities would be asked for, which "
+                          "are not computed; ask for `logprobs` without `echo`")
     if request.best_of is not None and request.best_of != request.n:
         raise ClientError("`best_of`: choosing the best of several generations is not supported; "
                           "ask for `n` choices instead")
@@ -62,11 +67,35 @@ def decode_completion_request(body: bytes) -> CompletionRequest:
     return request
 
 
+class TextLogprobs(msgspec.Struct):
+    """The legacy shape of log probabilities: one entry per generated token in each list, the
+    ``logprobs`` most likely candidates of each step as ``{token: logprob}``, and where each
+    token starts in the choice's text."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
+def text_logprobs(entries: list[TokenLogprob] | None, offset: int, top: bool) -> tuple[TextLogprobs | None, int]:
+    """``entries`` in the legacy shape, their offsets counted from ``offset`` (the length of the
+    choice's text so far), and the offset after them; None when the request asked for none."""
+    if entries is None:
+        return None, offset
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.token)
+    tops = [{t.token: t.logprob for t in entry.top_logprobs} for entry in entries] if top else None
+    return TextLogprobs([e.token for e in entries], [e.logprob for e in entries], tops, offsets), offset
+
+
 class TextChoice(msgspec.Struct):
     index: int
     text: str
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: TextLogprobs | None = None
 
 
 class TextCompletion(msgspec.Struct):

@@ -25,7 +25,9 @@ from warmgate.plugins.llm.backend import (
     EngineTimeout,
     EngineUnavailable,
     GenerationParams,
+    TokenLogprob,
     ToolCallDelta,
+    TopLogprob,
     Usage,
     text_messages,
 )
@@ -190,12 +192,21 @@ def ollama_messages(params: GenerationParams) -> list[dict[str, Any]]:
     return messages
 
 
+def _logprobs(chunk: Any) -> list[TokenLogprob]:
+    """A chunk's ``logprobs`` (Ollama 0.12.11 and later) in OpenAI's shape; its client has no
+    ``bytes``, so they are the token's UTF-8."""
+    return [TokenLogprob(entry.token, entry.logprob, list(entry.token.encode()),
+                         [TopLogprob(top.token, top.logprob, list(top.token.encode())) for top in entry.top_logprobs or ()])
+            for entry in chunk.logprobs or ()]
+
+
 class OllamaBackend:
     """One model on one Ollama server; Ollama has no tokenizer endpoint, so prompt tokens are
     known only from its answers."""
 
     backend_name = "ollama"
-    features = frozenset({"prompt", "stop", "seed", "penalties", "tools", "response_format", "image_content"})
+    features = frozenset({"prompt", "stop", "seed", "penalties", "tools", "response_format", "image_content",
+                          "logprobs"})
     forwards_unknown_fields = False  # Ollama's API is not OpenAI's: unknown fields would mean nothing to it
 
     def __init__(self, client: Any, *, host: str, name: str, keep_alive: int | float | str | None,
@@ -230,13 +241,14 @@ class OllamaBackend:
 
     async def _start(self, params: GenerationParams) -> Any:
         """The chat stream, or for a raw prompt (completions) ``generate`` with ``raw``: no template."""
+        logprobs = {"logprobs": True, "top_logprobs": params.top_logprobs or 0} if params.logprobs else {}
         if params.prompt is not None:
             return await self.client.generate(model=self.name, prompt=params.prompt, raw=True, stream=True,
-                                              options=self._options(params), keep_alive=self.keep_alive)
+                                              options=self._options(params), keep_alive=self.keep_alive, **logprobs)
         tools = params.tools if params.tool_choice != "none" else None
         return await self.client.chat(model=self.name, messages=ollama_messages(params), tools=tools or None,
                                       format=ollama_format(params), stream=True, options=self._options(params),
-                                      keep_alive=self.keep_alive)
+                                      keep_alive=self.keep_alive, **logprobs)
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Delta]:
         import ollama
@@ -247,8 +259,8 @@ class OllamaBackend:
             async for chunk in chunks:
                 message = getattr(chunk, "message", None)  # None: a raw ``generate`` answer
                 text = chunk.response if message is None else message.content
-                if text:
-                    yield Delta(text=text, tokens=1)  # Ollama streams a token a chunk
+                if text:  # Ollama streams a token a chunk
+                    yield Delta(text=text, tokens=1, logprobs=_logprobs(chunk) if params.logprobs else None)
                 if message is not None and message.tool_calls:  # whole calls, arguments as objects: OpenAI's are JSON strings
                     pieces = [ToolCallDelta(index=calls + i, id=f"call_{os.urandom(12).hex()}", name=call.function.name,
                                             arguments=json.dumps(dict(call.function.arguments)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import types
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -139,7 +140,26 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, dict=True):
 def decode_keeping_unknown_fields(body: bytes, kind: type[R]) -> R:
     """The request as ``kind`` (a ``dict=True`` struct), with the fields OpenAI does not define in
     ``unknown_fields`` (a dict), to be relayed verbatim to OpenAI-compatible engines (vLLM's
-    ``min_p``, ``chat_template_kwargs``...)."""
+    ``min_p``, ``chat_template_kwargs``...). A request with none (the usual one) is decoded in
+    one typed pass; only one that has some, or is invalid, is decoded as a dict first (which
+    also gives its errors their usual shape)."""
+    try:
+        request = _strict_decoder(kind).decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return _decode_with_unknown_fields(body, kind)
+    request.unknown_fields = {}  # type: ignore[attr-defined]
+    return request  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _strict_decoder(kind: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:
+    """A decoder of ``kind`` that fails on a field it does not define, instead of dropping it."""
+    strict = types.new_class(kind.__name__, (kind,), {"forbid_unknown_fields": True})
+    strict.__module__, strict.__qualname__, strict.__doc__ = kind.__module__, kind.__qualname__, kind.__doc__
+    return msgspec.json.Decoder(strict)
+
+
+def _decode_with_unknown_fields(body: bytes, kind: type[R]) -> R:
     from warmgate.core.http.decode import json_body
 
     fields = json_body(body, dict[str, Any])

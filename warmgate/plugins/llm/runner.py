@@ -15,7 +15,7 @@ import structlog
 
 from warmgate.core.context import current_request
 from warmgate.core.functions.spec import Runner
-from warmgate.core.http.errors import RequestValidationError, WarmgateError
+from warmgate.core.http.errors import ContextExceeded, WarmgateError
 from warmgate.plugins.llm import openai_wire as oa
 from warmgate.plugins.llm.backend import (
     Completion,
@@ -29,8 +29,9 @@ from warmgate.plugins.llm.backend import (
     text_messages,
 )
 from warmgate.plugins.llm.capabilities import check_consistent, check_supported
-from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, refuse_logprobs, summed
+from warmgate.plugins.llm.choices import choice_params, concurrent, gathered, merged, summed
 from warmgate.plugins.llm.images import ImageLimits, resolve_images
+from warmgate.plugins.llm.tracing import engine_span, finished, first_chunk
 from warmgate.plugins.llm.wire import LLMChoice, LLMMessage, LLMRequest, LLMResponse, LLMTokenUsage
 
 __all__ = ["LLMRunner", "StopScanner"]
@@ -86,6 +87,10 @@ class LLMRunner(Runner):
     async def close(self) -> None:
         await self.backend.close()
 
+    @property
+    def _backend_name(self) -> str:
+        return getattr(self.backend, "backend_name", type(self.backend).__name__)
+
     # -- shared ----------------------------------------------------------------------
 
     async def count_request_tokens(self, params: GenerationParams) -> int | None:
@@ -104,7 +109,7 @@ class LLMRunner(Runner):
             return
         prompt = await self.count_request_tokens(params) or 0
         if params.max_tokens + prompt > limit:
-            raise RequestValidationError.single(
+            raise ContextExceeded.single(
                 ["body", max_tokens_field],
                 f"max_tokens {params.max_tokens} plus the prompt's {prompt} tokens exceeds the model's "
                 f"context of {limit} tokens",
@@ -114,6 +119,7 @@ class LLMRunner(Runner):
         """The backend's deltas with stop sequences cut out, each carrying the tokens whose text
         it completes; the last one has the usage, counted here when the engine gave none."""
         scanner = StopScanner(params.stop)
+        span = engine_span(self.model_id, self._backend_name, params, stream=True)
         generator = self.backend.generate(params)
         # (end offset, tokens, their logprobs) not yet out
         pending: collections.deque[tuple[int, int, list[TokenLogprob]]] = collections.deque()
@@ -122,6 +128,8 @@ class LLMRunner(Runner):
         called = False
         try:
             async for delta in generator:
+                if span is not None and chunks == 0:
+                    first_chunk(span)
                 if delta.tool_calls:
                     chunks += 1
                     calls = [c for c in delta.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
@@ -138,6 +146,8 @@ class LLMRunner(Runner):
                     finish = "tool_calls" if called else "stop" if scanner.stopped else delta.finish_reason
                     usage = await self._usage(delta.usage, "".join(parts), chunks)
                     self._account(params, finish=finish, usage=usage)
+                    if span is not None:
+                        finished(span, finish, usage)
                     yield Delta(finish_reason=finish, usage=usage,
                                 stop_sequence=scanner.matched or delta.stop_sequence)
                     return
@@ -154,8 +164,14 @@ class LLMRunner(Runner):
                         tokens += count
                         entries += logprobs
                     yield Delta(text=text, tokens=tokens, logprobs=_logprobs(params, entries))
+        except Exception as exc:
+            if span is not None:
+                span.fail(_reason(exc))
+            raise
         finally:
             await generator.aclose()  # type: ignore[attr-defined]
+            if span is not None:
+                span.end()
         raise EngineFailed(f"the {self.model_id} engine ended the stream without finishing the completion")
 
     async def _usage(self, usage: Usage | None, text: str, chunks: int) -> Usage:
@@ -194,10 +210,20 @@ class LLMRunner(Runner):
     async def _complete(self, params: GenerationParams) -> Completion:
         complete = getattr(self.backend, "complete", None)
         if complete is not None:  # the engine answers non-streaming requests in one piece
-            answer = await complete(params)
+            span = engine_span(self.model_id, self._backend_name, params, stream=False)
+            try:
+                answer = await complete(params)
+            except Exception as exc:
+                if span is not None:
+                    span.fail(_reason(exc))
+                    span.end()
+                raise
             usage = await self._usage(answer.usage, answer.text, 0)
             finish = "tool_calls" if answer.tool_calls else answer.finish_reason
             self._account(params, finish=finish, usage=usage)
+            if span is not None:
+                finished(span, finish, usage)
+                span.end()
             calls = [c for c in answer.tool_calls if params.parallel_tool_calls is not False or c.index == 0]
             return Completion(answer.text, finish, usage, calls, _logprobs(params, answer.logprobs or []),
                               answer.stop_sequence)
@@ -366,7 +392,6 @@ class LLMRunner(Runner):
 
     async def _chat_choices(self, params: GenerationParams, request: oa.ChatCompletionRequest, ident: str,
                             created: int) -> Any:
-        refuse_logprobs(params, "several choices (n > 1)")
         choices = [choice_params(params, index) for index in range(params.n)]
         if not request.stream:
             answers, usage = await self._answers(params, choices)
@@ -382,9 +407,9 @@ class LLMRunner(Runner):
                 return chunk([oa.ChunkChoice(index=index, delta=oa.ChunkDelta(), finish_reason=delta.finish_reason)])
             if delta.tool_calls:
                 part = oa.ChunkDelta(tool_calls=[_chunk_tool_call(c) for c in delta.tool_calls])
-            else:
-                part = oa.ChunkDelta(content=delta.text)
-            return chunk([oa.ChunkChoice(index=index, delta=part)])
+                return chunk([oa.ChunkChoice(index=index, delta=part)])
+            return chunk([oa.ChunkChoice(index=index, delta=oa.ChunkDelta(content=delta.text),
+                                         logprobs=_choice_logprobs(delta.logprobs))])
 
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         first, deltas = await self._open_choices(choices)

@@ -12,7 +12,8 @@ from typing import Any
 
 from warmgate.plugins.llm.backend import Delta, GenerationParams, TokenLogprob, ToolCallDelta
 
-__all__ = ["TOOL_PARSERS", "AnswerShaper", "ToolCallSplitter", "forced_calls", "parse_calls", "parser_for", "template_messages"]
+__all__ = ["TOOL_PARSERS", "AnswerShaper", "ForcedCallsStream", "ToolCallSplitter", "parse_calls", "parser_for",
+           "template_messages"]
 
 TOOL_PARSERS = {"hermes": "<tool_call>", "llama3_json": "<|python_tag|>", "mistral": "[TOOL_CALLS]"}
 """Each parser by name (the ``tool_parser`` option), with the text that starts a call."""
@@ -86,14 +87,6 @@ def parse_calls(parser: str, text: str) -> tuple[str, list[Call]]:
             return text, []
         calls = _hermes_calls(text) if parser == "hermes" else _mistral_calls(tail)
     return (head, calls) if calls else (text, [])
-
-
-def forced_calls(kind: str, name: str | None, text: str) -> list[Call]:
-    """The calls of a constrained answer: the arguments of the named function (``call``), or a
-    list of ``{"name", "arguments"}`` (``calls``)."""
-    if kind == "call":
-        return [(name or "", text)]
-    return [(call["name"], json.dumps(call["arguments"], ensure_ascii=False)) for call in json.loads(text)]
 
 
 def _call(value: Any) -> Call | None:
@@ -189,6 +182,96 @@ class ToolCallSplitter:
         return content, calls
 
 
+class ForcedCallsStream:
+    """The calls of a constrained ``tool_choice: required`` answer (a JSON list of ``{"name",
+    "arguments"}``) as the text is decoded, the way OpenAI streams them: a call's id and name once
+    its name is complete, then its arguments' text fragment by fragment (held until the name is
+    known, should a grammar put it second). A character-level JSON lexer: the grammar guarantees
+    the document, this only needs to know where the name and the arguments are."""
+
+    def __init__(self, first_id: str) -> None:
+        self.first_id = first_id
+        self.depth = 0
+        """Brackets open: 1 inside the list, 2 inside a call's object, more inside its arguments."""
+        self.in_string = False
+        self.escaped = False
+        self.field: str | None = None
+        """What is being read at the call's level: a ``key``, the ``name`` string or the ``arguments``."""
+        self.key = ""
+        self.text = ""
+        """The string read so far (a key or the name), still JSON-escaped."""
+        self.index = -1
+        self.named = False
+        self.held = ""
+        self.pieces: list[ToolCallDelta] = []
+
+    def feed(self, text: str) -> list[ToolCallDelta]:
+        for char in text:
+            if self.field == "arguments":
+                if self.in_string or self.depth > 2 or char not in ",}":
+                    self._lex(char)
+                    self._arguments(char)
+                    continue
+                self.field = None  # the call's own comma or brace: the arguments are complete
+            if self.in_string:
+                self._string(char)
+            elif char in "[{":
+                self.depth += 1
+                if self.depth == 2:
+                    self.index, self.named, self.held, self.field = self.index + 1, False, "", None
+            elif char in "]}":
+                self.depth -= 1
+            elif self.depth == 2 and char == '"':
+                self.in_string, self.text = True, ""
+                self.field = "name" if self.field == "value" and self.key == "name" else "key"
+            elif self.depth == 2 and char == ":":
+                self.field = "arguments" if self.key == "arguments" else "value"
+        pieces, self.pieces = self.pieces, []
+        return pieces
+
+    def _lex(self, char: str) -> None:
+        if self.escaped:
+            self.escaped = False
+        elif self.in_string:
+            self.escaped = char == "\\"
+            self.in_string = char != '"'
+        elif char == '"':
+            self.in_string = True
+        elif char in "[{":
+            self.depth += 1
+        elif char in "]}":
+            self.depth -= 1
+
+    def _string(self, char: str) -> None:
+        if self.escaped or char not in '"\\':
+            self.escaped = False
+            self.text += char
+            return
+        if char == "\\":
+            self.escaped = True
+            self.text += char
+            return
+        self.in_string = False
+        value = json.loads(f'"{self.text}"')
+        if self.field == "key":
+            self.key = value
+        else:  # the name: the call starts, with what arguments came before it
+            self.named = True
+            call_id = self.first_id if self.index == 0 else f"call_{os.urandom(12).hex()}"
+            self.pieces.append(ToolCallDelta(index=self.index, id=call_id, name=value))
+            if self.held:
+                self._arguments(self.held)
+        self.field = None
+
+    def _arguments(self, text: str) -> None:
+        if not self.named:
+            self.held += text
+        elif self.pieces and self.pieces[-1].index == self.index and self.pieces[-1].id is None:
+            self.pieces[-1].arguments += text
+        else:
+            self.pieces.append(ToolCallDelta(index=self.index, arguments=text))
+
+
 class AnswerShaper:
     """Turns the streamer's text into the deltas of the answer the request asked for: text, tool
     calls found in the text (``tool_choice`` auto), or the calls of a constrained answer."""
@@ -204,6 +287,7 @@ class AnswerShaper:
         self.tokens = 0
         self.logprobs: list[TokenLogprob] = []
         self.call_id = f"call_{os.urandom(12).hex()}"
+        self.forced = ForcedCallsStream(self.call_id) if kind == "calls" else None
 
     def feed(self, text: str, tokens: int, logprobs: list[TokenLogprob] | None) -> list[Delta]:
         if self.kind == "call":  # the arguments of the named function, as they come
@@ -212,10 +296,13 @@ class AnswerShaper:
             piece = ToolCallDelta(index=0, id=self.call_id if first else None, name=self.name if first else None,
                                   arguments=text)
             return [Delta(tool_calls=[piece], tokens=tokens)]
-        if self.kind == "calls":
-            self.held.append(text)
+        if self.forced is not None:  # the calls of tool_choice required, each as its name and arguments come
             self.tokens += tokens
-            return []
+            pieces = self.forced.feed(text)
+            if not pieces:
+                return []
+            delta, self.tokens = Delta(tool_calls=pieces, tokens=self.tokens), 0
+            return [delta]
         if self.splitter is None:
             return [Delta(text=text, tokens=tokens, logprobs=logprobs)]
         if not self.skip_special:
@@ -232,9 +319,7 @@ class AnswerShaper:
         return delta
 
     def finish(self) -> list[Delta]:
-        if self.kind == "calls":
-            calls = forced_calls("calls", None, "".join(self.held))
-        elif self.splitter is not None:
+        if self.splitter is not None:
             content, calls = self.splitter.finish()
             if not calls:
                 return [self._text(content, bool(self.logprobs))] if content else []

@@ -56,7 +56,10 @@ def load_transformers(model_id: str, options: dict[str, Any]) -> TransformersBac
     if device != "auto":
         model.to(device)
     model.eval()
-    return TransformersBackend(model, tokenizer, options.get("tool_parser"), processor)
+    backend = TransformersBackend(model, tokenizer, options.get("tool_parser"), processor)
+    if options.get("max_model_len"):  # vLLM's name: a context shorter than the model's
+        backend.context_length = min(c for c in (backend.context_length, int(options["max_model_len"])) if c)
+    return backend
 
 
 def _with_images(templated: list[dict[str, Any]], params: GenerationParams) -> list[dict[str, Any]]:

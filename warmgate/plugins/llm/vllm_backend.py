@@ -32,6 +32,7 @@ import msgspec
 import structlog
 
 from warmgate.core.http.errors import ClientError, WarmgateError
+from warmgate.core.tracing import outgoing_headers
 from warmgate.plugins.llm.backend import (
     Completion,
     Delta,
@@ -41,6 +42,7 @@ from warmgate.plugins.llm.backend import (
     GenerationParams,
     TokenLogprob,
     ToolCallDelta,
+    TopLogprob,
     Usage,
 )
 
@@ -184,15 +186,32 @@ class _Completion(msgspec.Struct):
     usage: dict[str, Any] = {}
 
 
+class _TextLogprobs(msgspec.Struct):
+    """The legacy completions' shape of a choice's logprobs, as vLLM answers it."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None] | None = None
+
+
 def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
-    """The engine's ``logprobs.content`` of a choice, checked into the runner's shape."""
-    content = (choice.get("logprobs") or {}).get("content")
-    if content is None:
-        return None
+    """The engine's logprobs of a choice (chat's ``logprobs.content``, or the legacy
+    completions' lists), checked into the runner's shape."""
+    logprobs = choice.get("logprobs") or {}
     try:
-        return msgspec.convert(content, list[TokenLogprob])
-    except msgspec.ValidationError as exc:
+        if "tokens" in logprobs:
+            return _from_text_logprobs(msgspec.convert(logprobs, _TextLogprobs))
+        content = logprobs.get("content")
+        return None if content is None else msgspec.convert(content, list[TokenLogprob])
+    except (msgspec.ValidationError, ValueError) as exc:  # ValueError: lists of different lengths
         raise EngineFailed(f"the engine answered logprobs warmgate cannot read: {exc}") from None
+
+
+def _from_text_logprobs(legacy: _TextLogprobs) -> list[TokenLogprob]:
+    tops = legacy.top_logprobs or [None] * len(legacy.tokens)
+    return [TokenLogprob(token, -9999.0 if logprob is None else logprob, list(token.encode()),
+                         [TopLogprob(t, v, list(t.encode())) for t, v in (candidates or {}).items()])
+            for token, logprob, candidates in zip(legacy.tokens, legacy.token_logprobs, tops, strict=True)]
 
 
 class OpenAICompatibleBackend:
@@ -213,6 +232,10 @@ class OpenAICompatibleBackend:
         self.root = root
         self.url = f"{root}/v1/chat/completions"
         self.completions_url = f"{root}/v1/completions"
+        import yarl  # aiohttp's, imported with it (connect)
+
+        self._targets = {False: yarl.URL(self.url), True: yarl.URL(self.completions_url)}
+        """Parsed once: aiohttp parses a URL string on every request."""
         self.served = served
         self.context_length = context_length
         self.engine: ManagedEngine | None = None
@@ -235,7 +258,9 @@ class OpenAICompatibleBackend:
             raise ImportError(f"the vllm LLM backend needs the [vllm] extra (pip install 'warmgate[vllm]'): {exc}") from exc
         root = url.rstrip("/").removesuffix("/v1")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # no cookie jar: an engine's cookies are no client's, and keeping them costs every request
         session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0),
+                                        cookie_jar=aiohttp.DummyCookieJar(),
                                         timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout))
         try:
             async with session.get(f"{root}/v1/models") as models:
@@ -278,8 +303,10 @@ class OpenAICompatibleBackend:
             body["top_k"] = params.top_k
         if params.seed is not None:
             body["seed"] = params.seed
-        if params.logprobs:
+        if params.logprobs and params.prompt is None:
             body.update(logprobs=True, top_logprobs=params.top_logprobs or 0)
+        elif params.logprobs:  # the legacy completions take the number of candidates
+            body["logprobs"] = params.top_logprobs or 0
         optional = {"tools": params.tools, "tool_choice": params.tool_choice,
                     "parallel_tool_calls": params.parallel_tool_calls, "stop": params.stop,
                     "presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty,
@@ -288,8 +315,10 @@ class OpenAICompatibleBackend:
         return self._encode(body)
 
     def _post(self, params: GenerationParams, stream: bool) -> Any:
-        url = self.url if params.prompt is None else self.completions_url  # a raw prompt: the legacy completions
-        return self.session.post(url, data=self._body(params, stream), headers=_JSON_HEADERS)
+        url = self._targets[params.prompt is not None]  # a raw prompt: the legacy completions
+        trace = outgoing_headers()  # the engine (vLLM) continues the request's trace under its engine span
+        return self.session.post(url, data=self._body(params, stream),
+                                 headers=_JSON_HEADERS if trace is None else {**_JSON_HEADERS, **trace})
 
     async def complete(self, params: GenerationParams) -> Completion:
         """One answer without streaming: for non-streaming requests the engine then sends one

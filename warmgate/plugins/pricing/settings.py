@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 import msgspec
 
-from warmgate.core.settings import Settings, SettingsSection
+from warmgate.core.settings import FunctionConfig, Settings, SettingsSection
 
 __all__ = ["PricingSettings", "pricing_settings"]
 
@@ -39,15 +39,20 @@ class PricingSettings(SettingsSection):
         return msgspec.structs.replace(self, database=url) if url else self
 
     def check(self, settings: Settings) -> tuple[str, str] | None:
-        """Keys need the ledger's database; a fiat price needs its ETH rate."""
+        """Keys are kept in the ledger's database."""
         if settings.auth.keys and self.ledger.lower() == "off":
             return "auth.keys", "keys are kept in the usage ledger's database, but pricing.ledger is off"
+        return None
+
+    def check_function(self, config: FunctionConfig) -> tuple[str, str] | None:
+        """A price in fiat, the function's or a runner's, needs its ETH rate."""
         rates = {code.upper() for code in self.eth_rates}
-        for i, fn in enumerate(settings.functions if settings.profile != "demo" else ()):
-            currency = fn.price.currency.upper() if fn.price is not None else "WEI"
+        prices = [("price", config.price)]
+        prices += [(f"runners[{j}].price", r.price) for j, r in enumerate(config.runners or ())]
+        for where, price in prices:
+            currency = price.currency.upper() if price is not None else "WEI"
             if currency not in ("WEI", "ETH") and currency not in rates:
-                return (f"functions[{i}].price.currency",
-                        f"{currency} needs its ETH rate in pricing.eth_rates (e.g. {{{currency}: 3000}})")
+                return f"{where}.currency", f"{currency} needs its ETH rate in pricing.eth_rates (e.g. {{{currency}: 3000}})"
         return None
 
 

@@ -137,12 +137,11 @@
       cells[0].textContent = fn.name;
       cells[1].textContent = fn.pipeline;
       cells[2].textContent = fn.model_id + (fn.demo ? " (demo)" : "");
-      cells[3].textContent = fn.executor + (fn.remote ? ` · ${fn.remote.url} ${fn.remote.status}` : "");
+      cells[3].replaceChildren(fn.executor, ...(fn.runners || []).map(runnerLine));
       const badge = el("span", { class: `badge state-${fn.state}`, text: fn.state });
       const extra = [];
       if (trail.length > 1) extra.push(el("span", { class: "trail", text: trail.join(" → ") }));
       if (fn.state === "error" && fn.last_error) extra.push(el("span", { class: "error-text", text: fn.last_error }));
-      if (fn.remote && fn.remote.error) extra.push(el("span", { class: "error-text", text: fn.remote.error }));
       if (fn.warm) extra.push(el("span", { class: "trail", text: "kept warm" }));
       cells[4].replaceChildren(badge, ...extra);
       cells[5].textContent = fn.loads;
@@ -155,6 +154,24 @@
     for (const [name, row] of state.rows) {
       if (!seen.has(name)) { row.remove(); state.rows.delete(name); }
     }
+  }
+
+  // One runner of a routed function: where, its health, warm or cold, load, failures, cooldown.
+  function runnerLine(runner) {
+    const parts = [runner.state, runner.warm ? "warm" : "cold", `${runner.in_flight} in flight`,
+      `${runner.requests} req`];
+    if (runner.failures) parts.push(`${runner.failures} failed`);
+    if (runner.price) parts.push(`${runner.price.price_per_unit} ${runner.price.currency}/unit`);
+    const line = el("div", { class: "runner small", "data-runner": runner.url, "data-state": runner.state },
+      el("span", { class: "mono", text: runner.url }), ` · ${parts.join(" · ")}`);
+    if (runner.cooldown_until) {
+      const left = Math.max(0, Math.round(runner.cooldown_until - Date.now() / 1000));
+      line.append(el("span", { class: "error-text", text: ` cooling down ${left} s` }));
+    }
+    if (runner.last_error && runner.state !== "OK" && runner.state !== "IDLE") {
+      line.append(el("span", { class: "error-text", text: ` ${runner.last_error}` }));
+    }
+    return line;
   }
 
   async function pollFunctions() {
@@ -666,6 +683,15 @@
     }
   }
 
+  function dataURL(file) { // the file as a data: URL, the form OpenAI's image_url parts take
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(new Error(`image: cannot read ${file.name}`));
+      reader.readAsDataURL(file);
+    });
+  }
+
   function chatWidget(form, inputs, output) {
     const log = el("div", { class: "chat-log", "aria-live": "polite" });
     const text = el("textarea", { class: "chat-text", placeholder: "Message", rows: 2 });
@@ -675,9 +701,11 @@
     const tools = el("textarea", { class: "chat-tools", rows: 3, placeholder:
       'Tools: a JSON array, e.g. [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]' });
     const jsonOutput = el("input", { type: "checkbox", class: "chat-json" });
+    const image = el("input", { type: "file", accept: "image/*", class: "chat-image" });
     const openaiOptions = el("details", { class: "chat-openai" },
-      el("summary", { text: "Tools and JSON output (sent as OpenAI chat to /v1/chat/completions)" }), tools,
-      el("label", {}, jsonOutput, " JSON output (response_format json_object)"));
+      el("summary", { text: "Tools, JSON output and images (sent as OpenAI chat to /v1/chat/completions)" }), tools,
+      el("label", {}, jsonOutput, " JSON output (response_format json_object)"),
+      el("label", {}, " Image for the next message (a vision-language model, e.g. warmgate-demo/tiny-vision-chat): ", image));
     const messages = [];
     output.append(log, el("div", { class: "chat-input" }, text, sendButton, clear), openaiOptions, meta);
     clear.addEventListener("click", () => { messages.length = 0; log.replaceChildren(); meta.replaceChildren(); });
@@ -688,24 +716,31 @@
     sendButton.addEventListener("click", async () => {
       const content = text.value.trim();
       if (!content) return;
-      let body, target = form;
+      let body, target = form, picture = null, pushed = false;
       const streams = form.fields.some((f) => f.name === "stream");
       try {
-        messages.push({ role: "user", content });
+        if (image.files.length) picture = await dataURL(image.files[0]);
+        // an image goes as OpenAI content parts: text, then the picture as a data: URL
+        messages.push({ role: "user", content: picture ? [{ type: "text", text: content },
+          { type: "image_url", image_url: { url: picture } }] : content });
+        pushed = true;
         const extra = {};
         if (tools.value.trim()) {
           try { extra.tools = JSON.parse(tools.value); } catch (error) { throw new Error(`tools: not JSON: ${error.message}`); }
         }
         if (jsonOutput.checked) extra.response_format = { type: "json_object" };
-        if (Object.keys(extra).length) target = { ...form, path: "/v1/chat/completions" }; // /llm has neither
+        // /llm has neither tools, JSON output nor images: a conversation that uses one goes to OpenAI chat
+        if (Object.keys(extra).length || messages.some((m) => Array.isArray(m.content))) target = { ...form, path: "/v1/chat/completions" };
         body = requestBody(form, inputs, { messages, ...(streams ? { stream: true } : {}), ...extra });
       } catch (error) {
-        messages.pop();
+        if (pushed) messages.pop(); // an image that could not be read left the conversation as it was
         meta.replaceChildren(el("div", { class: "failure", text: error.message }));
         return;
       }
       text.value = "";
-      log.append(el("div", { class: "msg user", text: content }));
+      image.value = "";
+      log.append(el("div", { class: "msg user", text: content },
+        picture ? el("img", { class: "chat-picture", src: picture, alt: "sent image" }) : null));
       const reply = el("div", { class: "msg assistant", "data-chunks": 0 });
       log.append(reply);
       sendButton.disabled = true;

@@ -37,7 +37,7 @@ class TokenCounter:
             encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [list(ids) for ids in encoded]
 
-    def check(self, token_ids: list[list[int]], dimensions: int | None) -> None:
+    def check(self, token_ids: list[list[int]], dimensions: int | None, from_client: bool = True) -> None:
         """Nothing to check without the model: the engine answers 400 itself."""
 
 
@@ -49,16 +49,17 @@ class EncoderInfo(TokenCounter):
     """Length of an embedding: the hidden size times the pooling modes concatenated."""
     pooling: tuple[str, ...]
 
-    def check(self, token_ids: list[list[int]], dimensions: int | None) -> None:
-        """400/422 naming the field for inputs over the context, ids outside the vocabulary, or
-        ``dimensions`` above the model's size."""
+    def check(self, token_ids: list[list[int]], dimensions: int | None, from_client: bool = True) -> None:
+        """400/422 naming the field for inputs over the context, ids outside the vocabulary (sent
+        by the client: ``from_client``; the model's own tokenizer makes none), or ``dimensions``
+        above the model's size."""
         for index, ids in enumerate(token_ids):
             if not ids:
                 raise RequestValidationError.single(["body", "input", index], "an input must have at least one token")
             if len(ids) > self.context_length:
                 raise ClientError(f"input[{index}]: {len(ids)} tokens exceed the model's context of "
                                   f"{self.context_length} tokens")
-            bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
+            bad = next((t for t in ids if not 0 <= t < self.vocab_size), None) if from_client else None
             if bad is not None:
                 raise RequestValidationError.single(["body", "input", index],
                                                     f"token id {bad} is outside the vocabulary (0..{self.vocab_size - 1})")

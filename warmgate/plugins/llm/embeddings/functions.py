@@ -26,8 +26,9 @@ def _source(fn: Any, demo_root: Any) -> Callable[[], TokenCounter] | None:
     with ``options.tokenizer`` when it is set."""
     options, config = fn.config.options, fn.config
     if options.get("backend", "transformers") == "transformers" and not fn.executor.forwards_raw:
-        if config.demo and fn.spec.demo is not None:
-            return lambda: describe(str(ensure_demo_model(fn.spec.demo, demo_root)))
+        demo = fn.spec.demo_model(config.model_id) if config.demo else None
+        if demo is not None:
+            return lambda: describe(str(ensure_demo_model(demo, demo_root)))
         return functools.partial(describe, config.model_id)
     if options.get("tokenizer"):
         return functools.partial(counter, str(options["tokenizer"]))

@@ -45,7 +45,7 @@ def prepare_embeddings(request: EmbeddingRequest, options: dict[str, Any]) -> Em
     if texts is not None:
         token_ids = encoder.tokenize(texts)
     assert token_ids is not None
-    encoder.check(token_ids, request.dimensions)
+    encoder.check(token_ids, request.dimensions, from_client=texts is None)
     return EmbeddingJob(request=request, texts=texts, token_ids=token_ids)
 
 

@@ -59,7 +59,7 @@ class TransformersEmbedder:
         token_ids = job.token_ids
         if token_ids is None:  # the gateway did not tokenise it (no tokenizer recorded for the function)
             token_ids = await asyncio.to_thread(self.encoder.tokenize, job.texts or [])
-            self.encoder.check(token_ids, job.request.dimensions)
+            self.encoder.check(token_ids, job.request.dimensions, from_client=False)
         vectors = await asyncio.to_thread(self._forward, token_ids, job.request.dimensions)
         return vectors, sum(map(len, token_ids))
 

@@ -174,7 +174,7 @@ def test_the_function_loads_on_demand_and_scales_to_zero(gateway, sdk):
 
 
 def test_a_priced_function_quotes_and_bills_the_input_tokens(gateway, tmp_path):
-    _, client = gateway(settings={"pricing": PricingSettings(ledger=str(tmp_path / "usage.db"))},
+    _, client = gateway(settings={"sections": [PricingSettings(ledger=str(tmp_path / "usage.db"))]},
                         price=Price(price_per_unit=1000))
     r = client.post("/v1/embeddings", json={"input": ["hello world", "the quick brown fox"]})
     assert r.status_code == 200

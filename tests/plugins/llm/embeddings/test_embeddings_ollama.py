@@ -8,7 +8,7 @@ from warmgate import FunctionConfig, Settings
 from warmgate.core.settings import Scaling
 from warmgate.testing import wait_for
 
-from .fake_ollama import FakeModel, embedding, run_fake_ollama
+from ..fake_ollama import FakeModel, embedding, run_fake_ollama
 
 NOMIC = "nomic-embed-text:v1.5"
 SIZE = 16

@@ -66,7 +66,6 @@ def burst(url, token, count, **fields):
 
 def test_two_workers_on_one_sqlite_file_serve_exactly_the_100_requests_a_balance_covers(workers, runner):
     gateway, db = workers
-    gateway_runner_url = runner.url
     record, token = make_key(db.target, credit=300)  # 100 requests of 3 characters
     responses = burst(gateway.url, token, 200, sleep=0.02)
     assert Counter(r.status_code for r in responses) == {200: 100, 402: 100}
@@ -80,14 +79,25 @@ def test_two_workers_on_one_sqlite_file_serve_exactly_the_100_requests_a_balance
             r'warmgate_requests_total\{[^}]*route="/echo"[^}]*\} (\S+)', text))
         assert counted == 200
         assert len([line for line in text.splitlines() if line.startswith('warmgate_in_flight{function="echo')]) == 1
-    # and the runner's own counts: the 100 that reached it, once each, summed over both workers
-    # (each worker adds its own every second)
+    # and the runner's own counts, summed over both workers (each adds its own every second):
+    # every request each worker sent it, once (holds are decided beside the function, so
+    # requests refused for credit may have reached it too)
     runner_requests = re.compile(r'warmgate_runner_requests_total\{function="echo:echo-1",runner="([^"]+)"\} (\S+)')
 
     def runner_counts():
         return [(url, float(n)) for url, n in runner_requests.findall(httpx.get(f"{gateway.url}/metrics").text)]
 
-    assert wait_for(lambda: runner_counts() == [(gateway_runner_url, 100.0)], timeout=10), runner_counts()
+    def echo_at_runner():
+        [fn] = [f for f in httpx.get(f"{runner.url}/functions").json()["functions"] if f["name"] == "echo:echo-1"]
+        return fn
+
+    served = echo_at_runner()
+    assert wait_for(lambda: runner_counts() == [(runner.url, float(served["requests"]))], timeout=10), runner_counts()
+    # a key out of credit spends no more model time: its next requests are refused before they run
+    later = [r.status_code for r in burst(gateway.url, token, 20, sleep=0.02)]
+    assert later == [402] * 20
+    after = echo_at_runner()
+    assert after["requests"] <= served["requests"] + 2  # at most the first refusal each worker sees
 
 
 def test_a_rate_limit_is_counted_across_the_workers(workers):

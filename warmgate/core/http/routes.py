@@ -25,7 +25,7 @@ from warmgate.core.executors.calling import chunks_of, is_stream
 from warmgate.core.functions.function import Function, Lease
 from warmgate.core.functions.manager import FunctionManager
 from warmgate.core.functions.spec import PipelineSpec
-from warmgate.core.http.auth import Authenticator
+from warmgate.core.http.auth import Authenticator, Caller
 from warmgate.core.http.decode import json_decoder, multipart_decoder
 from warmgate.core.http.errors import (
     ClientDisconnected,
@@ -89,6 +89,8 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             await _quote(request, context, body, units, manager.settings)
         if span is not None:
             span.end()
+        if context.holding is not None and _out_of_credit(caller):
+            await context.hold()  # refused a moment ago: this one's hold decides before the model runs
         waited = time.perf_counter()
         if routed:
             fn, lease, result, span = await _serve_chain(chain, offers, context, spec, body, raw, request, trace)
@@ -285,11 +287,32 @@ async def _taken(holds: list[Any]) -> None:
             raise outcome
 
 
+OUT_OF_CREDIT_SECONDS = 5.0
+"""After a key's hold is refused (402), its requests for this long wait for their hold before
+the function runs, so a key out of credit spends no model time; otherwise a hold is decided
+beside the function, and each refused request would have run once."""
+_refused_at: dict[str, float] = {}
+"""Keys whose last hold was refused, with when (``time.monotonic()``)."""
+
+
+def _out_of_credit(caller: Caller | None) -> bool:
+    refused = _refused_at.get(caller.key) if caller is not None and caller.key is not None else None
+    return refused is not None and time.monotonic() - refused < OUT_OF_CREDIT_SECONDS
+
+
 async def _answer(context: RequestContext, app: Any, result: Any) -> None:
     """Before an answer goes out: its hold, taken while the function ran (a 402 or 503 now, the
     result dropped), then the ``on_answer`` hooks, so a store knows from here on that a crash
     may leave a client with an answer, to be billed."""
-    await context.hold()
+    key = context.caller.key if context.caller is not None else None
+    try:
+        await context.hold()
+    except PaymentRequired:
+        if key is not None:
+            _refused_at[key] = time.monotonic()
+        raise
+    if key is not None and _refused_at:
+        _refused_at.pop(key, None)
     if context.quote is not None and getattr(result, "status_code", 200) < 400:
         for answering in pm.hook.on_answer(quote=context.quote, app=app):
             await await_me_maybe(answering)

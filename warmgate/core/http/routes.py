@@ -96,17 +96,7 @@ def pipeline_route(spec: PipelineSpec, manager: FunctionManager, auth: Authentic
             fn, lease, result, span = await _serve_chain(chain, offers, context, spec, body, raw, request, trace)
         else:
             lease = fn.acquire_now() or await _acquire_while_connected(fn, request, trace)
-            executor = fn.executor
-            scope = request.scope
-            call = Call(spec, body, RawRequest(scope["path"], scope["query_string"], scope["headers"], raw)
-                        if executor.forwards_raw else None, functools.partial(_disconnect, request))
-            span = trace.start(f"execute {fn.config.executor}", attributes={"warmgate.function": fn.name}) \
-                if trace is not None else None  # a failure leaves it open: the trace ends it failed
-            try:
-                result = await executor.call(lease.runner, call)
-            except BaseException:
-                lease.release()
-                raise
+            result, span = await _execute(fn, lease, spec, body, raw, request, trace)
         try:
             await _answer(context, request.app, result)
         except BaseException:
@@ -187,7 +177,6 @@ async def _serve_chain(chain: list[Function], offers: dict[str, dict[str, int]] 
     does not load, or the prompt overflows its context. Each is billed at its own price (``offers``); the response names the one
     that served (``X-Warmgate-Function``)."""
     failures: list[WarmgateError] = []
-    scope = request.scope
     for fn in chain:
         mine = offers.get(fn.name) if offers is not None else None
         if offers is not None and mine is None:
@@ -197,31 +186,20 @@ async def _serve_chain(chain: list[Function], offers: dict[str, dict[str, int]] 
         own_prices = bool(fn.executor.runner_prices)
         context.offers = mine if own_prices else None
         context.served_wei = mine[""] if mine is not None and not own_prices else None
-        call = Call(spec, body, RawRequest(scope["path"], scope["query_string"], scope["headers"], raw)
-                    if fn.executor.forwards_raw else None, functools.partial(_disconnect, request))
         try:
             lease = fn.acquire_now() or await _acquire_while_connected(fn, request, trace)
         except (LoadError, RunnersFailed) as exc:
             failures.append(exc)
             continue
-        span = trace.start(f"execute {fn.config.executor}", attributes={"warmgate.function": fn.name}) \
-            if trace is not None else None
         try:
-            result = await fn.executor.call(lease.runner, call)
+            result, span = await _execute(fn, lease, spec, body, raw, request, trace)
         except (RunnersFailed, ContextExceeded) as exc:
-            lease.release()
-            if span is not None:  # this function failed; the next in the chain gets its own span
-                span.fail(exc.msg)
-                span.end()
             if isinstance(exc, ContextExceeded) and fn is chain[-1]:
                 raise
             failures.append(exc)
             if fn is not chain[-1]:
                 _log.warning("function_fallback", function=fn.name, error=exc.msg)
             continue
-        except BaseException:
-            lease.release()
-            raise
         if context.quote is not None:
             billed = context.served_wei if context.served_wei is not None else context.quote.wei
             context.headers = [*context.headers, (b"x-warmgate-price", str(billed).encode())]
@@ -235,6 +213,29 @@ async def _serve_chain(chain: list[Function], offers: dict[str, dict[str, int]] 
     raise RunnersFailed(f"no runner of {chain[0].name!r} or its fallbacks could serve the request: "
                         + "; ".join(f"{fn.name}: {e.msg}" for fn, e in zip(chain, failures, strict=False)),
                         retry_after=retry_after)
+
+
+async def _execute(fn: Function, lease: Lease, spec: PipelineSpec, body: Any, raw: bytes,
+                   request: Request[Any, Any, Any], trace: Trace | None) -> tuple[Any, Span | None]:
+    """The request on ``fn``'s executor, in its ``execute`` span (ended with the answer). If it
+    fails the lease is released; a failure a fallback may recover from ends the span failed
+    (the next function gets its own), any other leaves it for the trace to end failed."""
+    scope = request.scope
+    call = Call(spec, body, RawRequest(scope["path"], scope["query_string"], scope["headers"], raw)
+                if fn.executor.forwards_raw else None, functools.partial(_disconnect, request))
+    span = trace.start(f"execute {fn.config.executor}", attributes={"warmgate.function": fn.name}) \
+        if trace is not None else None
+    try:
+        return await fn.executor.call(lease.runner, call), span
+    except (RunnersFailed, ContextExceeded) as exc:
+        lease.release()
+        if span is not None:
+            span.fail(exc.msg)
+            span.end()
+        raise
+    except BaseException:
+        lease.release()
+        raise
 
 
 async def _disconnect(request: Request[Any, Any, Any]) -> None:

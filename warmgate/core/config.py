@@ -6,6 +6,7 @@ YAML) and what was expected, raised before anything starts.
 
 from __future__ import annotations
 
+import graphlib
 import json
 import os
 import re
@@ -258,24 +259,15 @@ def _check_fallbacks(settings: Settings, source: str, yaml_text: str | None) -> 
                 raise ConfigError(source, _where(yaml_text, path, path[2:]),
                                   f"fallback {name!r} names no {fn.pipeline} function; defined: {', '.join(defined)}")
             targets.setdefault(i, []).append(target)
-    for start in targets:
-        cycle = _first_cycle(start, targets, [start])
-        if cycle is not None:
-            path = f"$.functions[{start}].fallbacks"
-            shown = " -> ".join(settings.functions[i].name or f"functions[{i}]" for i in cycle)
-            raise ConfigError(source, _where(yaml_text, path, path[2:]), f"fallbacks go round in a cycle: {shown}")
-
-
-def _first_cycle(start: int, targets: dict[int, list[int]], trail: list[int]) -> list[int] | None:
-    """A fallback path from ``trail``'s end back to ``start``, depth first, or None."""
-    for target in targets.get(trail[-1], ()):
-        if target == start:
-            return [*trail, start]
-        if target not in trail:
-            found = _first_cycle(start, targets, [*trail, target])
-            if found is not None:
-                return found
-    return None
+    try:
+        graphlib.TopologicalSorter(targets).prepare()
+    except graphlib.CycleError as exc:
+        ring = exc.args[1][:0:-1]  # the sorter lists predecessors; reversed, the path follows the fallbacks
+        first = ring.index(min(ring))  # told from the first function on it
+        cycle = [*ring[first:], *ring[:first], ring[first]]
+        path = f"$.functions[{cycle[0]}].fallbacks"
+        shown = " -> ".join(settings.functions[i].name or f"functions[{i}]" for i in cycle)
+        raise ConfigError(source, _where(yaml_text, path, path[2:]), f"fallbacks go round in a cycle: {shown}") from None
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:

@@ -301,3 +301,31 @@ def test_the_standard_variables_turn_tracing_off(receiver, monkeypatch):
         assert create_app(settings).state.tracer is None
         monkeypatch.delenv(variable)
     assert create_app(settings).state.tracer is not None
+
+
+def test_an_unsampled_request_is_passed_on_unsampled_so_the_runner_records_nothing(receiver, warmgate_server, capfd):
+    """The runner samples every new trace, but the gateway's decision (not sampled, ratio 0) goes
+    with each request (``traceparent`` flagged 00): one trace id in both log lines, no spans."""
+    json_logs = GatewaySettings(log_format="json")
+    runner, _ = warmgate_server(Settings(functions=[FunctionConfig(pipeline="echo", model_id="echo-1")],
+                                         gateway=json_logs, sections=[tracing(receiver, "runner", sample_ratio=1.0)]),
+                                pipelines={"echo": EchoPipeline().spec})
+    remote = FunctionConfig(pipeline="echo", model_id="echo-1", executor="remote", url=runner.url)
+    _, client = warmgate_server(Settings(functions=[remote], gateway=json_logs,
+                                         sections=[tracing(receiver, "gateway", sample_ratio=0.0)]),
+                                pipelines={"echo": EchoPipeline().spec})
+    callers = "2" * 32
+    unsampled = [client.post("/echo", json={"prompt": "x"}),
+                 client.post("/echo", json={"prompt": "x"}, headers={"traceparent": f"00-{callers}-{'3' * 16}-00"})]
+    assert [r.status_code for r in unsampled] == [200, 200]
+    sampled = "4" * 32  # then a sampled one: once its runner spans are in, the runner's earlier ones would be too
+    assert client.post("/echo", json={"prompt": "x"}, headers={"traceparent": f"00-{sampled}-{'5' * 16}-01"}).is_success
+    spans = receiver.wait_for(lambda got: server_span(got, "runner", "/echo") is not None)
+    assert {s.trace_id for s in spans if s.attributes.get("url.path") == "/echo"} == {sampled}
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    traces: dict[str, set[str]] = {}
+    for line in lines:
+        if line.get("event") == "request" and line.get("path") == "/echo":
+            traces.setdefault(line["request_id"], set()).add(line["trace_id"])
+    first, second = (traces[r.headers["x-request-id"]] for r in unsampled)
+    assert len(first) == 1 and second == {callers}  # the gateway's and the runner's line agree

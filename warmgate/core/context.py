@@ -77,7 +77,7 @@ class RequestContext:
     """One request, from the middleware's first look at it to its last byte."""
 
     __slots__ = ("caller", "config", "external_seconds", "function", "headers", "holding", "log_fields", "offers",
-                 "on_end", "quote", "request_id", "served_wei", "started", "trace", "usage")
+                 "on_end", "quote", "request_id", "served_wei", "started", "trace", "trace_headers", "usage")
 
     def __init__(self, request_id: str, started: float | None = None) -> None:
         self.request_id = request_id
@@ -110,6 +110,18 @@ class RequestContext:
         """Extra fields of the request's access-log line (an LLM's model and finish reason)."""
         self.trace: Trace | None = None
         """Its spans, when tracing is on and the request is sampled (``warmgate.core.tracing``)."""
+        self.trace_headers: dict[str, str] | None = None
+        """An untraced request's ``traceparent`` (and ``tracestate``), flagged not sampled: sent
+        on to the servers it calls, so that they do not start traces of their own for it."""
+
+    def detached(self) -> RequestContext:
+        """A context for work this request runs concurrently whose reports stay its own (each of
+        several LLM choices, which the runner accounts once for all): the same id and trace,
+        its spans under the one open now and siblings of each other, and a usage nothing bills."""
+        context = RequestContext(self.request_id, self.started)
+        context.trace = self.trace.fork() if self.trace is not None else None
+        context.trace_headers = self.trace_headers
+        return context
 
     async def hold(self) -> None:
         """Wait for the hold taken while the function ran. Refused (402, or 503 with the store

@@ -47,3 +47,25 @@ def test_a_relayed_stream_is_one_trace_with_the_genai_attributes(warmgate_server
     [front] = [s for s in spans if s.service == "gateway" and s.kind == SERVER]
     assert front.attributes["gen_ai.request.model"] == tiny_chat
     assert front.attributes["gen_ai.usage.output_tokens"] == usage.completion_tokens
+
+
+def test_n_choices_are_sibling_engine_spans_each_continued_by_the_engine(warmgate_server, tiny_chat):
+    with OTLPReceiver() as receiver:
+        engine, _ = warmgate_server(Settings(functions=[FunctionConfig(pipeline="llm", model_id=tiny_chat)],
+                                             sections=[TracingSettings(endpoint=receiver.endpoint, service_name="engine")]))
+        relay = FunctionConfig(pipeline="llm", model_id=tiny_chat, options={"backend": "vllm", "url": engine.url})
+        gateway, _ = warmgate_server(Settings(functions=[relay], sections=[
+            TracingSettings(endpoint=receiver.endpoint, service_name="gateway")]))
+        with openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0) as sdk:
+            completion = sdk.chat.completions.create(model="", messages=[{"role": "user", "content": "hi"}],
+                                                     max_tokens=3, n=2)
+        assert [c.index for c in completion.choices] == [0, 1]
+        spans = receiver.wait_for(lambda got: sum(s.service == "engine" and s.kind == SERVER for s in got) == 2
+                                  and sum(s.service == "gateway" and s.name.startswith("chat ") for s in got) == 2)
+    [execute] = [s for s in spans if s.service == "gateway" and s.name == "execute local"]
+    choices = [s for s in spans if s.service == "gateway" and s.name == f"chat {tiny_chat}"]
+    assert [c.parent_id for c in choices] == [execute.span_id] * 2  # siblings under the executor call
+    assert all(c.attributes["gen_ai.usage.output_tokens"] >= 1 for c in choices)
+    upstreams = [s for s in spans if s.service == "engine" and s.kind == SERVER]
+    assert {u.parent_id for u in upstreams} == {c.span_id for c in choices}  # each choice's call, continued
+    assert {s.trace_id for s in spans} == {execute.trace_id}

@@ -10,6 +10,7 @@ from typing import Any
 from warmgate.core.executors.base import BaseExecutor, Call
 from warmgate.core.executors.ray_settings import RaySettings
 from warmgate.core.tracing.settings import TracingSettings
+from warmgate.core.tracing.setup import tracer_config
 
 __all__ = ["RayExecutor"]
 
@@ -24,7 +25,7 @@ class RayExecutor(BaseExecutor):
 
         specs = ray_serve.function_specs(self.pipelines, self.config)
         runner = await asyncio.to_thread(ray_serve.deploy, specs, self.config, self.settings.section(RaySettings),
-                                         self.settings.section(TracingSettings))
+                                         tracer_config(self.settings.section(TracingSettings), self.settings.source))
         self._deployed = True
         return runner
 

@@ -30,7 +30,7 @@ from warmgate.core.http.errors import InferenceError, LoadError, WarmgateError
 from warmgate.core.settings import FunctionConfig
 from warmgate.core.tracing import outgoing_headers
 from warmgate.core.tracing.settings import TracingSettings
-from warmgate.core.tracing.setup import make_tracer
+from warmgate.core.tracing.setup import TracerConfig, build_tracer, tracer_config
 
 __all__ = ["FunctionReplica", "RayRunner", "app_name", "build_app", "deploy", "deployment_options", "function_specs",
            "ray_functions", "serve_config", "shutdown", "standby_modules"]
@@ -138,11 +138,12 @@ class FunctionReplica:
     this function's runner, such as OpenAI chat on an LLM)."""
 
     def __init__(self, specs: Mapping[str, PipelineSpec], config: FunctionConfig,
-                 tracing: TracingSettings | None = None) -> None:
+                 tracing: TracerConfig | None = None) -> None:
         self._specs = dict(specs)
         self._config = config
-        self._tracer = make_tracer(tracing, "the gateway's tracing settings") if tracing is not None else None
-        """With the gateway's ``tracing`` settings, a traced request's replica span joins its trace."""
+        self._tracer = build_tracer(tracing) if tracing is not None else None
+        """With the gateway's tracing (its settings and ``OTEL_*`` variables, resolved there: a
+        replica's own environment may have neither), a traced request's replica span joins its trace."""
         if self._tracer is not None:
             self._tracer.start()
         self._runner: Any = None
@@ -181,8 +182,11 @@ class FunctionReplica:
         """The request's context in the replica: its runner reports on it and, when the gateway's
         trace came along (``traceparent``), its spans continue that trace here."""
         context = RequestContext("")
-        if self._tracer is not None and trace:
-            context.trace = self._tracer.continued(f"replica {self._config.name}", trace)
+        if trace:
+            if self._tracer is not None:
+                context.trace = self._tracer.continued(f"replica {self._config.name}", trace)
+            if context.trace is None:  # not sampled (or not traced here): passed on as it came
+                context.trace_headers = dict(trace)
         return context, request_context.set(context)
 
     @staticmethod
@@ -295,7 +299,7 @@ def _connect(settings: RaySettings, on_cluster: Callable[[], None] | None = None
 
 
 def deploy(specs: Mapping[str, PipelineSpec], config: FunctionConfig, settings: RaySettings,
-           tracing: TracingSettings | None = None) -> RayRunner:
+           tracing: TracerConfig | None = None) -> RayRunner:
     """Create or update the function's application (blocking: call it from a thread) and
     return its handle. With 0 replicas this takes about a second, plus the first standby
     worker's imports (``scaling.standby``); no model is loaded yet."""
@@ -370,4 +374,4 @@ def build_app(args: dict[str, str]) -> Any:
     specs = function_specs(pipelines, config)
     with _quiet_config_checks():
         return serve.deployment(FunctionReplica, **deployment_options(config, specs)).bind(
-            specs, config, settings.section(TracingSettings))
+            specs, config, tracer_config(settings.section(TracingSettings), settings.source))

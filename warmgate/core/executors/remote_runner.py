@@ -29,7 +29,7 @@ from litestar.response import Stream
 
 from warmgate.core.http.errors import CONTEXT_EXCEEDED_HEADER, ContextExceeded, WarmgateError
 from warmgate.core.settings import FunctionConfig, RunnerConfig
-from warmgate.core.tracing import CLIENT, Span, start_span
+from warmgate.core.tracing import CLIENT, Span, outgoing_headers, start_span
 
 __all__ = ["RemoteError", "RemoteRunner"]
 
@@ -184,6 +184,10 @@ class RemoteRunner:
                                            "server.address": target.host, "server.port": target.port})
         if span is not None:  # one span per attempt; the runner continues the trace under it
             sent.update(span.headers())
+        else:
+            untraced = outgoing_headers()  # not sampled: the runner records nothing for it either
+            if untraced:
+                sent.update(untraced)
         try:
             return await self._send(target, body, sent, span, on_stream_end)
         except (RemoteError, ContextExceeded) as exc:

@@ -51,9 +51,7 @@ def wrap_asgi(app: Any, metrics: Metrics, access_log: AccessLog | None, tracer: 
         request_id = _request_id(scope)
         context = RequestContext(request_id, start)
         if tracer is not None:
-            trace = context.trace = tracer.begin(scope, request_id)
-            if trace is not None:
-                context.log_fields["trace_id"] = f"{trace.trace_id:032x}"
+            tracer.begin(scope, context)
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
         responded = False

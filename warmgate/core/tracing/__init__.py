@@ -34,10 +34,14 @@ def branch(name: str, attributes: dict[str, Any] | None = None) -> Trace | None:
 
 def outgoing_headers() -> dict[str, str] | None:
     """``traceparent`` (and ``tracestate``) for a call made now to another server (an engine),
-    so that it continues the request's trace under its innermost open span; None: untraced."""
+    so that it continues the request's trace under its innermost open span; for a request that
+    is not sampled, its trace flagged not sampled (the server records nothing for it); None:
+    tracing is off."""
     context = request_context.get()
-    trace = context.trace if context is not None else None
-    return trace.current.headers() if trace is not None else None
+    if context is None:
+        return None
+    trace = context.trace
+    return trace.current.headers() if trace is not None else context.trace_headers
 
 
 def record_error(reason: str) -> None:

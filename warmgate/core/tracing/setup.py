@@ -8,8 +8,11 @@ file leaves blank, as the OpenTelemetry SDK treats its code arguments and its en
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from warmgate.core.http.errors import ConfigError
 from warmgate.core.tracing.settings import TracingSettings, url_problem
@@ -18,7 +21,7 @@ from warmgate.core.version import __version__
 if TYPE_CHECKING:
     from warmgate.core.tracing.tracer import Tracer
 
-__all__ = ["make_tracer", "traces_url"]
+__all__ = ["TracerConfig", "build_tracer", "make_tracer", "tracer_config", "traces_url"]
 
 EXTRA = "tracing needs the [otel] extra: pip install 'warmgate[otel]'"
 _ENV = "environment (OTEL_*)"
@@ -78,10 +81,23 @@ def _seconds(settings: TracingSettings, env: Mapping[str, str]) -> float:
     return settings.timeout
 
 
-def make_tracer(settings: TracingSettings, source: str, env: Mapping[str, str] | None = None) -> Tracer | None:
-    """The gateway's tracer, or None when tracing is off (no endpoint anywhere, or
-    ``OTEL_SDK_DISABLED=true`` / ``OTEL_TRACES_EXPORTER=none``). A bad endpoint or ratio is a
-    ``ConfigError`` naming the field or variable, raised before the gateway starts."""
+class TracerConfig(msgspec.Struct, frozen=True):
+    """Tracing as resolved in the gateway from its settings and its ``OTEL_*`` variables: what a
+    Ray replica gets, so that its spans go where the gateway's go whatever its own environment."""
+
+    url: str
+    sample_ratio: float
+    headers: dict[str, str]
+    timeout: float
+    max_queue: int
+    resource: dict[str, Any]
+
+
+def tracer_config(settings: TracingSettings, source: str, env: Mapping[str, str] | None = None) -> TracerConfig | None:
+    """The settings with the ``OTEL_*`` variables filled in, or None when tracing is off (no
+    endpoint anywhere, or ``OTEL_SDK_DISABLED=true`` / ``OTEL_TRACES_EXPORTER=none``). A bad
+    endpoint or ratio is a ``ConfigError`` naming the field or variable, raised before the
+    gateway starts."""
     env = os.environ if env is None else env
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
@@ -99,9 +115,6 @@ def make_tracer(settings: TracingSettings, source: str, env: Mapping[str, str] |
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.util.re import parse_env_headers
-
-        from warmgate.core.tracing.export import OTLPExporter
-        from warmgate.core.tracing.tracer import Tracer
     except ImportError as exc:
         raise ConfigError(where, field, f"{EXTRA} ({exc})") from None
     headers: dict[str, str] = {}
@@ -110,8 +123,26 @@ def make_tracer(settings: TracingSettings, source: str, env: Mapping[str, str] |
     headers.update(settings.headers)
     # OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, under the service name the settings give
     resource = dict(Resource.create({"service.name": settings.service_name} if settings.service_name else {}).attributes)
-    if str(resource.get("service.name", "")).startswith("unknown_service"):
+    if str(resource.get("service.name", "unknown_service")).startswith("unknown_service"):
         resource["service.name"] = "warmgate"
     resource.setdefault("service.version", __version__)
-    exporter = OTLPExporter(url, headers, resource, timeout=timeout, max_queue=settings.max_queue)
-    return Tracer(exporter, ratio)
+    return TracerConfig(url, ratio, headers, timeout, settings.max_queue, resource)
+
+
+def build_tracer(config: TracerConfig) -> Tracer:
+    """The tracer and its exporter (not started) for a resolved ``config``; a process of its own
+    (a Ray replica) is a ``service.instance.id`` of its own."""
+    from warmgate.core.tracing.export import OTLPExporter
+    from warmgate.core.tracing.tracer import Tracer
+
+    resource = dict(config.resource)
+    if "service.instance.id" in resource:
+        resource["service.instance.id"] = str(uuid.uuid4())
+    exporter = OTLPExporter(config.url, config.headers, resource, timeout=config.timeout, max_queue=config.max_queue)
+    return Tracer(exporter, config.sample_ratio)
+
+
+def make_tracer(settings: TracingSettings, source: str, env: Mapping[str, str] | None = None) -> Tracer | None:
+    """The gateway's tracer, or None when tracing is off (``tracer_config``)."""
+    config = tracer_config(settings, source, env)
+    return build_tracer(config) if config is not None else None

@@ -131,6 +131,15 @@ class Trace:
         self._open.append(span)
         return span
 
+    def fork(self) -> Trace:
+        """This trace for work running beside the request (each of several choices): its spans
+        join this trace's, children of the span open now, with a stack of open spans of their
+        own, so that concurrent steps are siblings instead of each other's children."""
+        fork = Trace.__new__(Trace)
+        fork._export, fork.trace_id, fork.tracestate = self._export, self.trace_id, self.tracestate
+        fork.reason, fork._open, fork.root, fork.spans = None, [], self.current, self.spans
+        return fork
+
     def branch(self, name: str, attributes: dict[str, Any] | None = None) -> Trace:
         """The spans of work this request starts and outlives (a live session): the same trace,
         under the current span, exported when ``finish()`` is called on it."""

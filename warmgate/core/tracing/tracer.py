@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from warmgate.core.tracing.spans import SERVER, Span, Trace, new_trace_id
+from warmgate.core.tracing.spans import SERVER, Span, Trace, new_span_id, new_trace_id
 
 if TYPE_CHECKING:
     from warmgate.core.context import RequestContext
@@ -49,30 +49,38 @@ class Tracer:
     def _sampled(self, trace_id: int) -> bool:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self._bound  # the SDK's TraceIdRatioBased, on the low 64 bits
 
-    def begin(self, scope: dict[str, Any], request_id: str) -> Trace | None:
-        """The request's trace with its server span started, or None when it is not sampled."""
-        parent = tracestate = None
+    def begin(self, scope: dict[str, Any], context: RequestContext) -> None:
+        """Give the request its trace, with its server span started, when it is sampled; else
+        the ``traceparent`` it sends on, flagged not sampled (its caller's, or one of its own).
+        Either way its trace id goes into its log line."""
+        parent = incoming = tracestate = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
-                parent = parse_traceparent(value.decode("latin-1"))
+                incoming = value.decode("latin-1")
+                parent = parse_traceparent(incoming)
             elif name == b"tracestate":
                 tracestate = value.decode("latin-1")
         if parent is None:  # a trace of its own, kept by the ratio (decided before anything is built)
             trace_id, parent_id, tracestate = new_trace_id(), 0, ""
-            if not self._sampled(trace_id):
-                return None
+            sampled = self._sampled(trace_id)
         else:
             trace_id, parent_id, sampled = parent
-            if not sampled:
-                return None
+        context.log_fields["trace_id"] = f"{trace_id:032x}"
+        if not sampled:
+            if parent is None:
+                context.trace_headers = {"traceparent": f"00-{trace_id:032x}-{new_span_id():016x}-00"}
+            else:  # not recorded here: passed on as it came (W3C trace context)
+                context.trace_headers = {"traceparent": incoming, "tracestate": tracestate} if tracestate \
+                    else {"traceparent": incoming}  # type: ignore[dict-item]
+            return
         method = scope["method"]
         attributes = {"http.request.method": method, "url.path": scope["path"], "url.scheme": scope["scheme"],
-                      "warmgate.request_id": request_id}
+                      "warmgate.request_id": context.request_id}
         client = scope.get("client")
         if client:
             attributes["client.address"] = client[0]
-        return Trace(self.exporter.submit, method, kind=SERVER, attributes=attributes, trace_id=trace_id,
-                     parent_id=parent_id, tracestate=tracestate or "")
+        context.trace = Trace(self.exporter.submit, method, kind=SERVER, attributes=attributes, trace_id=trace_id,
+                              parent_id=parent_id, tracestate=tracestate or "")
 
     def continued(self, name: str, headers: Mapping[str, str]) -> Trace | None:
         """A trace carried here in ``headers`` (``traceparent``, ``tracestate``) by another

@@ -4,9 +4,10 @@ their deltas, tagged with the index of their choice. A backend needs nothing for
 sets ``concurrent_choices = False`` (one model in one process, where a process-wide seed would
 make concurrent choices irreproducible) gets its choices one after another.
 
-Each generation runs in a task of its own whose request fields are unset, so the per-choice
-accounting of ``LLMRunner._deltas`` stays private and the runner writes the request's one
-account, summed over the choices."""
+Each generation runs in a task of its own with a detached request context
+(``RequestContext.detached``), so the per-choice accounting of ``LLMRunner._deltas`` stays
+private and the runner writes the request's one account, summed over the choices, while each
+choice's engine span joins the request's trace beside the others."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def summed(usages: Sequence[Usage], per_prompt: int | None = None) -> Usage:
 
 
 async def _private(work: Awaitable[T]) -> T:
-    request_context.set(None)  # this task reports nothing: the request accounts once, for all choices
+    context = request_context.get()  # this task's reports stay its own: the request accounts once, for all choices
+    request_context.set(context.detached() if context is not None else None)
     return await work
 
 

@@ -173,10 +173,11 @@ def test_the_trace_id_is_in_the_request_log_line(receiver, warmgate_server, capf
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     r = client.post("/echo", json={"prompt": "x"}, headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"})
     assert r.status_code == 200
-    receiver.wait_for(lambda got: server_span(got, "gw", "/echo") is not None)
+    spans = receiver.wait_for(lambda got: server_span(got, "gw", "/echo") is not None)
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
     [line] = [line for line in lines if line.get("event") == "request" and line.get("path") == "/echo"]
     assert line["trace_id"] == trace_id and line["request_id"] == r.headers["x-request-id"]
+    assert server_span(spans, "gw", "/echo").attributes["warmgate.request_id"] == r.headers["x-request-id"]
 
 
 def test_sampling_keeps_a_callers_decision_and_samples_new_traces_by_ratio(receiver, warmgate_server):

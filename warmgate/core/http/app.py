@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if tracer is not None:
-            tracer.start()
+            tracer.start_in_loop()
         for result in pm.hook.startup(app=app):
             await await_me_maybe(result)
         await manager.start()
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, pipelines: Mapping[str, Pipe
                 await await_me_maybe(result)
             await manager.stop()
             if tracer is not None:
-                await asyncio.to_thread(tracer.shutdown)  # the last spans, bounded by the export timeout
+                await tracer.aclose()  # the last spans, bounded by the export timeout
 
     app = Litestar(
         route_handlers=handlers,

@@ -105,7 +105,7 @@ class Trace:
     children of the innermost open one; ``finish()`` ends what is still open and hands the
     spans to ``export``."""
 
-    __slots__ = ("_open", "_export", "spans", "trace_id", "tracestate", "reason", "root")
+    __slots__ = ("_open", "_export", "request_id", "spans", "trace_id", "tracestate", "reason", "root")
 
     def __init__(self, export: Callable[[Trace], None], name: str, *, kind: int = INTERNAL,
                  attributes: dict[str, Any] | None = None, trace_id: int = 0, parent_id: int = 0,
@@ -115,6 +115,8 @@ class Trace:
         self.tracestate = tracestate
         self.reason: str | None = None
         """Why the request failed, as its error body says; open spans end with it."""
+        self.request_id = ""
+        """The root span's ``warmgate.request_id`` (kept apart: the root's other attributes repeat)."""
         self._open: list[Span] = []
         self.root = Span(self, name, parent_id, kind, attributes)
         self.spans = [self.root]
@@ -137,7 +139,7 @@ class Trace:
         own, so that concurrent steps are siblings instead of each other's children."""
         fork = Trace.__new__(Trace)
         fork._export, fork.trace_id, fork.tracestate = self._export, self.trace_id, self.tracestate
-        fork.reason, fork._open, fork.root, fork.spans = None, [], self.current, self.spans
+        fork.reason, fork._open, fork.root, fork.spans, fork.request_id = None, [], self.current, self.spans, ""
         return fork
 
     def branch(self, name: str, attributes: dict[str, Any] | None = None) -> Trace:

@@ -74,13 +74,13 @@ class Tracer:
                     else {"traceparent": incoming}  # type: ignore[dict-item]
             return
         method = scope["method"]
-        attributes = {"http.request.method": method, "url.path": scope["path"], "url.scheme": scope["scheme"],
-                      "warmgate.request_id": context.request_id}
+        attributes = {"http.request.method": method, "url.path": scope["path"], "url.scheme": scope["scheme"]}
         client = scope.get("client")
         if client:
             attributes["client.address"] = client[0]
-        context.trace = Trace(self.exporter.submit, method, kind=SERVER, attributes=attributes, trace_id=trace_id,
-                              parent_id=parent_id, tracestate=tracestate or "")
+        trace = context.trace = Trace(self.exporter.submit, method, kind=SERVER, attributes=attributes,
+                                      trace_id=trace_id, parent_id=parent_id, tracestate=tracestate or "")
+        trace.request_id = context.request_id
 
     def continued(self, name: str, headers: Mapping[str, str]) -> Trace | None:
         """A trace carried here in ``headers`` (``traceparent``, ``tracestate``) by another
@@ -146,10 +146,18 @@ class Tracer:
         return LoadObserver(self, inner)
 
     def start(self) -> None:
+        """Export from a thread (no event loop at hand: a Ray replica's constructor)."""
         self.exporter.start()
+
+    def start_in_loop(self) -> None:
+        """Export from a task on the running event loop (a gateway)."""
+        self.exporter.start_in_loop()
 
     def shutdown(self) -> None:
         self.exporter.shutdown()
+
+    async def aclose(self) -> None:
+        await self.exporter.aclose()
 
 
 class LoadObserver:

@@ -25,7 +25,7 @@ _fixed64 = struct.Struct("<Q").pack
 _double = struct.Struct("<d").pack
 _ERROR = b"\x18\x02"  # Status.code = STATUS_CODE_ERROR
 _CACHED_ATTRIBUTES = 4096
-_UNIQUE = frozenset({"warmgate.request_id", "gen_ai.response.time_to_first_chunk"})
+_UNIQUE = frozenset({"gen_ai.response.time_to_first_chunk"})
 """Attributes whose values are never seen twice: not worth a place in the cache."""
 
 
@@ -82,7 +82,7 @@ def _key_value(key: str, value: Any) -> bytes:
     return _field(1, key.encode()) + _field(2, _any_value(value))
 
 
-def _attributes(number: int, attributes: Mapping[str, Any]) -> bytes:
+def _each_attribute(number: int, attributes: Mapping[str, Any]) -> bytes:
     """Each attribute as a repeated ``KeyValue`` field ``number``; one seen before (a method, a
     route, a function) is looked up, not encoded again."""
     tag = _TAGS[number]
@@ -103,26 +103,74 @@ def _attributes(number: int, attributes: Mapping[str, Any]) -> bytes:
     return b"".join(parts)
 
 
-_ids = struct.Struct(">HQHQ").pack  # span_id and parent_span_id: each its tag and length bytes, then big-endian
+_attribute_sets: dict[tuple[int, tuple[tuple[str, Any], ...]], bytes] = {}
+"""Encoded attributes by their whole set: a step's spans repeat theirs exactly (a route's
+method, path and status; an executor's function), so one lookup stands for the lot."""
+
+
+def _attributes(number: int, attributes: Mapping[str, Any]) -> bytes:
+    if not _UNIQUE.isdisjoint(attributes):  # a request id: the rest may still repeat
+        unique = {key: value for key, value in attributes.items() if key in _UNIQUE}
+        rest = {key: value for key, value in attributes.items() if key not in _UNIQUE}
+        return _attributes(number, rest) + _each_attribute(number, unique)
+    key = (number, tuple(attributes.items()))
+    try:
+        encoded = _attribute_sets.get(key)
+    except TypeError:  # a list among the values
+        return _each_attribute(number, attributes)
+    if encoded is None:
+        encoded = _each_attribute(number, attributes)
+        if len(_attribute_sets) < _CACHED_ATTRIBUTES:
+            _attribute_sets[key] = encoded
+    return encoded
+
+
+_REQUEST_ID = _field(1, b"warmgate.request_id")
+
+
+def _request_id(request_id: str) -> bytes:
+    """The root span's ``warmgate.request_id`` attribute (a string never seen twice)."""
+    return _field(9, _REQUEST_ID + _field(2, _field(1, request_id.encode())))
+
+
+_shapes: dict[tuple[str, int], bytes] = {}
+"""A span's encoded name and kind, by both."""
+
+
+_ids = struct.Struct(">HQQHQHQ").pack  # trace_id, span_id and parent_span_id: tag and length bytes, then big-endian
+_root_ids = struct.Struct(">HQQHQ").pack  # trace_id and span_id
 _span_id = struct.Struct(">HQ").pack
 _times = struct.Struct("<BQBQ").pack  # start_time_unix_nano and end_time_unix_nano (fixed64)
-_SPAN_ID, _PARENT_ID, _START, _END = 0x1208, 0x2208, 0x39, 0x41
+_TRACE_ID, _SPAN_ID, _PARENT_ID, _START, _END = 0x0A10, 0x1208, 0x2208, 0x39, 0x41
+_LOW = 0xFFFFFFFFFFFFFFFF
 
 
 def encode_trace(trace: Trace) -> bytes:
     """A finished trace's spans, each a ``ScopeSpans.spans`` entry: bytes, which the garbage
     collector never scans while they wait for export (a queue of span objects it does, and at
     thousands of requests a second that costs more than encoding them)."""
-    head = b"\x0a\x10" + trace.trace_id.to_bytes(16, "big")
-    if trace.tracestate:
-        head += _field(3, trace.tracestate.encode())
+    high, low = trace.trace_id >> 64, trace.trace_id & _LOW
+    state = _field(3, trace.tracestate.encode()) if trace.tracestate else b""
     out = []
     for span in trace.spans:
-        ids = _ids(_SPAN_ID, span.span_id, _PARENT_ID, span.parent_id) if span.parent_id \
-            else _span_id(_SPAN_ID, span.span_id)
-        body = head + ids + _name(span.name) + _KINDS[span.kind] + _times(_START, span.start_ns, _END, span.end_ns)
+        if state:
+            ids = _root_ids(_TRACE_ID, high, low, _SPAN_ID, span.span_id) + state
+            if span.parent_id:
+                ids += _span_id(_PARENT_ID, span.parent_id)
+        elif span.parent_id:
+            ids = _ids(_TRACE_ID, high, low, _SPAN_ID, span.span_id, _PARENT_ID, span.parent_id)
+        else:
+            ids = _root_ids(_TRACE_ID, high, low, _SPAN_ID, span.span_id)
+        shape = _shapes.get((span.name, span.kind))
+        if shape is None:
+            shape = _name(span.name) + _KINDS[span.kind]
+            if len(_shapes) < _CACHED_ATTRIBUTES:
+                _shapes[(span.name, span.kind)] = shape
+        body = ids + shape + _times(_START, span.start_ns, _END, span.end_ns)
         if span.attributes:
             body += _attributes(9, span.attributes)
+        if span is trace.root and trace.request_id:
+            body += _request_id(trace.request_id)
         if span.events or span.links or span.error is not None:
             body += _rare_fields(span)
         size = len(body)

@@ -27,7 +27,8 @@ Four more comparisons, each behind its flag (instead of the table above):
   SQLite file against a throwaway PostgreSQL (``warmgate.testing.postgres``, fsync on, as the
   SQLite ledger's ``ledger_sync: full``) through ``pricing.database``.
 * ``--tracing``: ``warmgate+tracing`` against ``warmgate`` on the no-op pipeline and on the 5 ms
-  one, at c=1 and c=64, with the server's CPU per request.
+  one, at c=1 and c=64, with the server's CPU per request; the two servers of a pipeline side by
+  side, loaded in turn (``--rounds`` runs each, medians), since this VM drifts.
 * ``--workers``: a gateway relaying ``/echo`` (``executor: remote``, unpriced) to an upstream
   warmgate running the echo pipeline in process (an instant runner), in one worker process and in
   two (``serve --workers 2``: ``warmgate.testing.process``, as tests/core/test_workers.py runs it), at
@@ -278,10 +279,52 @@ def bench_pricing(wrk: str, tmp: Path, duration: int, sync: str, rounds: int) ->
 
 def bench_tracing(wrk: str, tmp: Path, duration: int, sync: str, rounds: int,
                   otlp: str) -> dict[str, dict[str, dict[str, float]]]:
-    """``--tracing``: every request traced and exported, against tracing off, on the no-op and the 5 ms pipeline."""
-    runs = [{f"{variant}{'@5ms' if slow else ''}": bench_variant(variant, wrk, tmp, duration, sync, slow=slow, otlp=otlp)
-             for slow in (False, True) for variant in ("warmgate", "warmgate+tracing")} for _ in range(rounds)]
-    return median_of_rounds(runs)
+    """``--tracing``: every request traced and exported, against tracing off, on the no-op and
+    the 5 ms pipeline. The two servers of a pipeline run side by side and are loaded in turn,
+    one run each per round (in alternating order), so that the machine's drift, which on this
+    VM moves a server's numbers by a fifth from one minute to the next, falls on both alike."""
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for slow in (False, True):
+        servers = {}
+        for variant in ("warmgate", "warmgate+tracing"):
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port), "--ledger",
+                                     str(tmp / f"usage-{port}.sqlite"), "--ledger-sync", sync, "--otlp", otlp,
+                                     *(["--slow"] if slow else [])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            servers[f"{variant}{'@5ms' if slow else ''}"] = (proc, port)
+        try:
+            for name, (proc, port) in servers.items():
+                wait_ready(proc, f"http://127.0.0.1:{port}", name, API_KEY)
+            runs: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name in servers}
+            for threads, conns in LEVELS:
+                order = list(servers)
+                for name in order:
+                    run_wrk(wrk, _script(tmp, servers[name][1]), _url(servers[name][1]), threads, conns, WARMUP_SECONDS)
+                for round_ in range(rounds):
+                    for name in order if round_ % 2 == 0 else order[::-1]:
+                        proc, port = servers[name]
+                        cpu = _cpu_seconds(proc.pid)
+                        result = run_wrk(wrk, _script(tmp, port), _url(port), threads, conns, duration)
+                        result["cpu_us"] = (_cpu_seconds(proc.pid) - cpu) / max(1, result["requests"]) * 1e6
+                        runs[name].setdefault(f"c{conns}", []).append(result)
+            for name, levels in runs.items():
+                results[name] = {level: {k: statistics.median(r[k] for r in got) for k in got[0]}
+                                 for level, got in levels.items()}
+        finally:
+            for proc, _ in servers.values():
+                stop(proc, timeout=10)
+    return results
+
+
+def _script(tmp: Path, port: int) -> Path:
+    script = tmp / f"post-{port}.lua"
+    if not script.exists():
+        script.write_text(WRK_SCRIPT.replace("TOKEN", API_KEY).replace("BODY", BODY.decode()))
+    return script
+
+
+def _url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/noop"
 
 
 def bench_store(wrk: str, tmp: Path, duration: int, sync: str, rounds: int) -> dict[str, dict[str, dict[str, float]]]:

@@ -180,3 +180,25 @@ def test_a_queued_client_that_disconnects_leaves_the_queue_and_never_runs(warmga
     assert third.status_code == 200 and third.json()["text"] == "third"
     info = _functions(client)["echo:m"]
     assert info["requests"] == 2 and info["queued"] == 0 and info["in_flight"] == 0
+
+
+def test_startup_is_frozen_for_the_garbage_collector_and_a_model_loaded_later_is_not(warmgate_server):
+    """``gc.freeze()`` at startup takes what the gateway built out of every full collection; a
+    model loads after it, so one that scales to zero is still collected (cycles included)."""
+    import gc
+    import weakref
+
+    echo = EchoPipeline()
+    config = FunctionConfig(pipeline="echo", model_id="m", scaling=Scaling(idle_timeout=0.2))
+    server, client = warmgate_server(Settings(functions=[config]), pipelines={"echo": echo.spec})
+    assert gc.get_freeze_count() > 0
+    tracked = {id(o) for o in gc.get_objects()}  # the frozen are not among them
+    assert id(server.app.state.functions) not in tracked
+    assert client.post("/echo", json={"prompt": "a"}).status_code == 200
+    runner = server.app.state.functions.functions["echo:m"].runner
+    runner.cycle = [runner]  # garbage only the cyclic collector can free
+    gone = weakref.ref(runner)
+    del runner
+    assert wait_for(lambda: _functions(client)["echo:m"]["state"] == "cold")
+    gc.collect()
+    assert gone() is None

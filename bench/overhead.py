@@ -227,8 +227,7 @@ def measure(proc: subprocess.Popen[bytes], port: int, variant: str, token: str, 
             body: bytes = BODY) -> dict[str, dict[str, float]]:
     """Wait for the server ``proc`` on ``port``, warm up and measure every concurrency level of
     ``POST path``, stop it."""
-    script = tmp / f"post-{port}.lua"
-    script.write_text(WRK_SCRIPT.replace("TOKEN", token).replace("BODY", body.decode()))
+    script = _script(tmp, port, token, body)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, dict[str, float]] = {}
     try:
@@ -316,10 +315,10 @@ def bench_tracing(wrk: str, tmp: Path, duration: int, sync: str, rounds: int,
     return results
 
 
-def _script(tmp: Path, port: int) -> Path:
+def _script(tmp: Path, port: int, token: str = API_KEY, body: bytes = BODY) -> Path:
+    """The wrk script that POSTs ``body`` with ``token`` to the server on ``port``."""
     script = tmp / f"post-{port}.lua"
-    if not script.exists():
-        script.write_text(WRK_SCRIPT.replace("TOKEN", API_KEY).replace("BODY", BODY.decode()))
+    script.write_text(WRK_SCRIPT.replace("TOKEN", token).replace("BODY", body.decode()))
     return script
 
 

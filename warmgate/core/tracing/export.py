@@ -128,18 +128,23 @@ class OTLPExporter:
             return
         self._stopping = True
         self._wake_task.set()
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):  # then wait_for has cancelled the task
             await asyncio.wait_for(task, self.timeout + 1.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
 
     def _run(self) -> None:
         with httpx.Client(timeout=self._timeouts()) as client:
-            while not self._stopping:
-                self._wake.wait(self.interval)
-                self._wake.clear()
-                self._guarded(lambda: [self._posted(self._post(client, body)) for body in self._batches()])
-            self._guarded(lambda: [self._posted(self._post(client, body)) for body in self._batches()])
+            while True:
+                stopping = self._stopping
+                if not stopping:
+                    self._wake.wait(self.interval)
+                    self._wake.clear()
+                try:
+                    for body in self._batches():
+                        self._posted(self._post(client, body))
+                except Exception:  # a bug here must cost spans, not the thread (and with it every later export)
+                    self._failed_drain()
+                if stopping:
+                    return
 
     async def _run_task(self) -> None:
         async with httpx.AsyncClient(timeout=self._timeouts()) as client:
@@ -153,20 +158,16 @@ class OTLPExporter:
                     for body in self._batches():
                         self._posted(await self._post_async(client, body))
                 except Exception:  # a bug here must cost spans, not the task (and with it every later export)
-                    self.failures += 1
-                    _log.exception("trace_export_failed", endpoint=self.endpoint)
+                    self._failed_drain()
                 if stopping:
                     return
 
     def _timeouts(self) -> httpx.Timeout:
         return httpx.Timeout(self.timeout, connect=min(self.timeout, 2.0))
 
-    def _guarded(self, drain: Any) -> None:
-        try:
-            drain()
-        except Exception:  # a bug here must cost spans, not the thread (and with it every later export)
-            self.failures += 1
-            _log.exception("trace_export_failed", endpoint=self.endpoint)
+    def _failed_drain(self) -> None:
+        self.failures += 1
+        _log.exception("trace_export_failed", endpoint=self.endpoint)
 
     def _batches(self) -> Iterator[bytes]:
         """``ExportTraceServiceRequest`` bodies of what was queued when this was called; what
@@ -192,14 +193,14 @@ class OTLPExporter:
             response = client.post(self.endpoint, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
             return _described(exc)
-        return None if response.status_code < 300 else f"the collector answered {response.status_code}"
+        return _refused(response)
 
     async def _post_async(self, client: httpx.AsyncClient, body: bytes) -> str | None:
         try:
             response = await client.post(self.endpoint, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
             return _described(exc)
-        return None if response.status_code < 300 else f"the collector answered {response.status_code}"
+        return _refused(response)
 
     def _posted(self, error: str | None) -> None:
         if error is None:
@@ -211,6 +212,10 @@ class OTLPExporter:
         if not self._failing:  # logged when it starts failing, not for every batch
             self._failing = True
             _log.warning("trace_export_failed", endpoint=self.endpoint, error=error)
+
+
+def _refused(response: httpx.Response) -> str | None:
+    return None if response.status_code < 300 else f"the collector answered {response.status_code}"
 
 
 def _described(exc: httpx.HTTPError) -> str:

@@ -180,6 +180,17 @@ def test_the_trace_id_is_in_the_request_log_line(receiver, warmgate_server, capf
     assert server_span(spans, "gw", "/echo").attributes["warmgate.request_id"] == r.headers["x-request-id"]
 
 
+@pytest.mark.parametrize("length", [1, 102, 103, 128])  # 102 and 103: where its encoded length stops fitting a byte
+def test_a_callers_request_id_of_any_length_is_the_server_spans_attribute(receiver, warmgate_server, length):
+    settings = Settings(functions=[FunctionConfig(pipeline="echo", model_id="echo-1")], sections=[tracing(receiver, "gw")])
+    _, client = warmgate_server(settings, pipelines={"echo": EchoPipeline().spec})
+    request_id = ("req-" + "0123456789abcdef" * 8)[:length]
+    r = client.post("/echo", json={"prompt": "x"}, headers={"X-Request-Id": request_id})
+    assert r.status_code == 200 and r.headers["x-request-id"] == request_id
+    spans = receiver.wait_for(lambda got: server_span(got, "gw", "/echo") is not None)
+    assert server_span(spans, "gw", "/echo").attributes["warmgate.request_id"] == request_id
+
+
 def test_sampling_keeps_a_callers_decision_and_samples_new_traces_by_ratio(receiver, warmgate_server):
     settings = Settings(functions=[FunctionConfig(pipeline="echo", model_id="echo-1")],
                         sections=[tracing(receiver, "gw", sample_ratio=0.0)])

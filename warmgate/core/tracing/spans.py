@@ -1,9 +1,10 @@
 """Spans as plain objects: what one trace records while it runs, exported when it ends.
 
-The OpenTelemetry SDK's spans cost about 15 µs each to start and end here, and as much again to
-encode; at ten spans a request that is more than the gateway's whole per-request work. These
-record a name, two clocks and a few attributes (about 1 µs), and ``export`` encodes them into
-OTLP's own protobuf messages in the background.
+The OpenTelemetry SDK's spans, recorded and exported over OTLP, cost about 90 µs of CPU each on
+the machine this was measured on (``bench/tracing_cost.py``): a traced no-op request's four
+would cost more than the gateway's whole work for it. These record a name, two clocks and a few
+attributes, ``wire`` encodes a finished trace into OTLP's protobuf bytes, and ``export`` posts
+them in the background: about 4 µs a span, all told, on the same machine.
 """
 
 from __future__ import annotations

@@ -126,11 +126,19 @@ def _attributes(number: int, attributes: Mapping[str, Any]) -> bytes:
 
 
 _REQUEST_ID = _field(1, b"warmgate.request_id")
+_request_id_heads = [b"\x4a" + bytes((len(_REQUEST_ID) + 4 + size,)) + _REQUEST_ID + bytes((0x12, size + 2, 0x0A, size))
+                     for size in range(0x80 - len(_REQUEST_ID) - 4)]
+"""The bytes before a request id of each length whose lengths all fit a byte (a request id is
+at most 128 characters; the gateway's own are 32): the id is then joined to them, not wrapped
+in three fields."""
 
 
 def _request_id(request_id: str) -> bytes:
     """The root span's ``warmgate.request_id`` attribute (a string never seen twice)."""
-    return _field(9, _REQUEST_ID + _field(2, _field(1, request_id.encode())))
+    encoded = request_id.encode()
+    if len(encoded) < len(_request_id_heads):
+        return _request_id_heads[len(encoded)] + encoded
+    return _field(9, _REQUEST_ID + _field(2, _field(1, encoded)))
 
 
 _shapes: dict[tuple[str, int], bytes] = {}

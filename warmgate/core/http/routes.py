@@ -288,17 +288,19 @@ async def _taken(holds: list[Any]) -> None:
             raise outcome
 
 
-OUT_OF_CREDIT_SECONDS = 5.0
-"""After a key's hold is refused (402), its requests for this long wait for their hold before
-the function runs, so a key out of credit spends no model time; otherwise a hold is decided
-beside the function, and each refused request would have run once."""
-_refused_at: dict[str, float] = {}
-"""Keys whose last hold was refused, with when (``time.monotonic()``)."""
+OUT_OF_CREDIT_KEYS = 10_000
+"""Keys remembered as out of credit at most (the oldest forgotten first)."""
+_refused: dict[str, float] = {}
+"""Keys whose last hold was refused (402), with when (``perf_counter``), oldest first: until a
+hold of theirs asked for after that is taken (credit added), their requests wait for their hold
+before the function runs, so a key out of credit spends no model time. Otherwise a hold is
+decided beside the function, and each refused request would have run once. A hold taken by a
+request that came before the refusal says nothing about the credit now, and a time limit would
+let a broke key's requests run again, all at once, each time it ran out."""
 
 
 def _out_of_credit(caller: Caller | None) -> bool:
-    refused = _refused_at.get(caller.key) if caller is not None and caller.key is not None else None
-    return refused is not None and time.monotonic() - refused < OUT_OF_CREDIT_SECONDS
+    return caller is not None and caller.key is not None and caller.key in _refused
 
 
 async def _answer(context: RequestContext, app: Any, result: Any) -> None:
@@ -310,10 +312,12 @@ async def _answer(context: RequestContext, app: Any, result: Any) -> None:
         await context.hold()
     except PaymentRequired:
         if key is not None:
-            _refused_at[key] = time.monotonic()
+            if key not in _refused and len(_refused) >= OUT_OF_CREDIT_KEYS:
+                del _refused[next(iter(_refused))]
+            _refused[key] = time.perf_counter()
         raise
-    if key is not None and _refused_at:
-        _refused_at.pop(key, None)
+    if key is not None and _refused and context.started > _refused.get(key, math.inf):
+        del _refused[key]
     if context.quote is not None and getattr(result, "status_code", 200) < 400:
         for answering in pm.hook.on_answer(quote=context.quote, app=app):
             await await_me_maybe(answering)

@@ -316,7 +316,7 @@ async def _answer(context: RequestContext, app: Any, result: Any) -> None:
                 del _refused[next(iter(_refused))]
             _refused[key] = time.perf_counter()
         raise
-    if key is not None and _refused and context.started > _refused.get(key, math.inf):
+    if key is not None and _refused and context.started > _refused.get(key, context.started):
         del _refused[key]
     if context.quote is not None and getattr(result, "status_code", 200) < 400:
         for answering in pm.hook.on_answer(quote=context.quote, app=app):

@@ -61,7 +61,10 @@ def two_replicas(tmp_path, postgres_url):
 
 def test_200_parallel_requests_over_two_replicas_on_a_balance_for_100_serve_exactly_100(two_replicas):
     first, second, db = two_replicas
-    record, token = make_key(db.target, credit=300)  # 100 requests of 3 characters
+    record, token = make_key(db.target, credit=306)  # a warm-up on each replica, then 100 requests of 3 characters
+    for replica in (first, second):  # loaded, pooled and the key read on both, so neither starts the burst late
+        assert httpx.post(f"{replica.url}/echo", json={"prompt": "abc"}, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}).status_code == 200
     lowest: list[int] = []
     done = threading.Event()
 
@@ -84,13 +87,17 @@ def test_200_parallel_requests_over_two_replicas_on_a_balance_for_100_serve_exac
     finally:
         done.set()
         watcher.join()
+    # Which replica serves which of the 100 is first come, first served at the key's row: on a busy
+    # machine one replica's holds can all land before the other's first, so no split is asserted.
+    # The 100 served are what the credit pays for, and both replicas know the key is spent.
     assert Counter(r.status_code for r in responses) == {200: 100, 402: 100}
-    served_by = Counter(r.url.port for r in responses if r.status_code == 200)
-    assert len(served_by) == 2  # both replicas served some of the 100
+    for replica in (first, second):
+        assert httpx.post(f"{replica.url}/echo", json={"prompt": "abc"}, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}).status_code == 402
     assert lowest and min(lowest) >= 0
-    ledger_is_whole(db, record.id, [], credit=300)
+    ledger_is_whole(db, record.id, [], credit=306)
     [(rows,)] = db.rows("SELECT COUNT(*) FROM usage WHERE key = ?", record.id)
-    assert rows == 100
+    assert rows == 102
 
 
 def test_a_key_limited_to_60_rpm_is_served_60_times_in_the_minute_over_both_replicas(two_replicas):
